@@ -1,0 +1,194 @@
+"""The one typed config: params.yaml read into frozen dataclasses, strictly.
+
+Every section of params.yaml maps to one dataclass below; an unknown key or a value of the
+wrong type stops the run with a message naming the key. Field names are the keyword arguments
+of the code they feed (``build_head(fusion=..., hidden_dim=..., dropout=...)``), so a value
+reaches its use in one hop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from src.errors import UserError
+
+PARAMS_FILE = "params.yaml"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "data"  # course layout: train.txt, test_without_label.txt, data/{guid}.txt|jpg
+    holdout_fraction: float = 0.15  # untouched split of train.txt; the only one reported
+    val_fraction: float = 0.15  # split of train.txt for early stopping and tuning
+    split_seed: int = 42  # seeds the stratified holdout and validation splits
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "openai/clip-vit-base-patch32"  # hub id or local folder
+    revision: str = "main"  # hub revision; ignored for a local folder
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    dir: str = "features"  # the cache folder (a DVC output)
+    augment_views: int = 4  # augmented views cached per labelled image; 0 = none
+    batch_size: int = 64  # backbone batch size
+    num_workers: int = 2  # DataLoader processes that read and decode images
+    max_text_tokens: int = 77  # CLIP's context length; longer tweets are truncated
+    seed: int = 0  # seeds the augmentations, so a rebuild gives the same cache
+
+
+FUSIONS = ("text", "image", "early", "late", "cross_attention", "gated")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    fusion: Literal["text", "image", "early", "late", "cross_attention", "gated"] = "late"
+    hidden_dim: int = 256  # width of the fusion layers and the classifier
+    dropout: float = 0.2
+    lr: float = 0.001  # AdamW peak learning rate, cosine-decayed to 0
+    weight_decay: float = 0.01
+    epochs: int = 10
+    batch_size: int = 64
+    patience: int = 3  # epochs without a better validation weighted F1 before stopping
+    class_weight_power: float = 0.0  # loss weight = (inverse class frequency) ** power
+    neutral_boost: float = 1.0  # extra factor on the neutral class weight
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    trials: int = 30  # the study ends holding this many finished (complete or pruned) trials
+    storage: str = "sqlite:///optuna.db"  # any Optuna RDB URL; PostgreSQL for several workers
+    study_name: str = "msc"
+    metric: str = "val_weighted_f1"  # validation metric to maximize
+    folds: int = 1  # > 1: the objective is averaged over k folds of the training split
+    seed: int = 0  # seeds the TPE sampler
+    n_jobs: int = 1  # trials run in parallel threads of one process
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)  # "train.<key>": spec
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` coerced to ``annotation`` (int -> float only), or raise UserError."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise UserError(f"{where} is {value!r}; it must be one of {', '.join(map(str, allowed))}")
+        return value
+    if origin in (dict, list):
+        if not isinstance(value, origin):
+            raise UserError(f"{where} must be a {origin.__name__}, got {value!r}")
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (annotation in (int, float) and isinstance(value, bool)) or not isinstance(value, annotation):
+        hint = " (write floats like 0.001: YAML reads 1e-3 as a string)" if isinstance(value, str) else ""
+        raise UserError(f"{where} must be of type {annotation.__name__}, got {value!r}{hint}")
+    return value
+
+
+def _build(cls: type, values: Any, source: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``values``, naming any unknown or mistyped key.
+
+    ``source`` names the file for messages; ``prefix`` is the dotted path of ``cls`` in it.
+    """
+    if not isinstance(values, dict):
+        raise UserError(f"{source}: '{prefix.rstrip('.') or 'the file'}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(
+            f"{source}: unknown key '{prefix}{unknown[0]}'; the keys there are: "
+            + ", ".join(f"{prefix}{k}" for k in sorted(known))
+        )
+    kwargs = {}
+    for name, value in values.items():
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], value or {}, source, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, hints[name], f"{source}: key '{prefix}{name}'")
+    return cls(**kwargs)
+
+
+SEARCH_KINDS = ("float", "int", "categorical")
+
+
+def _check_search_space(config: Config, where: str) -> None:
+    """Each entry is ``train.<field>: {type: float|int|categorical, ...}``, like Optuna's API."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, spec in config.tune.search_space.items():
+        section, _, name = key.partition(".")
+        if section != "train" or name not in train_fields:
+            raise UserError(
+                f"{where} tune.search_space: '{key}' is not a train key; use one of "
+                + ", ".join(f"train.{n}" for n in sorted(train_fields))
+            )
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind not in SEARCH_KINDS:
+            raise UserError(
+                f"{where} tune.search_space.{key}: 'type' must be one of {', '.join(SEARCH_KINDS)}"
+            )
+        required = {"choices"} if kind == "categorical" else {"low", "high"}
+        allowed = required | {"type", "log", "step"}
+        if not required <= set(spec) or set(spec) - allowed:
+            raise UserError(
+                f"{where} tune.search_space.{key}: a {kind} needs {', '.join(sorted(required))}"
+                f" and may have {', '.join(sorted(allowed - required - {'type'}))}; got {sorted(spec)}"
+            )
+
+
+def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Return ``config`` with dotted keys replaced, e.g. {"train.lr": 0.01}; types are checked."""
+    sections = {f.name: dataclasses.asdict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if section not in sections or name not in sections[section]:
+            raise UserError(f"unknown config key '{key}'")
+        sections[section][name] = value
+    return _build(Config, sections, "override")
+
+
+def load_config(path: str | os.PathLike = PARAMS_FILE) -> Config:
+    """Read params.yaml into a Config; a missing file gives the defaults."""
+    path = Path(path)
+    if not path.exists():
+        return Config()
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML: {error}") from None
+    config = _build(Config, values, str(path))
+    _check_search_space(config, str(path))
+    return config
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """Every parameter as ``section.key`` -> value, the names MLflow runs are logged under."""
+    flat = {}
+    for section in dataclasses.fields(config):
+        for name, value in dataclasses.asdict(getattr(config, section.name)).items():
+            if name != "search_space":
+                flat[f"{section.name}.{name}"] = value
+    return flat
+

@@ -1,0 +1,207 @@
+"""The course dataset: label files, tweet decoding and normalisation, and the three splits.
+
+Layout (``data.root``): ``train.txt`` and ``test_without_label.txt`` (``guid,tag``), and the
+samples ``{guid}.txt`` / ``{guid}.jpg`` in ``data.root/data/`` or directly in ``data.root``.
+
+Label-file normalisation: a UTF-8 BOM, CRLF line ends, blank lines and spaces around fields are
+ignored, and tags are lower-cased; anything else that is not ``guid,tag`` is an error naming the
+file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from src import LABELS
+from src.errors import UserError
+
+TRAIN_FILE = "train.txt"
+TEST_FILE = "test_without_label.txt"
+NULL_TAG = "null"
+MAX_TEXT_CHARS = 2000  # CLIP reads at most 77 tokens; longer texts are cut before tokenizing
+
+
+@dataclass(frozen=True)
+class Sample:
+    guid: str
+    label: str | None  # None for test samples
+    text_path: Path
+    image_path: Path
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    labelled: list[Sample]  # train.txt, in file order
+    test: list[Sample]  # test_without_label.txt, in file order
+
+    @property
+    def samples(self) -> list[Sample]:
+        """Labelled then test samples: the row order of the feature cache."""
+        return self.labelled + self.test
+
+
+def sample_folder(root: Path) -> Path:
+    """The folder that holds ``{guid}.txt``/``{guid}.jpg``: ``root/data`` or ``root`` itself."""
+    nested = root / "data"
+    return nested if nested.is_dir() else root
+
+
+def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None]]:
+    """Parse ``guid,tag`` lines; test files must say ``null``, train files a known label."""
+    if not path.is_file():
+        raise UserError(
+            f"{path} is missing; the dataset folder needs {TRAIN_FILE} and {TEST_FILE} "
+            "(the course archive's layout), or run `python -m src.sample` for a synthetic one"
+        )
+    lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    rows: list[tuple[str, str | None]] = []
+    seen: dict[str, int] = {}
+    header_seen = False
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = [part.strip() for part in line.split(",")]
+        if not header_seen:
+            if [f.lower() for f in fields] != ["guid", "tag"]:
+                raise UserError(
+                    f"{path}:{line_number}: expected the header 'guid,tag', found {line.strip()!r}"
+                )
+            header_seen = True
+            continue
+        if len(fields) != 2 or not fields[0]:
+            raise UserError(f"{path}:{line_number}: expected 'guid,tag', found {line.strip()!r}")
+        guid, tag = fields[0], fields[1].lower()
+        if test and tag != NULL_TAG:
+            raise UserError(f"{path}:{line_number}: guid {guid} has tag {tag!r}; test tags must be 'null'")
+        if not test and tag not in LABELS:
+            raise UserError(
+                f"{path}:{line_number}: guid {guid} has unknown tag {tag!r}; use one of {', '.join(LABELS)}"
+            )
+        if guid in seen:
+            raise UserError(f"{path}:{line_number}: guid {guid} repeats line {seen[guid]}; keep one")
+        seen[guid] = line_number
+        rows.append((guid, None if test else tag))
+    if not header_seen:
+        raise UserError(f"{path} is empty; expected the header 'guid,tag' and one line per sample")
+    return rows
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    """Read and check both label files; every listed guid must have its text and image."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(
+            f"no dataset at '{root}': put the course data there ({TRAIN_FILE}, {TEST_FILE} and "
+            f"data/{{guid}}.txt|jpg), set data.root in params.yaml, or run `python -m src.sample`"
+        )
+    train_rows = read_label_file(root / TRAIN_FILE, test=False)
+    test_rows = read_label_file(root / TEST_FILE, test=True)
+    train_guids = {guid for guid, _ in train_rows}
+    for line_number, (guid, _) in enumerate(test_rows, start=2):
+        if guid in train_guids:
+            raise UserError(
+                f"{root / TEST_FILE}: guid {guid} is also in {TRAIN_FILE}; a sample is either "
+                "labelled or test, remove it from one of them"
+            )
+    folder = sample_folder(root)
+    samples = [
+        Sample(guid, label, folder / f"{guid}.txt", folder / f"{guid}.jpg")
+        for guid, label in train_rows + test_rows
+    ]
+    missing = [
+        f"{s.guid} ({', '.join(p.name for p in (s.text_path, s.image_path) if not p.is_file())})"
+        for s in samples
+        if not (s.text_path.is_file() and s.image_path.is_file())
+    ]
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        raise UserError(f"{len(missing)} listed samples have no files in {folder}: {shown}")
+    return Dataset(root, samples[: len(train_rows)], samples[len(train_rows) :])
+
+
+def decode_text(raw: bytes) -> tuple[str, str]:
+    """Decode tweet bytes: UTF-8 (BOM stripped), then GB18030, else UTF-8 with U+FFFD.
+
+    Returns (text, encoding). Nothing is dropped: bytes no encoding accepts become U+FFFD,
+    which the returned encoding 'utf-8-replaced' flags.
+    """
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(encoding), encoding.removesuffix("-sig")
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", errors="replace"), "utf-8-replaced"
+
+
+@lru_cache(maxsize=1)
+def _tweet_tokenizer():
+    from nltk.tokenize import TweetTokenizer  # needs no NLTK data download
+
+    return TweetTokenizer(preserve_case=True)
+
+
+_URL = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
+URL_PLACEHOLDER = "http"  # the TweetEval convention; CLIP's BPE knows both placeholders
+USER_PLACEHOLDER = "@user"
+
+
+def normalize_tweet(text: str) -> str:
+    """Tokenize with NLTK's TweetTokenizer; URLs and @mentions become placeholders.
+
+    Hashtags, emoji and every script are kept: there is no ASCII filter.
+    """
+    tokens = _tweet_tokenizer().tokenize(text[:MAX_TEXT_CHARS])
+    out = []
+    for token in tokens:
+        if _URL.match(token):
+            out.append(URL_PLACEHOLDER)
+        elif token.startswith("@") and len(token) > 1:
+            out.append(USER_PLACEHOLDER)
+        else:
+            out.append(token)
+    return " ".join(out)
+
+
+def read_tweet(path: Path) -> str:
+    """A sample's normalised text, as the backbone sees it."""
+    text, _ = decode_text(path.read_bytes())
+    return normalize_tweet(text)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: np.ndarray  # row indices into Dataset.labelled
+    val: np.ndarray
+    holdout: np.ndarray
+
+
+def make_splits(labels: list[str], holdout_fraction: float, val_fraction: float, seed: int) -> Splits:
+    """Seeded, stratified train/validation/holdout split of the labelled rows.
+
+    The holdout is cut first, so changing ``val_fraction`` never moves a sample into it.
+    """
+    if not (0 < holdout_fraction < 1 and 0 < val_fraction < 1 and holdout_fraction + val_fraction < 1):
+        raise UserError(
+            "params.yaml: data.holdout_fraction and data.val_fraction must each be in (0, 1) "
+            f"and sum to less than 1, got {holdout_fraction} and {val_fraction}"
+        )
+    rows = np.arange(len(labels))
+    y = np.asarray(labels)
+    try:
+        rest, holdout = train_test_split(rows, test_size=holdout_fraction, stratify=y, random_state=seed)
+        train, val = train_test_split(
+            rest, test_size=val_fraction / (1 - holdout_fraction), stratify=y[rest], random_state=seed
+        )
+    except ValueError as error:
+        raise UserError(
+            f"cannot split {len(labels)} labelled samples into stratified train/validation/holdout "
+            f"sets ({error}); every class needs a few samples in each split"
+        ) from None
+    return Splits(np.sort(train), np.sort(val), np.sort(holdout))

@@ -1,0 +1,95 @@
+"""Reading the feature cache that ``src.featurize`` writes.
+
+Folder layout (every array float16 unless noted; N = labelled + test rows in Dataset order,
+N_lab = labelled rows, K = augment_views, L = text tokens, M = 1 + image patches, P = joint width):
+
+    manifest.json       fingerprint, shapes, guids and labels; written last, so its presence
+                        means the arrays are complete
+    text_pooled.npy     (N, P)         projected pooled text embedding
+    text_tokens.npy     (N, L, P)      projected per-token text states
+    text_mask.npy       (N, L) bool    True where a token is real, False for padding
+    image_pooled.npy    (N, P)         projected pooled image embedding, clean view
+    image_tokens.npy    (N, M, P)      projected per-patch states (CLS first), clean view
+    aug_pooled.npy      (N_lab, K, P)     the same for K augmented views of labelled images
+    aug_tokens.npy      (N_lab, K, M, P)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src import LABELS
+from src.errors import UserError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class FeatureBatch:
+    """What a fusion head reads. Token fields are None for heads that only use pooled features."""
+
+    text_pooled: torch.Tensor  # (B, P)
+    image_pooled: torch.Tensor  # (B, P)
+    text_tokens: torch.Tensor | None = None  # (B, L, P)
+    text_mask: torch.Tensor | None = None  # (B, L) bool, True = real token
+    image_tokens: torch.Tensor | None = None  # (B, M, P)
+
+
+class FeatureCache:
+    """Memory-mapped view of a complete cache folder."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        manifest_path = self.folder / MANIFEST
+        if not manifest_path.is_file():
+            raise UserError(
+                f"no complete feature cache in '{self.folder}' (no {MANIFEST}); run `python -m src.featurize` "
+                "or `dvc repro featurize` first"
+            )
+        self.manifest = json.loads(manifest_path.read_text())
+        self.guids: list[str] = self.manifest["guids"]
+        self.n_labelled: int = self.manifest["n_labelled"]
+        self.augment_views: int = self.manifest["augment_views"]
+        self.dim: int = self.manifest["dim"]
+        self.fingerprint: str = self.manifest["fingerprint"]
+        self.labels = np.array([LABELS.index(y) for y in self.manifest["labels"]], dtype=np.int64)  # (N_lab,)
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+        return self._arrays[name]
+
+    @property
+    def test_rows(self) -> np.ndarray:
+        return np.arange(self.n_labelled, len(self.guids))
+
+    def batch(self, rows: np.ndarray, views: np.ndarray | None = None, tokens: bool = False) -> FeatureBatch:
+        """Features of ``rows`` as float32 tensors.
+
+        ``views[i]`` picks the view of row i: 0 = clean, k >= 1 = augmented view k (labelled
+        rows only). Text has a single view.
+        """
+        rows = np.asarray(rows)
+        augmented = None if views is None else np.flatnonzero(np.asarray(views) > 0)
+
+        def image(name: str, aug_name: str) -> torch.Tensor:
+            values = self.array(name)[rows]  # fancy indexing copies out of the memmap
+            if augmented is not None and len(augmented):
+                values[augmented] = self.array(aug_name)[rows[augmented], views[augmented] - 1]
+            return torch.from_numpy(values).float()
+
+        def plain(name: str) -> torch.Tensor:
+            return torch.from_numpy(self.array(name)[rows]).float()
+
+        batch = FeatureBatch(text_pooled=plain("text_pooled"), image_pooled=image("image_pooled", "aug_pooled"))
+        if tokens:
+            batch.text_tokens = plain("text_tokens")
+            batch.text_mask = torch.from_numpy(self.array("text_mask")[rows])
+            batch.image_tokens = image("image_tokens", "aug_tokens")
+        return batch

@@ -1,0 +1,243 @@
+"""Stage ``featurize``: run the frozen backbone once over every sample and cache the features.
+
+The cache is keyed by a fingerprint of everything that changes its content: the backbone
+(weights and processor, or hub id and revision), every data file, and the preprocessing
+settings. A fresh cache is reused; a stale one is rebuilt in ``<dir>.tmp`` and swapped in only
+once complete, so a killed run never leaves a half-written cache in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from src.backbone import Backbone, backbone_identity, load_backbone
+from src.config import Config, FeaturesConfig, ModelConfig, load_config
+from src.data import Dataset, load_dataset, read_tweet
+from src.errors import UserError, cli
+from src.features import MANIFEST, FeatureCache
+from src.images import augment, open_image
+from src.io import atomic_write_text
+
+# Bump when the preprocessing code changes what lands in the cache (normalisation, augmentation).
+CACHE_FORMAT = 1
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 over both label files and the bytes of every listed sample."""
+    digest = hashlib.sha256()
+    for label_file in ("train.txt", "test_without_label.txt"):
+        digest.update((dataset.root / label_file).read_bytes())
+    for sample in dataset.samples:
+        digest.update(sample.guid.encode())
+        digest.update(hashlib.sha256(sample.text_path.read_bytes()).digest())
+        digest.update(hashlib.sha256(sample.image_path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def cache_fingerprint(model: ModelConfig, features: FeaturesConfig, data_hash: str) -> str:
+    """What decides staleness. Device, precision, batch size and workers change speed, not content."""
+    key = {
+        "format": CACHE_FORMAT,
+        "backbone": backbone_identity(model.backbone, model.revision),
+        "data": data_hash,
+        "augment_views": features.augment_views,
+        "max_text_tokens": features.max_text_tokens,
+        "seed": features.seed,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+class ImageViews(torch.utils.data.Dataset):
+    """Items are (row, view): view 0 is the clean image, views >= 1 seeded augmentations.
+
+    Runs in DataLoader workers, so image decoding overlaps the backbone's forward passes.
+    """
+
+    def __init__(self, dataset: Dataset, items: list[tuple[int, int]], image_processor, seed: int):
+        self.samples = dataset.samples
+        self.items = items
+        self.image_processor = image_processor
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, int, np.ndarray]:
+        row, view = self.items[index]
+        sample = self.samples[row]
+        image = open_image(sample.image_path)
+        if view:
+            # Seeded by (seed, guid, view): every rebuild gives the same augmented views.
+            image = augment(image, random.Random(f"{self.seed}:{sample.guid}:{view}"))
+        pixels = self.image_processor(images=image, return_tensors="np")["pixel_values"][0]  # (3, H, W)
+        return row, view, pixels
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+
+
+class NpyWriter:
+    """Streams items into a .npy file in C order, so memory stays one batch deep.
+
+    An item is the array's trailing ``item_ndim`` dimensions: a row of ``text_pooled`` or one
+    (row, view) of ``aug_pooled``. (A memmap would keep every written page mapped until the end.)
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype, item_ndim: int):
+        self.path, self.dtype = path, np.dtype(dtype)
+        self.item_shape = shape[len(shape) - item_ndim :]
+        self.expected = int(np.prod(shape[: len(shape) - item_ndim]))
+        self.written = 0
+        self.handle = path.open("wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(self.handle, header)
+
+    def append(self, block: np.ndarray) -> None:
+        """Write the next items, (b, *item_shape)."""
+        assert block.shape[1:] == self.item_shape, (block.shape, self.item_shape)
+        self.handle.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.written += len(block)
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.written != self.expected:
+            raise RuntimeError(f"{self.path}: wrote {self.written} items, expected {self.expected}")
+
+
+def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, folder: Path, fingerprint: str) -> None:
+    """Write every array of the cache into ``folder``, then its manifest."""
+    samples = dataset.samples
+    n_total, n_labelled, views = len(samples), len(dataset.labelled), settings.augment_views
+    texts = [read_tweet(sample.text_path) for sample in samples]
+    encoded = backbone.tokenize(texts, settings.max_text_tokens)  # padded to the longest: (N, L)
+    text_len = encoded["input_ids"].shape[1]
+    vision = backbone.model.config.vision_config
+    image_len = (vision.image_size // vision.patch_size) ** 2 + 1  # patches + CLS
+    dim = backbone.dim
+    writers = {
+        name: NpyWriter(folder / f"{name}.npy", shape, dtype, item_ndim)
+        for name, shape, dtype, item_ndim in [
+            ("text_pooled", (n_total, dim), np.float16, 1),
+            ("text_tokens", (n_total, text_len, dim), np.float16, 2),
+            ("text_mask", (n_total, text_len), np.bool_, 1),
+            ("image_pooled", (n_total, dim), np.float16, 1),
+            ("image_tokens", (n_total, image_len, dim), np.float16, 2),
+            ("aug_pooled", (n_labelled, views, dim), np.float16, 1),
+            ("aug_tokens", (n_labelled, views, image_len, dim), np.float16, 2),
+        ]
+        if views or not name.startswith("aug")
+    }
+    # Item order is the arrays' C order: every clean image, then labelled row r's views 1..K.
+    items = [(row, 0) for row in range(n_total)] + [(row, v) for row in range(n_labelled) for v in range(1, views + 1)]
+    loader = torch.utils.data.DataLoader(
+        ImageViews(dataset, items, backbone.processor.image_processor, settings.seed),
+        batch_size=settings.batch_size,
+        num_workers=settings.num_workers,
+        pin_memory=backbone.device.type == "cuda",
+    )
+    with _progress() as progress, torch.inference_mode():
+        task = progress.add_task("texts", total=n_total)
+        for start in range(0, n_total, settings.batch_size):
+            ids = encoded["input_ids"][start : start + settings.batch_size]
+            mask = encoded["attention_mask"][start : start + settings.batch_size]
+            pooled, tokens = backbone.encode_text(ids, mask)
+            writers["text_pooled"].append(pooled.float().cpu().numpy())
+            writers["text_tokens"].append(tokens.float().cpu().numpy())
+            writers["text_mask"].append(mask.bool().numpy())
+            progress.advance(task, len(ids))
+        task = progress.add_task(f"images ({n_total} clean + {n_labelled}x{views} augmented)", total=len(items))
+        for _rows, view_ids, pixels in loader:
+            pooled, tokens = backbone.encode_image(pixels)
+            pooled, tokens = pooled.float().cpu().numpy(), tokens.float().cpu().numpy()
+            clean = (view_ids == 0).numpy()  # a batch may straddle the clean/augmented boundary
+            if clean.any():
+                writers["image_pooled"].append(pooled[clean])
+                writers["image_tokens"].append(tokens[clean])
+            if not clean.all():
+                writers["aug_pooled"].append(pooled[~clean])
+                writers["aug_tokens"].append(tokens[~clean])
+            progress.advance(task, len(view_ids))
+    for writer in writers.values():
+        writer.close()
+    manifest = {
+        "fingerprint": fingerprint,
+        "format": CACHE_FORMAT,
+        "backbone": backbone.name,
+        "dim": dim,
+        "n_labelled": n_labelled,
+        "augment_views": views,
+        "text_tokens": text_len,
+        "image_tokens": image_len,
+        "settings": asdict(settings),
+        "guids": [s.guid for s in samples],
+        "labels": [s.label for s in dataset.labelled],
+    }
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest) + "\n")
+
+
+def cached_fingerprint(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
+    """Return the cache for ``config``, building it when stale. The bool says whether it was built."""
+    folder = Path(config.features.dir)
+    if config.features.augment_views < 0:
+        raise UserError(f"params.yaml: features.augment_views must be 0 or more, got {config.features.augment_views}")
+    dataset = load_dataset(config.data.root)
+    fingerprint = cache_fingerprint(config.model, config.features, data_fingerprint(dataset))
+    if not force and cached_fingerprint(folder) == fingerprint:
+        return FeatureCache(folder), False
+    backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision)
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
+    staging.mkdir(parents=True)
+    build_cache(dataset, backbone, config.features, staging, fingerprint)
+    # Swap: the old cache is moved aside before the new one takes its name. A kill between the
+    # two renames leaves no cache at all, which the next run rebuilds; never a partial one.
+    retired = folder.with_name(folder.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if folder.exists():
+        folder.rename(retired)
+    staging.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)
+    return FeatureCache(folder), True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compute or reuse the frozen-backbone feature cache.")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")
+    args = parser.parse_args(argv)
+    config = load_config(args.params)
+    started = time.perf_counter()
+    cache, built = featurize(config, force=args.force)
+    state = f"built in {time.perf_counter() - started:.1f}s" if built else "fresh, reused"
+    print(f"feature cache {cache.folder}/ {state}: {len(cache.guids)} samples "
+          f"({cache.n_labelled} labelled, {cache.augment_views} augmented views each), "
+          f"fingerprint {cache.fingerprint[:12]}")
+    return 0
+
+
+main = cli(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

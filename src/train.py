@@ -1,0 +1,158 @@
+"""Training one fusion head on the feature cache: the one ``train_head`` every caller reuses.
+
+Weighted cross-entropy (class weights from params), AdamW, a per-step cosine schedule, one
+augmented view sampled per labelled image per epoch, early stopping and best-checkpoint
+selection by validation weighted F1.
+
+``python -m src.train`` trains ``params.yaml``'s head once and prints its validation scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from src import LABELS
+from src.config import TrainConfig, load_config
+from src.data import make_splits
+from src.errors import UserError, cli
+from src.features import FeatureCache
+from src.heads import FusionHead, build_head
+from src.metrics import classification_metrics, scalar_metrics
+
+EVAL_BATCH = 512
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    head: FusionHead  # weights of the best epoch, in eval mode
+    history: list[dict[str, float]]  # one dict per epoch: train_* and val_* scalars
+    best_epoch: int  # 1-based
+    val_scores: dict  # classification_metrics at the best epoch, confusion included
+
+
+def class_weights(labels: np.ndarray, power: float, neutral_boost: float) -> torch.Tensor:
+    """(3,) loss weights: (inverse class frequency) ** power, neutral times ``neutral_boost``.
+
+    Normalised to mean 1, so the loss scale, and with it the learning rate, stays comparable.
+    """
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    weights = (counts.sum() / (len(LABELS) * np.maximum(counts, 1))) ** power
+    weights[LABELS.index("neutral")] *= neutral_boost
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict_proba(head: FusionHead, cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, 3) of ``rows`` on their clean views."""
+    head.eval()
+    out = [
+        torch.softmax(head(cache.batch(rows[i : i + EVAL_BATCH], tokens=head.uses_tokens)), dim=-1)
+        for i in range(0, len(rows), EVAL_BATCH)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+
+
+def evaluate(head: FusionHead, cache: FeatureCache, rows: np.ndarray, weights: torch.Tensor) -> dict:
+    """classification_metrics of ``rows`` plus their weighted cross-entropy ``loss``."""
+    probs = predict_proba(head, cache, rows)
+    targets = torch.from_numpy(cache.labels[rows])
+    scores = classification_metrics(cache.labels[rows], probs.argmax(1))
+    scores["loss"] = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), targets, weight=weights))
+    return scores
+
+
+def train_head(
+    cache: FeatureCache,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    config: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train ``config.fusion`` on ``train_rows``; select the epoch by weighted F1 on ``val_rows``.
+
+    ``on_epoch(epoch, scalars)`` runs after each epoch; raising from it (an Optuna prune)
+    stops training.
+    """
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    head = build_head(config.fusion, cache.dim, config.hidden_dim, config.dropout)
+    weights = class_weights(cache.labels[train_rows], config.class_weight_power, config.neutral_boost)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    history: list[dict[str, float]] = []
+    best_f1, best_epoch, best_state, best_scores = -1.0, 0, None, {}
+    for epoch in range(1, config.epochs + 1):
+        head.train()
+        order = rng.permutation(train_rows)
+        # One view per image per epoch: 0 = clean, 1..K = cached augmentations.
+        views = rng.integers(0, cache.augment_views + 1, size=len(order)) if cache.augment_views else None
+        losses, predictions = [], []
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            batch = cache.batch(rows, None if views is None else views[start : start + config.batch_size],
+                                tokens=head.uses_tokens)
+            logits = head(batch)  # (B, 3)
+            loss = F.cross_entropy(logits, torch.from_numpy(cache.labels[rows]), weight=weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item() * len(rows))
+            predictions.append(logits.argmax(1).numpy())
+        train_scores = classification_metrics(cache.labels[order], np.concatenate(predictions))
+        train_scores["loss"] = sum(losses) / len(order)
+        val_scores = evaluate(head, cache, val_rows, weights)
+        scalars = {**scalar_metrics(train_scores, "train_"), **scalar_metrics(val_scores, "val_")}
+        history.append(scalars)
+        if val_scores["weighted_f1"] > best_f1:
+            best_f1, best_epoch, best_scores = val_scores["weighted_f1"], epoch, val_scores
+            best_state = copy.deepcopy(head.state_dict())
+        if on_epoch is not None:
+            on_epoch(epoch, scalars)
+        if epoch - best_epoch >= config.patience:
+            break
+    head.load_state_dict(best_state)
+    head.eval()
+    return TrainResult(head, history, best_epoch, best_scores)
+
+
+def print_scores(title: str, scores: dict) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in scalar_metrics(scores).items():
+        table.add_row(key, f"{value:.4f}")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train params.yaml's head once on the feature cache.")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    config = load_config(args.params)
+    cache = FeatureCache(config.features.dir)
+    splits = make_splits(list(cache.manifest["labels"]), config.data.holdout_fraction,
+                         config.data.val_fraction, config.data.split_seed)
+    if config.train.epochs < 1:
+        raise UserError(f"params.yaml: train.epochs must be at least 1, got {config.train.epochs}")
+    result = train_head(cache, splits.train, splits.val, config.train)
+    print_scores(f"{config.train.fusion}: validation, best epoch {result.best_epoch}", result.val_scores)
+    return 0
+
+
+main = cli(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
