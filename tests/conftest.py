@@ -1,0 +1,59 @@
+"""Shared fixtures: one synthetic dataset, one tiny CLIP and one feature cache per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from src.config import Config, load_config, with_overrides
+from src.featurize import featurize
+from src.sample import write_backbone, write_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sample") / "data"
+    write_dataset(root, n=240, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("models") / "tiny-clip"
+    write_backbone(folder, "tiny", seed=0)
+    return folder
+
+
+def make_config(data_root: Path, backbone: Path, features_dir: Path, overrides: dict | None = None) -> Config:
+    """The repository's params.yaml pointed at test folders, with dotted-key overrides."""
+    return with_overrides(
+        load_config(REPO / "params.yaml"),
+        {
+            "data.root": str(data_root),
+            "model.backbone": str(backbone),
+            "model.device": "cpu",
+            "features.dir": str(features_dir),
+            "features.augment_views": 2,
+            "features.num_workers": 0,
+            "features.batch_size": 32,
+            "train.epochs": 3,
+            **(overrides or {}),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def config(sample_root, tiny_clip, tmp_path_factory) -> Config:
+    return make_config(sample_root, tiny_clip, tmp_path_factory.mktemp("cache") / "features")
+
+
+@pytest.fixture(scope="session")
+def cache(config):
+    cache, built = featurize(config)
+    assert built
+    return cache
+
+

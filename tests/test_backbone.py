@@ -1,0 +1,45 @@
+import pytest
+import torch
+from PIL import Image
+
+from src.backbone import load_backbone
+from src.errors import UserError
+from src.heads import build_head
+from src.features import FeatureBatch
+
+
+def test_no_backbone_parameter_ever_receives_a_gradient(tiny_clip):
+    """Run backbone and head in one graph with autograd on: only the head may get gradients."""
+    backbone = load_backbone(str(tiny_clip), device="cpu")
+    assert not backbone.model.training
+    encoded = backbone.tokenize(["so happy today", "sad"], 77)
+    pixels = torch.from_numpy(backbone.preprocess_image(Image.new("RGB", (64, 80), (200, 20, 20))))[None].repeat(2, 1, 1, 1)
+    with torch.enable_grad():
+        text_pooled, text_tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
+        image_pooled, image_tokens = backbone.encode_image(pixels)
+        head = build_head("cross_attention", backbone.dim, hidden_dim=8, dropout=0.0)
+        batch = FeatureBatch(text_pooled, image_pooled, text_tokens, encoded["attention_mask"].bool(), image_tokens)
+        head(batch).sum().backward()
+    with_grad = [name for name, p in backbone.model.named_parameters() if p.requires_grad or p.grad is not None]
+    assert with_grad == []
+    assert all(p.grad is not None for p in head.parameters())
+
+
+def test_unavailable_backbone_names_the_three_ways_out(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError) as error:
+        load_backbone("openai/clip-vit-base-patch32-not-cached")
+    message = str(error.value)
+    assert "huggingface-cli download" in message
+    assert "local folder" in message
+    assert "python -m src.sample" in message
+
+
+def test_shapes_of_the_sample_backbone(tiny_clip):
+    backbone = load_backbone(str(tiny_clip), device="cpu")
+    encoded = backbone.tokenize(["a b c", "love"], 77)
+    pooled, tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
+    assert pooled.shape == (2, backbone.dim) and tokens.shape == (2, encoded["input_ids"].shape[1], backbone.dim)
+    pixels = torch.zeros(3, 3, 224, 224)
+    pooled, tokens = backbone.encode_image(pixels)
+    assert pooled.shape == (3, backbone.dim) and tokens.shape == (3, 50, backbone.dim)  # CLS + 7x7 patches

@@ -1,0 +1,40 @@
+import pytest
+
+from src.config import Config, flatten, load_config, with_overrides
+from src.errors import UserError
+from tests.conftest import REPO
+
+
+def test_repository_params_load():
+    config = load_config(REPO / "params.yaml")
+    assert config.tune.trials == 30 and config.features.augment_views == 4
+    assert config.model.backbone == "openai/clip-vit-base-patch32"
+    assert "train.lr" in config.tune.search_space
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  lrr: 0.1\n", "unknown key 'train.lrr'"),
+        ("trian:\n  lr: 0.1\n", "unknown key 'trian'"),
+        ("train:\n  lr: 1e-3\n", "key 'train.lr' must be of type float.*YAML reads 1e-3"),
+        ("train:\n  epochs: ten\n", "key 'train.epochs' must be of type int"),
+        ("train:\n  fusion: concat\n", "key 'train.fusion' is 'concat'; it must be one of"),
+        ("tune:\n  search_space:\n    train.foo: {type: float, low: 0, high: 1}\n", "'train.foo' is not a train key"),
+        ("tune:\n  search_space:\n    train.lr: {type: float, low: 0}\n", "a float needs high, low"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_config(path)
+
+
+def test_overrides_are_type_checked_and_flatten_names_every_key():
+    config = with_overrides(Config(), {"train.lr": 0.01, "train.epochs": 2})
+    assert config.train.lr == 0.01 and config.train.epochs == 2
+    with pytest.raises(UserError, match="unknown config key 'train.nope'"):
+        with_overrides(config, {"train.nope": 1})
+    flat = flatten(config)
+    assert flat["train.lr"] == 0.01 and flat["model.backbone"] and "tune.search_space" not in flat

@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.data import decode_text, load_dataset, make_splits, normalize_tweet, read_label_file
+from src.errors import UserError
+
+
+def test_decode_prefers_utf8_then_gb18030():
+    assert decode_text("café 😀".encode()) == ("café 😀", "utf-8")
+    text = "“quoted” … €5"
+    assert decode_text(text.encode("gb18030")) == (text, "gb18030")
+    assert decode_text("\ufeffhello".encode()) == ("hello", "utf-8")
+
+
+def test_undecodable_bytes_are_replaced_not_dropped():
+    text, encoding = decode_text(b"ok \x80\xff\xfe end")
+    assert encoding == "utf-8-replaced"
+    assert text.startswith("ok ") and text.endswith(" end") and "\ufffd" in text
+
+
+def test_normalize_keeps_hashtags_emoji_and_non_ascii():
+    out = normalize_tweet("RT @bob: Sooo happy 😀 #blessed http://t.co/abc www.x.com día “feliz”")
+    assert out.split() == ["RT", "@user", ":", "Sooo", "happy", "😀", "#blessed", "http", "http", "día", "“", "feliz", "”"]
+
+
+def write_labels(tmp_path: Path, train: str, test: str = "guid,tag\n9,null\n") -> Path:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "train.txt").write_text(train)
+    (tmp_path / "test_without_label.txt").write_text(test)
+    for guid in "12349":
+        (tmp_path / "data" / f"{guid}.txt").write_text("hi")
+        (tmp_path / "data" / f"{guid}.jpg").write_bytes(b"")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ("1,positive\n", "train.txt:1: expected the header 'guid,tag'"),
+        ("guid,tag\n1,positive,extra\n", "train.txt:2: expected 'guid,tag'"),
+        ("guid,tag\n1,happy\n", "train.txt:2: guid 1 has unknown tag 'happy'"),
+        ("guid,tag\n1,positive\n1,negative\n", "train.txt:3: guid 1 repeats line 2"),
+        ("guid,tag\n9,positive\n", "guid 9 is also in train.txt"),
+        ("guid,tag\n1,positive\n7,negative\n", "1 listed samples have no files"),
+    ],
+)
+def test_label_file_errors_name_file_and_line(tmp_path, train, message):
+    root = write_labels(tmp_path, train)
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        load_dataset(root)
+
+
+def test_label_file_normalises_bom_crlf_spaces_and_case(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_bytes("\ufeffguid,tag\r\n 1 , Positive \r\n\r\n2,neutral\r\n".encode())
+    assert read_label_file(path, test=False) == [("1", "positive"), ("2", "neutral")]
+
+
+def test_missing_root_says_what_to_put_where(tmp_path):
+    with pytest.raises(UserError, match="no dataset at .*python -m src.sample"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_sample_layout_loads(sample_root):
+    dataset = load_dataset(sample_root)
+    assert len(dataset.labelled) + len(dataset.test) == 240
+    assert all(s.label is None for s in dataset.test)
+    assert all(s.image_path.is_file() for s in dataset.samples)
+
+
+def test_splits_are_disjoint_stratified_and_seeded():
+    rng = np.random.default_rng(0)
+    labels = list(rng.choice(["positive", "neutral", "negative"], p=[0.6, 0.1, 0.3], size=1000))
+    splits = make_splits(labels, 0.15, 0.15, seed=42)
+    parts = [set(splits.train), set(splits.val), set(splits.holdout)]
+    assert sum(map(len, parts)) == 1000 and len(set.union(*parts)) == 1000
+    for part in (splits.holdout, splits.val):
+        share = np.mean(np.array(labels)[part] == "neutral")
+        assert abs(share - np.mean(np.array(labels) == "neutral")) < 0.02
+    again = make_splits(labels, 0.15, 0.15, seed=42)
+    assert np.array_equal(again.holdout, splits.holdout) and np.array_equal(again.val, splits.val)
+    # The holdout is cut first: a different validation fraction never touches it.
+    assert np.array_equal(make_splits(labels, 0.15, 0.25, seed=42).holdout, splits.holdout)
+    assert not np.array_equal(make_splits(labels, 0.15, 0.15, seed=7).holdout, splits.holdout)

@@ -1,0 +1,78 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.config import with_overrides
+from src.featurize import featurize
+from src.features import FeatureCache
+from tests.conftest import make_config
+
+
+def test_cache_shapes_and_half_precision(cache, config):
+    n, n_lab = len(cache.guids), cache.n_labelled
+    assert cache.array("text_pooled").shape == (n, cache.dim)
+    assert cache.array("text_pooled").dtype == np.float16
+    assert cache.array("image_tokens").shape == (n, 50, cache.dim)
+    assert cache.array("aug_tokens").shape == (n_lab, 2, 50, cache.dim)
+    assert cache.array("text_mask").dtype == np.bool_
+    # Augmented views differ from the clean view, and from each other.
+    clean, aug = cache.array("image_pooled")[:n_lab], cache.array("aug_pooled")
+    assert not np.allclose(clean, aug[:, 0]) and not np.allclose(aug[:, 0], aug[:, 1])
+    batch = cache.batch(np.array([0, 1]), views=np.array([0, 2]), tokens=True)
+    assert np.allclose(batch.image_pooled[0].numpy(), clean[0].astype(np.float32))
+    assert np.allclose(batch.image_pooled[1].numpy(), aug[1, 1].astype(np.float32))
+
+
+@pytest.fixture()
+def private_copy(tmp_path, sample_root, tiny_clip):
+    """A dataset and cache of this test's own, so it can change them."""
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data)
+    return make_config(data, tiny_clip, tmp_path / "features", {"features.augment_views": 0})
+
+
+def test_staleness_rule(private_copy):
+    config = private_copy
+    _, built = featurize(config)
+    assert built
+    _, built = featurize(config)
+    assert not built, "an unchanged input must reuse the cache"
+    # Speed settings do not invalidate it ...
+    _, built = featurize(with_overrides(config, {"features.batch_size": 7, "features.num_workers": 1}))
+    assert not built
+    # ... but data, preprocessing and the backbone do.
+    text = next((Path(config.data.root) / "data").glob("*.txt"))
+    text.write_text(text.read_text() + " changed")
+    _, built = featurize(config)
+    assert built, "an edited sample must rebuild"
+    _, built = featurize(with_overrides(config, {"features.augment_views": 1}))
+    assert built, "a preprocessing change must rebuild"
+
+
+def test_backbone_change_rebuilds(private_copy, tmp_path):
+    from src.sample import write_backbone
+
+    featurize(private_copy)
+    other = tmp_path / "other-clip"
+    write_backbone(other, "tiny", seed=1)
+    _, built = featurize(with_overrides(private_copy, {"model.backbone": str(other)}))
+    assert built
+
+
+def test_half_written_cache_is_never_used(private_copy):
+    """A killed run leaves a staging folder and no manifest: it is rebuilt, never read."""
+    config = private_copy
+    cache, _ = featurize(config)
+    folder = cache.folder
+    staging = folder.with_name(folder.name + ".tmp")
+    staging.mkdir()
+    (staging / "text_pooled.npy").write_bytes(b"partial")
+    (folder / "manifest.json").unlink()  # as if killed between the swap's two renames
+    with pytest.raises(Exception, match="no complete feature cache"):
+        FeatureCache(folder)
+    rebuilt, built = featurize(config)
+    assert built and not staging.exists()
+    assert json.loads((folder / "manifest.json").read_text())["fingerprint"] == rebuilt.fingerprint

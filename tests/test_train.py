@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+import torch
+from dataclasses import replace
+
+from src.data import make_splits
+from src.train import class_weights, train_head
+from src.heads import HEADS
+
+
+def splits_of(cache, config):
+    return make_splits(cache.manifest["labels"], config.data.holdout_fraction, config.data.val_fraction,
+                       config.data.split_seed)
+
+
+@pytest.mark.parametrize("fusion", sorted(HEADS))
+def test_every_head_trains_from_the_cache(cache, config, fusion):
+    splits = splits_of(cache, config)
+    epochs = []
+    result = train_head(cache, splits.train, splits.val, replace(config.train, fusion=fusion, epochs=2),
+                        on_epoch=lambda epoch, scalars: epochs.append((epoch, scalars)))
+    assert [e for e, _ in epochs] == [1, 2]
+    for key in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1", "val_f1_neutral"):
+        assert np.isfinite(epochs[-1][1][key]), key
+    assert 1 <= result.best_epoch <= 2
+    assert len(result.val_scores["confusion"]) == 3
+
+
+def test_training_learns_and_keeps_the_best_epoch(cache, config):
+    splits = splits_of(cache, config)
+    result = train_head(cache, splits.train, splits.val, replace(config.train, fusion="late", epochs=8, lr=0.003))
+    best = max(h["val_weighted_f1"] for h in result.history)
+    assert result.val_scores["weighted_f1"] == pytest.approx(best)
+    # The sample's image cue alone allows ~0.75; a majority-class guess gets ~0.6.
+    assert result.val_scores["accuracy"] > 0.65
+
+
+def test_early_stopping_stops_after_patience(cache, config):
+    splits = splits_of(cache, config)
+    result = train_head(cache, splits.train, splits.val, replace(config.train, epochs=50, patience=1, lr=0.01))
+    assert len(result.history) < 50 and len(result.history) == result.best_epoch + 1
+
+
+def test_class_weights():
+    labels = np.array([0] * 60 + [1] * 10 + [2] * 30)
+    assert torch.allclose(class_weights(labels, 0.0, 1.0), torch.ones(3))
+    weights = class_weights(labels, 1.0, 2.0)
+    assert weights[1] > weights[2] > weights[0]
+    assert weights.mean().item() == pytest.approx(1.0)
