@@ -79,12 +79,18 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class RegisterConfig:
+    bundle_backbone: bool = False  # copy a local backbone folder into the model instead of referencing it
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

@@ -119,7 +119,8 @@ class NpyWriter:
             raise RuntimeError(f"{self.path}: wrote {self.written} items, expected {self.expected}")
 
 
-def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, folder: Path, fingerprint: str) -> None:
+def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, folder: Path, fingerprint: str,
+                data_hash: str) -> None:
     """Write every array of the cache into ``folder``, then its manifest."""
     samples = dataset.samples
     n_total, n_labelled, views = len(samples), len(dataset.labelled), settings.augment_views
@@ -176,6 +177,7 @@ def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, 
         writer.close()
     manifest = {
         "fingerprint": fingerprint,
+        "data_fingerprint": data_hash,
         "format": CACHE_FORMAT,
         "backbone": backbone.name,
         "dim": dim,
@@ -203,14 +205,15 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     if config.features.augment_views < 0:
         raise UserError(f"params.yaml: features.augment_views must be 0 or more, got {config.features.augment_views}")
     dataset = load_dataset(config.data.root)
-    fingerprint = cache_fingerprint(config.model, config.features, data_fingerprint(dataset))
+    data_hash = data_fingerprint(dataset)
+    fingerprint = cache_fingerprint(config.model, config.features, data_hash)
     if not force and cached_fingerprint(folder) == fingerprint:
         return FeatureCache(folder), False
     backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision)
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
     staging.mkdir(parents=True)
-    build_cache(dataset, backbone, config.features, staging, fingerprint)
+    build_cache(dataset, backbone, config.features, staging, fingerprint, data_hash)
     # Swap: the old cache is moved aside before the new one takes its name. A kill between the
     # two renames leaves no cache at all, which the next run rebuilds; never a partial one.
     retired = folder.with_name(folder.name + ".old")

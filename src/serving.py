@@ -1,0 +1,156 @@
+"""The model users load from the registry: an MLflow pyfunc around backbone + fusion head.
+
+Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (a file path, or the image bytes
+base64-encoded). Output: one row per input with ``label`` and ``p_positive``, ``p_neutral``,
+``p_negative``.
+
+The logged model holds the head weights (safetensors, never pickle), ``head.json`` (fusion
+config and backbone reference) and the project's code; the backbone is referenced by hub id and
+revision or local folder, or bundled with ``register.bundle_backbone: true``. It is logged as
+"model from code" (``src/pyfunc_model.py``), so loading it unpickles nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from src import LABELS
+from src.backbone import Backbone, load_backbone
+from src.config import TrainConfig
+from src.data import normalize_tweet
+from src.errors import UserError
+from src.features import FeatureBatch
+from src.heads import FusionHead, build_head
+from src.images import open_image
+
+PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
+PREDICT_BATCH = 64
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+SRC_DIR = Path(__file__).parent
+
+
+def to_cache_precision(features: torch.Tensor) -> torch.Tensor:
+    """Round to float16 and back, exactly as the feature cache stores features."""
+    return features.half().float()
+
+
+def read_image_field(value: str) -> Image.Image:
+    """A path to an image file, or base64-encoded image bytes."""
+    if isinstance(value, str) and Path(value).is_file():
+        return open_image(value)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise UserError(f"image {str(value)[:60]!r} is neither an existing file nor base64-encoded image bytes") from None
+    return open_image(raw)
+
+
+def encode_inputs(backbone: Backbone, texts: list[str], images: list, max_text_tokens: int) -> FeatureBatch:
+    """Raw tweets and PIL images -> the FeatureBatch a head reads, with featurize's preprocessing."""
+    encoded = backbone.tokenize([normalize_tweet(text) for text in texts], max_text_tokens)
+    pixels = torch.from_numpy(np.stack([backbone.preprocess_image(image) for image in images]))
+    with torch.inference_mode():
+        text_pooled, text_tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
+        image_pooled, image_tokens = backbone.encode_image(pixels)
+    return FeatureBatch(
+        text_pooled=to_cache_precision(text_pooled.cpu()),
+        image_pooled=to_cache_precision(image_pooled.cpu()),
+        text_tokens=to_cache_precision(text_tokens.cpu()),
+        text_mask=encoded["attention_mask"].bool(),
+        image_tokens=to_cache_precision(image_tokens.cpu()),
+    )
+
+
+class MscModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc. ``src/pyfunc_model.py`` hands an instance to MLflow (model from code)."""
+
+    def load_context(self, context) -> None:
+        spec = json.loads(Path(context.artifacts["head_config"]).read_text())
+        backbone_ref = context.artifacts.get("backbone") or spec["backbone"]
+        self.backbone = load_backbone(backbone_ref, spec["revision"], device="auto", precision="auto")
+        self.head = build_head(spec["fusion"], spec["dim"], spec["hidden_dim"], spec["dropout"])
+        self.head.load_state_dict(load_file(context.artifacts["head_weights"]))
+        self.head.eval()
+        self.max_text_tokens = spec["max_text_tokens"]
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        missing = {"text", "image"} - set(model_input.columns)
+        if missing:
+            raise UserError(f"model input lacks column(s) {', '.join(sorted(missing))}; it needs 'text' and 'image'")
+        probabilities = []
+        for start in range(0, len(model_input), PREDICT_BATCH):
+            chunk = model_input.iloc[start : start + PREDICT_BATCH]
+            images = [read_image_field(value) for value in chunk["image"]]
+            batch = encode_inputs(self.backbone, chunk["text"].fillna("").astype(str).tolist(), images,
+                                  self.max_text_tokens)
+            with torch.inference_mode():
+                probabilities.append(torch.softmax(self.head(batch), dim=-1).numpy())
+        probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(LABELS)))
+        out = pd.DataFrame(probs, columns=PROBABILITY_COLUMNS, index=model_input.index)
+        out.insert(0, "label", [LABELS[i] for i in probs.argmax(1)])
+        return out
+
+
+def write_head(head: FusionHead, train: TrainConfig, dim: int, backbone: str, revision: str,
+               max_text_tokens: int, folder: Path) -> dict[str, str]:
+    """Save weights and config into ``folder``; returns the pyfunc artifacts mapping."""
+    backbone_ref = str(Path(backbone).resolve()) if Path(backbone).is_dir() else backbone
+    spec = {"fusion": train.fusion, "dim": dim, "hidden_dim": train.hidden_dim, "dropout": train.dropout,
+            "backbone": backbone_ref, "revision": revision, "max_text_tokens": max_text_tokens,
+            "labels": list(LABELS), "train": asdict(train)}
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(folder / "head.safetensors"))
+    (folder / "head.json").write_text(json.dumps(spec, indent=2))
+    return {"head_weights": str(folder / "head.safetensors"), "head_config": str(folder / "head.json")}
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to what trained the model; stated explicitly so MLflow need not infer them."""
+    from importlib.metadata import version
+
+    packages = ["torch", "transformers", "safetensors", "pillow", "numpy", "pandas", "nltk", "mlflow", "scikit-learn",
+                "rich", "pyyaml"]
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
+
+
+def signature_and_example():
+    from mlflow.models import infer_signature
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(jpeg, format="JPEG")
+    example = pd.DataFrame({"text": ["what a lovely day #sunny"], "image": [base64.b64encode(jpeg.getvalue()).decode()]})
+    output = pd.DataFrame({"label": ["positive"], **{c: [1 / 3] for c in PROBABILITY_COLUMNS}})
+    return infer_signature(example, output), example
+
+
+def log_pyfunc(head: FusionHead, train: TrainConfig, dim: int, backbone: str, revision: str,
+               max_text_tokens: int, bundle_backbone: bool = False):
+    """Log the model into the active MLflow run under ``model``; returns its ModelInfo."""
+    signature, example = signature_and_example()
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = write_head(head, train, dim, backbone, revision, max_text_tokens, Path(tmp))
+        if bundle_backbone:
+            if not Path(backbone).is_dir():
+                raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got '{backbone}'")
+            artifacts["backbone"] = str(Path(backbone).resolve())
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts=artifacts,
+            code_paths=[str(SRC_DIR)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+        )

@@ -1,0 +1,108 @@
+"""MLflow setup shared by every stage: where runs go, and the figures every run logs.
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<project root>/mlflow.db``
+(absolute), with artifacts under ``<project root>/mlruns``. The project root is the repository,
+also when DVC runs a stage inside a temporary experiment copy (``.dvc/tmp/exps/...``), so runs
+made there are not lost with the copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to files and MLflow, never to a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+from src import LABELS  # noqa: E402
+
+EXPERIMENT = "msc"
+DVC_TEMP_EXPERIMENTS = os.path.join(".dvc", "tmp", "exps")
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The repository root; from inside a DVC temporary experiment, the outer repository's."""
+    here = (start or Path.cwd()).resolve()
+    text = str(here)
+    marker = os.sep + DVC_TEMP_EXPERIMENTS + os.sep
+    if marker in text + os.sep:
+        return Path(text[: (text + os.sep).index(marker)])
+    return here
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """Make a relative ``sqlite:///file.db`` absolute against the project root."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
+        return prefix + str(project_root() / url[len(prefix):])
+    return url
+
+
+def setup_mlflow() -> str:
+    """Point MLflow at the tracking URI and return the ``msc`` experiment's id."""
+    import logging
+    import warnings
+
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Registry stages are deprecated but still what models:/msc/Production resolves; we set both.
+    warnings.filterwarnings("ignore", message=".*transition_model_version_stage.*", category=FutureWarning)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None if os.environ.get("MLFLOW_TRACKING_URI") else (project_root() / "mlruns").as_uri()
+    try:
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
+    except mlflow.exceptions.MlflowException:  # another worker created it first
+        return mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=project_root()).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def confusion_figure(confusion: list[list[int]], title: str):
+    """A labelled confusion-matrix heat map: rows are true classes, columns predictions."""
+    figure, axes = plt.subplots(figsize=(4.2, 3.8))
+    axes.imshow(confusion, cmap="Blues")
+    axes.set_xticks(range(len(LABELS)), LABELS)
+    axes.set_yticks(range(len(LABELS)), LABELS)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    peak = max(max(row) for row in confusion) or 1
+    for i, row in enumerate(confusion):
+        for j, count in enumerate(row):
+            axes.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    figure.tight_layout()
+    return figure
+
+
+def log_confusion(confusion: list[list[int]], split: str) -> None:
+    """Log ``<split>_confusion.png`` and ``<split>_confusion.json`` into the active run."""
+    import mlflow
+
+    figure = confusion_figure(confusion, f"{split} confusion matrix")
+    mlflow.log_figure(figure, f"{split}_confusion.png")
+    plt.close(figure)
+    mlflow.log_dict({"labels": list(LABELS), "rows_true_columns_predicted": confusion}, f"{split}_confusion.json")
+
+
+def dumps(data) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,340 @@
+"""Stage ``tune``: an Optuna study over the feature cache, every trial an MLflow child run.
+
+``--trials N`` means the study ends holding N finished (complete or pruned) trials, whoever ran
+them: a killed run started again continues, several processes on one RDB storage (PostgreSQL)
+share the work, and a trial left RUNNING by a crash is failed through the heartbeat and retried,
+never counted twice. The search space and the objective metric live in params.yaml (``tune``).
+After the study, the best trial's model is scored on the untouched holdout and registered as
+``msc`` when it beats the current Production version (see src/registry.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from sklearn.model_selection import StratifiedKFold
+
+from src import LABELS
+from src.config import Config, flatten, load_config, with_overrides
+from src.data import Splits, make_splits
+from src.errors import UserError, cli
+from src.featurize import featurize
+from src.features import FeatureCache
+from src.io import atomic_write_text
+from src.tracking import absolute_sqlite_url, dumps, git_commit, log_confusion, setup_mlflow
+from src.train import train_head
+
+HEARTBEAT_SECONDS = 5  # a RUNNING trial with no heartbeat for GRACE_SECONDS is stale: failed, retried
+GRACE_SECONDS = 15
+MAX_RETRIES = 2
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+RESULTS = Path("results")
+
+
+class SurplusTrial(Exception):
+    """Raised when a racing worker already filled the study: this trial is not needed."""
+
+
+def open_study(storage_url: str, study_name: str, seed: int) -> optuna.Study:
+    """Create or load the study, with heartbeats, retries of crashed trials and a seeded sampler.
+
+    The sampler's seed is ``tune.seed`` plus the number of trials already stored, so a fresh
+    study is reproducible and a resumed one does not re-propose its first trials.
+    """
+    storage = optuna.storages.RDBStorage(
+        absolute_sqlite_url(storage_url),
+        heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS,
+        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRIES),
+    )
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    return optuna.load_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=seed + len(study.trials)),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+    )
+
+
+def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Sample one value per search-space entry; returns dotted overrides for the config."""
+    values = {}
+    for key, spec in space.items():
+        if spec["type"] == "categorical":
+            values[key] = trial.suggest_categorical(name=key, choices=spec["choices"])
+        elif spec["type"] == "int":
+            values[key] = trial.suggest_int(name=key, low=spec["low"], high=spec["high"], step=spec.get("step", 1),
+                                            log=spec.get("log", False))
+        else:
+            values[key] = trial.suggest_float(name=key, low=spec["low"], high=spec["high"], step=spec.get("step"),
+                                              log=spec.get("log", False))
+    return values
+
+
+def parent_run_id(study: optuna.Study, experiment_id: str) -> str:
+    """The study's MLflow parent run, created once and kept in the study's user attributes, so
+    every thread and every process nests its trials under the same run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if run_id is None:
+        run = client.create_run(experiment_id, run_name=f"study-{study.study_name}",
+                                tags={"study_name": study.study_name, "git_commit": git_commit()})
+        study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+        # Two processes may race here; the attribute read back is the one everybody uses.
+        run_id = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs[PARENT_RUN_ATTR]
+        if run_id != run.info.run_id:
+            client.delete_run(run.info.run_id)
+    else:
+        client.update_run(run_id, status="RUNNING")
+    return run_id
+
+
+def cv_score(cache: FeatureCache, splits: Splits, config: Config, metric: str) -> float:
+    """Mean best validation ``metric`` over ``tune.folds`` stratified folds of train+validation."""
+    pool = np.concatenate([splits.train, splits.val])
+    folds = StratifiedKFold(n_splits=config.tune.folds, shuffle=True, random_state=config.data.split_seed)
+    scores = []
+    for train_idx, val_idx in folds.split(pool, cache.labels[pool]):
+        result = train_head(cache, pool[train_idx], pool[val_idx], config.train)
+        scores.append(result.val_scores[metric])
+    return float(np.mean(scores))
+
+
+class Objective:
+    """One trial: sample params, train on the cache, log everything to a nested MLflow run."""
+
+    def __init__(self, config: Config, cache: FeatureCache, splits: Splits, experiment_id: str, parent_id: str,
+                 n_trials: int):
+        self.config, self.cache, self.splits = config, cache, splits
+        self.experiment_id, self.parent_id, self.n_trials = experiment_id, parent_id, n_trials
+        self.metric = config.tune.metric.removeprefix("val_")  # key in classification_metrics
+        self.commit = git_commit()
+
+    def guard_surplus(self, trial: optuna.Trial) -> None:
+        busy = FINISHED + (optuna.trial.TrialState.RUNNING,)
+        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=busy) if t.number < trial.number]
+        if len(earlier) >= self.n_trials:
+            trial.set_user_attr("surplus", True)
+            raise SurplusTrial(f"trial {trial.number}: the study already holds {self.n_trials} trials")
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import mlflow
+
+        self.guard_surplus(trial)
+        config = with_overrides(self.config, suggest(trial, self.config.tune.search_space))
+        tags = {
+            "mlflow.parentRunId": self.parent_id,
+            "study_name": trial.study.study_name,
+            "trial_number": str(trial.number),
+            "fusion": config.train.fusion,
+            "data_fingerprint": self.cache.manifest.get("data_fingerprint", "unknown"),
+            "feature_fingerprint": self.cache.fingerprint,
+            "git_commit": self.commit,
+        }
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"trial-{trial.number}", tags=tags) as run:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            mlflow.log_params(flatten(config))
+
+            def on_epoch(epoch: int, scalars: dict[str, float]) -> None:
+                mlflow.log_metrics(scalars, step=epoch)
+                trial.report(scalars[self.config.tune.metric], step=epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+            try:
+                result = train_head(self.cache, self.splits.train, self.splits.val, config.train, on_epoch)
+            except optuna.TrialPruned:
+                mlflow.set_tag("optuna_state", "PRUNED")
+                mlflow.end_run(status="KILLED")
+                raise
+            score = result.val_scores[self.metric]
+            mlflow.log_metrics({"best_epoch": result.best_epoch, **{
+                f"best_val_{k}": v for k, v in result.val_scores.items() if k != "confusion"}})
+            if self.config.tune.folds > 1:
+                score = cv_score(self.cache, self.splits, config, self.metric)
+                mlflow.log_metric(f"cv_{self.config.tune.metric}", score)
+            log_confusion(result.val_scores["confusion"], "val")
+            from src.serving import log_pyfunc
+
+            info = log_pyfunc(result.head, config.train, self.cache.dim, config.model.backbone,
+                              config.model.revision, config.features.max_text_tokens, config.register.bundle_backbone)
+            trial.set_user_attr("model_uri", info.model_uri)
+            mlflow.set_tag("optuna_state", "COMPLETE")
+        return score
+
+
+def trials_table(study: optuna.Study, limit: int = 12) -> Table:
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    table = Table(title=f"study {study.study_name}: {finished} finished of {len(trials)} trials")
+    for column in ("#", "state", "fusion", "lr", "dropout", "value"):
+        table.add_column(column, justify="right" if column in ("#", "lr", "dropout", "value") else "left")
+    for t in trials[-limit:]:
+        table.add_row(str(t.number), t.state.name, str(t.params.get("train.fusion", "")),
+                      f"{t.params['train.lr']:.2e}" if "train.lr" in t.params else "",
+                      f"{t.params['train.dropout']:.2f}" if "train.dropout" in t.params else "",
+                      "" if t.value is None else f"{t.value:.4f}")
+    return table
+
+
+def run_study(study: optuna.Study, objective: Objective, n_trials: int, n_jobs: int, live: Live | None) -> None:
+    """Run trials until the study holds ``n_trials`` finished ones, waiting on other workers'."""
+    update = (lambda s, _t: live.update(trials_table(s))) if live else None
+    while True:
+        optuna.storages.fail_stale_trials(study)  # crashed trials: FAIL, and a WAITING retry
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in FINISHED for t in trials)
+        running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+        if finished >= n_trials:
+            return
+        missing = n_trials - finished - running
+        if missing <= 0:
+            time.sleep(1.0)  # the rest is running elsewhere; wait for it to finish or go stale
+            continue
+        study.optimize(objective, n_trials=missing, n_jobs=n_jobs, catch=(SurplusTrial,),
+                       callbacks=[update] if update else None, gc_after_trial=False, show_progress_bar=False)
+
+
+def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> None:
+    """Best params and score, and Optuna's history and importance plots, on the parent run."""
+    import matplotlib.pyplot as plt
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    best = study.best_trial
+    client.log_metric(parent_id, f"best_{metric}", best.value)
+    for key, value in best.params.items():
+        client.set_tag(parent_id, f"best.{key}", str(value))
+    client.set_tag(parent_id, "best_trial_number", str(best.number))
+    client.log_dict(parent_id, {"number": best.number, "value": best.value, "params": best.params}, "best_trial.json")
+    plots = {"optimization_history.png": optuna.visualization.matplotlib.plot_optimization_history}
+    if sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 2:
+        plots["param_importances.png"] = optuna.visualization.matplotlib.plot_param_importances
+    for name, plot in plots.items():
+        try:
+            axes = plot(study)
+        except (ValueError, RuntimeError) as error:  # e.g. importances when no parameter varied
+            print(f"skipped {name}: {error}")
+            continue
+        client.log_figure(parent_id, axes.figure, name)
+        plt.close(axes.figure)
+
+
+def write_results(summary: dict, cache: FeatureCache, holdout_rows: np.ndarray, probs: np.ndarray,
+                  curves: list[dict[str, float]]) -> None:
+    """results/metrics.json, holdout_predictions.csv (DVC confusion plot), training_curves.csv."""
+    atomic_write_text(RESULTS / "metrics.json", dumps(summary))
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["guid", "actual", "predicted", *(f"p_{label}" for label in LABELS)])
+    for row, p in zip(holdout_rows, probs):
+        writer.writerow([cache.guids[row], LABELS[cache.labels[row]], LABELS[int(p.argmax())], *(f"{x:.4f}" for x in p)])
+    atomic_write_text(RESULTS / "holdout_predictions.csv", rows.getvalue())
+    if curves:
+        rows = io.StringIO()
+        writer = csv.DictWriter(rows, fieldnames=list(curves[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(curves)
+        atomic_write_text(RESULTS / "training_curves.csv", rows.getvalue())
+
+
+def epoch_curves(run_id: str) -> list[dict[str, float]]:
+    """The best trial's per-epoch metrics, read back from MLflow."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    keys = ["train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_weighted_f1", "val_macro_f1"]
+    by_epoch: dict[int, dict[str, float]] = {}
+    for key in keys:
+        for point in client.get_metric_history(run_id, key):
+            by_epoch.setdefault(point.step, {"epoch": point.step})[key] = point.value
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def tune(config: Config, force: bool = False, console: Console | None = None) -> dict:
+    """Run the study to ``tune.trials`` finished trials, then evaluate and register the best."""
+    from mlflow import MlflowClient
+
+    from src.registry import register_if_better
+
+    metric_keys = {"val_accuracy", "val_macro_f1", "val_weighted_f1", "val_macro_precision", "val_macro_recall"}
+    if config.tune.metric not in metric_keys:
+        raise UserError(f"params.yaml: tune.metric is '{config.tune.metric}'; use one of {', '.join(sorted(metric_keys))}")
+    if config.tune.trials < 1:
+        raise UserError(f"tune.trials (--trials) must be at least 1, got {config.tune.trials}")
+    if config.tune.folds < 1:
+        raise UserError(f"params.yaml: tune.folds must be at least 1, got {config.tune.folds}")
+    cache, _ = featurize(config)
+    splits = make_splits(cache.manifest["labels"], config.data.holdout_fraction, config.data.val_fraction,
+                         config.data.split_seed)
+    experiment_id = setup_mlflow()
+    try:
+        study = open_study(config.tune.storage, config.tune.study_name, config.tune.seed)
+    except Exception as error:  # noqa: BLE001 - any storage failure is the user's URL or server
+        raise UserError(f"cannot open the Optuna storage '{config.tune.storage}': {error}") from None
+    parent_id = parent_run_id(study, experiment_id)
+    objective = Objective(config, cache, splits, experiment_id, parent_id, config.tune.trials)
+    console = console or Console()
+    with Live(trials_table(study), console=console, refresh_per_second=2) as live:
+        run_study(study, objective, config.tune.trials, config.tune.n_jobs, live)
+    log_study_summary(study, parent_id, config.tune.metric)
+    best = study.best_trial
+    summary, probs = register_if_better(
+        best.user_attrs["model_uri"], cache, splits.holdout, force,
+        tags={"study_name": study.study_name, "trial_number": str(best.number),
+              "fusion": str(best.params.get("train.fusion", config.train.fusion)),
+              "mlflow_run_id": best.user_attrs["mlflow_run_id"]},
+    )
+    summary.update({"study_name": study.study_name, "best_trial": best.number,
+                    f"best_{config.tune.metric}": best.value, "best_params": best.params})
+    write_results(summary, cache, splits.holdout, probs, epoch_curves(best.user_attrs["mlflow_run_id"]))
+    client = MlflowClient()
+    client.log_dict(parent_id, summary, "holdout_metrics.json")
+    client.set_terminated(parent_id, status="FINISHED")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Tune fusion heads with Optuna; log to MLflow; register the best.")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--trials", type=int, help="finished trials the study ends with (default: tune.trials)")
+    parser.add_argument("--storage", help="Optuna RDB URL (default: tune.storage), e.g. postgresql://host/db")
+    parser.add_argument("--study-name", help="default: tune.study_name")
+    parser.add_argument("--n-jobs", type=int, help="parallel trials in this process (default: tune.n_jobs)")
+    parser.add_argument("--force", action="store_true", help="register the best model even if it is not better")
+    args = parser.parse_args(argv)
+    config = load_config(args.params)
+    overrides = {f"tune.{k}": v for k, v in (("trials", args.trials), ("storage", args.storage),
+                                              ("study_name", args.study_name), ("n_jobs", args.n_jobs)) if v is not None}
+    config = replace(config, tune=with_overrides(config, overrides).tune)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats, retries and the matplotlib plots are "experimental" in Optuna since 2.x.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    summary = tune(config, force=args.force)
+    state = "registered as" if summary["promoted_now"] else "kept; the current Production model is better:"
+    print(f"best trial {summary['best_trial']} ({config.tune.metric} {summary[f'best_{config.tune.metric}']:.4f}); "
+          f"{state} msc version {summary['version']} with holdout weighted F1 {summary['holdout']['weighted_f1']:.4f} "
+          f"and accuracy {summary['holdout']['accuracy']:.4f} on {summary['holdout_samples']} samples; "
+          f"wrote {RESULTS / 'metrics.json'}")
+    return 0
+
+
+main = cli(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
