@@ -8,6 +8,8 @@ made there are not lost with the copy.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -34,8 +36,12 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
+def local_tracking_uri() -> str:
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri()
 
 
 def absolute_sqlite_url(url: str) -> str:
@@ -58,15 +64,28 @@ def setup_mlflow() -> str:
     warnings.filterwarnings("ignore", message=".*transition_model_version_stage.*", category=FutureWarning)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifact_location = None if os.environ.get("MLFLOW_TRACKING_URI") else (project_root() / "mlruns").as_uri()
-    try:
+    uri = tracking_uri()
+    local = uri == local_tracking_uri()  # (set_tracking_uri exports MLFLOW_TRACKING_URI itself)
+    mlflow.set_tracking_uri(uri)
+    # The first client creates and migrates the SQLite schema; two workers doing that at once
+    # collide, so local workers take turns through a lock file beside the database.
+    with _schema_lock() if local else contextlib.nullcontext():
+        mlflow.search_registered_models(max_results=1)  # the registry store migrates separately
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifact_location = (project_root() / "mlruns").as_uri() if local else None
         return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
-    except mlflow.exceptions.MlflowException:  # another worker created it first
-        return mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+
+
+@contextlib.contextmanager
+def _schema_lock():
+    with (project_root() / ".mlflow.db.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def git_commit() -> str:

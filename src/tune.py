@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
+import socket
 import time
 import warnings
 from dataclasses import replace
@@ -54,11 +56,13 @@ def open_study(storage_url: str, study_name: str, seed: int) -> optuna.Study:
     The sampler's seed is ``tune.seed`` plus the number of trials already stored, so a fresh
     study is reproducible and a resumed one does not re-propose its first trials.
     """
+    # Heartbeats, retries and the matplotlib plots are "experimental" in Optuna since 2.x.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = optuna.storages.RDBStorage(
         absolute_sqlite_url(storage_url),
         heartbeat_interval=HEARTBEAT_SECONDS,
         grace_period=GRACE_SECONDS,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRIES),
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
     )
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
     return optuna.load_study(
@@ -148,6 +152,7 @@ class Objective:
         }
         with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"trial-{trial.number}", tags=tags) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             mlflow.log_params(flatten(config))
 
             def on_epoch(epoch: int, scalars: dict[str, float]) -> None:
@@ -323,8 +328,6 @@ def main(argv: list[str] | None = None) -> int:
                                               ("study_name", args.study_name), ("n_jobs", args.n_jobs)) if v is not None}
     config = replace(config, tune=with_overrides(config, overrides).tune)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Heartbeats, retries and the matplotlib plots are "experimental" in Optuna since 2.x.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     summary = tune(config, force=args.force)
     state = "registered as" if summary["promoted_now"] else "kept; the current Production model is better:"
     print(f"best trial {summary['best_trial']} ({config.tune.metric} {summary[f'best_{config.tune.metric}']:.4f}); "

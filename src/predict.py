@@ -1,0 +1,106 @@
+"""Stage ``predict``: label test_without_label.txt with a model loaded through MLflow.
+
+Accepts ``models:/msc/Production``, ``models:/msc@production``, ``runs:/<id>/model`` or a local
+model folder. Writes ``guid,tag`` with every ``null`` replaced, in the test file's order,
+atomically; prints the predicted class distribution and logs it to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from src import LABELS
+from src.config import load_config
+from src.data import decode_text, load_dataset
+from src.errors import UserError, cli
+from src.io import atomic_write_text
+from src.tracking import setup_mlflow
+
+DEFAULT_OUT = Path("results/test_with_label.txt")
+
+
+def registered_models_listing() -> str:
+    """'msc (versions 1, 2; production -> 2)', for error messages."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    entries = []
+    for model in client.search_registered_models():
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{model.name}'"))
+        aliases = ", ".join(f"{alias} -> {version}" for alias, version in (model.aliases or {}).items())
+        entries.append(f"{model.name} (versions {', '.join(map(str, versions))}{'; ' + aliases if aliases else ''})")
+    return "; ".join(entries) or "none registered yet (run `python -m src.tune` first)"
+
+
+def load_model(model_uri: str):
+    import mlflow
+
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except (mlflow.exceptions.MlflowException, OSError) as error:
+        reason = str(error).splitlines()[0][:200]
+        raise UserError(
+            f"cannot load model '{model_uri}' ({reason}); registered models: {registered_models_listing()}"
+        ) from None
+
+
+def predict_test_set(model, data_root: str) -> pd.DataFrame:
+    """(guid, tag) for every test guid, in file order."""
+    dataset = load_dataset(data_root)
+    frame = pd.DataFrame({
+        "text": [decode_text(s.text_path.read_bytes())[0] for s in dataset.test],
+        "image": [str(s.image_path) for s in dataset.test],
+    })
+    predictions = model.predict(frame)
+    return pd.DataFrame({"guid": [s.guid for s in dataset.test], "tag": predictions["label"].tolist()})
+
+
+def write_labels(labels: pd.DataFrame, out: Path) -> None:
+    atomic_write_text(out, "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in zip(labels["guid"], labels["tag"])))
+
+
+def distribution_table(labels: pd.DataFrame) -> tuple[Table, dict[str, int]]:
+    counts = Counter(labels["tag"])
+    table = Table(title=f"predicted labels of {len(labels)} test samples")
+    table.add_column("label")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    for label in LABELS:
+        table.add_row(label, str(counts[label]), f"{counts[label] / max(len(labels), 1):.1%}")
+    return table, {label: counts[label] for label in LABELS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Label test_without_label.txt with a model from MLflow.")
+    parser.add_argument("--model-uri", required=True, help="models:/msc/Production, models:/msc@production, "
+                        "runs:/<run id>/model or a local model folder")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--data-root", help="dataset folder (default: data.root in params.yaml)")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    config = load_config(args.params)
+    import mlflow
+
+    experiment_id = setup_mlflow()
+    model = load_model(args.model_uri)
+    labels = predict_test_set(model, args.data_root or config.data.root)
+    write_labels(labels, args.out)
+    table, counts = distribution_table(labels)
+    Console().print(table)
+    with mlflow.start_run(experiment_id=experiment_id, run_name="predict", tags={"model_uri": args.model_uri}):
+        mlflow.log_metrics({f"predicted_{label}": count for label, count in counts.items()})
+        mlflow.log_artifact(str(args.out))
+    print(f"wrote {len(labels)} labels to {args.out}")
+    return 0
+
+
+main = cli(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
