@@ -9,7 +9,6 @@ text tokens and image patches share one width and cross-attention can compare th
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from PIL import Image
 
 from src.errors import UserError
+from src.paths import local_folder
 
 SAMPLE_BACKBONE = "models/tiny-clip"
 
@@ -102,15 +102,15 @@ def load_backbone(name: str, revision: str = "main", device: str = "auto", preci
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    local = Path(name).is_dir()
-    if not local and (name.startswith((".", "/")) or os.sep in name.strip("/").split("/", 1)[-1]):
-        raise UserError(f"model.backbone '{name}' looks like a path but no such folder exists; {offline_help(name)}")
+    folder = local_folder(name)
+    source = str(folder) if folder else name
+    local = folder is not None
     torch_device = resolve_device(device)
     dtype = resolve_dtype(precision, torch_device)
     kwargs = {} if local else {"revision": revision}
     try:
-        model = transformers.CLIPModel.from_pretrained(name, dtype=dtype, **kwargs)
-        processor = transformers.CLIPProcessor.from_pretrained(name, **kwargs)
+        model = transformers.CLIPModel.from_pretrained(source, dtype=dtype, **kwargs)
+        processor = transformers.CLIPProcessor.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         if local:
             raise UserError(f"model.backbone folder '{name}' is not a CLIP checkpoint: {error}") from None
@@ -125,8 +125,8 @@ def backbone_identity(name: str, revision: str) -> str:
     A local folder is identified by the content of its config and weights; a hub id by id and
     revision (pin a commit hash as model.revision for a fully content-addressed cache).
     """
-    folder = Path(name)
-    if not folder.is_dir():
+    folder = local_folder(name)
+    if folder is None:
         return f"hub:{name}@{revision}"
     digest = hashlib.sha256()
     for path in sorted(folder.iterdir()):

@@ -102,16 +102,24 @@ class NpyWriter:
         self.path, self.dtype = path, np.dtype(dtype)
         self.item_shape = shape[len(shape) - item_ndim :]
         self.expected = int(np.prod(shape[: len(shape) - item_ndim]))
-        self.written = 0
+        self.item_bytes = int(np.prod(self.item_shape)) * self.dtype.itemsize
+        self.written = self.next_item = 0
         self.handle = path.open("wb")
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
         np.lib.format.write_array_header_1_0(self.handle, header)
+        self.header_bytes = self.handle.tell()
 
-    def append(self, block: np.ndarray) -> None:
-        """Write the next items, (b, *item_shape)."""
+    def write(self, first: int, block: np.ndarray) -> None:
+        """Write items ``first .. first + len(block) - 1``, (b, *item_shape)."""
         assert block.shape[1:] == self.item_shape, (block.shape, self.item_shape)
+        self.handle.seek(self.header_bytes + first * self.item_bytes)
         self.handle.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
         self.written += len(block)
+
+    def append(self, block: np.ndarray) -> None:
+        """Write the next items in order."""
+        self.write(self.next_item, block)
+        self.next_item += len(block)
 
     def close(self) -> None:
         self.handle.close()
@@ -153,14 +161,21 @@ def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, 
     )
     with _progress() as progress, torch.inference_mode():
         task = progress.add_task("texts", total=n_total)
+        # Batches of similar length, each padded only to its own longest text: most tweets are
+        # far shorter than the longest. CLIP's text encoder is causal, so padding never changes
+        # a real token's state; the cache pads every row to text_len with zeros.
+        by_length = np.argsort(encoded["attention_mask"].sum(1).numpy(), kind="stable")
         for start in range(0, n_total, settings.batch_size):
-            ids = encoded["input_ids"][start : start + settings.batch_size]
-            mask = encoded["attention_mask"][start : start + settings.batch_size]
-            pooled, tokens = backbone.encode_text(ids, mask)
-            writers["text_pooled"].append(pooled.float().cpu().numpy())
-            writers["text_tokens"].append(tokens.float().cpu().numpy())
-            writers["text_mask"].append(mask.bool().numpy())
-            progress.advance(task, len(ids))
+            rows = by_length[start : start + settings.batch_size]
+            mask = encoded["attention_mask"][rows]
+            length = int(mask.sum(1).max())
+            pooled, tokens = backbone.encode_text(encoded["input_ids"][rows, :length], mask[:, :length])
+            tokens = torch.nn.functional.pad(tokens.float().cpu(), (0, 0, 0, text_len - length))  # (b, L, P)
+            for i, row in enumerate(rows):
+                writers["text_pooled"].write(row, pooled[i : i + 1].float().cpu().numpy())
+                writers["text_tokens"].write(row, tokens[i : i + 1].numpy())
+                writers["text_mask"].write(row, mask[i : i + 1].bool().numpy())
+            progress.advance(task, len(rows))
         task = progress.add_task(f"images ({n_total} clean + {n_labelled}x{views} augmented)", total=len(items))
         for _rows, view_ids, pixels in loader:
             pooled, tokens = backbone.encode_image(pixels)

@@ -35,6 +35,7 @@ from src.errors import UserError
 from src.features import FeatureBatch
 from src.heads import FusionHead, build_head
 from src.images import open_image
+from src.paths import local_folder
 
 PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
 PREDICT_BATCH = 64
@@ -107,7 +108,8 @@ class MscModel(mlflow.pyfunc.PythonModel):
 def write_head(head: FusionHead, train: TrainConfig, dim: int, backbone: str, revision: str,
                max_text_tokens: int, folder: Path) -> dict[str, str]:
     """Save weights and config into ``folder``; returns the pyfunc artifacts mapping."""
-    backbone_ref = str(Path(backbone).resolve()) if Path(backbone).is_dir() else backbone
+    folder = local_folder(backbone)
+    backbone_ref = str(folder.resolve()) if folder else backbone
     spec = {"fusion": train.fusion, "dim": dim, "hidden_dim": train.hidden_dim, "dropout": train.dropout,
             "backbone": backbone_ref, "revision": revision, "max_text_tokens": max_text_tokens,
             "labels": list(LABELS), "train": asdict(train)}
@@ -142,9 +144,10 @@ def log_pyfunc(head: FusionHead, train: TrainConfig, dim: int, backbone: str, re
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = write_head(head, train, dim, backbone, revision, max_text_tokens, Path(tmp))
         if bundle_backbone:
-            if not Path(backbone).is_dir():
+            folder = local_folder(backbone)
+            if folder is None:
                 raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got '{backbone}'")
-            artifacts["backbone"] = str(Path(backbone).resolve())
+            artifacts["backbone"] = str(folder.resolve())
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),

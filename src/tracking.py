@@ -21,19 +21,9 @@ matplotlib.use("Agg")  # headless: figures go to files and MLflow, never to a wi
 import matplotlib.pyplot as plt  # noqa: E402
 
 from src import LABELS  # noqa: E402
+from src.paths import project_root  # noqa: E402
 
 EXPERIMENT = "msc"
-DVC_TEMP_EXPERIMENTS = os.path.join(".dvc", "tmp", "exps")
-
-
-def project_root(start: Path | None = None) -> Path:
-    """The repository root; from inside a DVC temporary experiment, the outer repository's."""
-    here = (start or Path.cwd()).resolve()
-    text = str(here)
-    marker = os.sep + DVC_TEMP_EXPERIMENTS + os.sep
-    if marker in text + os.sep:
-        return Path(text[: (text + os.sep).index(marker)])
-    return here
 
 
 def local_tracking_uri() -> str:

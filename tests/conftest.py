@@ -57,3 +57,11 @@ def cache(config):
     return cache
 
 
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch, config, cache):
+    """An empty project folder as cwd: mlflow.db, mlruns/, optuna.db and results/ land there."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path

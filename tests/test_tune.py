@@ -21,14 +21,6 @@ from tests.conftest import REPO
 TRIALS = 4
 
 
-@pytest.fixture()
-def project(tmp_path, monkeypatch, config, cache):
-    """An empty project folder as cwd: mlflow.db, mlruns/, optuna.db and results/ land there."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def small(config, **extra):
     return with_overrides(config, {"tune.trials": TRIALS, "train.epochs": 3, **extra})
 

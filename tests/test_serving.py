@@ -1,0 +1,89 @@
+"""The registered pyfunc: same features as training, self-contained, and served over HTTP."""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pandas as pd
+from src.backbone import load_backbone
+from src.config import with_overrides
+from src.data import decode_text, load_dataset
+from src.images import open_image
+from src.serving import encode_inputs
+from src.tune import tune
+
+
+def test_predict_and_featurize_give_the_same_features(config, cache):
+    """The pyfunc's preprocessing, batch padding included, reproduces the cached features."""
+    dataset = load_dataset(config.data.root)
+    rows = np.array([0, 3, 7, len(dataset.labelled) + 1])  # labelled and test rows
+    samples = [dataset.samples[r] for r in rows]
+    backbone = load_backbone(config.model.backbone, device="cpu")
+    batch = encode_inputs(backbone, [decode_text(s.text_path.read_bytes())[0] for s in samples],
+                          [open_image(s.image_path) for s in samples], config.features.max_text_tokens)
+    cached = cache.batch(rows, tokens=True)
+    np.testing.assert_allclose(batch.text_pooled.numpy(), cached.text_pooled.numpy(), atol=2e-3)
+    np.testing.assert_allclose(batch.image_pooled.numpy(), cached.image_pooled.numpy(), atol=2e-3)
+    np.testing.assert_allclose(batch.image_tokens.numpy(), cached.image_tokens.numpy(), atol=2e-3)
+    length = batch.text_mask.shape[1]
+    assert np.array_equal(batch.text_mask.numpy(), cached.text_mask.numpy()[:, :length])
+    real = batch.text_mask.numpy()
+    np.testing.assert_allclose(batch.text_tokens.numpy()[real], cached.text_tokens.numpy()[:, :length][real], atol=2e-3)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_mlflow_models_serve_answers_invocations(project, config, sample_root):
+    tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/msc/Production", "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(1)
+        image_b64 = base64.b64encode((sample_root / "data" / "1.jpg").read_bytes()).decode()
+        body = {"dataframe_split": {"columns": ["text", "image"],
+                                    "data": [["so happy love great", image_b64],
+                                             ["sad hate awful", str(sample_root / "data" / "2.jpg")]]}}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        predictions = pd.DataFrame(answer["predictions"])
+        assert list(predictions.columns) == ["label", "p_positive", "p_neutral", "p_negative"]
+        assert len(predictions) == 2 and set(predictions["label"]) <= {"positive", "neutral", "negative"}
+        np.testing.assert_allclose(predictions[["p_positive", "p_neutral", "p_negative"]].sum(1), 1.0, atol=1e-5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_head_weights_are_safetensors_and_the_model_has_no_pickle(project, config):
+    import mlflow
+
+    tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 1}))
+    local = mlflow.artifacts.download_artifacts("models:/msc@production")
+    files = {os.path.relpath(os.path.join(d, f), local) for d, _, fs in os.walk(local) for f in fs}
+    assert "artifacts/head.safetensors" in files and "artifacts/head.json" in files
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth"))], files
+    meta = open(os.path.join(local, "MLmodel")).read()
+    assert "model_code_path" in meta, "logged as model from code, not a pickled PythonModel"
