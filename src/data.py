@@ -53,15 +53,16 @@ def sample_folder(root: Path) -> Path:
     return nested if nested.is_dir() else root
 
 
-def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None]]:
-    """Parse ``guid,tag`` lines; test files must say ``null``, train files a known label."""
+def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None, int]]:
+    """Parse ``guid,tag`` lines into (guid, label, line number); test files must say ``null``,
+    train files a known label."""
     if not path.is_file():
         raise UserError(
             f"{path} is missing; the dataset folder needs {TRAIN_FILE} and {TEST_FILE} "
             "(the course archive's layout), or run `python -m src.sample` for a synthetic one"
         )
     lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
-    rows: list[tuple[str, str | None]] = []
+    rows: list[tuple[str, str | None, int]] = []
     seen: dict[str, int] = {}
     header_seen = False
     for line_number, line in enumerate(lines, start=1):
@@ -87,7 +88,7 @@ def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None]]:
         if guid in seen:
             raise UserError(f"{path}:{line_number}: guid {guid} repeats line {seen[guid]}; keep one")
         seen[guid] = line_number
-        rows.append((guid, None if test else tag))
+        rows.append((guid, None if test else tag, line_number))
     if not header_seen:
         raise UserError(f"{path} is empty; expected the header 'guid,tag' and one line per sample")
     return rows
@@ -103,17 +104,17 @@ def load_dataset(root: str | Path) -> Dataset:
         )
     train_rows = read_label_file(root / TRAIN_FILE, test=False)
     test_rows = read_label_file(root / TEST_FILE, test=True)
-    train_guids = {guid for guid, _ in train_rows}
-    for line_number, (guid, _) in enumerate(test_rows, start=2):
-        if guid in train_guids:
+    train_lines = {guid: line for guid, _, line in train_rows}
+    for guid, _, line in test_rows:
+        if guid in train_lines:
             raise UserError(
-                f"{root / TEST_FILE}: guid {guid} is also in {TRAIN_FILE}; a sample is either "
-                "labelled or test, remove it from one of them"
+                f"{root / TEST_FILE}:{line}: guid {guid} is also in {TRAIN_FILE}:{train_lines[guid]}; a sample is "
+                "either labelled or test, remove it from one of them"
             )
     folder = sample_folder(root)
     samples = [
         Sample(guid, label, folder / f"{guid}.txt", folder / f"{guid}.jpg")
-        for guid, label in train_rows + test_rows
+        for guid, label, _ in train_rows + test_rows
     ]
     missing = [
         f"{s.guid} ({', '.join(p.name for p in (s.text_path, s.image_path) if not p.is_file())})"

@@ -27,7 +27,7 @@ from src.data import Dataset, load_dataset, read_tweet
 from src.errors import UserError, cli
 from src.features import MANIFEST, FeatureCache
 from src.images import augment, open_image
-from src.io import atomic_write_text
+from src.io import atomic_write_text, file_lock
 
 # Bump when the preprocessing code changes what lands in the cache (normalisation, augmentation).
 CACHE_FORMAT = 1
@@ -224,6 +224,16 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     fingerprint = cache_fingerprint(config.model, config.features, data_hash)
     if not force and cached_fingerprint(folder) == fingerprint:
         return FeatureCache(folder), False
+    # One builder at a time: a second process (another tuner) waits, then finds the cache fresh.
+    with file_lock(folder.with_name(folder.name + ".lock")):
+        if not force and cached_fingerprint(folder) == fingerprint:
+            return FeatureCache(folder), False
+        build_and_swap(dataset, config, folder, fingerprint, data_hash)
+    return FeatureCache(folder), True
+
+
+def build_and_swap(dataset: Dataset, config: Config, folder: Path, fingerprint: str, data_hash: str) -> None:
+    """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete."""
     backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision)
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
@@ -237,7 +247,6 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
         folder.rename(retired)
     staging.rename(folder)
     shutil.rmtree(retired, ignore_errors=True)
-    return FeatureCache(folder), True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,11 @@ def to_cache_precision(features: torch.Tensor) -> torch.Tensor:
 
 def read_image_field(value: str) -> Image.Image:
     """A path to an image file, or base64-encoded image bytes."""
-    if isinstance(value, str) and Path(value).is_file():
+    try:
+        is_path = isinstance(value, str) and len(value) < 4096 and Path(value).is_file()
+    except (OSError, ValueError):  # a base64 string is no valid file name
+        is_path = False
+    if is_path:
         return open_image(value)
     try:
         raw = base64.b64decode(value, validate=True)
@@ -108,8 +112,8 @@ class MscModel(mlflow.pyfunc.PythonModel):
 def write_head(head: FusionHead, train: TrainConfig, dim: int, backbone: str, revision: str,
                max_text_tokens: int, folder: Path) -> dict[str, str]:
     """Save weights and config into ``folder``; returns the pyfunc artifacts mapping."""
-    folder = local_folder(backbone)
-    backbone_ref = str(folder.resolve()) if folder else backbone
+    backbone_folder = local_folder(backbone)
+    backbone_ref = str(backbone_folder.resolve()) if backbone_folder else backbone
     spec = {"fusion": train.fusion, "dim": dim, "hidden_dim": train.hidden_dim, "dropout": train.dropout,
             "backbone": backbone_ref, "revision": revision, "max_text_tokens": max_text_tokens,
             "labels": list(LABELS), "train": asdict(train)}

@@ -9,11 +9,9 @@ made there are not lost with the copy.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import matplotlib
 
@@ -21,6 +19,7 @@ matplotlib.use("Agg")  # headless: figures go to files and MLflow, never to a wi
 import matplotlib.pyplot as plt  # noqa: E402
 
 from src import LABELS  # noqa: E402
+from src.io import file_lock  # noqa: E402
 from src.paths import project_root  # noqa: E402
 
 EXPERIMENT = "msc"
@@ -59,23 +58,13 @@ def setup_mlflow() -> str:
     mlflow.set_tracking_uri(uri)
     # The first client creates and migrates the SQLite schema; two workers doing that at once
     # collide, so local workers take turns through a lock file beside the database.
-    with _schema_lock() if local else contextlib.nullcontext():
+    with file_lock(project_root() / ".mlflow.db.lock") if local else contextlib.nullcontext():
         mlflow.search_registered_models(max_results=1)  # the registry store migrates separately
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
         if experiment is not None:
             return experiment.experiment_id
         artifact_location = (project_root() / "mlruns").as_uri() if local else None
         return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
-
-
-@contextlib.contextmanager
-def _schema_lock():
-    with (project_root() / ".mlflow.db.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def git_commit() -> str:

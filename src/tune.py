@@ -32,8 +32,8 @@ from src import LABELS
 from src.config import Config, flatten, load_config, with_overrides
 from src.data import Splits, make_splits
 from src.errors import UserError, cli
-from src.featurize import featurize
 from src.features import FeatureCache
+from src.featurize import featurize
 from src.io import atomic_write_text
 from src.tracking import absolute_sqlite_url, dumps, git_commit, log_confusion, setup_mlflow
 from src.train import train_head

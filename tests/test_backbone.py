@@ -4,8 +4,8 @@ from PIL import Image
 
 from src.backbone import load_backbone
 from src.errors import UserError
-from src.heads import build_head
 from src.features import FeatureBatch
+from src.heads import build_head
 
 
 def test_no_backbone_parameter_ever_receives_a_gradient(tiny_clip):

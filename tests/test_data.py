@@ -42,7 +42,7 @@ def write_labels(tmp_path: Path, train: str, test: str = "guid,tag\n9,null\n") -
         ("guid,tag\n1,positive,extra\n", "train.txt:2: expected 'guid,tag'"),
         ("guid,tag\n1,happy\n", "train.txt:2: guid 1 has unknown tag 'happy'"),
         ("guid,tag\n1,positive\n1,negative\n", "train.txt:3: guid 1 repeats line 2"),
-        ("guid,tag\n9,positive\n", "guid 9 is also in train.txt"),
+        ("guid,tag\n9,positive\n", "test_without_label.txt:2: guid 9 is also in train.txt:2"),
         ("guid,tag\n1,positive\n7,negative\n", "1 listed samples have no files"),
     ],
 )
@@ -55,7 +55,7 @@ def test_label_file_errors_name_file_and_line(tmp_path, train, message):
 def test_label_file_normalises_bom_crlf_spaces_and_case(tmp_path):
     path = tmp_path / "train.txt"
     path.write_bytes("\ufeffguid,tag\r\n 1 , Positive \r\n\r\n2,neutral\r\n".encode())
-    assert read_label_file(path, test=False) == [("1", "positive"), ("2", "neutral")]
+    assert read_label_file(path, test=False) == [("1", "positive", 2), ("2", "neutral", 4)]
 
 
 def test_missing_root_says_what_to_put_where(tmp_path):

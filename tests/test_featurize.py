@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from src.config import with_overrides
-from src.featurize import featurize
 from src.features import FeatureCache
+from src.featurize import featurize
 from tests.conftest import make_config
 
 

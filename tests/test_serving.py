@@ -11,6 +11,7 @@ import urllib.request
 
 import numpy as np
 import pandas as pd
+
 from src.backbone import load_backbone
 from src.config import with_overrides
 from src.data import decode_text, load_dataset
@@ -77,10 +78,12 @@ def test_mlflow_models_serve_answers_invocations(project, config, sample_root):
         server.wait(timeout=30)
 
 
-def test_head_weights_are_safetensors_and_the_model_has_no_pickle(project, config):
+def test_head_weights_are_safetensors_and_the_model_has_no_pickle(project, config, tiny_clip):
     import mlflow
 
+    backbone_files = sorted(p.name for p in tiny_clip.iterdir())
     tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 1}))
+    assert sorted(p.name for p in tiny_clip.iterdir()) == backbone_files, "logging never writes into the backbone"
     local = mlflow.artifacts.download_artifacts("models:/msc@production")
     files = {os.path.relpath(os.path.join(d, f), local) for d, _, fs in os.walk(local) for f in fs}
     assert "artifacts/head.safetensors" in files and "artifacts/head.json" in files

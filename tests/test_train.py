@@ -1,11 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
-from dataclasses import replace
 
 from src.data import make_splits
-from src.train import class_weights, train_head
 from src.heads import HEADS
+from src.train import class_weights, train_head
 
 
 def splits_of(cache, config):
