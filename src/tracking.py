@@ -64,7 +64,9 @@ def setup_mlflow() -> str:
         if experiment is not None:
             return experiment.experiment_id
         artifact_location = (project_root() / "mlruns").as_uri() if local else None
-        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
+        # The kind tag makes the UI open the experiment in its model-training view, not GenAI's.
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
 
 
 def git_commit() -> str:

@@ -1,0 +1,33 @@
+"""The real course data (../shared/mvsa), read end to end. Slow; skips where the folder is absent."""
+
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.data import decode_text, load_dataset, make_splits
+from src.featurize import featurize
+from src.train import train_head
+from tests.conftest import REPO, make_config
+
+MVSA = REPO.parent / "shared" / "mvsa"
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MVSA.is_dir(), reason=f"no real data at {MVSA}")]
+
+
+def test_every_real_text_decodes_and_the_label_files_load():
+    dataset = load_dataset(MVSA)
+    assert len(dataset.labelled) == 4000 and len(dataset.test) == 511
+    assert Counter(s.label for s in dataset.labelled) == {"positive": 2388, "negative": 1193, "neutral": 419}
+    encodings = Counter(decode_text(p.read_bytes())[1] for p in Path(MVSA, "data").glob("*.txt"))
+    assert encodings == {"utf-8": 3738, "gb18030": 1131}, "no text needs replacement characters"
+
+
+def test_real_data_featurizes_and_trains(tmp_path, tiny_clip):
+    config = make_config(MVSA, tiny_clip, tmp_path / "features", {"features.augment_views": 1, "train.epochs": 2})
+    cache, built = featurize(config)
+    assert built and len(cache.guids) == 4511 and cache.n_labelled == 4000
+    splits = make_splits(cache.manifest["labels"], 0.15, 0.15, 42)
+    result = train_head(cache, splits.train, splits.val, replace(config.train, fusion="cross_attention"))
+    assert np.isfinite(result.history[-1]["val_loss"])
