@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict
+from pathlib import Path
 
 import mlflow
 import optuna
@@ -70,12 +71,17 @@ def test_predict_from_the_registry_and_promotion_rule(project, config):
     for uri in ("models:/msc/Production", "models:/msc@production"):
         assert predict.main(["--model-uri", uri, "--params", str(params)]) == 0
         lines = out.read_text().splitlines()
-        test_lines = (config_root := __import__("pathlib").Path(config.data.root)).joinpath(
-            "test_without_label.txt").read_text().splitlines()
+        test_lines = (Path(config.data.root) / "test_without_label.txt").read_text().splitlines()
         assert lines[0] == "guid,tag" and len(lines) == len(test_lines)
         assert [line.split(",")[0] for line in lines[1:]] == [line.split(",")[0] for line in test_lines[1:]]
         assert all(line.split(",")[1] in {"positive", "neutral", "negative"} for line in lines[1:])
-    assert config_root.is_dir()
+    # runs:/ URIs and a local model folder load too.
+    run_id = mlflow.MlflowClient().get_model_version_by_alias("msc", "production").run_id
+    local = mlflow.artifacts.download_artifacts("models:/msc@production", dst_path=str(project / "exported"))
+    for uri in (f"runs:/{run_id}/model", local):
+        out.unlink()
+        assert predict.main(["--model-uri", uri, "--params", str(params)]) == 0, uri
+        assert len(out.read_text().splitlines()) == len(test_lines)
     # A second study under another name: registered only if better on the holdout, or forced.
     summary = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1}))
     client = mlflow.MlflowClient()
@@ -174,3 +180,13 @@ def test_two_workers_share_one_postgres_study(project, config):
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.study_name = '{name}'")
     parents = {r.data.tags.get("mlflow.parentRunId") for r in runs if "trial_number" in r.data.tags}
     assert len(parents) == 1, "every trial of both processes nests under one parent run"
+
+
+def test_folds_average_the_objective_over_k_folds(project, config):
+    tune(small(config, **{"tune.trials": 1, "tune.folds": 3}))
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("msc")
+    (child,) = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]
+    study = optuna.load_study(study_name="msc", storage=f"sqlite:///{project / 'optuna.db'}")
+    assert study.best_value == pytest.approx(child.data.metrics["cv_val_weighted_f1"])
+    assert study.best_value != pytest.approx(child.data.metrics["best_val_weighted_f1"])
