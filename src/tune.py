@@ -17,7 +17,6 @@ import os
 import socket
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.params)
     overrides = {f"tune.{k}": v for k, v in (("trials", args.trials), ("storage", args.storage),
                                               ("study_name", args.study_name), ("n_jobs", args.n_jobs)) if v is not None}
-    config = replace(config, tune=with_overrides(config, overrides).tune)
+    config = with_overrides(config, overrides)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summary = tune(config, force=args.force)
     state = "registered as" if summary["promoted_now"] else "kept; the current Production model is better:"
