@@ -90,3 +90,18 @@ def test_head_weights_are_safetensors_and_the_model_has_no_pickle(project, confi
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth"))], files
     meta = open(os.path.join(local, "MLmodel")).read()
     assert "model_code_path" in meta, "logged as model from code, not a pickled PythonModel"
+
+
+def test_bundled_backbone_makes_the_model_self_contained(project, config, tiny_clip, sample_root):
+    import shutil
+
+    import mlflow
+
+    copy = project / "clip-copy"
+    shutil.copytree(tiny_clip, copy)  # same content, so the feature cache stays fresh
+    tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 1, "register.bundle_backbone": True,
+                                 "model.backbone": str(copy)}))
+    shutil.rmtree(copy)
+    model = mlflow.pyfunc.load_model("models:/msc@production")
+    out = model.predict(pd.DataFrame({"text": ["love it"], "image": [str(sample_root / "data" / "1.jpg")]}))
+    assert out["label"].iloc[0] in {"positive", "neutral", "negative"}
