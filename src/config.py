@@ -63,6 +63,7 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation weighted F1 before stopping
     class_weight_power: float = 0.0  # loss weight = (inverse class frequency) ** power
     neutral_boost: float = 1.0  # extra factor on the neutral class weight
+    modality_dropout: float = 0.1  # share of training samples that lose their text or their image
     seed: int = 0
 
 

@@ -94,8 +94,12 @@ def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None, int]]
     return rows
 
 
-def load_dataset(root: str | Path) -> Dataset:
-    """Read and check both label files; every listed guid must have its text and image."""
+def load_dataset(root: str | Path, require_test_files: bool = True) -> Dataset:
+    """Read and check both label files; every listed guid must have its text and image.
+
+    ``require_test_files=False`` (prediction) lets a test sample miss a file: it is never
+    dropped, but predicted from the modality it has.
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(
@@ -118,7 +122,7 @@ def load_dataset(root: str | Path) -> Dataset:
     ]
     missing = [
         f"{s.guid} ({', '.join(p.name for p in (s.text_path, s.image_path) if not p.is_file())})"
-        for s in samples
+        for s in (samples if require_test_files else samples[: len(train_rows)])
         if not (s.text_path.is_file() and s.image_path.is_file())
     ]
     if missing:

@@ -93,3 +93,18 @@ class FeatureCache:
             batch.text_mask = torch.from_numpy(self.array("text_mask")[rows])
             batch.image_tokens = image("image_tokens", "aug_tokens")
         return batch
+
+
+def drop_modality(batch: FeatureBatch, text_rows: np.ndarray, image_rows: np.ndarray) -> FeatureBatch:
+    """Zero the text features of ``text_rows`` and the image features of ``image_rows``, in place.
+
+    This is how a missing modality looks to a head, in training (modality dropout) and in
+    prediction (an unreadable or missing file): all zeros, with the text mask unchanged.
+    """
+    for rows, fields in ((text_rows, ("text_pooled", "text_tokens")), (image_rows, ("image_pooled", "image_tokens"))):
+        if len(rows):
+            for name in fields:
+                values = getattr(batch, name)
+                if values is not None:
+                    values[rows] = 0.0
+    return batch

@@ -8,6 +8,8 @@ atomically; prints the predicted class distribution and logs it to MLflow.
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -51,12 +53,22 @@ def load_model(model_uri: str):
 
 
 def predict_test_set(model, data_root: str) -> pd.DataFrame:
-    """(guid, tag) for every test guid, in file order."""
-    dataset = load_dataset(data_root)
-    frame = pd.DataFrame({
-        "text": [decode_text(s.text_path.read_bytes())[0] for s in dataset.test],
-        "image": [str(s.image_path) for s in dataset.test],
-    })
+    """(guid, tag) for every test guid, in file order.
+
+    No test sample is dropped: one whose text or image file is missing or unreadable is
+    predicted from the other modality, and flagged on stderr (the model logs unreadable images).
+    """
+    dataset = load_dataset(data_root, require_test_files=False)
+    for sample in dataset.test:
+        lacking = [p.name for p in (sample.text_path, sample.image_path) if not p.is_file()]
+        if lacking:
+            print(f"warning: test guid {sample.guid} has no {' or '.join(lacking)}; predicted from what it has",
+                  file=sys.stderr)
+    frame = pd.DataFrame(
+        {"text": [decode_text(s.text_path.read_bytes())[0] if s.text_path.is_file() else None for s in dataset.test],
+         "image": [str(s.image_path) for s in dataset.test]},
+        index=[s.guid for s in dataset.test],  # the model's warnings name rows by guid
+    )
     predictions = model.predict(frame)
     return pd.DataFrame({"guid": [s.guid for s in dataset.test], "tag": predictions["label"].tolist()})
 
@@ -87,9 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.params)
     import mlflow
 
+
     experiment_id = setup_mlflow()
     model = load_model(args.model_uri)
-    labels = predict_test_set(model, args.data_root or config.data.root)
+    # The model flags unreadable inputs on logger "msc.serving"; show those lines on stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logger = logging.getLogger("msc")
+    logger.addHandler(handler)
+    try:
+        labels = predict_test_set(model, args.data_root or config.data.root)
+    finally:
+        logger.removeHandler(handler)
     write_labels(labels, args.out)
     table, counts = distribution_table(labels)
     Console().print(table)

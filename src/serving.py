@@ -16,6 +16,7 @@ import base64
 import binascii
 import io
 import json
+import logging
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -32,11 +33,12 @@ from src.backbone import Backbone, load_backbone
 from src.config import TrainConfig
 from src.data import normalize_tweet
 from src.errors import UserError
-from src.features import FeatureBatch
+from src.features import FeatureBatch, drop_modality
 from src.heads import FusionHead, build_head
 from src.images import open_image
 from src.paths import local_folder
 
+LOGGER = logging.getLogger("msc.serving")
 PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
 PREDICT_BATCH = 64
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
@@ -49,7 +51,7 @@ def to_cache_precision(features: torch.Tensor) -> torch.Tensor:
 
 
 def read_image_field(value: str) -> Image.Image:
-    """A path to an image file, or base64-encoded image bytes."""
+    """A path to an image file, or base64-encoded image bytes; UserError when it is neither."""
     try:
         is_path = isinstance(value, str) and len(value) < 4096 and Path(value).is_file()
     except (OSError, ValueError):  # a base64 string is no valid file name
@@ -63,20 +65,47 @@ def read_image_field(value: str) -> Image.Image:
     return open_image(raw)
 
 
-def encode_inputs(backbone: Backbone, texts: list[str], images: list, max_text_tokens: int) -> FeatureBatch:
-    """Raw tweets and PIL images -> the FeatureBatch a head reads, with featurize's preprocessing."""
-    encoded = backbone.tokenize([normalize_tweet(text) for text in texts], max_text_tokens)
-    pixels = torch.from_numpy(np.stack([backbone.preprocess_image(image) for image in images]))
+def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[Image.Image | None],
+                  max_text_tokens: int) -> FeatureBatch:
+    """Raw tweets and PIL images -> the FeatureBatch a head reads, with featurize's preprocessing.
+
+    A None text or image is a missing modality: its features are zeros, as in modality dropout.
+    """
+    encoded = backbone.tokenize([normalize_tweet(text or "") for text in texts], max_text_tokens)
+    blank = Image.new("RGB", (32, 32))  # placeholder for a missing image; its features are zeroed
+    pixels = torch.from_numpy(np.stack([backbone.preprocess_image(image or blank) for image in images]))
     with torch.inference_mode():
         text_pooled, text_tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
         image_pooled, image_tokens = backbone.encode_image(pixels)
-    return FeatureBatch(
+    batch = FeatureBatch(
         text_pooled=to_cache_precision(text_pooled.cpu()),
         image_pooled=to_cache_precision(image_pooled.cpu()),
         text_tokens=to_cache_precision(text_tokens.cpu()),
         text_mask=encoded["attention_mask"].bool(),
         image_tokens=to_cache_precision(image_tokens.cpu()),
     )
+    missing_text = np.array([i for i, text in enumerate(texts) if text is None], dtype=np.int64)
+    missing_image = np.array([i for i, image in enumerate(images) if image is None], dtype=np.int64)
+    return drop_modality(batch, missing_text, missing_image)
+
+
+def read_inputs(chunk: pd.DataFrame) -> tuple[list[str | None], list[Image.Image | None]]:
+    """Texts and images of a DataFrame chunk; an unreadable image or a null text becomes None,
+    logged with its row, so the sample is predicted from its other modality."""
+    texts = [None if pd.isna(text) else str(text) for text in chunk["text"]]
+    images = []
+    for index, value in zip(chunk.index, chunk["image"]):
+        try:
+            images.append(None if pd.isna(value) else read_image_field(value))
+        except (UserError, OSError, ValueError) as error:  # PIL raises OSError for corrupt files
+            LOGGER.warning("row %s: image unusable (%s); predicting from its text alone", index, error)
+            images.append(None)
+    for index, text, image in zip(chunk.index, texts, images):
+        if text is None and image is None:
+            LOGGER.warning("row %s: neither text nor image; predicting from the class prior the head learned", index)
+        elif text is None:
+            LOGGER.warning("row %s: no text; predicting from its image alone", index)
+    return texts, images
 
 
 class MscModel(mlflow.pyfunc.PythonModel):
@@ -98,9 +127,8 @@ class MscModel(mlflow.pyfunc.PythonModel):
         probabilities = []
         for start in range(0, len(model_input), PREDICT_BATCH):
             chunk = model_input.iloc[start : start + PREDICT_BATCH]
-            images = [read_image_field(value) for value in chunk["image"]]
-            batch = encode_inputs(self.backbone, chunk["text"].fillna("").astype(str).tolist(), images,
-                                  self.max_text_tokens)
+            texts, images = read_inputs(chunk)
+            batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens)
             with torch.inference_mode():
                 probabilities.append(torch.softmax(self.head(batch), dim=-1).numpy())
         probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(LABELS)))

@@ -25,7 +25,7 @@ from src import LABELS
 from src.config import TrainConfig, load_config
 from src.data import make_splits
 from src.errors import UserError, cli
-from src.features import FeatureCache
+from src.features import FeatureCache, drop_modality
 from src.heads import FusionHead, build_head
 from src.metrics import classification_metrics, scalar_metrics
 
@@ -103,6 +103,10 @@ def train_head(
             rows = order[start : start + config.batch_size]
             batch = cache.batch(rows, None if views is None else views[start : start + config.batch_size],
                                 tokens=head.uses_tokens)
+            # Modality dropout: a few samples lose one modality, half their text, half their image.
+            dropped = np.flatnonzero(rng.random(len(rows)) < config.modality_dropout)
+            lose_text = rng.random(len(dropped)) < 0.5
+            drop_modality(batch, dropped[lose_text], dropped[~lose_text])
             logits = head(batch)  # (B, 3)
             loss = F.cross_entropy(logits, torch.from_numpy(cache.labels[rows]), weight=weights)
             optimizer.zero_grad(set_to_none=True)

@@ -105,3 +105,40 @@ def test_bundled_backbone_makes_the_model_self_contained(project, config, tiny_c
     model = mlflow.pyfunc.load_model("models:/msc@production")
     out = model.predict(pd.DataFrame({"text": ["love it"], "image": [str(sample_root / "data" / "1.jpg")]}))
     assert out["label"].iloc[0] in {"positive", "neutral", "negative"}
+
+
+def test_every_test_sample_gets_a_label_even_without_a_file(project, config, sample_root, capsys):
+    import shutil
+
+    import yaml
+
+    from src import predict
+
+    tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
+    data = project / "data"
+    shutil.copytree(sample_root, data)
+    test_guids = [line.split(",")[0] for line in (data / "test_without_label.txt").read_text().splitlines()[1:]]
+    (data / "data" / f"{test_guids[0]}.jpg").unlink()  # missing image
+    (data / "data" / f"{test_guids[1]}.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # undecodable image
+    (data / "data" / f"{test_guids[2]}.txt").unlink()  # missing text
+    params = project / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"root": str(data)}}))
+    capsys.readouterr()
+    assert predict.main(["--model-uri", "models:/msc@production", "--params", str(params)]) == 0
+    lines = (project / "results" / "test_with_label.txt").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == test_guids
+    assert all(line.split(",")[1] in {"positive", "neutral", "negative"} for line in lines[1:])
+    err = capsys.readouterr().err
+    assert f"test guid {test_guids[0]} has no {test_guids[0]}.jpg" in err
+    assert f"row {test_guids[1]}: image unusable" in err
+    assert f"test guid {test_guids[2]} has no {test_guids[2]}.txt" in err
+
+
+def test_a_missing_modality_is_zeros_like_modality_dropout(config):
+    from PIL import Image
+
+    backbone = load_backbone(config.model.backbone, device="cpu")
+    batch = encode_inputs(backbone, ["so happy", None], [None, Image.new("RGB", (40, 40))], 77)
+    assert batch.image_pooled[0].abs().sum() == 0 and batch.image_tokens[0].abs().sum() == 0
+    assert batch.text_pooled[1].abs().sum() == 0 and batch.text_tokens[1].abs().sum() == 0
+    assert batch.text_pooled[0].abs().sum() > 0 and batch.image_pooled[1].abs().sum() > 0

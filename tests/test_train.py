@@ -48,3 +48,13 @@ def test_class_weights():
     weights = class_weights(labels, 1.0, 2.0)
     assert weights[1] > weights[2] > weights[0]
     assert weights.mean().item() == pytest.approx(1.0)
+
+
+def test_modality_dropout_zeroes_one_modality_per_chosen_sample(cache):
+    from src.features import drop_modality
+
+    batch = cache.batch(np.arange(6), tokens=True)
+    drop_modality(batch, np.array([0, 1]), np.array([2]))
+    assert batch.text_pooled[:2].abs().sum() == 0 and batch.text_tokens[:2].abs().sum() == 0
+    assert batch.image_pooled[2].abs().sum() == 0 and batch.image_tokens[2].abs().sum() == 0
+    assert batch.text_pooled[2:].abs().sum(1).min() > 0 and batch.image_pooled[[0, 1, 3]].abs().sum(1).min() > 0

@@ -120,7 +120,7 @@ def start_tuner(project, *args):
 
 def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, config):
     n = 5
-    write_params(project, config, **{"tune.trials": n, "train.epochs": 30, "train.patience": 30})
+    write_params(project, config, **{"tune.trials": n, "train.epochs": 60, "train.patience": 60})
     storage = f"sqlite:///{project / 'optuna.db'}"
     tuner = start_tuner(project)
     deadline = time.time() + 120
@@ -131,7 +131,9 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, confi
             trials = optuna.load_study(study_name="msc", storage=storage).get_trials(deepcopy=False)
         except Exception:  # noqa: BLE001 - the study is not created yet
             continue
-        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        # Mid-trial for sure: a running trial that has reported epochs and has 40 more to go.
+        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING
+                   and t.intermediate_values and max(t.intermediate_values) < 20]
         if running and any(t.state in FINISHED for t in trials):
             tuner.send_signal(signal.SIGKILL)
             killed = True
