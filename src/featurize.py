@@ -26,7 +26,7 @@ from src.config import Config, FeaturesConfig, ModelConfig, load_config
 from src.data import Dataset, load_dataset, read_tweet
 from src.errors import UserError, cli
 from src.features import MANIFEST, FeatureCache
-from src.images import augment, open_image
+from src.images import augment, image_problem, open_image
 from src.io import atomic_write_text, file_lock
 
 # Bump when the preprocessing code changes what lands in the cache (normalisation, augmentation).
@@ -232,8 +232,19 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     return FeatureCache(folder), True
 
 
+def check_images(dataset: Dataset) -> None:
+    """Stop before any work when images cannot be decoded, listing every bad guid at once."""
+    bad = [f"{s.guid} ({s.image_path}: {problem})" for s in dataset.samples
+           if (problem := image_problem(s.image_path)) is not None]
+    if bad:
+        shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise UserError(f"{len(bad)} images cannot be decoded: {shown}. Replace them with the course archive's "
+                        "originals, or remove those guids from the label files")
+
+
 def build_and_swap(dataset: Dataset, config: Config, folder: Path, fingerprint: str, data_hash: str) -> None:
     """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete."""
+    check_images(dataset)
     backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision)
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind

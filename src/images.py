@@ -53,3 +53,16 @@ def augment(image: Image.Image, rng: random.Random) -> Image.Image:
     for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         image = enhancer(image).enhance(rng.uniform(0.8, 1.2))
     return image
+
+
+def image_problem(path) -> str | None:
+    """Why ``path`` cannot be used as an image, or None when its structure checks out.
+
+    ``verify()`` reads the file without decoding pixels, so checking a whole dataset is cheap.
+    """
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, SyntaxError, ValueError) as error:  # PIL reports bad structure in these
+        return str(error) or type(error).__name__
+    return None

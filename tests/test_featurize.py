@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from src.config import with_overrides
+from src.errors import UserError
 from src.features import FeatureCache
 from src.featurize import featurize
 from tests.conftest import make_config
@@ -76,3 +77,12 @@ def test_half_written_cache_is_never_used(private_copy):
     rebuilt, built = featurize(config)
     assert built and not staging.exists()
     assert json.loads((folder / "manifest.json").read_text())["fingerprint"] == rebuilt.fingerprint
+
+
+def test_undecodable_images_stop_before_any_work_and_are_all_listed(private_copy):
+    folder = Path(private_copy.data.root) / "data"
+    for guid in ("1", "2"):
+        (folder / f"{guid}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(UserError, match=r"2 images cannot be decoded: 1 \(.*1\.jpg.*; 2 \(.*2\.jpg"):
+        featurize(private_copy)
+    assert not Path(private_copy.features.dir).exists()
