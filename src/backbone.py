@@ -21,6 +21,14 @@ from src.paths import local_folder
 SAMPLE_BACKBONE = "models/tiny-clip"
 
 
+def clip_pixels(image_processor, image: Image.Image) -> np.ndarray:
+    """The one image preprocessing path, for training features and prediction: (3, H, W) float32.
+
+    A plain function of the processor, so DataLoader workers can run it without the model.
+    """
+    return image_processor(images=image, return_tensors="np")["pixel_values"][0]
+
+
 @dataclass
 class Backbone:
     model: "transformers.CLIPModel"  # noqa: F821 - imported lazily, transformers is slow to import
@@ -36,7 +44,7 @@ class Backbone:
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         """CLIP's own resize, centre crop and normalisation: (3, H, W) float32."""
-        return self.processor.image_processor(images=image, return_tensors="np")["pixel_values"][0]
+        return clip_pixels(self.processor.image_processor, image)
 
     def tokenize(self, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
         """Token ids and attention mask, padded to the batch's longest text: (B, L)."""

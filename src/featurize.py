@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from src.backbone import Backbone, backbone_identity, load_backbone
+from src.backbone import Backbone, backbone_identity, clip_pixels, load_backbone
 from src.config import Config, FeaturesConfig, ModelConfig, load_config
 from src.data import Dataset, load_dataset, read_tweet
 from src.errors import UserError, cli
@@ -80,7 +80,7 @@ class ImageViews(torch.utils.data.Dataset):
         if view:
             # Seeded by (seed, guid, view): every rebuild gives the same augmented views.
             image = augment(image, random.Random(f"{self.seed}:{sample.guid}:{view}"))
-        pixels = self.image_processor(images=image, return_tensors="np")["pixel_values"][0]  # (3, H, W)
+        pixels = clip_pixels(self.image_processor, image)  # (3, H, W)
         return row, view, pixels
 
 

@@ -72,7 +72,7 @@ def test_half_written_cache_is_never_used(private_copy):
     staging.mkdir()
     (staging / "text_pooled.npy").write_bytes(b"partial")
     (folder / "manifest.json").unlink()  # as if killed between the swap's two renames
-    with pytest.raises(Exception, match="no complete feature cache"):
+    with pytest.raises(UserError, match="no complete feature cache"):
         FeatureCache(folder)
     rebuilt, built = featurize(config)
     assert built and not staging.exists()
