@@ -1,18 +1,26 @@
-"""Stage ``ablation``: every head, and a logistic-regression probe, scored on the holdout.
+"""Stage ``ablation``: every head over several seeds on the untouched holdout, an error analysis,
+and ``results/report.md``, all logged under one MLflow parent run named ``ablation``.
 
-Each head trains with params.yaml's ``train`` settings (only ``fusion`` changes), on the
-training split, selected on validation, and is scored once on the untouched holdout. The
-linear probe on the same cached pooled features is the standard CLIP baseline; its C is
-chosen on validation too. On the synthetic sample, the Bayes-optimal rule's accuracy on the
-same holdout rows is the ceiling.
+Same budget and hyperparameters for every trained row: the tuned ones (the best trial's, read
+from ``results/metrics.json``, which the tune stage writes; params.yaml's ``train`` section when
+there is none), with only ``train.fusion`` changed, or ``train.use_augmented_views`` for the
+augmentation row. Every row trains with the same epochs, patience and batch size on the same
+training split, selects its epoch on the same validation split, and is scored once per seed on
+the same holdout rows. Seeds ``train.seed + 0 .. ablation.seeds - 1`` change the head's
+initialisation, the batch order, the sampled views and the modality dropout; never the splits.
+
+Baselines: a logistic-regression probe on the pooled features (C chosen on validation), and on
+the synthetic sample the Bayes-optimal rule on the same holdout rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
-from dataclasses import replace
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +30,88 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from src import LABELS
-from src.config import FUSIONS, Config, load_config
-from src.data import Splits, make_splits
-from src.errors import cli
+from src.config import FUSIONS, Config, TrainConfig, flatten, load_config, with_overrides
+from src.data import Splits, decode_text, load_dataset, make_splits
+from src.errors import UserError, cli
 from src.features import FeatureCache
 from src.io import atomic_write_text
 from src.metrics import classification_metrics
 from src.train import predict_proba, train_head
 
 PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)
-COLUMNS = ("variant", "accuracy", "weighted_f1", "macro_f1")
+METRICS = ("accuracy", "weighted_f1", "macro_f1", *(f"f1_{label}" for label in LABELS))
+COLUMNS = ("variant", "kind", "fusion", "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
+           "throughput_samples_per_s", "trainable_params")
+BAD_CASE_COLUMNS = ("guid", "kind", "true_label", "predicted_label", *(f"p_{label}" for label in LABELS),
+                    "text_only_prediction", "image_only_prediction", "image_path", "text")
+ERROR_KINDS = ("modality_conflict", "ambiguous_neutral", "low_confidence", "confident_error")
+RESULTS = Path("results")
+THROUGHPUT_SECONDS = 0.5  # time each head's inference for at least this long
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str  # unimodal | fusion | augmentation | baseline
+    train: TrainConfig | None = None  # None: not a trained head (the probe, the Bayes rule)
+
+
+@dataclass
+class VariantResult:
+    variant: Variant
+    scores: list[dict] = field(default_factory=list)  # holdout classification_metrics, one per seed
+    probs: list[np.ndarray] = field(default_factory=list)  # (n_holdout, 3) per seed; trained heads only
+    histories: list[list[dict]] = field(default_factory=list)  # per-epoch scalars, one list per seed
+    throughput: float | None = None  # holdout samples/s of the head on cached features
+    trainable_params: int | None = None
+
+
+def tuned_train_config(config: Config, metrics_path: Path) -> tuple[TrainConfig, str]:
+    """The ``train`` settings every row shares, and a sentence saying where they came from."""
+    if not metrics_path.is_file():
+        return config.train, f"params.yaml's `train` section (there is no {metrics_path} from the tune stage)"
+    summary = json.loads(metrics_path.read_text())
+    best = summary.get("best_params", {})
+    try:
+        tuned = with_overrides(config, best).train
+    except UserError as error:
+        raise UserError(f"{metrics_path}: best_params do not fit params.yaml ({error}); re-run `dvc repro tune`") from None
+    return tuned, (f"the best trial (#{summary['best_trial']}) of Optuna study `{summary['study_name']}`, "
+                   f"read from {metrics_path}")
+
+
+def make_variants(train: TrainConfig, augment_views: int) -> list[Variant]:
+    """Text only, image only, each fusion type, and the tuned fusion with its augmentation flipped."""
+    variants = [Variant(f, "unimodal" if f in ("text", "image") else "fusion", replace(train, fusion=f)) for f in FUSIONS]
+    if augment_views:
+        flipped = not train.use_augmented_views
+        name = f"{train.fusion}:{'views' if flipped else 'no_views'}"
+        variants.append(Variant(name, "augmentation", replace(train, use_augmented_views=flipped)))
+    return variants
+
+
+def head_throughput(head, cache: FeatureCache, rows: np.ndarray) -> float:
+    """Samples/s of ``predict_proba`` over ``rows`` (cached features in, probabilities out)."""
+    predict_proba(head, cache, rows)  # warm-up: the first pass pages the memmaps in
+    done, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < THROUGHPUT_SECONDS or done == 0:
+        predict_proba(head, cache, rows)
+        done += len(rows)
+    return done / elapsed
+
+
+def train_variant(variant: Variant, cache: FeatureCache, splits: Splits, seeds: int) -> VariantResult:
+    result = VariantResult(variant)
+    labels = cache.labels[splits.holdout]
+    for offset in range(seeds):
+        trained = train_head(cache, splits.train, splits.val, replace(variant.train, seed=variant.train.seed + offset))
+        probs = predict_proba(trained.head, cache, splits.holdout)
+        result.scores.append(classification_metrics(labels, probs.argmax(1)))
+        result.probs.append(probs)
+        result.histories.append(trained.history)
+    result.trainable_params = sum(p.numel() for p in trained.head.parameters() if p.requires_grad)
+    result.throughput = head_throughput(trained.head, cache, splits.holdout)
+    return result
 
 
 def probe_features(cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
@@ -40,78 +120,201 @@ def probe_features(cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([normalize(batch.text_pooled.numpy()), normalize(batch.image_pooled.numpy())], axis=1)
 
 
-def linear_probe(cache: FeatureCache, splits: Splits) -> dict:
-    """Logistic regression on pooled features, C by validation weighted F1; holdout scores."""
+def linear_probe(cache: FeatureCache, splits: Splits) -> VariantResult:
+    """Logistic regression on pooled features, C by validation weighted F1. Deterministic: one run."""
     x_train, x_val, x_holdout = (probe_features(cache, rows) for rows in (splits.train, splits.val, splits.holdout))
     y_train, y_val = cache.labels[splits.train], cache.labels[splits.val]
     best = max(
         (LogisticRegression(C=c, max_iter=5000).fit(x_train, y_train) for c in PROBE_C),
         key=lambda model: classification_metrics(y_val, model.predict(x_val))["weighted_f1"],
     )
-    return classification_metrics(cache.labels[splits.holdout], best.predict(x_holdout))
+    scores = classification_metrics(cache.labels[splits.holdout], best.predict(x_holdout))
+    return VariantResult(Variant("logistic_probe", "baseline"), scores=[scores])
 
 
-def bayes_rows(data_root: Path, cache: FeatureCache, rows: np.ndarray) -> list[dict] | None:
+def bayes_results(data_root: Path, cache: FeatureCache, rows: np.ndarray) -> list[VariantResult]:
     """On the synthetic sample, the Bayes rule's holdout scores with text, image and both cues."""
     cues_path = data_root / "cues.csv"
     if not cues_path.is_file():
-        return None
+        return []
     from src.sample import bayes_predict
 
-    cues = {row["guid"]: row for row in csv.DictReader(cues_path.open())}
+    with cues_path.open(newline="") as handle:
+        cues = {row["guid"]: row for row in csv.DictReader(handle)}
     guids = [cache.guids[i] for i in rows]
     out = []
-    for variant, use_text, use_image in (("bayes:text", True, False), ("bayes:image", False, True), ("bayes:both", True, True)):
+    for name, use_text, use_image in (("bayes:text", True, False), ("bayes:image", False, True), ("bayes:both", True, True)):
         predictions = [
             LABELS.index(bayes_predict(cues[g]["text_cue"] if use_text else None, cues[g]["image_cue"] if use_image else None))
             for g in guids
         ]
-        out.append({"variant": variant, **classification_metrics(cache.labels[rows], np.array(predictions))})
+        scores = classification_metrics(cache.labels[rows], np.array(predictions))
+        out.append(VariantResult(Variant(name, "baseline"), scores=[scores]))
     return out
 
 
-def run_ablation(config: Config, cache: FeatureCache) -> list[dict]:
-    """One row per variant: every fusion head, the linear probe and (sample only) the Bayes rule."""
+def summary_row(result: VariantResult) -> dict:
+    """One CSV row: mean and sample standard deviation (ddof 1) of every metric over the seeds."""
+    variant = result.variant
+    row = {"variant": variant.name, "kind": variant.kind, "fusion": variant.train.fusion if variant.train else "",
+           "seeds": len(result.scores), "throughput_samples_per_s": result.throughput,
+           "trainable_params": result.trainable_params}
+    for metric in METRICS:
+        values = np.array([s[metric] for s in result.scores])
+        row[f"{metric}_mean"] = float(values.mean())
+        row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+    return row
+
+
+def error_kind(true: int, predicted: int, confidence: float, text_only: int, image_only: int,
+               low_confidence: float) -> str:
+    """The first kind that applies, in ERROR_KINDS order, to one misclassified sample."""
+    if text_only != image_only:
+        return "modality_conflict"  # the text-only and image-only heads disagree
+    if LABELS.index("neutral") in (true, predicted):
+        return "ambiguous_neutral"
+    if confidence < low_confidence:
+        return "low_confidence"
+    return "confident_error"
+
+
+def bad_cases(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, text_only: np.ndarray,
+              image_only: np.ndarray, data_root: str, low_confidence: float) -> list[dict]:
+    """Every misclassified holdout sample of ``probs`` (n, 3), with its kind, text and image path.
+
+    ``text_only`` and ``image_only`` (n,) are the unimodal heads' predictions on the same rows.
+    """
+    samples = {s.guid: s for s in load_dataset(data_root, require_test_files=False).labelled}
+    cases = []
+    for i, row in enumerate(rows):
+        true, predicted = int(cache.labels[row]), int(probs[i].argmax())
+        if true == predicted:
+            continue
+        sample = samples[cache.guids[row]]
+        cases.append({
+            "guid": sample.guid,
+            "kind": error_kind(true, predicted, float(probs[i].max()), int(text_only[i]), int(image_only[i]), low_confidence),
+            "true_label": LABELS[true],
+            "predicted_label": LABELS[predicted],
+            **{f"p_{label}": round(float(p), 4) for label, p in zip(LABELS, probs[i])},
+            "text_only_prediction": LABELS[int(text_only[i])],
+            "image_only_prediction": LABELS[int(image_only[i])],
+            "image_path": str(sample.image_path),
+            "text": " ".join(decode_text(sample.text_path.read_bytes())[0].split()),  # one line
+        })
+    return sorted(cases, key=lambda case: (ERROR_KINDS.index(case["kind"]), -max(case[f"p_{x}"] for x in LABELS)))
+
+
+def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else (f"{row[k]:.4f}" if isinstance(row[k], float) else row[k])
+                         for k in columns})
+    return out.getvalue()
+
+
+def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict], files: list[Path],
+                  figures: Path, tags: dict[str, str]) -> str:
+    """An ``ablation`` parent run with every output as an artifact, and one child run per row."""
+    import mlflow
+
+    from src.tracking import setup_mlflow
+
+    experiment_id = setup_mlflow()
+    with mlflow.start_run(experiment_id=experiment_id, run_name="ablation", tags=tags) as parent:
+        mlflow.log_params({k: v for k, v in flatten(config).items() if k.startswith(("data.", "ablation."))})
+        for result, row in zip(results, rows):
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"ablation-{row['variant']}", nested=True,
+                                  tags={"ablation_kind": row["kind"], **tags}):
+                if result.variant.train is not None:
+                    mlflow.log_params({f"train.{k}": v for k, v in asdict(result.variant.train).items()})
+                mlflow.log_metrics({k: float(v) for k, v in row.items()
+                                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                for step, scores in enumerate(result.scores):  # one point per seed
+                    mlflow.log_metrics({f"holdout_{m}": scores[m] for m in METRICS}, step=step)
+        for path in files:
+            mlflow.log_artifact(str(path))
+        mlflow.log_artifacts(str(figures), artifact_path="figures")
+        return parent.info.run_id
+
+
+def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_dir: Path, console: Console) -> list[dict]:
+    """Train and score every row, analyse the tuned head's errors, write every output."""
+    from src.report import ReportContext, write_report
+
+    if config.ablation.seeds < 1:
+        raise UserError(f"params.yaml: ablation.seeds must be at least 1, got {config.ablation.seeds}")
     splits = make_splits(cache.manifest["labels"], config.data.holdout_fraction, config.data.val_fraction,
                          config.data.split_seed)
-    rows = []
-    for fusion in FUSIONS:
-        result = train_head(cache, splits.train, splits.val, replace(config.train, fusion=fusion))
-        probs = predict_proba(result.head, cache, splits.holdout)
-        rows.append({"variant": fusion, **classification_metrics(cache.labels[splits.holdout], probs.argmax(1))})
-    rows.append({"variant": "logistic_probe", **linear_probe(cache, splits)})
-    rows.extend(bayes_rows(Path(config.data.root), cache, splits.holdout) or [])
+    train, hyperparameter_source = tuned_train_config(config, metrics_path)
+    results = []
+    for variant in make_variants(train, cache.augment_views):
+        started = time.perf_counter()
+        results.append(train_variant(variant, cache, splits, config.ablation.seeds))
+        console.print(f"{variant.name}: {config.ablation.seeds} seeds in {time.perf_counter() - started:.1f}s")
+    results.append(linear_probe(cache, splits))
+    results.extend(bayes_results(Path(config.data.root), cache, splits.holdout))
+    rows = [summary_row(result) for result in results]
+
+    by_name = {result.variant.name: result for result in results}
+    analysed = by_name[train.fusion]  # the tuned configuration, first seed
+    cases = bad_cases(cache, splits.holdout, analysed.probs[0], by_name["text"].probs[0].argmax(1),
+                      by_name["image"].probs[0].argmax(1), config.data.root, config.ablation.low_confidence)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"ablation": out_dir / "ablation.csv", "bad_cases": out_dir / "bad_cases.csv",
+             "report": out_dir / "report.md"}
+    atomic_write_text(files["ablation"], csv_text(rows, COLUMNS))
+    atomic_write_text(files["bad_cases"], csv_text(cases, BAD_CASE_COLUMNS))
+    context = ReportContext(
+        backbone=cache.manifest["backbone"], data_root=config.data.root, n_labelled=cache.n_labelled,
+        n_train=len(splits.train), n_val=len(splits.val), n_holdout=len(splits.holdout),
+        augment_views=cache.augment_views, feature_fingerprint=cache.fingerprint, seeds=config.ablation.seeds,
+        train=train, hyperparameter_source=hyperparameter_source, low_confidence=config.ablation.low_confidence,
+    )
+    figures = write_report(files["report"], out_dir / "figures", context, rows, analysed, cases)
+    bayes_file = Path(config.data.root) / "bayes.json"
+    tags = {"backbone": cache.manifest["backbone"], "feature_fingerprint": cache.fingerprint}
+    if bayes_file.is_file():
+        tags["expected_bayes_accuracy"] = json.dumps(json.loads(bayes_file.read_text())["bayes_accuracy"])
+    from src.tracking import git_commit
+
+    tags["git_commit"] = git_commit()
+    log_to_mlflow(config, results, rows, list(files.values()), figures, tags)
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    lines = [",".join(COLUMNS)] + [
-        ",".join([row["variant"]] + [f"{row[c]:.4f}" for c in COLUMNS[1:]]) for row in rows
-    ]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def print_table(rows: list[dict], title: str, console: Console) -> None:
+    table = Table(title=title)
+    for column in ("variant", "seeds", "accuracy", "weighted F1", "macro F1", "samples/s", "params"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+
+    def spread(row: dict, metric: str) -> str:
+        std = row[f"{metric}_std"]
+        return f"{row[f'{metric}_mean']:.4f}" + ("" if std is None else f" ± {std:.4f}")
+
+    for row in rows:
+        table.add_row(row["variant"], str(row["seeds"]), spread(row, "accuracy"), spread(row, "weighted_f1"),
+                      spread(row, "macro_f1"),
+                      "" if row["throughput_samples_per_s"] is None else f"{row['throughput_samples_per_s']:,.0f}",
+                      "" if row["trainable_params"] is None else f"{row['trainable_params']:,}")
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description="Ablation, fusion comparison and error analysis on the holdout.")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", type=Path, default=Path("results/ablation.csv"))
+    parser.add_argument("--metrics", type=Path, default=RESULTS / "metrics.json",
+                        help="the tune stage's summary, for the tuned hyperparameters (default: %(default)s)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the CSVs, report and figures go")
     args = parser.parse_args(argv)
     config = load_config(args.params)
     cache = FeatureCache(config.features.dir)
-    rows = run_ablation(config, cache)
-    write_csv(rows, args.out)
-    table = Table(title=f"holdout scores ({cache.manifest['backbone']}, {config.data.root})")
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    for row in rows:
-        table.add_row(row["variant"], *(f"{row[c]:.4f}" for c in COLUMNS[1:]))
-    Console().print(table)
-    bayes_file = Path(config.data.root) / "bayes.json"
-    if bayes_file.is_file():
-        expected = json.loads(bayes_file.read_text())["bayes_accuracy"]
-        print("expected Bayes accuracy over the generating distribution: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in expected.items()))
-    print(f"wrote {args.out}")
+    console = Console()
+    rows = run_ablation(config, cache, args.metrics, args.out_dir, console)
+    print_table(rows, f"holdout, mean ± std over seeds ({cache.manifest['backbone']}, {config.data.root})", console)
+    print(f"wrote {args.out_dir / 'ablation.csv'}, {args.out_dir / 'bad_cases.csv'} and {args.out_dir / 'report.md'}")
     return 0
 
 

@@ -143,3 +143,21 @@ def backbone_identity(name: str, revision: str) -> str:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
     return f"folder:{digest.hexdigest()}"
+
+
+def describe_backbone(name: str) -> str:
+    """One line for reports: the backbone's name, and a warning when its weights are random.
+
+    The random-weight CLIPs that ``python -m src.sample`` writes carry ``msc_random_weights`` in
+    their config.json, so a report made with one is never mistaken for a CLIP result.
+    """
+    folder = local_folder(name)
+    config_file = folder / "config.json" if folder is not None else None
+    if config_file is not None and config_file.is_file():
+        import json
+
+        if json.loads(config_file.read_text()).get("msc_random_weights"):
+            return (f"`{name}`: **random weights** written by `python -m src.sample`. These numbers test the "
+                    "pipeline; they are not CLIP results")
+        return f"`{name}` (local folder)"
+    return f"`{name}` (Hugging Face hub)"

@@ -28,6 +28,7 @@ class DataConfig:
     holdout_fraction: float = 0.15  # untouched split of train.txt; the only one reported
     val_fraction: float = 0.15  # split of train.txt for early stopping and tuning
     split_seed: int = 42  # seeds the stratified holdout and validation splits
+    on_error: Literal["error", "skip"] = "error"  # a missing or undecodable file: stop, or drop the labelled sample
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class TrainConfig:
     class_weight_power: float = 0.0  # loss weight = (inverse class frequency) ** power
     neutral_boost: float = 1.0  # extra factor on the neutral class weight
     modality_dropout: float = 0.1  # share of training samples that lose their text or their image
+    use_augmented_views: bool = True  # sample one of the cache's K augmented views per image and epoch
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # training autocast; auto: bf16 for token heads on bf16 CPUs
     seed: int = 0
 
 
@@ -85,6 +88,12 @@ class RegisterConfig:
 
 
 @dataclass(frozen=True)
+class AblationConfig:
+    seeds: int = 3  # every trained row is mean and std over train.seed, train.seed + 1, ...
+    low_confidence: float = 0.5  # a misclassified sample whose top probability is below this is "low confidence"
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -92,6 +101,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

@@ -94,11 +94,12 @@ def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None, int]]
     return rows
 
 
-def load_dataset(root: str | Path, require_test_files: bool = True) -> Dataset:
+def load_dataset(root: str | Path, require_test_files: bool = True, require_labelled_files: bool = True) -> Dataset:
     """Read and check both label files; every listed guid must have its text and image.
 
     ``require_test_files=False`` (prediction) lets a test sample miss a file: it is never
-    dropped, but predicted from the modality it has.
+    dropped, but predicted from the modality it has. ``require_labelled_files=False`` leaves
+    labelled samples' files to the caller (featurize's ``data.on_error`` policy).
     """
     root = Path(root)
     if not root.is_dir():
@@ -122,7 +123,8 @@ def load_dataset(root: str | Path, require_test_files: bool = True) -> Dataset:
     ]
     missing = [
         f"{s.guid} ({', '.join(p.name for p in (s.text_path, s.image_path) if not p.is_file())})"
-        for s in (samples if require_test_files else samples[: len(train_rows)])
+        for s in (samples[: len(train_rows)] if require_labelled_files else []) + (
+            samples[len(train_rows) :] if require_test_files else [])
         if not (s.text_path.is_file() and s.image_path.is_file())
     ]
     if missing:

@@ -65,10 +65,6 @@ class FeatureCache:
             self._arrays[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r")
         return self._arrays[name]
 
-    @property
-    def test_rows(self) -> np.ndarray:
-        return np.arange(self.n_labelled, len(self.guids))
-
     def batch(self, rows: np.ndarray, views: np.ndarray | None = None, tokens: bool = False) -> FeatureBatch:
         """Features of ``rows`` as float32 tensors.
 
@@ -89,8 +85,13 @@ class FeatureCache:
 
         batch = FeatureBatch(text_pooled=plain("text_pooled"), image_pooled=image("image_pooled", "aug_pooled"))
         if tokens:
-            batch.text_tokens = plain("text_tokens")
-            batch.text_mask = torch.from_numpy(self.array("text_mask")[rows])
+            # Trimmed to the batch's longest text: the cache pads every row to the longest text of
+            # the whole dataset, and the token heads' cost grows with sequence length. Exact:
+            # padding is masked out of every attention and mean. (B, L_batch, P)
+            mask = self.array("text_mask")[rows]  # (B, L) bool, True on a prefix of each row
+            length = max(int(mask.any(0).nonzero()[0].max(initial=0)) + 1, 1)
+            batch.text_tokens = torch.from_numpy(self.array("text_tokens")[rows, :length]).float()
+            batch.text_mask = torch.from_numpy(mask[:, :length])
             batch.image_tokens = image("image_tokens", "aug_tokens")
         return batch
 

@@ -13,17 +13,19 @@ import hashlib
 import json
 import random
 import shutil
+import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from src.backbone import Backbone, backbone_identity, clip_pixels, load_backbone
 from src.config import Config, FeaturesConfig, ModelConfig, load_config
-from src.data import Dataset, load_dataset, read_tweet
+from src.data import Dataset, Sample, load_dataset, read_tweet
 from src.errors import UserError, cli
 from src.features import MANIFEST, FeatureCache
 from src.images import augment, image_problem, open_image
@@ -34,15 +36,60 @@ CACHE_FORMAT = 1
 
 
 def data_fingerprint(dataset: Dataset) -> str:
-    """SHA-256 over both label files and the bytes of every listed sample."""
+    """SHA-256 over both label files and the bytes of every listed sample (a missing file counts
+    as missing). With ``data.on_error: skip`` the rows kept follow from these bytes alone."""
     digest = hashlib.sha256()
     for label_file in ("train.txt", "test_without_label.txt"):
         digest.update((dataset.root / label_file).read_bytes())
     for sample in dataset.samples:
         digest.update(sample.guid.encode())
-        digest.update(hashlib.sha256(sample.text_path.read_bytes()).digest())
-        digest.update(hashlib.sha256(sample.image_path.read_bytes()).digest())
+        for path in (sample.text_path, sample.image_path):
+            digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
     return digest.hexdigest()
+
+
+@dataclass
+class Screening:
+    """What featurize does with the listed samples, after checking every file once."""
+
+    dataset: Dataset  # the rows to cache: labelled samples without problems, then every test sample
+    skipped: list[dict[str, str]]  # labelled samples dropped under data.on_error: skip: guid, reason
+    blank_text: list[str]  # test guids whose text is cached as a missing modality (zeros)
+    blank_image: list[str]  # test guids whose image is cached as a missing modality (zeros)
+
+
+def file_problems(sample: Sample) -> tuple[str | None, str | None]:
+    """Why the text and why the image of ``sample`` cannot be used, or None for each that can."""
+    text = None if sample.text_path.is_file() else f"no file {sample.text_path}"
+    if not sample.image_path.is_file():
+        image = f"no file {sample.image_path}"
+    else:
+        problem = image_problem(sample.image_path)
+        image = None if problem is None else f"{sample.image_path}: {problem}"
+    return text, image
+
+
+def screen_samples(dataset: Dataset, on_error: str) -> Screening:
+    """Check every listed sample's files; stop listing all problems (``error``), or drop the bad
+    labelled samples and blank the bad modality of test samples (``skip``)."""
+    problems = {s.guid: [p for p in file_problems(s) if p is not None] for s in dataset.samples}
+    problems = {guid: found for guid, found in problems.items() if found}
+    if problems and on_error == "error":
+        listed = [f"{guid} ({'; '.join(found)})" for guid, found in problems.items()]
+        shown = ", ".join(listed[:20]) + (f", and {len(listed) - 20} more" if len(listed) > 20 else "")
+        raise UserError(
+            f"{len(listed)} listed samples cannot be used: {shown}. Replace the files with the course archive's "
+            "originals, remove those guids from the label files, or set data.on_error: skip in params.yaml to "
+            "train without them (test samples are never dropped)"
+        )
+    test_problems = {s.guid: file_problems(s) for s in dataset.test if s.guid in problems}
+    return Screening(
+        dataset=Dataset(dataset.root, [s for s in dataset.labelled if s.guid not in problems], dataset.test),
+        skipped=[{"guid": s.guid, "reason": "; ".join(problems[s.guid])} for s in dataset.labelled
+                 if s.guid in problems],
+        blank_text=[guid for guid, (text, _) in test_problems.items() if text is not None],
+        blank_image=[guid for guid, (_, image) in test_problems.items() if image is not None],
+    )
 
 
 def cache_fingerprint(model: ModelConfig, features: FeaturesConfig, data_hash: str) -> str:
@@ -64,11 +111,13 @@ class ImageViews(torch.utils.data.Dataset):
     Runs in DataLoader workers, so image decoding overlaps the backbone's forward passes.
     """
 
-    def __init__(self, dataset: Dataset, items: list[tuple[int, int]], image_processor, seed: int):
+    def __init__(self, dataset: Dataset, items: list[tuple[int, int]], image_processor, seed: int,
+                 blank_rows: set[int]):
         self.samples = dataset.samples
         self.items = items
         self.image_processor = image_processor
         self.seed = seed
+        self.blank_rows = blank_rows  # test rows without a usable image: a placeholder, zeroed later
 
     def __len__(self) -> int:
         return len(self.items)
@@ -76,7 +125,7 @@ class ImageViews(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[int, int, np.ndarray]:
         row, view = self.items[index]
         sample = self.samples[row]
-        image = open_image(sample.image_path)
+        image = Image.new("RGB", (32, 32)) if row in self.blank_rows else open_image(sample.image_path)
         if view:
             # Seeded by (seed, guid, view): every rebuild gives the same augmented views.
             image = augment(image, random.Random(f"{self.seed}:{sample.guid}:{view}"))
@@ -127,12 +176,16 @@ class NpyWriter:
             raise RuntimeError(f"{self.path}: wrote {self.written} items, expected {self.expected}")
 
 
-def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, folder: Path, fingerprint: str,
+def build_cache(screening: Screening, backbone: Backbone, settings: FeaturesConfig, folder: Path, fingerprint: str,
                 data_hash: str) -> None:
     """Write every array of the cache into ``folder``, then its manifest."""
+    dataset = screening.dataset
     samples = dataset.samples
     n_total, n_labelled, views = len(samples), len(dataset.labelled), settings.augment_views
-    texts = [read_tweet(sample.text_path) for sample in samples]
+    rows_of = {sample.guid: row for row, sample in enumerate(samples)}
+    blank_text = {rows_of[guid] for guid in screening.blank_text}
+    blank_image = {rows_of[guid] for guid in screening.blank_image}
+    texts = ["" if row in blank_text else read_tweet(sample.text_path) for row, sample in enumerate(samples)]
     encoded = backbone.tokenize(texts, settings.max_text_tokens)  # padded to the longest: (N, L)
     text_len = encoded["input_ids"].shape[1]
     vision = backbone.model.config.vision_config
@@ -154,7 +207,7 @@ def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, 
     # Item order is the arrays' C order: every clean image, then labelled row r's views 1..K.
     items = [(row, 0) for row in range(n_total)] + [(row, v) for row in range(n_labelled) for v in range(1, views + 1)]
     loader = torch.utils.data.DataLoader(
-        ImageViews(dataset, items, backbone.processor.image_processor, settings.seed),
+        ImageViews(dataset, items, backbone.processor.image_processor, settings.seed, blank_image),
         batch_size=settings.batch_size,
         num_workers=settings.num_workers,
         pin_memory=backbone.device.type == "cuda",
@@ -171,15 +224,20 @@ def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, 
             length = int(mask.sum(1).max())
             pooled, tokens = backbone.encode_text(encoded["input_ids"][rows, :length], mask[:, :length])
             tokens = torch.nn.functional.pad(tokens.float().cpu(), (0, 0, 0, text_len - length))  # (b, L, P)
+            pooled = pooled.float().cpu()
+            missing = [i for i, row in enumerate(rows) if row in blank_text]
+            pooled[missing], tokens[missing] = 0.0, 0.0  # a missing text looks like modality dropout
             for i, row in enumerate(rows):
-                writers["text_pooled"].write(row, pooled[i : i + 1].float().cpu().numpy())
+                writers["text_pooled"].write(row, pooled[i : i + 1].numpy())
                 writers["text_tokens"].write(row, tokens[i : i + 1].numpy())
                 writers["text_mask"].write(row, mask[i : i + 1].bool().numpy())
             progress.advance(task, len(rows))
         task = progress.add_task(f"images ({n_total} clean + {n_labelled}x{views} augmented)", total=len(items))
-        for _rows, view_ids, pixels in loader:
+        for image_rows, view_ids, pixels in loader:
             pooled, tokens = backbone.encode_image(pixels)
             pooled, tokens = pooled.float().cpu().numpy(), tokens.float().cpu().numpy()
+            missing = np.isin(image_rows.numpy(), list(blank_image))
+            pooled[missing], tokens[missing] = 0.0, 0.0
             clean = (view_ids == 0).numpy()  # a batch may straddle the clean/augmented boundary
             if clean.any():
                 writers["image_pooled"].append(pooled[clean])
@@ -203,6 +261,9 @@ def build_cache(dataset: Dataset, backbone: Backbone, settings: FeaturesConfig, 
         "settings": asdict(settings),
         "guids": [s.guid for s in samples],
         "labels": [s.label for s in dataset.labelled],
+        "skipped": screening.skipped,
+        "blank_text": screening.blank_text,
+        "blank_image": screening.blank_image,
     }
     atomic_write_text(folder / MANIFEST, json.dumps(manifest) + "\n")
 
@@ -219,7 +280,9 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     folder = Path(config.features.dir)
     if config.features.augment_views < 0:
         raise UserError(f"params.yaml: features.augment_views must be 0 or more, got {config.features.augment_views}")
-    dataset = load_dataset(config.data.root)
+    dataset = load_dataset(config.data.root, require_test_files=False, require_labelled_files=False)
+    # Every file is checked before any work: a bad one stops the run here (on_error: error).
+    screening = screen_samples(dataset, config.data.on_error)
     data_hash = data_fingerprint(dataset)
     fingerprint = cache_fingerprint(config.model, config.features, data_hash)
     if not force and cached_fingerprint(folder) == fingerprint:
@@ -228,28 +291,29 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     with file_lock(folder.with_name(folder.name + ".lock")):
         if not force and cached_fingerprint(folder) == fingerprint:
             return FeatureCache(folder), False
-        build_and_swap(dataset, config, folder, fingerprint, data_hash)
+        report_screening(screening)
+        build_and_swap(screening, config, folder, fingerprint, data_hash)
     return FeatureCache(folder), True
 
 
-def check_images(dataset: Dataset) -> None:
-    """Stop before any work when images cannot be decoded, listing every bad guid at once."""
-    bad = [f"{s.guid} ({s.image_path}: {problem})" for s in dataset.samples
-           if (problem := image_problem(s.image_path)) is not None]
-    if bad:
-        shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise UserError(f"{len(bad)} images cannot be decoded: {shown}. Replace them with the course archive's "
-                        "originals, or remove those guids from the label files")
+def report_screening(screening: Screening) -> None:
+    """One stderr line per dropped labelled sample and per blanked test modality."""
+    for item in screening.skipped:
+        print(f"skipped labelled sample {item['guid']} (data.on_error: skip): {item['reason']}", file=sys.stderr)
+    for guid in screening.blank_text:
+        print(f"test sample {guid}: no text; cached as a missing text, predicted from its image", file=sys.stderr)
+    for guid in screening.blank_image:
+        print(f"test sample {guid}: image unusable; cached as a missing image, predicted from its text",
+              file=sys.stderr)
 
 
-def build_and_swap(dataset: Dataset, config: Config, folder: Path, fingerprint: str, data_hash: str) -> None:
+def build_and_swap(screening: Screening, config: Config, folder: Path, fingerprint: str, data_hash: str) -> None:
     """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete."""
-    check_images(dataset)
     backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision)
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
     staging.mkdir(parents=True)
-    build_cache(dataset, backbone, config.features, staging, fingerprint, data_hash)
+    build_cache(screening, backbone, config.features, staging, fingerprint, data_hash)
     # Swap: the old cache is moved aside before the new one takes its name. A kill between the
     # two renames leaves no cache at all, which the next run rebuilds; never a partial one.
     retired = folder.with_name(folder.name + ".old")
@@ -269,9 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     cache, built = featurize(config, force=args.force)
     state = f"built in {time.perf_counter() - started:.1f}s" if built else "fresh, reused"
+    skipped = len(cache.manifest.get("skipped", []))
     print(f"feature cache {cache.folder}/ {state}: {len(cache.guids)} samples "
-          f"({cache.n_labelled} labelled, {cache.augment_views} augmented views each), "
-          f"fingerprint {cache.fingerprint[:12]}")
+          f"({cache.n_labelled} labelled, {cache.augment_views} augmented views each"
+          + (f", {skipped} labelled skipped" if skipped else "") + f"), fingerprint {cache.fingerprint[:12]}")
     return 0
 
 

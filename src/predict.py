@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.params)
     import mlflow
 
-
     experiment_id = setup_mlflow()
     model = load_model(args.model_uri)
     # The model flags unreadable inputs on logger "msc.serving"; show those lines on stderr.

@@ -216,6 +216,7 @@ def write_backbone(out: Path, shape: str, seed: int) -> None:
             image_size=224, patch_size=32,
         ),
         projection_dim=dims["projection"],
+        msc_random_weights=True,  # read by describe_backbone: reports made with it say so
     )
     torch.manual_seed(seed)
     model = CLIPModel(config)

@@ -72,6 +72,19 @@ def evaluate(head: FusionHead, cache: FeatureCache, rows: np.ndarray, weights: t
     return scores
 
 
+def training_autocast(precision: str, head: FusionHead) -> torch.autocast:
+    """The autocast context for training steps; evaluation and prediction always run in fp32.
+
+    ``auto`` picks bf16 for the token heads (early, cross_attention) on a CPU with native bf16
+    (AVX512-BF16 or AMX): their attention layers are compute-bound and bf16 halves an epoch
+    there (BENCHMARKS.md). The pooled heads are too small to gain. Weights stay fp32.
+    """
+    if precision == "auto":
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        precision = "bf16" if head.uses_tokens and native else "fp32"
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train_head(
     cache: FeatureCache,
     train_rows: np.ndarray,
@@ -91,13 +104,15 @@ def train_head(
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    autocast = training_autocast(config.precision, head)
     history: list[dict[str, float]] = []
     best_f1, best_epoch, best_state, best_scores = -1.0, 0, None, {}
     for epoch in range(1, config.epochs + 1):
         head.train()
         order = rng.permutation(train_rows)
         # One view per image per epoch: 0 = clean, 1..K = cached augmentations.
-        views = rng.integers(0, cache.augment_views + 1, size=len(order)) if cache.augment_views else None
+        augmented = cache.augment_views and config.use_augmented_views
+        views = rng.integers(0, cache.augment_views + 1, size=len(order)) if augmented else None
         losses, predictions = [], []
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
@@ -107,7 +122,8 @@ def train_head(
             dropped = np.flatnonzero(rng.random(len(rows)) < config.modality_dropout)
             lose_text = rng.random(len(dropped)) < 0.5
             drop_modality(batch, dropped[lose_text], dropped[~lose_text])
-            logits = head(batch)  # (B, 3)
+            with autocast:
+                logits = head(batch).float()  # (B, 3)
             loss = F.cross_entropy(logits, torch.from_numpy(cache.labels[rows]), weight=weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -11,6 +11,7 @@ After the study, the best trial's model is scored on the untouched holdout and r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import os
@@ -33,7 +34,7 @@ from src.data import Splits, make_splits
 from src.errors import UserError, cli
 from src.features import FeatureCache
 from src.featurize import featurize
-from src.io import atomic_write_text
+from src.io import atomic_write_text, file_lock
 from src.tracking import absolute_sqlite_url, dumps, git_commit, log_confusion, setup_mlflow
 from src.train import train_head
 
@@ -70,6 +71,20 @@ def open_study(storage_url: str, study_name: str, seed: int) -> optuna.Study:
         sampler=optuna.samplers.TPESampler(seed=seed + len(study.trials)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
     )
+
+
+def one_sqlite_tuner(storage_url: str):
+    """For a SQLite storage, a lock that a second tuner on the same file cannot take.
+
+    SQLite has one writer at a time; two tuners on one file fail with "database is locked"
+    mid-study. The second one is refused up front instead, pointing at PostgreSQL, which serves
+    any number of tuners (``--storage postgresql://...``).
+    """
+    url = absolute_sqlite_url(storage_url)
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    database = Path(url.removeprefix("sqlite:///"))
+    return file_lock(database.with_name(database.name + ".tuner.lock"), wait=False)
 
 
 def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -182,6 +197,17 @@ class Objective:
         return score
 
 
+def log_skipped(parent_id: str, cache: FeatureCache) -> None:
+    """How many labelled samples featurize dropped (data.on_error: skip), and which, on the parent run."""
+    from mlflow import MlflowClient
+
+    skipped = cache.manifest.get("skipped", [])
+    client = MlflowClient()
+    client.log_metric(parent_id, "skipped_samples", len(skipped))
+    if skipped:
+        client.log_dict(parent_id, skipped, "skipped_samples.json")
+
+
 def trials_table(study: optuna.Study, limit: int = 12) -> Table:
     trials = study.get_trials(deepcopy=False)
     finished = sum(t.state in FINISHED for t in trials)
@@ -272,10 +298,6 @@ def epoch_curves(run_id: str) -> list[dict[str, float]]:
 
 def tune(config: Config, force: bool = False, console: Console | None = None) -> dict:
     """Run the study to ``tune.trials`` finished trials, then evaluate and register the best."""
-    from mlflow import MlflowClient
-
-    from src.registry import register_if_better
-
     metric_keys = {"val_accuracy", "val_macro_f1", "val_weighted_f1", "val_macro_precision", "val_macro_recall"}
     if config.tune.metric not in metric_keys:
         raise UserError(f"params.yaml: tune.metric is '{config.tune.metric}'; use one of {', '.join(sorted(metric_keys))}")
@@ -283,6 +305,24 @@ def tune(config: Config, force: bool = False, console: Console | None = None) ->
         raise UserError(f"tune.trials (--trials) must be at least 1, got {config.tune.trials}")
     if config.tune.folds < 1:
         raise UserError(f"params.yaml: tune.folds must be at least 1, got {config.tune.folds}")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(one_sqlite_tuner(config.tune.storage))
+        except BlockingIOError:
+            raise UserError(
+                f"another tuner is already running on {config.tune.storage}: a SQLite study takes one tuner at a "
+                "time. Wait for it to finish (a later run continues the same study), or run several tuners on "
+                "PostgreSQL: python -m src.tune --storage postgresql://user@host:5432/db"
+            ) from None
+        return run_tuning(config, force, console)
+
+
+def run_tuning(config: Config, force: bool, console: Console | None) -> dict:
+    """The study, its summary and the registration; ``tune`` holds the storage's lock around it."""
+    from mlflow import MlflowClient
+
+    from src.registry import register_if_better
+
     cache, _ = featurize(config)
     splits = make_splits(cache.manifest["labels"], config.data.holdout_fraction, config.data.val_fraction,
                          config.data.split_seed)
@@ -292,6 +332,7 @@ def tune(config: Config, force: bool = False, console: Console | None = None) ->
     except Exception as error:  # noqa: BLE001 - any storage failure is the user's URL or server
         raise UserError(f"cannot open the Optuna storage '{config.tune.storage}': {error}") from None
     parent_id = parent_run_id(study, experiment_id)
+    log_skipped(parent_id, cache)
     objective = Objective(config, cache, splits, experiment_id, parent_id, config.tune.trials)
     console = console or Console()
     with Live(trials_table(study), console=console, refresh_per_second=2) as live:

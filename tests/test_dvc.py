@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO
 
 FAST = ["-S", "model.backbone=models/tiny-clip", "-S", "tune.trials=3", "-S", "train.epochs=2",
-        "-S", "features.augment_views=1", "-S", "features.num_workers=0"]
+        "-S", "features.augment_views=1", "-S", "features.num_workers=0", "-S", "ablation.seeds=2"]
 
 
 def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -57,8 +57,8 @@ def test_dvc_pipeline_on_the_sample(clone):
     sh(sys.executable, "-m", "src.sample", cwd=clone)
     assert "modified" not in sh("dvc", "status", "data.dvc", cwd=clone).stdout, "the sample reproduces data.dvc"
     sh("dvc", "exp", "run", *FAST, cwd=clone)
-    for name in ("metrics.json", "test_with_label.txt", "ablation.csv", "holdout_predictions.csv",
-                 "training_curves.csv"):
+    for name in ("metrics.json", "test_with_label.txt", "ablation.csv", "bad_cases.csv", "report.md",
+                 "figures/confusion.png", "holdout_predictions.csv", "training_curves.csv"):
         assert (clone / "results" / name).is_file(), name
     assert (clone / "features" / "manifest.json").is_file()
     assert sh("dvc", "repro", cwd=clone).stdout.strip().endswith("Data and pipelines are up to date.")

@@ -1,15 +1,22 @@
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from src.config import with_overrides
 from src.errors import UserError
 from src.features import FeatureCache
 from src.featurize import featurize
-from tests.conftest import make_config
+from tests.conftest import REPO, make_config
 
 
 def test_cache_shapes_and_half_precision(cache, config):
@@ -79,10 +86,72 @@ def test_half_written_cache_is_never_used(private_copy):
     assert json.loads((folder / "manifest.json").read_text())["fingerprint"] == rebuilt.fingerprint
 
 
-def test_undecodable_images_stop_before_any_work_and_are_all_listed(private_copy):
+def test_bad_files_stop_before_any_work_and_are_all_listed(private_copy):
     folder = Path(private_copy.data.root) / "data"
     for guid in ("1", "2"):
         (folder / f"{guid}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    with pytest.raises(UserError, match=r"2 images cannot be decoded: 1 \(.*1\.jpg.*; 2 \(.*2\.jpg"):
+    (folder / "3.txt").unlink()
+    with pytest.raises(UserError, match=r"3 listed samples cannot be used: 1 \(.*1\.jpg.*\), 2 \(.*2\.jpg.*\), "
+                                        r"3 \(no file .*3\.txt\).*data\.on_error: skip"):
         featurize(private_copy)
     assert not Path(private_copy.features.dir).exists()
+
+
+def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_copy, capsys):
+    from src.data import load_dataset
+
+    config = with_overrides(private_copy, {"data.on_error": "skip"})
+    dataset = load_dataset(config.data.root)
+    folder = Path(config.data.root) / "data"
+    labelled, test = [s.guid for s in dataset.labelled], [s.guid for s in dataset.test]
+    (folder / f"{labelled[0]}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / f"{labelled[1]}.txt").unlink()
+    (folder / f"{test[0]}.jpg").write_bytes(b"not an image")
+    (folder / f"{test[1]}.txt").unlink()
+    cache, built = featurize(config)
+    assert built
+    assert [item["guid"] for item in cache.manifest["skipped"]] == labelled[:2]
+    assert cache.n_labelled == len(labelled) - 2 and labelled[0] not in cache.guids
+    assert cache.guids[cache.n_labelled:] == test, "test samples are never dropped"
+    row_image, row_text = cache.guids.index(test[0]), cache.guids.index(test[1])
+    assert not cache.array("image_pooled")[row_image].any() and cache.array("text_pooled")[row_image].any()
+    assert not cache.array("text_pooled")[row_text].any() and cache.array("image_pooled")[row_text].any()
+    err = capsys.readouterr().err
+    assert f"skipped labelled sample {labelled[0]}" in err and f"test sample {test[0]}: image unusable" in err
+    assert featurize(config)[1] is False, "the same files give the same cache"
+
+
+def test_sigkill_during_featurize_leaves_the_old_cache_or_none(private_copy, tmp_path):
+    """Killed mid-build: the previous cache stays whole, or there is none; never a half-written one."""
+    config = with_overrides(private_copy, {"features.augment_views": 6, "features.batch_size": 8})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(config)))))
+    folder = Path(config.features.dir)
+    staging = folder.with_name(folder.name + ".tmp")
+
+    def kill_mid_build() -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+        process = subprocess.Popen([sys.executable, "-m", "src.featurize", "--params", str(params), "--force"],
+                                   env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and not (staging / "image_pooled.npy").exists():
+            time.sleep(0.05)
+        assert (staging / "image_pooled.npy").exists(), "the build never started"
+        time.sleep(0.5)  # images are being written
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    old, built = featurize(config)
+    assert built
+    old_images = np.array(old.array("image_pooled"))
+    kill_mid_build()
+    kept = FeatureCache(folder)
+    assert kept.fingerprint == old.fingerprint and kept.array("aug_pooled").shape[:2] == (kept.n_labelled, 6)
+    shutil.rmtree(folder)
+    kill_mid_build()
+    with pytest.raises(UserError, match="no complete feature cache"):
+        FeatureCache(folder)
+    cache, built = featurize(config)
+    assert built and not staging.exists()
+    assert cache.fingerprint == old.fingerprint and np.array_equal(cache.array("image_pooled"), old_images)

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -192,3 +193,28 @@ def test_folds_average_the_objective_over_k_folds(project, config):
     study = optuna.load_study(study_name="msc", storage=f"sqlite:///{project / 'optuna.db'}")
     assert study.best_value == pytest.approx(child.data.metrics["cv_val_weighted_f1"])
     assert study.best_value != pytest.approx(child.data.metrics["best_val_weighted_f1"])
+
+
+def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(project, config):
+    n = 3
+    write_params(project, config, **{"tune.trials": n, "train.epochs": 40, "train.patience": 40})
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    first = start_tuner(project)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if optuna.load_study(study_name="msc", storage=storage).get_trials(deepcopy=False):
+                break
+        except Exception:  # noqa: BLE001 - the study is not created yet
+            pass
+        time.sleep(0.2)
+    second = start_tuner(project)
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode == 2, output
+    assert "another tuner is already running" in output and "postgresql://" in output and "Traceback" not in output
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
+    trials = optuna.load_study(study_name="msc", storage=storage).get_trials()
+    assert sum(t.state in FINISHED for t in trials) == n and len(trials) == n
+    with sqlite3.connect(project / "optuna.db") as db:
+        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"

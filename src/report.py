@@ -1,0 +1,254 @@
+"""``results/report.md``: the ablation's tables, ranking sentences and error analysis, with
+matplotlib figures beside it, readable on GitHub as it is. Written by ``src.ablation``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from src import LABELS
+from src.backbone import describe_backbone
+from src.config import TrainConfig
+from src.io import atomic_write_bytes, atomic_write_text
+from src.tracking import confusion_figure, git_commit, plt
+
+EXAMPLES_PER_KIND = 5
+KIND_MEANING = {
+    "modality_conflict": "the text-only and the image-only heads predict different labels",
+    "ambiguous_neutral": "the true or the predicted label is neutral (and the unimodal heads agree)",
+    "low_confidence": "the top probability is below {low}",
+    "confident_error": "none of the above: a confident, consistent mistake",
+}
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What the report must state so nobody mistakes what it was made with."""
+
+    backbone: str
+    data_root: str
+    n_labelled: int
+    n_train: int
+    n_val: int
+    n_holdout: int
+    augment_views: int
+    feature_fingerprint: str
+    seeds: int
+    train: TrainConfig  # the shared hyperparameters
+    hyperparameter_source: str
+    low_confidence: float
+
+
+def mean_std(row: dict, metric: str) -> str:
+    std = row[f"{metric}_std"]
+    return f"{row[f'{metric}_mean']:.3f}" + ("" if std is None else f" ± {std:.3f}")
+
+
+def markdown_table(header: list[str], body: list[list[str]], align: str = "") -> str:
+    """A GitHub table; ``align`` has one letter per column, l or r (default: first l, rest r)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " if a == "l" else " ---: " for a in align) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def scores_table(rows: list[dict]) -> str:
+    body = [[f"`{r['variant']}`", str(r["seeds"]), mean_std(r, "accuracy"), mean_std(r, "weighted_f1"),
+             mean_std(r, "macro_f1"),
+             "" if r["throughput_samples_per_s"] is None else f"{r['throughput_samples_per_s']:,.0f}",
+             "" if r["trainable_params"] is None else f"{r['trainable_params']:,}"] for r in rows]
+    return markdown_table(["variant", "seeds", "accuracy", "weighted F1", "macro F1", "samples/s (head)",
+                           "trainable params"], body)
+
+
+def separation(rows: list[dict], metric: str = "weighted_f1") -> str:
+    """Name the best row, and rank others against it only where the gap exceeds the seed spread.
+
+    Rule: two rows are separated when their means differ by at least the larger of their two
+    standard deviations; otherwise the report says they are not ranked.
+    """
+    ordered = sorted(rows, key=lambda r: -r[f"{metric}_mean"])
+    best, others = ordered[0], ordered[1:]
+    if not others:
+        return ""
+    if best[f"{metric}_std"] is None:
+        return "One seed only: the spread between seeds is not measured, so these rows are not ranked."
+
+    def gap(row: dict) -> float:
+        return best[f"{metric}_mean"] - row[f"{metric}_mean"]
+
+    def spread(row: dict) -> float:
+        return max(best[f"{metric}_std"], row[f"{metric}_std"] or 0.0)
+
+    tied = [r for r in others if gap(r) < spread(r)]
+    behind = [r for r in others if gap(r) >= spread(r)]
+    names = lambda group: ", ".join(f"`{r['variant']}` (Δ {gap(r):.3f})" for r in group)  # noqa: E731
+    if not behind:
+        return (f"No row is separated from `{best['variant']}` by more than the seed spread ({names(tied)}): "
+                "the differences are smaller than the spread, so these rows are not ranked.")
+    text = f"`{best['variant']}` has the highest mean weighted F1 ({mean_std(best, metric)})."
+    if tied:
+        text += (f" {names(tied)} differ from it by less than the seed spread, so they are not ranked against "
+                 "it.")
+    return text + f" Below it by more than the spread: {names(behind)}."
+
+
+def save_figure(figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def variants_figure(rows: list[dict]):
+    """Horizontal bars: weighted F1 mean with ± std error bars, one bar per row."""
+    figure, axes = plt.subplots(figsize=(6.4, 0.38 * len(rows) + 1.2))
+    means = [r["weighted_f1_mean"] for r in rows]
+    stds = [r["weighted_f1_std"] or 0.0 for r in rows]
+    axes.barh(range(len(rows)), means, xerr=stds, color="#4c72b0", capsize=3)
+    axes.set_yticks(range(len(rows)), [r["variant"] for r in rows])
+    axes.invert_yaxis()
+    axes.set_xlabel("holdout weighted F1 (mean ± std over seeds)")
+    axes.set_xlim(max(0.0, min(means) - 0.15), min(1.0, max(means) + 0.08))
+    figure.tight_layout()
+    return figure
+
+
+def curves_figure(histories: list[list[dict]], title: str):
+    """Train/validation loss and validation weighted F1 per epoch, one line per seed."""
+    figure, (loss_axes, f1_axes) = plt.subplots(1, 2, figsize=(8.4, 3.4))
+    for seed, history in enumerate(histories):
+        epochs = range(1, len(history) + 1)
+        loss_axes.plot(epochs, [h["train_loss"] for h in history], color="#4c72b0", alpha=0.8,
+                       label="train" if seed == 0 else None)
+        loss_axes.plot(epochs, [h["val_loss"] for h in history], color="#dd8452", alpha=0.8,
+                       label="validation" if seed == 0 else None)
+        f1_axes.plot(epochs, [h["val_weighted_f1"] for h in history], color="#55a868", alpha=0.8)
+    loss_axes.set(xlabel="epoch", ylabel="weighted cross-entropy", title="loss")
+    loss_axes.legend()
+    f1_axes.set(xlabel="epoch", ylabel="weighted F1", title="validation weighted F1")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def one_line(text: str, limit: int = 90) -> str:
+    """Tweet text for a Markdown table cell: one line, pipes escaped, shortened."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_section(context: ReportContext, analysed, cases: list[dict]) -> list[str]:
+    seeds = len(analysed.scores)
+    per_class = [[label, str(sum(analysed.scores[0]["confusion"][i])),
+                  f"{np.mean([s[f'f1_{label}'] for s in analysed.scores]):.3f}"
+                  + (f" ± {np.std([s[f'f1_{label}'] for s in analysed.scores], ddof=1):.3f}" if seeds > 1 else "")]
+                 for i, label in enumerate(LABELS)]
+    counts = {kind: sum(c["kind"] == kind for c in cases) for kind in KIND_MEANING}
+    lines = [
+        f"## Error analysis: `{analysed.variant.name}`, seed {context.train.seed}",
+        "",
+        "The tuned configuration's head, first seed. Its holdout confusion matrix (rows: true label) and "
+        "training curves (every seed):",
+        "",
+        "![holdout confusion matrix](figures/confusion.png)",
+        "",
+        "![training curves](figures/training_curves.png)",
+        "",
+        f"Per-class F1 on the holdout (mean ± std over {seeds} seeds; support from the holdout):",
+        "",
+        markdown_table(["class", "holdout samples", "F1"], per_class),
+        "",
+        f"{len(cases)} of {context.n_holdout} holdout samples are misclassified. Each gets the first kind that "
+        "applies, in this order:",
+        "",
+        markdown_table(["kind", "samples", "meaning"],
+                       [[f"`{k}`", str(counts[k]), m.format(low=context.low_confidence)] for k, m in KIND_MEANING.items()],
+                       "lrl"),
+        "",
+    ]
+    for kind in KIND_MEANING:
+        examples = [c for c in cases if c["kind"] == kind][:EXAMPLES_PER_KIND]
+        if not examples:
+            continue
+        lines += [f"### `{kind}`: the most confident {len(examples)}", "",
+                  markdown_table(["guid", "true", "predicted", "p(predicted)", "text only", "image only", "text"],
+                                 [[c["guid"], c["true_label"], c["predicted_label"],
+                                   f"{c['p_' + c['predicted_label']]:.2f}", c["text_only_prediction"],
+                                   c["image_only_prediction"], one_line(c["text"])] for c in examples],
+                                 "lllrlll"), ""]
+    lines += ["Every misclassified sample, with its image path and probabilities: [bad_cases.csv](bad_cases.csv).", ""]
+    return lines
+
+
+def write_report(path: Path, figures: Path, context: ReportContext, rows: list[dict], analysed,
+                 cases: list[dict]) -> Path:
+    """Write the figures into ``figures/`` and the report to ``path``; returns the figures folder."""
+    trained = [r for r in rows if r["kind"] != "baseline"]
+    save_figure(variants_figure([r for r in rows if r["kind"] in ("unimodal", "fusion", "baseline")]),
+                figures / "variants.png")
+    save_figure(confusion_figure(analysed.scores[0]["confusion"], f"holdout: {analysed.variant.name}"),
+                figures / "confusion.png")
+    save_figure(curves_figure(analysed.histories, f"{analysed.variant.name}, {len(analysed.histories)} seeds"),
+                figures / "training_curves.png")
+    train = context.train
+    shared = {k: v for k, v in asdict(train).items() if k not in ("fusion", "seed", "epochs", "patience", "batch_size")}
+    by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("unimodal", "fusion", "augmentation", "baseline")}
+    lines = [
+        "# Ablation, fusion comparison and error analysis",
+        "",
+        f"- **Backbone:** {describe_backbone(context.backbone)}.",
+        f"- **Data:** `{context.data_root}`, {context.n_labelled} labelled samples split into {context.n_train} "
+        f"train, {context.n_val} validation and {context.n_holdout} holdout. Every number below is on the "
+        f"untouched holdout. Feature cache `{context.feature_fingerprint[:12]}`, {context.augment_views} augmented "
+        "views per labelled image.",
+        f"- **Hyperparameters, the same for every trained row:** from {context.hyperparameter_source}: "
+        + ", ".join(f"`{k}` {v}" for k, v in shared.items())
+        + ". Only the fusion type changes between rows (and `use_augmented_views` in the augmentation table).",
+        f"- **Budget, the same for every trained row:** at most {train.epochs} epochs, early stopping after "
+        f"{train.patience} epochs without a better validation weighted F1, batch size {train.batch_size}.",
+        f"- **Seeds:** mean ± sample standard deviation over {context.seeds} seeds ({train.seed} to "
+        f"{train.seed + context.seeds - 1}); a seed changes the initialisation, batch order, sampled views and "
+        "modality dropout, never the splits. Two rows whose means differ by less than the larger of their "
+        "standard deviations are reported as not separated, not ranked.",
+        "- **Throughput:** holdout samples per second through the head alone, on cached features; predicting "
+        "from raw files adds the backbone's forward pass (see BENCHMARKS.md).",
+        f"- **Made by:** `python -m src.ablation` at commit `{git_commit()[:12]}`.",
+        "",
+        "## Modality ablation",
+        "",
+        scores_table(by_kind["unimodal"] + by_kind["fusion"]),
+        "",
+        separation(by_kind["unimodal"] + by_kind["fusion"]),
+        "",
+        "## Fusion comparison",
+        "",
+        scores_table(sorted(by_kind["fusion"], key=lambda r: -r["weighted_f1_mean"])),
+        "",
+        separation(by_kind["fusion"]),
+        "",
+        "![holdout weighted F1 of every row](figures/variants.png)",
+        "",
+        "## Augmentation",
+        "",
+    ]
+    if by_kind["augmentation"]:
+        pair = [r for r in trained if r["variant"] == train.fusion] + by_kind["augmentation"]
+        lines += [f"`{train.fusion}` trained on its {context.augment_views} cached augmented views per image "
+                  f"(one sampled per epoch) against clean images only (`:no_views`/`:views`):", "",
+                  scores_table(pair), "", separation(pair), ""]
+    else:
+        lines += ["The cache holds no augmented views (`features.augment_views: 0`): set it above 0 and re-run "
+                  "`dvc repro` to compare.", ""]
+    lines += ["## Baselines", "",
+              "`logistic_probe`: logistic regression on the concatenated pooled embeddings, C chosen on "
+              "validation; deterministic, so one run. `bayes:*` (synthetic sample only): the Bayes-optimal rule "
+              "given the generating cues, the ceiling on these rows.", "",
+              scores_table(by_kind["baseline"]), ""]
+    lines += error_section(context, analysed, cases)
+    atomic_write_text(path, "\n".join(lines))
+    return figures

@@ -1,0 +1,115 @@
+"""The ablation stage: its CSVs, its report and figures, its MLflow runs, and its wording rules."""
+
+import csv
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from src import LABELS, ablation
+from src.ablation import BAD_CASE_COLUMNS, COLUMNS, ERROR_KINDS, error_kind
+from src.config import with_overrides
+from src.errors import UserError
+from src.report import separation
+
+TUNED = {"train.fusion": "gated", "train.lr": 0.003, "train.hidden_dim": 128, "train.dropout": 0.1}
+TRAINED = {"text", "image", "early", "late", "cross_attention", "gated", "gated:no_views"}
+
+
+def read_csv(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config):
+    config = with_overrides(config, {"train.epochs": 2, "ablation.seeds": 3})
+    (project / "params.yaml").write_text(yaml.safe_dump(asdict(config)))
+    metrics = project / "results" / "metrics.json"
+    metrics.parent.mkdir()
+    metrics.write_text(json.dumps({"best_trial": 7, "study_name": "msc", "best_params": TUNED}))
+
+    assert ablation.main(["--params", "params.yaml"]) == 0
+
+    results = project / "results"
+    with (results / "ablation.csv").open(newline="") as handle:
+        assert next(csv.reader(handle)) == list(COLUMNS)
+    rows = {row["variant"]: row for row in read_csv(results / "ablation.csv")}
+    assert set(rows) == TRAINED | {"logistic_probe", "bayes:text", "bayes:image", "bayes:both"}
+    for name in TRAINED:
+        row = rows[name]
+        assert row["seeds"] == "3" and float(row["weighted_f1_std"]) >= 0.0, name
+        assert 0.0 <= float(row["accuracy_mean"]) <= 1.0
+        assert float(row["throughput_samples_per_s"]) > 0 and int(row["trainable_params"]) > 0
+    assert {rows[n]["kind"] for n in ("text", "image")} == {"unimodal"}
+    assert {rows[n]["kind"] for n in ("early", "late", "cross_attention", "gated")} == {"fusion"}
+    assert rows["gated:no_views"]["kind"] == "augmentation"
+    assert int(rows["early"]["trainable_params"]) > int(rows["late"]["trainable_params"])
+    assert rows["logistic_probe"]["seeds"] == "1" and rows["logistic_probe"]["weighted_f1_std"] == ""
+
+    with (results / "bad_cases.csv").open(newline="") as handle:
+        assert next(csv.reader(handle)) == list(BAD_CASE_COLUMNS)
+    cases = read_csv(results / "bad_cases.csv")
+    assert cases, "a 3-epoch head on 240 samples gets some holdout samples wrong"
+    for case in cases:
+        assert case["kind"] in ERROR_KINDS and case["true_label"] != case["predicted_label"]
+        assert sum(float(case[f"p_{label}"]) for label in LABELS) == pytest.approx(1.0, abs=1e-3)
+        assert max(LABELS, key=lambda label: float(case[f"p_{label}"])) == case["predicted_label"]
+        assert Path(case["image_path"]).is_file() and case["guid"] in case["image_path"]
+
+    report = (results / "report.md").read_text()
+    assert "random weights" in report and str(config.model.backbone) in report
+    assert "best trial (#7)" in report and "`hidden_dim` 128" in report and "`lr` 0.003" in report
+    assert "## Error analysis: `gated`" in report and "[bad_cases.csv](bad_cases.csv)" in report
+    for heading in ("## Modality ablation", "## Fusion comparison", "## Augmentation", "## Baselines"):
+        assert heading in report
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert set(images) == {"figures/variants.png", "figures/confusion.png", "figures/training_curves.png"}
+    for image in images:
+        assert (results / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("msc")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.info.run_name == "ablation")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert {r.info.run_name for r in children} == {f"ablation-{name}" for name in rows}
+    gated = next(r for r in children if r.info.run_name == "ablation-gated")
+    assert gated.data.params["train.hidden_dim"] == "128" and gated.data.params["train.lr"] == "0.003"
+    assert len(client.get_metric_history(gated.info.run_id, "holdout_weighted_f1")) == 3  # one per seed
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"ablation.csv", "bad_cases.csv", "report.md", "figures"} <= artifacts
+
+
+def test_tuned_params_that_do_not_fit_are_a_clear_error(project, config, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"best_trial": 1, "study_name": "msc", "best_params": {"train.nope": 1}}))
+    with pytest.raises(UserError, match="best_params do not fit.*train.nope"):
+        ablation.tuned_train_config(config, metrics)
+
+
+def test_error_kinds_apply_in_order():
+    positive, neutral, negative = range(3)
+    assert error_kind(positive, negative, 0.3, text_only=positive, image_only=negative, low_confidence=0.5) == \
+        "modality_conflict"
+    assert error_kind(neutral, negative, 0.3, positive, positive, 0.5) == "ambiguous_neutral"
+    assert error_kind(positive, neutral, 0.9, negative, negative, 0.5) == "ambiguous_neutral"
+    assert error_kind(positive, negative, 0.4, negative, negative, 0.5) == "low_confidence"
+    assert error_kind(positive, negative, 0.9, negative, negative, 0.5) == "confident_error"
+
+
+def row(name, mean, std):
+    return {"variant": name, "weighted_f1_mean": mean, "weighted_f1_std": std}
+
+
+def test_differences_smaller_than_the_spread_are_not_ranked():
+    text = separation([row("a", 0.80, 0.02), row("b", 0.79, 0.03), row("c", 0.70, 0.01)])
+    assert text.startswith("`a` has the highest mean weighted F1")
+    assert "`b` (Δ 0.010) differ from it by less than the seed spread" in text
+    assert "Below it by more than the spread: `c` (Δ 0.100)" in text
+    tied = separation([row("a", 0.80, 0.05), row("b", 0.78, 0.01)])
+    assert "not ranked" in tied and "highest" not in tied
+    assert "not ranked" in separation([row("a", 0.8, None), row("b", 0.7, None)])
