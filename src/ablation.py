@@ -40,7 +40,8 @@ from src.train import predict_proba, train_head
 
 PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)
 METRICS = ("accuracy", "weighted_f1", "macro_f1", *(f"f1_{label}" for label in LABELS))
-COLUMNS = ("variant", "kind", "fusion", "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
+# Each metric column is the mean over seeds; <metric>_std its sample standard deviation.
+COLUMNS = ("variant", "kind", "fusion", "seeds", *(c for m in METRICS for c in (m, f"{m}_std")),
            "throughput_samples_per_s", "trainable_params")
 BAD_CASE_COLUMNS = ("guid", "kind", "true_label", "predicted_label", *(f"p_{label}" for label in LABELS),
                     "text_only_prediction", "image_only_prediction", "image_path", "text")
@@ -161,7 +162,7 @@ def summary_row(result: VariantResult) -> dict:
            "trainable_params": result.trainable_params}
     for metric in METRICS:
         values = np.array([s[metric] for s in result.scores])
-        row[f"{metric}_mean"] = float(values.mean())
+        row[metric] = float(values.mean())
         row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
     return row
 
@@ -292,7 +293,7 @@ def print_table(rows: list[dict], title: str, console: Console) -> None:
 
     def spread(row: dict, metric: str) -> str:
         std = row[f"{metric}_std"]
-        return f"{row[f'{metric}_mean']:.4f}" + ("" if std is None else f" ± {std:.4f}")
+        return f"{row[metric]:.4f}" + ("" if std is None else f" ± {std:.4f}")
 
     for row in rows:
         table.add_row(row["variant"], str(row["seeds"]), spread(row, "accuracy"), spread(row, "weighted_f1"),

@@ -10,7 +10,7 @@ Sections (``--only`` picks some; each writes ``<work-dir>/<section>.json``):
   files no label file lists, added as unlabelled test rows), against the backbone's raw forward
   throughput on the same length-sorted text batches and image batches (inputs prepared before the
   timer starts). Peak resident memory of the featurize process tree (DataLoader workers
-  included) on a quarter of the samples and on all of them: bounded means the two are close.
+  included; PSS) on a quarter of the samples and on all of them: bounded means the two are close.
 - ``trial``: one 10-epoch trial (``late`` and ``early``) on cached features, against the same
   trial re-encoding every training and validation sample through the frozen backbone each epoch.
   The re-encoding cost per sample is measured on real files through the prediction path and
@@ -65,7 +65,7 @@ EPOCHS = 10
 
 
 def run_module(module: str, args: list[str], cwd: Path, sample_memory: bool = False) -> tuple[float, int, str]:
-    """Run ``python -m module args`` in ``cwd``: (wall seconds, peak tree RSS bytes or 0, output)."""
+    """Run ``python -m module args`` in ``cwd``: (wall seconds, peak tree PSS bytes or 0, output)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)  # the study gets its own store under cwd
     started = time.perf_counter()
@@ -75,7 +75,7 @@ def run_module(module: str, args: list[str], cwd: Path, sample_memory: bool = Fa
     if sample_memory:
         def sample() -> None:
             while process.poll() is None:
-                peak[0] = max(peak[0], tree_rss(process.pid))
+                peak[0] = max(peak[0], tree_memory(process.pid))
                 time.sleep(0.2)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -86,14 +86,18 @@ def run_module(module: str, args: list[str], cwd: Path, sample_memory: bool = Fa
     return wall, peak[0], output
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (DataLoader workers), from /proc."""
+def tree_memory(pid: int) -> int:
+    """Proportional set size (PSS) of ``pid`` and all its descendants (DataLoader workers), bytes.
+
+    PSS, not RSS: forked workers share the parent's pages (torch, the interpreter), and summing
+    RSS would count those pages once per process.
+    """
     total, stack = 0, [pid]
     while stack:
         current = stack.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) * 1024
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            total += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:"))) * 1024
             for task in Path(f"/proc/{current}/task").iterdir():
                 stack.extend(int(child) for child in (task / "children").read_text().split())
         except (OSError, StopIteration):
@@ -181,10 +185,12 @@ def bench_featurize(args, work: Path) -> dict:
     runs = {}
     for name, root in (("quarter", quarter_root), ("all", full_root)):
         params = write_params(work / f"featurize-{name}.yaml", root, args.backbone, work / f"features-{name}")
-        wall, peak, _ = run_module("src.featurize", ["--params", str(params), "--force"], work, sample_memory=True)
+        wall, peak, output = run_module("src.featurize", ["--params", str(params), "--force"], work,
+                                        sample_memory=True)
         n = len(load_dataset(root).samples)
-        runs[name] = {"samples": n, "seconds": wall, "samples_per_s": n / wall, "peak_rss_bytes": peak}
-        print(f"featurize {name}: {n} samples in {wall:.1f}s, peak RSS {peak / 2**30:.2f} GiB")
+        runs[name] = {"samples": n, "seconds": wall, "samples_per_s": n / wall, "peak_pss_bytes": peak,
+                      "output_tail": output[-800:]}  # featurize's own per-phase times
+        print(f"featurize {name}: {n} samples in {wall:.1f}s, peak memory (PSS) {peak / 2**30:.2f} GiB")
     backbone = load_backbone(args.backbone)
     texts, pixels = forward_inputs(backbone, dataset, 77)
     forward = {"fp32": forward_throughput(backbone, texts, pixels, 77)}
@@ -198,7 +204,7 @@ def bench_featurize(args, work: Path) -> dict:
     cache_bytes = sum(p.stat().st_size for p in (work / "features-all").iterdir())
     return {"device": str(backbone.device), "runs": runs, "forward": forward, "cache_bytes": cache_bytes,
             "ratio": runs["all"]["samples_per_s"] / forward["fp32"]["sample_per_s"],
-            "memory_ratio_all_vs_quarter": runs["all"]["peak_rss_bytes"] / runs["quarter"]["peak_rss_bytes"]}
+            "memory_ratio_all_vs_quarter": runs["all"]["peak_pss_bytes"] / runs["quarter"]["peak_pss_bytes"]}
 
 
 def bench_trial(args, work: Path) -> dict:

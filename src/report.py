@@ -45,7 +45,7 @@ class ReportContext:
 
 def mean_std(row: dict, metric: str) -> str:
     std = row[f"{metric}_std"]
-    return f"{row[f'{metric}_mean']:.3f}" + ("" if std is None else f" ± {std:.3f}")
+    return f"{row[metric]:.3f}" + ("" if std is None else f" ± {std:.3f}")
 
 
 def markdown_table(header: list[str], body: list[list[str]], align: str = "") -> str:
@@ -71,7 +71,7 @@ def separation(rows: list[dict], metric: str = "weighted_f1") -> str:
     Rule: two rows are separated when their means differ by at least the larger of their two
     standard deviations; otherwise the report says they are not ranked.
     """
-    ordered = sorted(rows, key=lambda r: -r[f"{metric}_mean"])
+    ordered = sorted(rows, key=lambda r: -r[metric])
     best, others = ordered[0], ordered[1:]
     if not others:
         return ""
@@ -79,7 +79,7 @@ def separation(rows: list[dict], metric: str = "weighted_f1") -> str:
         return "One seed only: the spread between seeds is not measured, so these rows are not ranked."
 
     def gap(row: dict) -> float:
-        return best[f"{metric}_mean"] - row[f"{metric}_mean"]
+        return best[metric] - row[metric]
 
     def spread(row: dict) -> float:
         return max(best[f"{metric}_std"], row[f"{metric}_std"] or 0.0)
@@ -107,7 +107,7 @@ def save_figure(figure, path: Path) -> None:
 def variants_figure(rows: list[dict]):
     """Horizontal bars: weighted F1 mean with ± std error bars, one bar per row."""
     figure, axes = plt.subplots(figsize=(6.4, 0.38 * len(rows) + 1.2))
-    means = [r["weighted_f1_mean"] for r in rows]
+    means = [r["weighted_f1"] for r in rows]
     stds = [r["weighted_f1_std"] or 0.0 for r in rows]
     axes.barh(range(len(rows)), means, xerr=stds, color="#4c72b0", capsize=3)
     axes.set_yticks(range(len(rows)), [r["variant"] for r in rows])
@@ -227,7 +227,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
         "",
         "## Fusion comparison",
         "",
-        scores_table(sorted(by_kind["fusion"], key=lambda r: -r["weighted_f1_mean"])),
+        scores_table(sorted(by_kind["fusion"], key=lambda r: -r["weighted_f1"])),
         "",
         separation(by_kind["fusion"]),
         "",

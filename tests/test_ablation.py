@@ -42,7 +42,7 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
     for name in TRAINED:
         row = rows[name]
         assert row["seeds"] == "3" and float(row["weighted_f1_std"]) >= 0.0, name
-        assert 0.0 <= float(row["accuracy_mean"]) <= 1.0
+        assert 0.0 <= float(row["accuracy"]) <= 1.0
         assert float(row["throughput_samples_per_s"]) > 0 and int(row["trainable_params"]) > 0
     assert {rows[n]["kind"] for n in ("text", "image")} == {"unimodal"}
     assert {rows[n]["kind"] for n in ("early", "late", "cross_attention", "gated")} == {"fusion"}
@@ -102,7 +102,7 @@ def test_error_kinds_apply_in_order():
 
 
 def row(name, mean, std):
-    return {"variant": name, "weighted_f1_mean": mean, "weighted_f1_std": std}
+    return {"variant": name, "weighted_f1": mean, "weighted_f1_std": std}
 
 
 def test_differences_smaller_than_the_spread_are_not_ranked():

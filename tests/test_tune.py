@@ -218,3 +218,25 @@ def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(pr
     assert sum(t.state in FINISHED for t in trials) == n and len(trials) == n
     with sqlite3.connect(project / "optuna.db") as db:
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path):
+    import shutil
+
+    from src.data import load_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(config.data.root, data)
+    bad = [s.guid for s in load_dataset(data).labelled[:3]]
+    for guid in bad:
+        (data / "data" / f"{guid}.jpg").write_bytes(b"\xff\xd8 truncated")
+    skip = small(config, **{"data.root": str(data), "data.on_error": "skip", "tune.trials": 1,
+                            "features.dir": str(tmp_path / "features")})
+    tune(skip)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("msc")
+    (parent,) = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" not in r.data.tags]
+    assert parent.data.metrics["skipped_samples"] == 3
+    logged = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/skipped_samples.json")
+    assert [item["guid"] for item in logged] == bad
+    assert all(f"{item['guid']}.jpg" in item["reason"] for item in logged), "the reason names the file"
