@@ -207,7 +207,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
         f"untouched holdout. Feature cache `{context.feature_fingerprint[:12]}`, {context.augment_views} augmented "
         "views per labelled image.",
         f"- **Hyperparameters, the same for every trained row:** from {context.hyperparameter_source}: "
-        + ", ".join(f"`{k}` {v}" for k, v in shared.items())
+        + ", ".join(f"`{k}` {v:.4g}" if isinstance(v, float) else f"`{k}` {v}" for k, v in shared.items())
         + ". Only the fusion type changes between rows (and `use_augmented_views` in the augmentation table).",
         f"- **Budget, the same for every trained row:** at most {train.epochs} epochs, early stopping after "
         f"{train.patience} epochs without a better validation weighted F1, batch size {train.batch_size}.",
