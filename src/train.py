@@ -76,8 +76,8 @@ def training_autocast(precision: str, head: FusionHead) -> torch.autocast:
     """The autocast context for training steps; evaluation and prediction always run in fp32.
 
     ``auto`` picks bf16 for the token heads (early, cross_attention) on a CPU with native bf16
-    (AVX512-BF16 or AMX): their attention layers are compute-bound and bf16 halves an epoch
-    there (BENCHMARKS.md). The pooled heads are too small to gain. Weights stay fp32.
+    (AVX512-BF16 or AMX): their attention layers are compute-bound, and bf16 cuts an epoch by
+    about a third there (BENCHMARKS.md). The pooled heads are too small to gain. Weights stay fp32.
     """
     if precision == "auto":
         native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
