@@ -36,6 +36,7 @@ from src.errors import UserError, cli
 from src.features import FeatureCache
 from src.io import atomic_write_text
 from src.metrics import classification_metrics
+from src.tracking import git_commit
 from src.train import predict_proba, train_head
 
 PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -273,15 +274,14 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
         n_train=len(splits.train), n_val=len(splits.val), n_holdout=len(splits.holdout),
         augment_views=cache.augment_views, feature_fingerprint=cache.fingerprint, seeds=config.ablation.seeds,
         train=train, hyperparameter_source=hyperparameter_source, low_confidence=config.ablation.low_confidence,
+        git_commit=git_commit(),
     )
     figures = write_report(files["report"], out_dir / "figures", context, rows, analysed, cases)
     bayes_file = Path(config.data.root) / "bayes.json"
-    tags = {"backbone": cache.manifest["backbone"], "feature_fingerprint": cache.fingerprint}
+    tags = {"backbone": cache.manifest["backbone"], "feature_fingerprint": cache.fingerprint,
+            "git_commit": context.git_commit}
     if bayes_file.is_file():
         tags["expected_bayes_accuracy"] = json.dumps(json.loads(bayes_file.read_text())["bayes_accuracy"])
-    from src.tracking import git_commit
-
-    tags["git_commit"] = git_commit()
     log_to_mlflow(config, results, rows, list(files.values()), figures, tags)
     return rows
 

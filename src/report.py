@@ -14,7 +14,7 @@ from src import LABELS
 from src.backbone import describe_backbone
 from src.config import TrainConfig
 from src.io import atomic_write_bytes, atomic_write_text
-from src.tracking import confusion_figure, git_commit, plt
+from src.tracking import confusion_figure, plt
 
 EXAMPLES_PER_KIND = 5
 KIND_MEANING = {
@@ -41,6 +41,7 @@ class ReportContext:
     train: TrainConfig  # the shared hyperparameters
     hyperparameter_source: str
     low_confidence: float
+    git_commit: str
 
 
 def mean_std(row: dict, metric: str) -> str:
@@ -217,7 +218,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
         "standard deviations are reported as not separated, not ranked.",
         "- **Throughput:** holdout samples per second through the head alone, on cached features; predicting "
         "from raw files adds the backbone's forward pass (see BENCHMARKS.md).",
-        f"- **Made by:** `python -m src.ablation` at commit `{git_commit()[:12]}`.",
+        f"- **Made by:** `python -m src.ablation` at commit `{context.git_commit[:12]}`.",
         "",
         "## Modality ablation",
         "",

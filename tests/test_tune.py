@@ -119,25 +119,34 @@ def start_tuner(project, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def wait_for_trials(storage: str, ready, timeout: float = 120) -> bool:
+    """Poll the study until ``ready(trials)`` holds; False if it never does within ``timeout``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if ready(optuna.load_study(study_name="msc", storage=storage).get_trials(deepcopy=False)):
+                return True
+        except Exception:  # noqa: BLE001 - the study is not created yet
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, config):
     n = 5
     write_params(project, config, **{"tune.trials": n, "train.epochs": 60, "train.patience": 60})
     storage = f"sqlite:///{project / 'optuna.db'}"
     tuner = start_tuner(project)
-    deadline = time.time() + 120
-    killed = False
-    while time.time() < deadline and not killed:
-        time.sleep(0.2)
-        try:
-            trials = optuna.load_study(study_name="msc", storage=storage).get_trials(deepcopy=False)
-        except Exception:  # noqa: BLE001 - the study is not created yet
-            continue
+
+    def mid_trial(trials) -> bool:
         # Mid-trial for sure: a running trial that has reported epochs and has 40 more to go.
         running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING
                    and t.intermediate_values and max(t.intermediate_values) < 20]
-        if running and any(t.state in FINISHED for t in trials):
-            tuner.send_signal(signal.SIGKILL)
-            killed = True
+        return bool(running) and any(t.state in FINISHED for t in trials)
+
+    killed = wait_for_trials(storage, mid_trial)
+    if killed:
+        tuner.send_signal(signal.SIGKILL)
     tuner.wait()
     assert killed, "the tuner never had a running trial to kill"
     resumed = start_tuner(project)
@@ -200,14 +209,7 @@ def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(pr
     write_params(project, config, **{"tune.trials": n, "train.epochs": 40, "train.patience": 40})
     storage = f"sqlite:///{project / 'optuna.db'}"
     first = start_tuner(project)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if optuna.load_study(study_name="msc", storage=storage).get_trials(deepcopy=False):
-                break
-        except Exception:  # noqa: BLE001 - the study is not created yet
-            pass
-        time.sleep(0.2)
+    assert wait_for_trials(storage, bool), "the first tuner never started a trial"
     second = start_tuner(project)
     output, _ = second.communicate(timeout=120)
     assert second.returncode == 2, output
