@@ -1,5 +1,6 @@
-"""Stage ``ablation``: every head over several seeds on the untouched holdout, an error analysis,
-and ``results/report.md``, all logged under one MLflow parent run named ``ablation``.
+"""Stage ``ablation``: every head over several seeds on the untouched holdout and an error analysis,
+logged under one MLflow parent run named ``ablation``. The ``report`` stage (src/report.py) turns
+its outputs into ``results/report.md``, so a wording fix there retrains nothing.
 
 Same budget and hyperparameters for every trained row: the tuned ones (the best trial's, read
 from ``results/metrics.json``, which the tune stage writes; params.yaml's ``train`` section when
@@ -31,11 +32,12 @@ from sklearn.preprocessing import normalize
 
 from src import LABELS
 from src.config import FUSIONS, Config, TrainConfig, flatten, load_config, with_overrides
-from src.data import Splits, decode_text, load_dataset, make_splits
+from src.data import decode_text, load_dataset
 from src.errors import UserError, cli
-from src.features import FeatureCache
+from src.features import FeatureCache, open_cache
 from src.io import atomic_write_text
 from src.metrics import classification_metrics
+from src.split import Splits, load_splits
 from src.tracking import git_commit
 from src.train import predict_proba, train_head
 
@@ -48,6 +50,7 @@ BAD_CASE_COLUMNS = ("guid", "kind", "true_label", "predicted_label", *(f"p_{labe
                     "text_only_prediction", "image_only_prediction", "image_path", "text")
 ERROR_KINDS = ("modality_conflict", "ambiguous_neutral", "low_confidence", "confident_error")
 RESULTS = Path("results")
+DETAILS = "ablation.json"  # what the report stage reads besides the CSVs
 THROUGHPUT_SECONDS = 0.5  # time each head's inference for at least this long
 
 
@@ -218,8 +221,9 @@ def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 
 def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict], files: list[Path],
-                  figures: Path, tags: dict[str, str]) -> str:
-    """An ``ablation`` parent run with every output as an artifact, and one child run per row."""
+                  tags: dict[str, str]) -> str:
+    """An ``ablation`` parent run with the CSVs as artifacts, and one child run per row; returns
+    the parent's id, where the report stage adds the report."""
     import mlflow
 
     from src.tracking import setup_mlflow
@@ -238,18 +242,12 @@ def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict]
                     mlflow.log_metrics({f"holdout_{m}": scores[m] for m in METRICS}, step=step)
         for path in files:
             mlflow.log_artifact(str(path))
-        mlflow.log_artifacts(str(figures), artifact_path="figures")
         return parent.info.run_id
 
 
 def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_dir: Path, console: Console) -> list[dict]:
     """Train and score every row, analyse the tuned head's errors, write every output."""
-    from src.report import ReportContext, write_report
-
-    if config.ablation.seeds < 1:
-        raise UserError(f"params.yaml: ablation.seeds must be at least 1, got {config.ablation.seeds}")
-    splits = make_splits(cache.manifest["labels"], config.data.holdout_fraction, config.data.val_fraction,
-                         config.data.split_seed)
+    splits = load_splits(config.data, cache)
     train, hyperparameter_source = tuned_train_config(config, metrics_path)
     results = []
     for variant in make_variants(train, cache.augment_views):
@@ -266,23 +264,30 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
                       by_name["image"].probs[0].argmax(1), config.data.root, config.ablation.low_confidence)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"ablation": out_dir / "ablation.csv", "bad_cases": out_dir / "bad_cases.csv",
-             "report": out_dir / "report.md"}
+             "details": out_dir / DETAILS}
     atomic_write_text(files["ablation"], csv_text(rows, COLUMNS))
     atomic_write_text(files["bad_cases"], csv_text(cases, BAD_CASE_COLUMNS))
-    context = ReportContext(
-        backbone=cache.manifest["backbone"], data_root=config.data.root, n_labelled=cache.n_labelled,
-        n_train=len(splits.train), n_val=len(splits.val), n_holdout=len(splits.holdout),
-        augment_views=cache.augment_views, feature_fingerprint=cache.fingerprint, seeds=config.ablation.seeds,
-        train=train, hyperparameter_source=hyperparameter_source, low_confidence=config.ablation.low_confidence,
-        git_commit=git_commit(),
-    )
-    figures = write_report(files["report"], out_dir / "figures", context, rows, analysed, cases)
     bayes_file = Path(config.data.root) / "bayes.json"
     tags = {"backbone": cache.manifest["backbone"], "feature_fingerprint": cache.fingerprint,
-            "git_commit": context.git_commit}
+            "split_identity": splits.identity, "git_commit": git_commit()}
     if bayes_file.is_file():
         tags["expected_bayes_accuracy"] = json.dumps(json.loads(bayes_file.read_text())["bayes_accuracy"])
-    log_to_mlflow(config, results, rows, list(files.values()), figures, tags)
+    run_id = log_to_mlflow(config, results, rows, [files["ablation"], files["bad_cases"]], tags)
+    # Everything the report stage needs and the CSVs do not hold.
+    details = {
+        "context": {
+            "backbone": cache.manifest["backbone"], "data_root": config.data.root, "n_labelled": cache.n_labelled,
+            "n_train": len(splits.train), "n_val": len(splits.val), "n_holdout": len(splits.holdout),
+            "augment_views": cache.augment_views, "feature_fingerprint": cache.fingerprint,
+            "split_identity": splits.identity, "seeds": config.ablation.seeds, "train": asdict(train),
+            "hyperparameter_source": hyperparameter_source, "low_confidence": config.ablation.low_confidence,
+            "git_commit": tags["git_commit"],
+        },
+        "rows": rows,
+        "analysed": {"variant": analysed.variant.name, "scores": analysed.scores, "histories": analysed.histories},
+        "mlflow_run_id": run_id,
+    }
+    atomic_write_text(files["details"], json.dumps(details, indent=1) + "\n")
     return rows
 
 
@@ -308,14 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--metrics", type=Path, default=RESULTS / "metrics.json",
                         help="the tune stage's summary, for the tuned hyperparameters (default: %(default)s)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the CSVs, report and figures go")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the CSVs and ablation.json go")
     args = parser.parse_args(argv)
     config = load_config(args.params)
-    cache = FeatureCache(config.features.dir)
+    cache = open_cache(config)
     console = Console()
     rows = run_ablation(config, cache, args.metrics, args.out_dir, console)
     print_table(rows, f"holdout, mean ± std over seeds ({cache.manifest['backbone']}, {config.data.root})", console)
-    print(f"wrote {args.out_dir / 'ablation.csv'}, {args.out_dir / 'bad_cases.csv'} and {args.out_dir / 'report.md'}")
+    print(f"wrote {args.out_dir / 'ablation.csv'}, {args.out_dir / 'bad_cases.csv'} and {args.out_dir / DETAILS}; "
+          "`python -m src.report` writes the report")
     return 0
 
 

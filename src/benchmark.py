@@ -36,6 +36,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -45,13 +46,14 @@ from sklearn.model_selection import train_test_split
 
 from src.backbone import load_backbone
 from src.config import TrainConfig
-from src.data import TEST_FILE, TRAIN_FILE, decode_text, load_dataset, make_splits, normalize_tweet, read_label_file
+from src.data import TEST_FILE, TRAIN_FILE, decode_text, load_dataset, normalize_tweet, read_label_file
 from src.errors import UserError, cli
-from src.features import MANIFEST, FeatureCache
+from src.features import MANIFEST, FeatureCache, preprocessing_settings
 from src.heads import build_head
 from src.images import open_image
 from src.io import atomic_write_text
 from src.serving import PREDICT_BATCH, MscModel, encode_inputs
+from src.split import assign_splits
 from src.train import train_head
 
 SECTIONS = ("featurize", "trial", "study", "predict")
@@ -209,7 +211,8 @@ def bench_featurize(args, work: Path) -> dict:
 
 def bench_trial(args, work: Path) -> dict:
     cache = FeatureCache(args.features)
-    splits = make_splits(cache.manifest["labels"], 0.15, 0.15, 42)
+    names = np.array(assign_splits(cache.manifest["labels"], 0.15, 0.15, 42))  # the default split parameters
+    splits = SimpleNamespace(train=np.flatnonzero(names == "train"), val=np.flatnonzero(names == "val"))
     dataset = load_dataset(args.data_root)
     by_guid = {s.guid: s for s in dataset.labelled}
     backbone = load_backbone(args.backbone)
@@ -237,23 +240,26 @@ def bench_trial(args, work: Path) -> dict:
     return result
 
 
-def study_trials(storage: str) -> list[dict]:
+def study_trials(storage: str, study_name: str) -> list[dict]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name="msc", storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=storage)
     return [{"number": t.number, "state": t.state.name, "fusion": t.params.get("train.fusion"),
              "hidden_dim": t.params.get("train.hidden_dim"), "epochs": t.last_step,
              "seconds": (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None}
             for t in study.trials]
 
 
-def subset_cache(cache: FeatureCache, data_root: Path, folder: Path, backbone: str) -> None:
-    """The rows of ``cache`` that ``data_root`` lists, as a complete cache with its fingerprint."""
-    from src.config import FeaturesConfig, ModelConfig
+def subset_cache(cache: FeatureCache, params: Path) -> None:
+    """The rows of ``cache`` that the data root of ``params`` lists, as a complete cache in that
+    params file's features.dir, with the fingerprint and settings featurize would have written."""
+    from src.config import load_config
     from src.featurize import cache_fingerprint, data_fingerprint
 
-    dataset = load_dataset(data_root)
+    config = load_config(params)
+    folder = Path(config.features.dir)
+    dataset = load_dataset(config.data.root)
     index = {guid: i for i, guid in enumerate(cache.guids)}
     rows = np.array([index[s.guid] for s in dataset.samples])
     labelled = rows[: len(dataset.labelled)]
@@ -262,9 +268,8 @@ def subset_cache(cache: FeatureCache, data_root: Path, folder: Path, backbone: s
     for name in ("text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens"):
         np.save(folder / f"{name}.npy", cache.array(name)[rows])
     data_hash = data_fingerprint(dataset)
-    settings = FeaturesConfig(**{**cache.manifest["settings"], "dir": str(folder)})
     manifest = {**cache.manifest, "data_fingerprint": data_hash, "n_labelled": len(labelled),
-                "fingerprint": cache_fingerprint(ModelConfig(backbone=backbone), settings, data_hash),
+                "fingerprint": cache_fingerprint(config, data_hash), "preprocessing": preprocessing_settings(config),
                 "guids": [s.guid for s in dataset.samples], "labels": [s.label for s in dataset.labelled]}
     atomic_write_text(folder / MANIFEST, json.dumps(manifest) + "\n")
 
@@ -279,13 +284,16 @@ def bench_study(args, work: Path) -> dict:
         if fraction < 1.0:
             root = dataset_view(args.data_root, work / f"data-{name}", fraction)
             features = work / f"features-study-{name}"
-            subset_cache(cache, root, features, args.backbone)
         else:  # the featurize section's folder and cache (its extra unlisted rows are test rows)
             root, features = work / "data-all", args.features
         storage = f"sqlite:///{project / 'optuna.db'}"
         params = write_params(project / "params.yaml", root, args.backbone, features, tune={"storage": storage})
+        if fraction < 1.0:
+            subset_cache(cache, params)
+        run_module("src.split", ["--params", str(params)], project)
         wall, _, _ = run_module("src.tune", ["--params", str(params), "--trials", str(trials)], project)
-        trials_info = study_trials(storage)
+        study_name = json.loads((project / "results" / "metrics.json").read_text())["study_name"]
+        trials_info = study_trials(storage, study_name)
         cumulative = np.cumsum([t["seconds"] or 0.0 for t in trials_info])
         out[name] = {"labelled": len(load_dataset(root).labelled), "trials": trials, "wall_seconds": wall,
                      "trial_seconds_cumulative": {str(k): float(cumulative[k - 1]) for k in (10, 20, 30) if k <= trials},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,13 @@ import yaml
 from src.errors import UserError
 
 PARAMS_FILE = "params.yaml"
+ATTENTION_HEADS = 4  # heads of the token heads' attention layers; hidden_dim must be a multiple
+
+
+def require(condition: bool, key: str, value: Any, rule: str) -> None:
+    """Raise a UserError naming ``key`` unless ``condition``; the dataclasses' range checks."""
+    if not condition:
+        raise UserError(f"key '{key}' is {value!r}; it {rule}")
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,14 @@ class DataConfig:
     val_fraction: float = 0.15  # split of train.txt for early stopping and tuning
     split_seed: int = 42  # seeds the stratified holdout and validation splits
     on_error: Literal["error", "skip"] = "error"  # a missing or undecodable file: stop, or drop the labelled sample
+    splits_dir: str = "splits"  # the split stage's output: splits.csv (guid -> train/val/holdout) and split.json
+
+    def __post_init__(self) -> None:
+        for name in ("holdout_fraction", "val_fraction"):
+            value = getattr(self, name)
+            require(0 < value < 1, f"data.{name}", value, "must be between 0 and 1")
+        total = self.holdout_fraction + self.val_fraction
+        require(total < 1, "data.holdout_fraction + data.val_fraction", total, "must be below 1, to leave a training split")
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,13 @@ class FeaturesConfig:
     max_text_tokens: int = 77  # CLIP's context length; longer tweets are truncated
     seed: int = 0  # seeds the augmentations, so a rebuild gives the same cache
 
+    def __post_init__(self) -> None:
+        require(self.augment_views >= 0, "features.augment_views", self.augment_views, "must be 0 or more")
+        require(self.batch_size >= 1, "features.batch_size", self.batch_size, "must be at least 1")
+        require(self.num_workers >= 0, "features.num_workers", self.num_workers, "must be 0 or more")
+        require(self.max_text_tokens >= 2, "features.max_text_tokens", self.max_text_tokens,
+                "must be at least 2 (start and end token)")
+
 
 FUSIONS = ("text", "image", "early", "late", "cross_attention", "gated")
 
@@ -61,25 +84,49 @@ class TrainConfig:
     weight_decay: float = 0.01
     epochs: int = 10
     batch_size: int = 64
-    patience: int = 3  # epochs without a better validation weighted F1 before stopping
+    patience: int = 3  # epochs without a better select_metric before stopping
     class_weight_power: float = 0.0  # loss weight = (inverse class frequency) ** power
     neutral_boost: float = 1.0  # extra factor on the neutral class weight
     modality_dropout: float = 0.1  # share of training samples that lose their text or their image
     use_augmented_views: bool = True  # sample one of the cache's K augmented views per image and epoch
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # training autocast; auto: bf16 for token heads on bf16 CPUs
+    # The one selection metric: early stopping, the kept epoch and the study's objective.
+    select_metric: Literal["val_weighted_f1", "val_macro_f1", "val_accuracy", "val_macro_recall",
+                           "val_macro_precision"] = "val_weighted_f1"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.hidden_dim >= ATTENTION_HEADS and self.hidden_dim % ATTENTION_HEADS == 0, "train.hidden_dim",
+                self.hidden_dim, f"must be a positive multiple of {ATTENTION_HEADS}, the attention heads of the token heads")
+        require(0 <= self.dropout < 1, "train.dropout", self.dropout, "must be in [0, 1)")
+        require(self.lr > 0, "train.lr", self.lr, "must be above 0")
+        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be 0 or more")
+        require(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
+        require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
+        require(self.patience >= 1, "train.patience", self.patience, "must be at least 1")
+        require(self.class_weight_power >= 0, "train.class_weight_power", self.class_weight_power, "must be 0 or more")
+        require(self.neutral_boost > 0, "train.neutral_boost", self.neutral_boost, "must be above 0")
+        require(0 <= self.modality_dropout < 1, "train.modality_dropout", self.modality_dropout, "must be in [0, 1)")
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     trials: int = 30  # the study ends holding this many finished (complete or pruned) trials
     storage: str = "sqlite:///optuna.db"  # any Optuna RDB URL; PostgreSQL for several workers
-    study_name: str = "msc"
-    metric: str = "val_weighted_f1"  # validation metric to maximize
+    # None: "msc-<identity>", a hash of everything that defines the experiment, so a changed config
+    # gets a fresh study. A name given here or with --study-name is kept, for shared studies.
+    study_name: str | None = None
     folds: int = 1  # > 1: the objective is averaged over k folds of the training split
     seed: int = 0  # seeds the TPE sampler
     n_jobs: int = 1  # trials run in parallel threads of one process
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)  # "train.<key>": spec
+
+    def __post_init__(self) -> None:
+        require(self.trials >= 1, "tune.trials", self.trials, "must be at least 1")
+        require(self.folds >= 1, "tune.folds", self.folds, "must be at least 1")
+        require(self.n_jobs >= 1, "tune.n_jobs", self.n_jobs, "must be at least 1")
+        require(self.study_name is None or bool(self.study_name.strip()), "tune.study_name", self.study_name,
+                "must be a name, or null for msc-<identity>")
 
 
 @dataclass(frozen=True)
@@ -91,6 +138,10 @@ class RegisterConfig:
 class AblationConfig:
     seeds: int = 3  # every trained row is mean and std over train.seed, train.seed + 1, ...
     low_confidence: float = 0.5  # a misclassified sample whose top probability is below this is "low confidence"
+
+    def __post_init__(self) -> None:
+        require(self.seeds >= 1, "ablation.seeds", self.seeds, "must be at least 1")
+        require(0 <= self.low_confidence <= 1, "ablation.low_confidence", self.low_confidence, "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -107,6 +158,11 @@ class Config:
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
     """Return ``value`` coerced to ``annotation`` (int -> float only), or raise UserError."""
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):  # ``X | None``
+        if value is None:
+            return None
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _check_type(value, annotation, where)
     if origin is Literal:
         allowed = typing.get_args(annotation)
         if value not in allowed:
@@ -145,7 +201,10 @@ def _build(cls: type, values: Any, source: str, prefix: str = "") -> Any:
             kwargs[name] = _build(hints[name], value or {}, source, f"{prefix}{name}.")
         else:
             kwargs[name] = _check_type(value, hints[name], f"{source}: key '{prefix}{name}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except UserError as error:  # a range check in __post_init__
+        raise UserError(f"{source}: {error}") from None
 
 
 SEARCH_KINDS = ("float", "int", "categorical")
@@ -173,6 +232,13 @@ def _check_search_space(config: Config, where: str) -> None:
                 f"{where} tune.search_space.{key}: a {kind} needs {', '.join(sorted(required))}"
                 f" and may have {', '.join(sorted(allowed - required - {'type'}))}; got {sorted(spec)}"
             )
+        # Every value a trial can draw must make a valid config: checked here, not 30 trials later.
+        for value in spec["choices"] if kind == "categorical" else (spec["low"], spec["high"]):
+            try:
+                with_overrides(config, {key: value})
+            except UserError as error:
+                raise UserError(f"{where} tune.search_space.{key}: the value {value!r} is not allowed "
+                                f"({str(error).removeprefix('override: ')})") from None
 
 
 def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
@@ -187,10 +253,11 @@ def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
 
 
 def load_config(path: str | os.PathLike = PARAMS_FILE) -> Config:
-    """Read params.yaml into a Config; a missing file gives the defaults."""
+    """Read params.yaml into a Config. A missing file is an error, never silently the defaults."""
     path = Path(path)
-    if not path.exists():
-        return Config()
+    if not path.is_file():
+        raise UserError(f"no params file '{path}' (in {Path.cwd()}): run from the repository root, where "
+                        "params.yaml is, or name one with --params FILE")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:

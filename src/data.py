@@ -3,6 +3,8 @@
 Layout (``data.root``): ``train.txt`` and ``test_without_label.txt`` (``guid,tag``), and the
 samples ``{guid}.txt`` / ``{guid}.jpg`` in ``data.root/data/`` or directly in ``data.root``.
 
+The split of train.txt into train, validation and holdout is the split stage's (src/split.py).
+
 Label-file normalisation: a UTF-8 BOM, CRLF line ends, blank lines and spaces around fields are
 ignored, and tags are lower-cased; anything else that is not ``guid,tag`` is an error naming the
 file and line.
@@ -14,9 +16,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import numpy as np
-from sklearn.model_selection import train_test_split
 
 from src import LABELS
 from src.errors import UserError
@@ -180,35 +179,3 @@ def read_tweet(path: Path) -> str:
     """A sample's normalised text, as the backbone sees it."""
     text, _ = decode_text(path.read_bytes())
     return normalize_tweet(text)
-
-
-@dataclass(frozen=True)
-class Splits:
-    train: np.ndarray  # row indices into Dataset.labelled
-    val: np.ndarray
-    holdout: np.ndarray
-
-
-def make_splits(labels: list[str], holdout_fraction: float, val_fraction: float, seed: int) -> Splits:
-    """Seeded, stratified train/validation/holdout split of the labelled rows.
-
-    The holdout is cut first, so changing ``val_fraction`` never moves a sample into it.
-    """
-    if not (0 < holdout_fraction < 1 and 0 < val_fraction < 1 and holdout_fraction + val_fraction < 1):
-        raise UserError(
-            "params.yaml: data.holdout_fraction and data.val_fraction must each be in (0, 1) "
-            f"and sum to less than 1, got {holdout_fraction} and {val_fraction}"
-        )
-    rows = np.arange(len(labels))
-    y = np.asarray(labels)
-    try:
-        rest, holdout = train_test_split(rows, test_size=holdout_fraction, stratify=y, random_state=seed)
-        train, val = train_test_split(
-            rest, test_size=val_fraction / (1 - holdout_fraction), stratify=y[rest], random_state=seed
-        )
-    except ValueError as error:
-        raise UserError(
-            f"cannot split {len(labels)} labelled samples into stratified train/validation/holdout "
-            f"sets ({error}); every class needs a few samples in each split"
-        ) from None
-    return Splits(np.sort(train), np.sort(val), np.sort(holdout))

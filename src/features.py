@@ -16,6 +16,8 @@ N_lab = labelled rows, K = augment_views, L = text tokens, M = 1 + image patches
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +26,43 @@ import numpy as np
 import torch
 
 from src import LABELS
+from src.config import Config
 from src.errors import UserError
 
 MANIFEST = "manifest.json"
+# The code that decides the cached values: decoding, tweet normalisation, image preprocessing and
+# augmentation, the backbone's forward. Its hash is part of the cache's identity, so a change to it
+# rebuilds the cache without anybody bumping a version number.
+PREPROCESSING_CODE = ("featurize.py", "images.py", "backbone.py", "data.py")
+
+
+@functools.lru_cache(maxsize=1)
+def preprocessing_code_hash() -> str:
+    """Hash of the preprocessing code as this process loaded it (read once: an edit made while a
+    long run goes on does not change what the run computes)."""
+    digest = hashlib.sha256()
+    for name in PREPROCESSING_CODE:
+        digest.update(name.encode() + b"\0" + (Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
+def preprocessing_settings(config: Config) -> dict[str, object]:
+    """What the config says the cache must have been built with, by params.yaml key.
+
+    Recorded in the manifest; stages that read the cache compare it with their own config
+    (``check_cache``), which needs no pass over the data files. Data content and backbone weights
+    are the featurize fingerprint's and DVC's to track.
+    """
+    return {
+        "data.root": config.data.root,
+        "model.backbone": config.model.backbone,
+        "model.revision": config.model.revision,
+        "model.precision": config.model.precision,
+        "features.augment_views": config.features.augment_views,
+        "features.max_text_tokens": config.features.max_text_tokens,
+        "features.seed": config.features.seed,
+        "preprocessing code": preprocessing_code_hash(),
+    }
 
 
 @dataclass
@@ -94,6 +130,19 @@ class FeatureCache:
             batch.text_mask = torch.from_numpy(mask[:, :length])
             batch.image_tokens = image("image_tokens", "aug_tokens")
         return batch
+
+
+def open_cache(config: Config) -> FeatureCache:
+    """The cache that ``featurize`` wrote for ``config``; a sentence when it is missing or stale."""
+    cache = FeatureCache(config.features.dir)
+    built_with = cache.manifest.get("preprocessing", {})
+    changed = [key for key, value in preprocessing_settings(config).items() if built_with.get(key) != value]
+    if changed:
+        code = [f"src/{name}" for name in PREPROCESSING_CODE]
+        named = [f"the preprocessing code ({', '.join(code)})" if key == "preprocessing code" else key for key in changed]
+        raise UserError(f"the feature cache '{cache.folder}' is stale: {', '.join(named)} changed since it was built; "
+                        "run `python -m src.featurize` (or `dvc repro featurize`)")
+    return cache
 
 
 def drop_modality(batch: FeatureBatch, text_rows: np.ndarray, image_rows: np.ndarray) -> FeatureBatch:

@@ -1,8 +1,9 @@
 """Stage ``featurize``: run the frozen backbone once over every sample and cache the features.
 
 The cache is keyed by a fingerprint of everything that changes its content: the backbone
-(weights and processor, or hub id and revision), every data file, and the preprocessing
-settings. A fresh cache is reused; a stale one is rebuilt in ``<dir>.tmp`` and swapped in only
+(weights and processor, or hub id and revision), every data file, the preprocessing settings,
+the precision the backbone runs in, and the preprocessing code itself (``PREPROCESSING_CODE``) and
+libraries. A fresh cache is reused; a stale one is rebuilt in ``<dir>.tmp`` and swapped in only
 once complete, so a killed run never leaves a half-written cache in place.
 """
 
@@ -23,16 +24,13 @@ import torch
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from src.backbone import Backbone, backbone_identity, clip_pixels, load_backbone
-from src.config import Config, FeaturesConfig, ModelConfig, load_config
+from src.backbone import Backbone, backbone_identity, clip_pixels, load_backbone, resolve_device, resolve_dtype
+from src.config import Config, load_config
 from src.data import Dataset, Sample, load_dataset, read_tweet
 from src.errors import UserError, cli
-from src.features import MANIFEST, FeatureCache
+from src.features import MANIFEST, FeatureCache, preprocessing_settings
 from src.images import augment, image_problem, open_image
 from src.io import atomic_write_text, file_lock
-
-# Bump when the preprocessing code changes what lands in the cache (normalisation, augmentation).
-CACHE_FORMAT = 1
 
 
 def data_fingerprint(dataset: Dataset) -> str:
@@ -92,15 +90,20 @@ def screen_samples(dataset: Dataset, on_error: str) -> Screening:
     )
 
 
-def cache_fingerprint(model: ModelConfig, features: FeaturesConfig, data_hash: str) -> str:
-    """What decides staleness. Device, precision, batch size and workers change speed, not content."""
+def cache_fingerprint(config: Config, data_hash: str) -> str:
+    """What decides staleness. Device, batch size and workers change speed, not content; the
+    precision does (bf16 rounds differently from fp32), so its resolved dtype counts."""
+    from importlib.metadata import version
+
+    settings = preprocessing_settings(config)
+    del settings["data.root"]  # the data's content counts, not where it lies
+    del settings["model.precision"]  # the dtype it resolves to counts: auto and fp32 are the same on a CPU
     key = {
-        "format": CACHE_FORMAT,
-        "backbone": backbone_identity(model.backbone, model.revision),
+        **settings,
+        "backbone": backbone_identity(config.model.backbone, config.model.revision),
+        "dtype": str(resolve_dtype(config.model.precision, resolve_device(config.model.device))),
+        "libraries": {name: version(name) for name in ("transformers", "tokenizers", "pillow")},
         "data": data_hash,
-        "augment_views": features.augment_views,
-        "max_text_tokens": features.max_text_tokens,
-        "seed": features.seed,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -176,9 +179,10 @@ class NpyWriter:
             raise RuntimeError(f"{self.path}: wrote {self.written} items, expected {self.expected}")
 
 
-def build_cache(screening: Screening, backbone: Backbone, settings: FeaturesConfig, folder: Path, fingerprint: str,
+def build_cache(screening: Screening, backbone: Backbone, config: Config, folder: Path, fingerprint: str,
                 data_hash: str) -> None:
     """Write every array of the cache into ``folder``, then its manifest."""
+    settings = config.features
     dataset = screening.dataset
     samples = dataset.samples
     n_total, n_labelled, views = len(samples), len(dataset.labelled), settings.augment_views
@@ -251,7 +255,7 @@ def build_cache(screening: Screening, backbone: Backbone, settings: FeaturesConf
     manifest = {
         "fingerprint": fingerprint,
         "data_fingerprint": data_hash,
-        "format": CACHE_FORMAT,
+        "preprocessing": preprocessing_settings(config),  # what open_cache compares with a config
         "backbone": backbone.name,
         "dim": dim,
         "n_labelled": n_labelled,
@@ -268,32 +272,37 @@ def build_cache(screening: Screening, backbone: Backbone, settings: FeaturesConf
     atomic_write_text(folder / MANIFEST, json.dumps(manifest) + "\n")
 
 
-def cached_fingerprint(folder: Path) -> str | None:
+def cached_manifest(folder: Path) -> dict:
+    """The manifest of a complete cache in ``folder``, or {} when there is none."""
     try:
-        return json.loads((folder / MANIFEST).read_text())["fingerprint"]
-    except (OSError, ValueError, KeyError):
-        return None
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     """Return the cache for ``config``, building it when stale. The bool says whether it was built."""
     folder = Path(config.features.dir)
-    if config.features.augment_views < 0:
-        raise UserError(f"params.yaml: features.augment_views must be 0 or more, got {config.features.augment_views}")
     dataset = load_dataset(config.data.root, require_test_files=False, require_labelled_files=False)
     # Every file is checked before any work: a bad one stops the run here (on_error: error).
     screening = screen_samples(dataset, config.data.on_error)
     data_hash = data_fingerprint(dataset)
-    fingerprint = cache_fingerprint(config.model, config.features, data_hash)
-    if not force and cached_fingerprint(folder) == fingerprint:
+    fingerprint = cache_fingerprint(config, data_hash)
+    settings = preprocessing_settings(config)
+    manifest = cached_manifest(folder)
+    if not force and manifest.get("fingerprint") == fingerprint and manifest.get("preprocessing") == settings:
         return FeatureCache(folder), False
-    # One builder at a time: a second process (another tuner) waits, then finds the cache fresh.
+    # One builder at a time: a second featurize waits, then finds the cache fresh.
     with file_lock(folder.with_name(folder.name + ".lock")):
-        if not force and cached_fingerprint(folder) == fingerprint:
-            return FeatureCache(folder), False
-        report_screening(screening)
-        build_and_swap(screening, config, folder, fingerprint, data_hash)
-    return FeatureCache(folder), True
+        manifest = cached_manifest(folder)
+        if force or manifest.get("fingerprint") != fingerprint:
+            report_screening(screening)
+            build_and_swap(screening, config, folder, fingerprint, data_hash)
+            return FeatureCache(folder), True
+        # The same values under equivalent settings (model.precision auto and fp32 on a CPU, the
+        # data moved): record the settings that the reading stages compare with their config.
+        atomic_write_text(folder / MANIFEST, json.dumps({**manifest, "preprocessing": settings}) + "\n")
+    return FeatureCache(folder), False
 
 
 def report_screening(screening: Screening) -> None:
@@ -313,7 +322,7 @@ def build_and_swap(screening: Screening, config: Config, folder: Path, fingerpri
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
     staging.mkdir(parents=True)
-    build_cache(screening, backbone, config.features, staging, fingerprint, data_hash)
+    build_cache(screening, backbone, config, staging, fingerprint, data_hash)
     # Swap: the old cache is moved aside before the new one takes its name. A kill between the
     # two renames leaves no cache at all, which the next run rebuilds; never a partial one.
     retired = folder.with_name(folder.name + ".old")

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from src import LABELS
+from src.config import ATTENTION_HEADS  # TrainConfig checks that hidden_dim is a multiple of it
 from src.features import FeatureBatch
 
 NUM_CLASSES = len(LABELS)
-ATTENTION_HEADS = 4  # hidden_dim choices (128, 256, 512) are all multiples of 4
 
 
 class Classifier(nn.Module):

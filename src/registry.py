@@ -1,4 +1,11 @@
-"""The MLflow model registry: score candidates on the holdout, promote the better one as ``msc``.
+"""The MLflow model registry: the gate that decides whether a study's best model becomes ``msc``.
+
+Every registered version is tagged with the feature fingerprint and the split identity it was
+trained and scored with. A candidate is compared with the current Production version only when
+both match: then the two were trained without the same holdout rows and are scored on exactly
+those rows. Otherwise a comparison would score one of them on rows it may have trained on (a
+changed ``data.split_seed``) or on features it was never trained for (a changed backbone), so the
+candidate, the model of the experiment just run, is registered, and the summary says why.
 
 The holdout is scored from the feature cache with the head of the logged model, so the number
 describes exactly the artifact that gets registered. The best trial's model is registered as
@@ -9,16 +16,35 @@ validation split left to stop it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from src.errors import UserError
 from src.features import FeatureCache
 from src.metrics import classification_metrics, scalar_metrics
+from src.split import Splits
 from src.train import predict_proba
 
 MODEL_NAME = "msc"
 ALIAS = "production"
 STAGE = "Production"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The study's best model and what it was trained with."""
+
+    model_uri: str
+    run_id: str  # the trial's MLflow run
+    tags: dict[str, str]  # study name and identity, trial number, fusion
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str  # one sentence for the log and results/metrics.json
+    compared_with: int | None = None  # the Production version scored against the candidate
 
 
 def load_msc_model(model_uri: str):
@@ -57,39 +83,88 @@ def promote(client, model_uri: str, scores: dict, tags: dict[str, str]):
     return version
 
 
-def register_if_better(model_uri: str, cache: FeatureCache, holdout_rows: np.ndarray, force: bool,
-                       tags: dict[str, str]) -> tuple[dict, np.ndarray]:
-    """Score the candidate and the current Production model on the same holdout rows; promote
-    the candidate when it has the higher weighted F1 (or ``force``).
+def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The Production version's holdout scores and (n, 3) probabilities; a sentence when it cannot load."""
+    uri = f"models:/{MODEL_NAME}/{current.version}"
+    try:
+        probs = holdout_predictions(uri, cache, rows)
+    except Exception as error:  # noqa: BLE001 - whatever broke, the gate must not silently replace it
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise UserError(
+            f"cannot load the Production model {MODEL_NAME} version {current.version} ({uri}) to compare the new "
+            f"candidate with it: {reason}. Repair or archive that version, or run tune again with --force to "
+            "register the candidate without a comparison"
+        ) from None
+    return classification_metrics(cache.labels[rows], probs.argmax(1)), probs
 
-    Returns the summary for results/metrics.json and the (n, 3) holdout probabilities, both of
-    whichever model is registered afterwards.
+
+def gate(current, candidate: Candidate, cache: FeatureCache, splits: Splits, force: bool) -> Decision | None:
+    """Whether the candidate replaces ``current`` (the Production ModelVersion or None) without a
+    comparison; None when the two are comparable and the holdout decides."""
+    if current is None:
+        return Decision(True, f"no {MODEL_NAME} version is in Production yet")
+    if current.tags.get("mlflow_run_id") == candidate.run_id:
+        return Decision(False, f"the candidate already is {MODEL_NAME} version {current.version} (Production); "
+                               "nothing changed")
+    if force:
+        return Decision(True, "--force registers the candidate without a comparison")
+    differs = [what for what, key, value in (("feature cache", "feature_fingerprint", cache.fingerprint),
+                                              ("split", "split_identity", splits.identity))
+               if current.tags.get(key) != value]
+    if differs:
+        return Decision(True, f"Production version {current.version} was made with another "
+                              f"{' and '.join(differs)}, so the two are not compared on one holdout; the "
+                              "candidate of this experiment is registered")
+    return None
+
+
+def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits, force: bool,
+                       bundle_backbone: str | None = None) -> tuple[dict, np.ndarray]:
+    """Score the candidate on the holdout and let ``gate`` decide; promote it when the gate says
+    so, or when it has the higher weighted F1 than a comparable Production version.
+
+    ``bundle_backbone`` (a local backbone folder): register a copy of the candidate with that folder
+    inside. Returns the summary for results/metrics.json and the (n, 3) holdout probabilities,
+    both of whichever model is in Production afterwards.
     """
+    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    labels = cache.labels[holdout_rows]
-    candidate_probs = holdout_predictions(model_uri, cache, holdout_rows)
-    candidate = classification_metrics(labels, candidate_probs.argmax(1))
+    rows = splits.holdout
+    candidate_probs = holdout_predictions(candidate.model_uri, cache, rows)
+    candidate_scores = classification_metrics(cache.labels[rows], candidate_probs.argmax(1))
     current = production_version(client)
-    current_scores = current_probs = None
-    if current is not None:
-        try:
-            current_probs = holdout_predictions(f"models:/{MODEL_NAME}/{current.version}", cache, holdout_rows)
-            current_scores = classification_metrics(labels, current_probs.argmax(1))
-        except (RuntimeError, KeyError, UserError):
-            current_scores = None  # built for another backbone or cache: not comparable, replace it
-    promote_now = force or current_scores is None or candidate["weighted_f1"] > current_scores["weighted_f1"]
-    if promote_now:
-        registered, scores, probs = promote(client, model_uri, candidate, tags), candidate, candidate_probs
-    else:
-        registered, scores, probs = current, current_scores, current_probs
+    decision = gate(current, candidate, cache, splits, force)
+    scores, probs = candidate_scores, candidate_probs
+    if decision is None:
+        current_scores, current_probs = production_scores(current, cache, rows)
+        better = candidate_scores["weighted_f1"] > current_scores["weighted_f1"]
+        decision = Decision(better, (
+            f"holdout weighted F1 {candidate_scores['weighted_f1']:.4f} against Production version "
+            f"{current.version}'s {current_scores['weighted_f1']:.4f} on the same {len(rows)} rows: "
+            + ("the candidate is registered" if better else "Production is kept")), int(current.version))
+        if not better:
+            scores, probs = current_scores, current_probs
+    registered = current
+    if decision.promote:
+        model_uri = candidate.model_uri
+        if bundle_backbone:
+            from src.serving import bundled_copy
+
+            with mlflow.start_run(run_id=candidate.run_id):
+                model_uri = bundled_copy(candidate.model_uri, bundle_backbone).model_uri
+        tags = {**candidate.tags, "mlflow_run_id": candidate.run_id, "feature_fingerprint": cache.fingerprint,
+                "split_identity": splits.identity}
+        registered = promote(client, model_uri, candidate_scores, tags)
     summary = {
         "model": MODEL_NAME,
         "version": int(registered.version),
-        "promoted_now": promote_now,
-        "holdout_samples": int(len(holdout_rows)),
+        "promoted_now": decision.promote,
+        "gate": decision.reason,
+        "compared_with_version": decision.compared_with,
+        "holdout_samples": int(len(rows)),
         "holdout": scalar_metrics(scores),
-        "candidate_holdout_weighted_f1": candidate["weighted_f1"],
+        "candidate_holdout_weighted_f1": candidate_scores["weighted_f1"],
     }
     return summary, probs

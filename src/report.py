@@ -1,10 +1,17 @@
-"""``results/report.md``: the ablation's tables, ranking sentences and error analysis, with
-matplotlib figures beside it, readable on GitHub as it is. Written by ``src.ablation``.
+"""Stage ``report``: ``results/report.md``, the ablation's tables, ranking sentences and error
+analysis, with matplotlib figures beside it, readable on GitHub as it is.
+
+It reads only the ablation stage's outputs (``ablation.json`` and ``bad_cases.csv``) and trains
+nothing, so a change to the wording re-runs this stage alone. The report and its figures are
+added to the ablation's MLflow parent run.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import io
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,8 +20,9 @@ import numpy as np
 from src import LABELS
 from src.backbone import describe_backbone
 from src.config import TrainConfig
+from src.errors import UserError, cli
 from src.io import atomic_write_bytes, atomic_write_text
-from src.tracking import confusion_figure, plt
+from src.tracking import confusion_figure, plt, setup_mlflow
 
 EXAMPLES_PER_KIND = 5
 KIND_MEANING = {
@@ -37,11 +45,21 @@ class ReportContext:
     n_holdout: int
     augment_views: int
     feature_fingerprint: str
+    split_identity: str
     seeds: int
     train: TrainConfig  # the shared hyperparameters
     hyperparameter_source: str
     low_confidence: float
     git_commit: str
+
+
+@dataclass(frozen=True)
+class AnalysedHead:
+    """The tuned configuration's head, whose errors the report analyses."""
+
+    name: str
+    scores: list[dict]  # holdout classification_metrics per seed, confusion included
+    histories: list[list[dict]]  # per-epoch scalars per seed
 
 
 def mean_std(row: dict, metric: str) -> str:
@@ -143,7 +161,7 @@ def one_line(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def error_section(context: ReportContext, analysed, cases: list[dict]) -> list[str]:
+def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[dict]) -> list[str]:
     seeds = len(analysed.scores)
     per_class = [[label, str(sum(analysed.scores[0]["confusion"][i])),
                   f"{np.mean([s[f'f1_{label}'] for s in analysed.scores]):.3f}"
@@ -151,7 +169,7 @@ def error_section(context: ReportContext, analysed, cases: list[dict]) -> list[s
                  for i, label in enumerate(LABELS)]
     counts = {kind: sum(c["kind"] == kind for c in cases) for kind in KIND_MEANING}
     lines = [
-        f"## Error analysis: `{analysed.variant.name}`, seed {context.train.seed}",
+        f"## Error analysis: `{analysed.name}`, seed {context.train.seed}",
         "",
         "The tuned configuration's head, first seed. Its holdout confusion matrix (rows: true label) and "
         "training curves (every seed):",
@@ -186,15 +204,15 @@ def error_section(context: ReportContext, analysed, cases: list[dict]) -> list[s
     return lines
 
 
-def write_report(path: Path, figures: Path, context: ReportContext, rows: list[dict], analysed,
+def write_report(path: Path, figures: Path, context: ReportContext, rows: list[dict], analysed: AnalysedHead,
                  cases: list[dict]) -> Path:
     """Write the figures into ``figures/`` and the report to ``path``; returns the figures folder."""
     trained = [r for r in rows if r["kind"] != "baseline"]
     save_figure(variants_figure([r for r in rows if r["kind"] in ("unimodal", "fusion", "baseline")]),
                 figures / "variants.png")
-    save_figure(confusion_figure(analysed.scores[0]["confusion"], f"holdout: {analysed.variant.name}"),
+    save_figure(confusion_figure(analysed.scores[0]["confusion"], f"holdout: {analysed.name}"),
                 figures / "confusion.png")
-    save_figure(curves_figure(analysed.histories, f"{analysed.variant.name}, {len(analysed.histories)} seeds"),
+    save_figure(curves_figure(analysed.histories, f"{analysed.name}, {len(analysed.histories)} seeds"),
                 figures / "training_curves.png")
     train = context.train
     shared = {k: v for k, v in asdict(train).items() if k not in ("fusion", "seed", "epochs", "patience", "batch_size")}
@@ -205,7 +223,8 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
         f"- **Backbone:** {describe_backbone(context.backbone)}.",
         f"- **Data:** `{context.data_root}`, {context.n_labelled} labelled samples split into {context.n_train} "
         f"train, {context.n_val} validation and {context.n_holdout} holdout. Every number below is on the "
-        f"untouched holdout. Feature cache `{context.feature_fingerprint[:12]}`, {context.augment_views} augmented "
+        f"untouched holdout (split `{context.split_identity}`). Feature cache `{context.feature_fingerprint[:12]}`, "
+        f"{context.augment_views} augmented "
         "views per labelled image.",
         f"- **Hyperparameters, the same for every trained row:** from {context.hyperparameter_source}: "
         + ", ".join(f"`{k}` {v:.4g}" if isinstance(v, float) else f"`{k}` {v}" for k, v in shared.items())
@@ -218,7 +237,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
         "standard deviations are reported as not separated, not ranked.",
         "- **Throughput:** holdout samples per second through the head alone, on cached features; predicting "
         "from raw files adds the backbone's forward pass (see BENCHMARKS.md).",
-        f"- **Made by:** `python -m src.ablation` at commit `{context.git_commit[:12]}`.",
+        f"- **Made by:** `python -m src.ablation` at commit `{context.git_commit[:12]}`, then `python -m src.report`.",
         "",
         "## Modality ablation",
         "",
@@ -253,3 +272,42 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
     lines += error_section(context, analysed, cases)
     atomic_write_text(path, "\n".join(lines))
     return figures
+
+
+def read_ablation(folder: Path) -> tuple[ReportContext, list[dict], AnalysedHead, list[dict], str]:
+    """The ablation stage's outputs: context, rows, analysed head, bad cases and its MLflow run id."""
+    details_path, cases_path = folder / "ablation.json", folder / "bad_cases.csv"
+    if not details_path.is_file() or not cases_path.is_file():
+        raise UserError(f"no ablation results in '{folder}/' (ablation.json and bad_cases.csv): run "
+                        "`python -m src.ablation` (or `dvc repro ablation`) first")
+    details = json.loads(details_path.read_text())
+    context = ReportContext(**{**details["context"], "train": TrainConfig(**details["context"]["train"])})
+    analysed = AnalysedHead(details["analysed"]["variant"], details["analysed"]["scores"],
+                            details["analysed"]["histories"])
+    with cases_path.open(newline="") as handle:
+        cases = [{k: float(v) if k.startswith("p_") else v for k, v in row.items()} for row in csv.DictReader(handle)]
+    return context, details["rows"], analysed, cases, details["mlflow_run_id"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write results/report.md from the ablation stage's outputs.")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the ablation's output folder, where "
+                        "report.md and figures/ go (default: %(default)s)")
+    args = parser.parse_args(argv)
+    context, rows, analysed, cases, run_id = read_ablation(args.results)
+    report = args.results / "report.md"
+    figures = write_report(report, args.results / "figures", context, rows, analysed, cases)
+    from mlflow import MlflowClient
+
+    setup_mlflow()
+    client = MlflowClient()
+    client.log_artifact(run_id, str(report))
+    client.log_artifacts(run_id, str(figures), artifact_path="figures")
+    print(f"wrote {report} and {figures}/, and added them to MLflow run {run_id} (ablation)")
+    return 0
+
+
+main = cli(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,7 +6,8 @@ base64-encoded). Output: one row per input with ``label`` and ``p_positive``, ``
 
 The logged model holds the head weights (safetensors, never pickle), ``head.json`` (fusion
 config and backbone reference) and the project's code; the backbone is referenced by hub id and
-revision or local folder, or bundled with ``register.bundle_backbone: true``. It is logged as
+revision or local folder; the registered version bundles a local folder with
+``register.bundle_backbone: true``. It is logged as
 "model from code" (``src/pyfunc_model.py``), so loading it unpickles nothing.
 """
 
@@ -169,23 +170,37 @@ def signature_and_example():
     return infer_signature(example, output), example
 
 
-def log_pyfunc(head: FusionHead, train: TrainConfig, dim: int, backbone: str, revision: str,
-               max_text_tokens: int, bundle_backbone: bool = False):
-    """Log the model into the active MLflow run under ``model``; returns its ModelInfo."""
+def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
+    """Log a model with these artifacts (head weights and config, optionally the backbone folder)
+    into the active MLflow run; returns its ModelInfo."""
     signature, example = signature_and_example()
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(MODEL_CODE),
+        artifacts=artifacts,
+        code_paths=[str(SRC_DIR)],
+        signature=signature,
+        input_example=example,
+        pip_requirements=pip_requirements(),
+    )
+
+
+def log_trial_model(head: FusionHead, train: TrainConfig, dim: int, backbone: str, revision: str,
+                    max_text_tokens: int):
+    """A trial's model: the head, with the backbone referenced by hub id or folder, never copied
+    (30 trials would hold 30 copies). Only the registered version may bundle it (bundled_copy)."""
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = write_head(head, train, dim, backbone, revision, max_text_tokens, Path(tmp))
-        if bundle_backbone:
-            folder = local_folder(backbone)
-            if folder is None:
-                raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got '{backbone}'")
-            artifacts["backbone"] = str(folder.resolve())
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(MODEL_CODE),
-            artifacts=artifacts,
-            code_paths=[str(SRC_DIR)],
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(),
-        )
+        return log_pyfunc(write_head(head, train, dim, backbone, revision, max_text_tokens, Path(tmp)))
+
+
+def bundled_copy(model_uri: str, backbone: str):
+    """Log ``model_uri``'s head again with the local backbone folder copied in, as ``bundled_model``
+    in the active run, so the registered version loads where the folder does not exist."""
+    folder = local_folder(backbone)
+    if folder is None:
+        raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got '{backbone}'")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))  # small: no backbone
+        artifacts = {"head_weights": str(model / "artifacts" / "head.safetensors"),
+                     "head_config": str(model / "artifacts" / "head.json"), "backbone": str(folder.resolve())}
+        return log_pyfunc(artifacts, name="bundled_model")

@@ -2,7 +2,7 @@
 
 Weighted cross-entropy (class weights from params), AdamW, a per-step cosine schedule, one
 augmented view sampled per labelled image per epoch, early stopping and best-checkpoint
-selection by validation weighted F1.
+selection by ``train.select_metric`` on the validation split (the study optimises the same one).
 
 ``python -m src.train`` trains ``params.yaml``'s head once and prints its validation scores.
 """
@@ -23,11 +23,11 @@ from rich.table import Table
 
 from src import LABELS
 from src.config import TrainConfig, load_config
-from src.data import make_splits
-from src.errors import UserError, cli
-from src.features import FeatureCache, drop_modality
+from src.errors import cli
+from src.features import FeatureCache, drop_modality, open_cache
 from src.heads import FusionHead, build_head
 from src.metrics import classification_metrics, scalar_metrics
+from src.split import load_splits
 
 EVAL_BATCH = 512
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -37,8 +37,12 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 class TrainResult:
     head: FusionHead  # weights of the best epoch, in eval mode
     history: list[dict[str, float]]  # one dict per epoch: train_* and val_* scalars
-    best_epoch: int  # 1-based
-    val_scores: dict  # classification_metrics at the best epoch, confusion included
+    best_epoch: int  # 1-based, the kept epoch: the first with the highest select_metric
+    val_scores: dict  # classification_metrics at the kept epoch, confusion included
+
+    def score(self, select_metric: str) -> float:
+        """The kept epoch's ``select_metric`` (``val_<key>``): the trial's objective."""
+        return self.val_scores[select_metric.removeprefix("val_")]
 
 
 def class_weights(labels: np.ndarray, power: float, neutral_boost: float) -> torch.Tensor:
@@ -92,7 +96,8 @@ def train_head(
     config: TrainConfig,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train ``config.fusion`` on ``train_rows``; select the epoch by weighted F1 on ``val_rows``.
+    """Train ``config.fusion`` on ``train_rows``; keep the epoch with the best ``config.select_metric``
+    on ``val_rows``, and stop after ``config.patience`` epochs without a better one.
 
     ``on_epoch(epoch, scalars)`` runs after each epoch; raising from it (an Optuna prune)
     stops training.
@@ -106,7 +111,7 @@ def train_head(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
     autocast = training_autocast(config.precision, head)
     history: list[dict[str, float]] = []
-    best_f1, best_epoch, best_state, best_scores = -1.0, 0, None, {}
+    best_value, best_epoch, best_state, best_scores = -math.inf, 0, None, {}
     for epoch in range(1, config.epochs + 1):
         head.train()
         order = rng.permutation(train_rows)
@@ -136,8 +141,8 @@ def train_head(
         val_scores = evaluate(head, cache, val_rows, weights)
         scalars = {**scalar_metrics(train_scores, "train_"), **scalar_metrics(val_scores, "val_")}
         history.append(scalars)
-        if val_scores["weighted_f1"] > best_f1:
-            best_f1, best_epoch, best_scores = val_scores["weighted_f1"], epoch, val_scores
+        if scalars[config.select_metric] > best_value:
+            best_value, best_epoch, best_scores = scalars[config.select_metric], epoch, val_scores
             best_state = copy.deepcopy(head.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, scalars)
@@ -162,11 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     config = load_config(args.params)
-    cache = FeatureCache(config.features.dir)
-    splits = make_splits(list(cache.manifest["labels"]), config.data.holdout_fraction,
-                         config.data.val_fraction, config.data.split_seed)
-    if config.train.epochs < 1:
-        raise UserError(f"params.yaml: train.epochs must be at least 1, got {config.train.epochs}")
+    cache = open_cache(config)
+    splits = load_splits(config.data, cache)
     result = train_head(cache, splits.train, splits.val, config.train)
     print_scores(f"{config.train.fusion}: validation, best epoch {result.best_epoch}", result.val_scores)
     return 0

@@ -1,11 +1,20 @@
 """Stage ``tune``: an Optuna study over the feature cache, every trial an MLflow child run.
 
+It reads what the earlier stages wrote, the feature cache (``featurize``) and the split
+(``split``), and stops with a sentence when either is missing or stale; it never rebuilds them.
+
+A study is one experiment. Its identity is a hash of everything that defines it: the feature
+fingerprint, the split, the ``train`` defaults, the search space, the folds and the sampler seed.
+The default study name is ``msc-<identity>``, so a changed config gets a fresh study and the same
+config resumes its own. A name given with ``--study-name`` is kept as given, for studies shared by
+several processes; a stored identity that differs from the current config is refused.
+
 ``--trials N`` means the study ends holding N finished (complete or pruned) trials, whoever ran
 them: a killed run started again continues, several processes on one RDB storage (PostgreSQL)
 share the work, and a trial left RUNNING by a crash is failed through the heartbeat and retried,
-never counted twice. The search space and the objective metric live in params.yaml (``tune``).
-After the study, the best trial's model is scored on the untouched holdout and registered as
-``msc`` when it beats the current Production version (see src/registry.py).
+never counted twice. The search space lives in params.yaml (``tune``); the objective is
+``train.select_metric`` at each trial's kept epoch. After the study, the best trial's model goes
+through the registry gate (src/registry.py).
 """
 
 from __future__ import annotations
@@ -13,7 +22,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
+import hashlib
 import io
+import json
 import os
 import socket
 import time
@@ -30,19 +42,21 @@ from sklearn.model_selection import StratifiedKFold
 
 from src import LABELS
 from src.config import Config, flatten, load_config, with_overrides
-from src.data import Splits, make_splits
 from src.errors import UserError, cli
-from src.features import FeatureCache
-from src.featurize import featurize
+from src.features import FeatureCache, open_cache
 from src.io import atomic_write_text, file_lock
+from src.paths import local_folder
+from src.split import Splits, load_splits
 from src.tracking import absolute_sqlite_url, dumps, git_commit, log_confusion, setup_mlflow
 from src.train import train_head
 
 HEARTBEAT_SECONDS = 5  # a RUNNING trial with no heartbeat for GRACE_SECONDS is stale: failed, retried
 GRACE_SECONDS = 15
 MAX_RETRIES = 2
+STORAGE_ATTEMPTS = 4  # opening the Optuna storage: a failure is retried this often before it is reported
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+IDENTITY_ATTR = "identity"  # the study's identity, stored in its user attributes
 RESULTS = Path("results")
 
 
@@ -50,7 +64,39 @@ class SurplusTrial(Exception):
     """Raised when a racing worker already filled the study: this trial is not needed."""
 
 
-def open_study(storage_url: str, study_name: str, seed: int) -> optuna.Study:
+def study_identity(config: Config, cache: FeatureCache, splits: Splits) -> dict[str, Any]:
+    """Everything that defines the experiment a study runs; ``identity_hash`` names it."""
+    return {
+        "feature_fingerprint": cache.fingerprint,
+        "split_identity": splits.identity,
+        "train": dataclasses.asdict(config.train),
+        "search_space": config.tune.search_space,
+        "folds": config.tune.folds,
+        "sampler_seed": config.tune.seed,
+    }
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def check_identity(study: optuna.Study, identity: dict[str, Any], storage_url: str) -> None:
+    """Record ``identity`` on a new study; refuse a study stored with another one."""
+    stored = study.user_attrs.get(IDENTITY_ATTR)
+    if stored is None and not study.get_trials(deepcopy=False):
+        study.set_user_attr(IDENTITY_ATTR, identity)  # racing workers of one config write the same value
+        return
+    if stored == identity:
+        return
+    differs = sorted(key for key in identity if (stored or {}).get(key) != identity[key])
+    raise UserError(
+        f"study '{study.study_name}' in {storage_url} belongs to another experiment (it differs in "
+        f"{', '.join(differs) if stored else 'everything: it has trials but no stored identity'}); "
+        f"use another --study-name, or leave it out to get this config's own study msc-{identity_hash(identity)}"
+    )
+
+
+def open_study(storage_url: str, study_name: str, seed: int, identity: dict[str, Any]) -> optuna.Study:
     """Create or load the study, with heartbeats, retries of crashed trials and a seeded sampler.
 
     The sampler's seed is ``tune.seed`` plus the number of trials already stored, so a fresh
@@ -58,13 +104,25 @@ def open_study(storage_url: str, study_name: str, seed: int) -> optuna.Study:
     """
     # Heartbeats, retries and the matplotlib plots are "experimental" in Optuna since 2.x.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = optuna.storages.RDBStorage(
-        absolute_sqlite_url(storage_url),
-        heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=GRACE_SECONDS,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
-    )
-    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            storage = optuna.storages.RDBStorage(
+                absolute_sqlite_url(storage_url),
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+            )
+            study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
+                                        load_if_exists=True)
+            break
+        except Exception as error:  # noqa: BLE001 - any storage failure is the user's URL or server
+            # Tuners started together on a new database race to create Optuna's schema; the loser
+            # sees "duplicate key" or "already exists" once, and finds the schema on a retry.
+            if attempt == STORAGE_ATTEMPTS - 1:
+                reason = str(error).splitlines()[0][:300]
+                raise UserError(f"cannot open the Optuna storage '{storage_url}': {reason}") from None
+            time.sleep(1.0 + attempt)
+    check_identity(study, identity, storage_url)
     return optuna.load_study(
         study_name=study_name,
         storage=storage,
@@ -102,34 +160,39 @@ def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, 
     return values
 
 
-def parent_run_id(study: optuna.Study, experiment_id: str) -> str:
+def parent_run_id(study: optuna.Study, experiment_id: str, identity: dict[str, Any]) -> str:
     """The study's MLflow parent run, created once and kept in the study's user attributes, so
-    every thread and every process nests its trials under the same run."""
+    every thread and every process nests its trials under the same run. Tagged with the study's
+    identity; ``study_identity.json`` holds the identity itself."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if run_id is None:
-        run = client.create_run(experiment_id, run_name=f"study-{study.study_name}",
-                                tags={"study_name": study.study_name, "git_commit": git_commit()})
+        tags = {"study_name": study.study_name, "study_identity": identity_hash(identity),
+                "feature_fingerprint": identity["feature_fingerprint"], "split_identity": identity["split_identity"],
+                "git_commit": git_commit()}
+        run = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags)
         study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
         # Two processes may race here; the attribute read back is the one everybody uses.
         run_id = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs[PARENT_RUN_ATTR]
         if run_id != run.info.run_id:
             client.delete_run(run.info.run_id)
+        else:
+            client.log_dict(run_id, identity, "study_identity.json")
     else:
         client.update_run(run_id, status="RUNNING")
     return run_id
 
 
-def cv_score(cache: FeatureCache, splits: Splits, config: Config, metric: str) -> float:
-    """Mean best validation ``metric`` over ``tune.folds`` stratified folds of train+validation."""
+def cv_score(cache: FeatureCache, splits: Splits, config: Config) -> float:
+    """Mean kept-epoch ``train.select_metric`` over ``tune.folds`` stratified folds of train+validation."""
     pool = np.concatenate([splits.train, splits.val])
     folds = StratifiedKFold(n_splits=config.tune.folds, shuffle=True, random_state=config.data.split_seed)
     scores = []
     for train_idx, val_idx in folds.split(pool, cache.labels[pool]):
         result = train_head(cache, pool[train_idx], pool[val_idx], config.train)
-        scores.append(result.val_scores[metric])
+        scores.append(result.score(config.train.select_metric))
     return float(np.mean(scores))
 
 
@@ -140,7 +203,6 @@ class Objective:
                  n_trials: int):
         self.config, self.cache, self.splits = config, cache, splits
         self.experiment_id, self.parent_id, self.n_trials = experiment_id, parent_id, n_trials
-        self.metric = config.tune.metric.removeprefix("val_")  # key in classification_metrics
         self.commit = git_commit()
 
     def guard_surplus(self, trial: optuna.Trial) -> None:
@@ -171,7 +233,7 @@ class Objective:
 
             def on_epoch(epoch: int, scalars: dict[str, float]) -> None:
                 mlflow.log_metrics(scalars, step=epoch)
-                trial.report(scalars[self.config.tune.metric], step=epoch)
+                trial.report(scalars[config.train.select_metric], step=epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
@@ -181,17 +243,17 @@ class Objective:
                 mlflow.set_tag("optuna_state", "PRUNED")
                 mlflow.end_run(status="KILLED")
                 raise
-            score = result.val_scores[self.metric]
+            score = result.score(config.train.select_metric)
             mlflow.log_metrics({"best_epoch": result.best_epoch, **{
                 f"best_val_{k}": v for k, v in result.val_scores.items() if k != "confusion"}})
             if self.config.tune.folds > 1:
-                score = cv_score(self.cache, self.splits, config, self.metric)
-                mlflow.log_metric(f"cv_{self.config.tune.metric}", score)
+                score = cv_score(self.cache, self.splits, config)
+                mlflow.log_metric(f"cv_{config.train.select_metric}", score)
             log_confusion(result.val_scores["confusion"], "val")
-            from src.serving import log_pyfunc
+            from src.serving import log_trial_model
 
-            info = log_pyfunc(result.head, config.train, self.cache.dim, config.model.backbone,
-                              config.model.revision, config.features.max_text_tokens, config.register.bundle_backbone)
+            info = log_trial_model(result.head, config.train, self.cache.dim, config.model.backbone,
+                                   config.model.revision, config.features.max_text_tokens)
             trial.set_user_attr("model_uri", info.model_uri)
             mlflow.set_tag("optuna_state", "COMPLETE")
         return score
@@ -297,14 +359,13 @@ def epoch_curves(run_id: str) -> list[dict[str, float]]:
 
 
 def tune(config: Config, force: bool = False, console: Console | None = None) -> dict:
-    """Run the study to ``tune.trials`` finished trials, then evaluate and register the best."""
-    metric_keys = {"val_accuracy", "val_macro_f1", "val_weighted_f1", "val_macro_precision", "val_macro_recall"}
-    if config.tune.metric not in metric_keys:
-        raise UserError(f"params.yaml: tune.metric is '{config.tune.metric}'; use one of {', '.join(sorted(metric_keys))}")
-    if config.tune.trials < 1:
-        raise UserError(f"tune.trials (--trials) must be at least 1, got {config.tune.trials}")
-    if config.tune.folds < 1:
-        raise UserError(f"params.yaml: tune.folds must be at least 1, got {config.tune.folds}")
+    """Run the study to ``tune.trials`` finished trials, then put the best through the registry gate."""
+    bundle = None
+    if config.register.bundle_backbone:  # checked before the study, not after 30 trials
+        bundle = local_folder(config.model.backbone)
+        if bundle is None:
+            raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got "
+                            f"'{config.model.backbone}'; set register.bundle_backbone: false to reference it")
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(one_sqlite_tuner(config.tune.storage))
@@ -314,39 +375,38 @@ def tune(config: Config, force: bool = False, console: Console | None = None) ->
                 "time. Wait for it to finish (a later run continues the same study), or run several tuners on "
                 "PostgreSQL: python -m src.tune --storage postgresql://user@host:5432/db"
             ) from None
-        return run_tuning(config, force, console)
+        return run_tuning(config, force, console, None if bundle is None else str(bundle))
 
 
-def run_tuning(config: Config, force: bool, console: Console | None) -> dict:
+def run_tuning(config: Config, force: bool, console: Console | None, bundle_backbone: str | None) -> dict:
     """The study, its summary and the registration; ``tune`` holds the storage's lock around it."""
     from mlflow import MlflowClient
 
-    from src.registry import register_if_better
+    from src.registry import Candidate, register_if_better
 
-    cache, _ = featurize(config)
-    splits = make_splits(cache.manifest["labels"], config.data.holdout_fraction, config.data.val_fraction,
-                         config.data.split_seed)
+    cache = open_cache(config)
+    splits = load_splits(config.data, cache)
+    identity = study_identity(config, cache, splits)
+    study_name = config.tune.study_name or f"msc-{identity_hash(identity)}"
+    study = open_study(config.tune.storage, study_name, config.tune.seed, identity)
     experiment_id = setup_mlflow()
-    try:
-        study = open_study(config.tune.storage, config.tune.study_name, config.tune.seed)
-    except Exception as error:  # noqa: BLE001 - any storage failure is the user's URL or server
-        raise UserError(f"cannot open the Optuna storage '{config.tune.storage}': {error}") from None
-    parent_id = parent_run_id(study, experiment_id)
+    parent_id = parent_run_id(study, experiment_id, identity)
     log_skipped(parent_id, cache)
     objective = Objective(config, cache, splits, experiment_id, parent_id, config.tune.trials)
     console = console or Console()
     with Live(trials_table(study), console=console, refresh_per_second=2) as live:
         run_study(study, objective, config.tune.trials, config.tune.n_jobs, live)
-    log_study_summary(study, parent_id, config.tune.metric)
+    metric = config.train.select_metric
+    log_study_summary(study, parent_id, metric)
     best = study.best_trial
-    summary, probs = register_if_better(
-        best.user_attrs["model_uri"], cache, splits.holdout, force,
-        tags={"study_name": study.study_name, "trial_number": str(best.number),
-              "fusion": str(best.params.get("train.fusion", config.train.fusion)),
-              "mlflow_run_id": best.user_attrs["mlflow_run_id"]},
-    )
-    summary.update({"study_name": study.study_name, "best_trial": best.number,
-                    f"best_{config.tune.metric}": best.value, "best_params": best.params})
+    candidate = Candidate(best.user_attrs["model_uri"], best.user_attrs["mlflow_run_id"], tags={
+        "study_name": study.study_name, "study_identity": identity_hash(identity), "trial_number": str(best.number),
+        "fusion": str(best.params.get("train.fusion", config.train.fusion))})
+    summary, probs = register_if_better(candidate, cache, splits, force, bundle_backbone)
+    summary.update({"study_name": study.study_name, "study_identity": identity_hash(identity),
+                    "feature_fingerprint": cache.fingerprint, "split_identity": splits.identity,
+                    "best_trial": best.number, "select_metric": metric, f"best_{metric}": best.value,
+                    "best_params": best.params})
     write_results(summary, cache, splits.holdout, probs, epoch_curves(best.user_attrs["mlflow_run_id"]))
     client = MlflowClient()
     client.log_dict(parent_id, summary, "holdout_metrics.json")
@@ -359,9 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--trials", type=int, help="finished trials the study ends with (default: tune.trials)")
     parser.add_argument("--storage", help="Optuna RDB URL (default: tune.storage), e.g. postgresql://host/db")
-    parser.add_argument("--study-name", help="default: tune.study_name")
+    parser.add_argument("--study-name", help="a shared study's name, kept as given (default: tune.study_name, "
+                        "else msc-<identity of this config>)")
     parser.add_argument("--n-jobs", type=int, help="parallel trials in this process (default: tune.n_jobs)")
-    parser.add_argument("--force", action="store_true", help="register the best model even if it is not better")
+    parser.add_argument("--force", action="store_true", help="register the best model without comparing it with "
+                        "Production")
     args = parser.parse_args(argv)
     config = load_config(args.params)
     overrides = {f"tune.{k}": v for k, v in (("trials", args.trials), ("storage", args.storage),
@@ -369,11 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     config = with_overrides(config, overrides)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summary = tune(config, force=args.force)
-    state = "registered as" if summary["promoted_now"] else "kept; the current Production model is better:"
-    print(f"best trial {summary['best_trial']} ({config.tune.metric} {summary[f'best_{config.tune.metric}']:.4f}); "
-          f"{state} msc version {summary['version']} with holdout weighted F1 {summary['holdout']['weighted_f1']:.4f} "
-          f"and accuracy {summary['holdout']['accuracy']:.4f} on {summary['holdout_samples']} samples; "
-          f"wrote {RESULTS / 'metrics.json'}")
+    metric = summary["select_metric"]
+    print(f"study {summary['study_name']}: best trial {summary['best_trial']} ({metric} {summary[f'best_{metric}']:.4f}). "
+          f"{summary['gate'][0].upper()}{summary['gate'][1:]}. Production is msc version {summary['version']}: "
+          f"holdout weighted F1 {summary['holdout']['weighted_f1']:.4f}, accuracy {summary['holdout']['accuracy']:.4f} "
+          f"on {summary['holdout_samples']} samples; wrote {RESULTS / 'metrics.json'}")
     return 0
 
 

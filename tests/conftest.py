@@ -9,6 +9,7 @@ import pytest
 from src.config import Config, load_config, with_overrides
 from src.featurize import featurize
 from src.sample import write_backbone, write_dataset
+from src.split import load_splits, write_splits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,6 +34,7 @@ def make_config(data_root: Path, backbone: Path, features_dir: Path, overrides: 
         load_config(REPO / "params.yaml"),
         {
             "data.root": str(data_root),
+            "data.splits_dir": str(features_dir.parent / "splits"),
             "model.backbone": str(backbone),
             "model.device": "cpu",
             "features.dir": str(features_dir),
@@ -57,10 +59,14 @@ def cache(config):
     return cache
 
 
+@pytest.fixture(scope="session")
+def splits(config, cache):
+    write_splits(config.data)
+    return load_splits(config.data, cache)
 
 
 @pytest.fixture()
-def project(tmp_path, monkeypatch, config, cache):
+def project(tmp_path, monkeypatch, config, cache, splits):
     """An empty project folder as cwd: mlflow.db, mlruns/, optuna.db and results/ land there."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

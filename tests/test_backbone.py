@@ -26,7 +26,9 @@ def test_no_backbone_parameter_ever_receives_a_gradient(tiny_clip):
 
 
 def test_unavailable_backbone_names_the_three_ways_out(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import; the env var is too late
     with pytest.raises(UserError) as error:
         load_backbone("openai/clip-vit-base-patch32-not-cached")
     message = str(error.value)

@@ -13,6 +13,7 @@ def run_module(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "params, message",
     [
@@ -28,6 +29,7 @@ def test_featurize_user_errors(tmp_path, params, message):
     assert message in result.stderr and result.stderr.count("\n") == 1
 
 
+@pytest.mark.integration
 def test_missing_backbone_is_one_sentence(tmp_path, sample_root):
     (tmp_path / "params.yaml").write_text(f"data:\n  root: {sample_root}\nmodel:\n  backbone: openai/clip-vit-base-patch32\n")
     result = run_module("src.featurize", cwd=tmp_path)
@@ -40,4 +42,6 @@ def test_in_process_main_returns_status(tmp_path, capsys):
 
     (tmp_path / "p.yaml").write_text("features:\n  augment_views: -1\n")
     assert featurize.main(["--params", str(tmp_path / "p.yaml")]) == 2
-    assert "augment_views must be 0 or more" in capsys.readouterr().err
+    assert "key 'features.augment_views' is -1; it must be 0 or more" in capsys.readouterr().err
+    assert featurize.main(["--params", str(tmp_path / "missing.yaml")]) == 2
+    assert "no params file" in capsys.readouterr().err

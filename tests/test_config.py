@@ -30,6 +30,15 @@ def test_repository_params_load_with_the_documented_defaults():
         ("train:\n  fusion: concat\n", "key 'train.fusion' is 'concat'; it must be one of"),
         ("tune:\n  search_space:\n    train.foo: {type: float, low: 0, high: 1}\n", "'train.foo' is not a train key"),
         ("tune:\n  search_space:\n    train.lr: {type: float, low: 0}\n", "a float needs high, low"),
+        ("train:\n  epochs: 0\n", "key 'train.epochs' is 0; it must be at least 1"),
+        ("train:\n  hidden_dim: 130\n", "key 'train.hidden_dim' is 130; it must be a positive multiple of 4"),
+        ("train:\n  select_metric: val_loss\n", "key 'train.select_metric' is 'val_loss'; it must be one of"),
+        ("data:\n  holdout_fraction: 0.6\n  val_fraction: 0.5\n", "val_fraction' is 1.1; it must be below 1"),
+        ("tune:\n  search_space:\n    train.hidden_dim: {type: categorical, choices: [128, 130]}\n",
+         "search_space.train.hidden_dim: the value 130 is not allowed .*multiple of 4"),
+        ("tune:\n  search_space:\n    train.dropout: {type: float, low: 0.0, high: 1.5}\n",
+         "search_space.train.dropout: the value 1.5 is not allowed"),
+        ("tune:\n  trials: 0\n", "key 'tune.trials' is 0; it must be at least 1"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, text, message):
@@ -46,3 +55,8 @@ def test_overrides_are_type_checked_and_flatten_names_every_key():
         with_overrides(config, {"train.nope": 1})
     flat = flatten(config)
     assert flat["train.lr"] == 0.01 and flat["model.backbone"] and "tune.search_space" not in flat
+
+
+def test_a_named_params_file_that_is_missing_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="no params file .*nowhere.yaml.*--params"):
+        load_config(tmp_path / "nowhere.yaml")

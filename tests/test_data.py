@@ -1,9 +1,8 @@
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from src.data import decode_text, load_dataset, make_splits, normalize_tweet, read_label_file
+from src.data import decode_text, load_dataset, normalize_tweet, read_label_file
 from src.errors import UserError
 
 
@@ -68,19 +67,3 @@ def test_sample_layout_loads(sample_root):
     assert len(dataset.labelled) + len(dataset.test) == 240
     assert all(s.label is None for s in dataset.test)
     assert all(s.image_path.is_file() for s in dataset.samples)
-
-
-def test_splits_are_disjoint_stratified_and_seeded():
-    rng = np.random.default_rng(0)
-    labels = list(rng.choice(["positive", "neutral", "negative"], p=[0.6, 0.1, 0.3], size=1000))
-    splits = make_splits(labels, 0.15, 0.15, seed=42)
-    parts = [set(splits.train), set(splits.val), set(splits.holdout)]
-    assert sum(map(len, parts)) == 1000 and len(set.union(*parts)) == 1000
-    for part in (splits.holdout, splits.val):
-        share = np.mean(np.array(labels)[part] == "neutral")
-        assert abs(share - np.mean(np.array(labels) == "neutral")) < 0.02
-    again = make_splits(labels, 0.15, 0.15, seed=42)
-    assert np.array_equal(again.holdout, splits.holdout) and np.array_equal(again.val, splits.val)
-    # The holdout is cut first: a different validation fraction never touches it.
-    assert np.array_equal(make_splits(labels, 0.15, 0.25, seed=42).holdout, splits.holdout)
-    assert not np.array_equal(make_splits(labels, 0.15, 0.15, seed=7).holdout, splits.holdout)

@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 FAST = ["-S", "model.backbone=models/tiny-clip", "-S", "tune.trials=3", "-S", "train.epochs=2",
         "-S", "features.augment_views=1", "-S", "features.num_workers=0", "-S", "ablation.seeds=2"]
 
@@ -57,10 +59,10 @@ def test_dvc_pipeline_on_the_sample(clone):
     sh(sys.executable, "-m", "src.sample", cwd=clone)
     assert "modified" not in sh("dvc", "status", "data.dvc", cwd=clone).stdout, "the sample reproduces data.dvc"
     sh("dvc", "exp", "run", *FAST, cwd=clone)
-    for name in ("metrics.json", "test_with_label.txt", "ablation.csv", "bad_cases.csv", "report.md",
+    for name in ("metrics.json", "test_with_label.txt", "ablation.csv", "bad_cases.csv", "ablation.json", "report.md",
                  "figures/confusion.png", "holdout_predictions.csv", "training_curves.csv"):
         assert (clone / "results" / name).is_file(), name
-    assert (clone / "features" / "manifest.json").is_file()
+    assert (clone / "features" / "manifest.json").is_file() and (clone / "splits" / "splits.csv").is_file()
     assert sh("dvc", "repro", cwd=clone).stdout.strip().endswith("Data and pipelines are up to date.")
 
     metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=clone).stdout)
@@ -68,15 +70,33 @@ def test_dvc_pipeline_on_the_sample(clone):
     sh("dvc", "plots", "show", "--out", "plots", cwd=clone)
     assert (clone / "plots" / "index.html").is_file()
 
-    # train.* re-runs tuning and what follows, never featurize.
+    # train.* re-runs tuning and what follows, never featurize or split; a wording fix in the
+    # report re-runs the report alone, not the 21 trainings of the ablation.
     params = (clone / "params.yaml").read_text()
     (clone / "params.yaml").write_text(params.replace("  lr: 0.001", "  lr: 0.002"))
     status = sh("dvc", "status", cwd=clone).stdout
-    assert "tune:" in status and "featurize:" not in status
+    assert "tune:" in status and "featurize:" not in status and "split:" not in status
     (clone / "params.yaml").write_text(params)
+    report = (clone / "src" / "report.py").read_text()
+    (clone / "src" / "report.py").write_text(report + "# a wording fix\n")
+    stages = [line for line in sh("dvc", "status", cwd=clone).stdout.splitlines() if line[:1].isalpha()]
+    assert stages == ["report:"], stages
+    (clone / "src" / "report.py").write_text(report)
 
-    # MLflow runs made inside a temporary experiment land in the project's mlflow.db.
+    # A second experiment with another train.lr gets its own study and parent run, and both
+    # experiments carry their own metrics. It runs in a temporary copy: its MLflow runs still land
+    # in the project's mlflow.db.
     before = mlflow_runs(clone)
-    sh("dvc", "exp", "run", "--temp", *FAST, "-S", "tune.trials=4", cwd=clone)
+    sh("dvc", "exp", "run", "--temp", *FAST, "-S", "train.lr=0.002", cwd=clone)
     assert mlflow_runs(clone) > before
     assert not (clone / ".dvc" / "tmp" / "exps" / "mlflow.db").exists()
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=clone).stdout)
+    experiments = [rev for row in shown for exp in (row.get("experiments") or []) for rev in exp["revs"]]
+    metrics = [rev["data"]["metrics"]["results/metrics.json"]["data"] for rev in experiments]
+    assert len(metrics) == 2 and all("weighted_f1" in m["holdout"] for m in metrics), shown
+    studies = {m["study_name"] for m in metrics}
+    assert len(studies) == 2, "two configs, two studies"
+    with sqlite3.connect(clone / "mlflow.db") as db:
+        parents = db.execute("select value from tags where key = 'study_name' and run_uuid not in "
+                             "(select run_uuid from tags where key = 'trial_number')").fetchall()
+    assert {value for (value,) in parents} == studies, "one parent run per study"

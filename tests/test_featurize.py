@@ -14,7 +14,7 @@ import yaml
 
 from src.config import with_overrides
 from src.errors import UserError
-from src.features import FeatureCache
+from src.features import FeatureCache, open_cache
 from src.featurize import featurize
 from tests.conftest import REPO, make_config
 
@@ -121,6 +121,7 @@ def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_
     assert featurize(config)[1] is False, "the same files give the same cache"
 
 
+@pytest.mark.integration
 def test_sigkill_during_featurize_leaves_the_old_cache_or_none(private_copy, tmp_path):
     """Killed mid-build: the previous cache stays whole, or there is none; never a half-written one."""
     config = with_overrides(private_copy, {"features.augment_views": 6, "features.batch_size": 8})
@@ -155,3 +156,42 @@ def test_sigkill_during_featurize_leaves_the_old_cache_or_none(private_copy, tmp
     cache, built = featurize(config)
     assert built and not staging.exists()
     assert cache.fingerprint == old.fingerprint and np.array_equal(cache.array("image_pooled"), old_images)
+
+
+def test_stages_that_read_the_cache_stop_when_it_is_missing_or_stale(private_copy, monkeypatch):
+    from src import features
+
+    with pytest.raises(UserError, match="no complete feature cache .*python -m src.featurize"):
+        open_cache(private_copy)
+    featurize(private_copy)
+    assert open_cache(private_copy).fingerprint
+    with pytest.raises(UserError, match="is stale: features.augment_views changed.*python -m src.featurize"):
+        open_cache(with_overrides(private_copy, {"features.augment_views": 1}))
+    with pytest.raises(UserError, match="is stale: model.precision changed"):
+        open_cache(with_overrides(private_copy, {"model.precision": "bf16"}))
+    # Speed settings are not part of it.
+    open_cache(with_overrides(private_copy, {"features.batch_size": 3, "model.device": "cpu"}))
+    # An edit to the preprocessing code: stale for readers, and rebuilt by featurize, no version bump needed.
+    monkeypatch.setattr(features, "preprocessing_code_hash", lambda: "edited")
+    with pytest.raises(UserError, match=r"the preprocessing code \(src/featurize.py, src/images.py"):
+        open_cache(private_copy)
+    assert featurize(private_copy)[1], "featurize rebuilds for changed preprocessing code"
+
+
+def test_bf16_precision_changes_the_fingerprint(private_copy):
+    from src.featurize import cache_fingerprint
+
+    assert cache_fingerprint(private_copy, "data") != cache_fingerprint(
+        with_overrides(private_copy, {"model.precision": "bf16"}), "data")
+    assert cache_fingerprint(private_copy, "data") == cache_fingerprint(
+        with_overrides(private_copy, {"model.precision": "fp32"}), "data"), "auto is fp32 on a CPU: the same values"
+
+
+def test_equivalent_settings_reuse_the_cache_and_record_themselves(private_copy):
+    cache, built = featurize(private_copy)
+    fp32 = with_overrides(private_copy, {"model.precision": "fp32"})
+    with pytest.raises(UserError, match="model.precision changed"):
+        open_cache(fp32)
+    reused, built = featurize(fp32)
+    assert not built and reused.fingerprint == cache.fingerprint
+    assert open_cache(fp32).fingerprint == cache.fingerprint

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cloudpickle
 import mlflow
+import pytest
 import torch
 import yaml
 
@@ -30,6 +31,7 @@ def registered(project, config) -> Path:
     return params
 
 
+@pytest.mark.integration
 def test_sigkill_during_predict_leaves_the_previous_output_whole(project, config, tmp_path):
     params = registered(project, config)
     data = tmp_path / "data"
@@ -56,6 +58,7 @@ def test_sigkill_during_predict_leaves_the_previous_output_whole(project, config
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.integration
 def test_only_the_named_model_is_loaded_and_nothing_is_unpickled(project, config, monkeypatch):
     params = registered(project, config)
     loaded = []

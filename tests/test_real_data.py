@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.data import decode_text, load_dataset, make_splits
+from src.data import decode_text, load_dataset
 from src.featurize import featurize
+from src.split import load_splits, write_splits
 from src.train import train_head
 from tests.conftest import REPO, make_config
 
@@ -28,6 +29,8 @@ def test_real_data_featurizes_and_trains(tmp_path, tiny_clip):
     config = make_config(MVSA, tiny_clip, tmp_path / "features", {"features.augment_views": 1, "train.epochs": 2})
     cache, built = featurize(config)
     assert built and len(cache.guids) == 4511 and cache.n_labelled == 4000
-    splits = make_splits(cache.manifest["labels"], 0.15, 0.15, 42)
+    write_splits(config.data)
+    splits = load_splits(config.data, cache)
+    assert (len(splits.train), len(splits.val), len(splits.holdout)) == (2800, 600, 600)
     result = train_head(cache, splits.train, splits.val, replace(config.train, fusion="cross_attention"))
     assert np.isfinite(result.history[-1]["val_loss"])

@@ -11,6 +11,7 @@ import urllib.request
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from src.backbone import load_backbone
 from src.config import with_overrides
@@ -44,6 +45,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.integration
 def test_mlflow_models_serve_answers_invocations(project, config, sample_root):
     tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
     port = free_port()
@@ -78,6 +80,7 @@ def test_mlflow_models_serve_answers_invocations(project, config, sample_root):
         server.wait(timeout=30)
 
 
+@pytest.mark.integration
 def test_head_weights_are_safetensors_and_the_model_has_no_pickle(project, config, tiny_clip):
     import mlflow
 
@@ -92,21 +95,7 @@ def test_head_weights_are_safetensors_and_the_model_has_no_pickle(project, confi
     assert "model_code_path" in meta, "logged as model from code, not a pickled PythonModel"
 
 
-def test_bundled_backbone_makes_the_model_self_contained(project, config, tiny_clip, sample_root):
-    import shutil
-
-    import mlflow
-
-    copy = project / "clip-copy"
-    shutil.copytree(tiny_clip, copy)  # same content, so the feature cache stays fresh
-    tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 1, "register.bundle_backbone": True,
-                                 "model.backbone": str(copy)}))
-    shutil.rmtree(copy)
-    model = mlflow.pyfunc.load_model("models:/msc@production")
-    out = model.predict(pd.DataFrame({"text": ["love it"], "image": [str(sample_root / "data" / "1.jpg")]}))
-    assert out["label"].iloc[0] in {"positive", "neutral", "negative"}
-
-
+@pytest.mark.integration
 def test_every_test_sample_gets_a_label_even_without_a_file(project, config, sample_root, capsys):
     import shutil
 

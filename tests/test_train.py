@@ -4,19 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from src.data import make_splits
 from src.heads import HEADS
 from src.train import class_weights, train_head
 
 
-def splits_of(cache, config):
-    return make_splits(cache.manifest["labels"], config.data.holdout_fraction, config.data.val_fraction,
-                       config.data.split_seed)
-
-
 @pytest.mark.parametrize("fusion", sorted(HEADS))
-def test_every_head_trains_from_the_cache(cache, config, fusion):
-    splits = splits_of(cache, config)
+def test_every_head_trains_from_the_cache(cache, config, splits, fusion):
     epochs = []
     result = train_head(cache, splits.train, splits.val, replace(config.train, fusion=fusion, epochs=2),
                         on_epoch=lambda epoch, scalars: epochs.append((epoch, scalars)))
@@ -27,8 +20,7 @@ def test_every_head_trains_from_the_cache(cache, config, fusion):
     assert len(result.val_scores["confusion"]) == 3
 
 
-def test_training_learns_and_keeps_the_best_epoch(cache, config):
-    splits = splits_of(cache, config)
+def test_training_learns_and_keeps_the_best_epoch(cache, config, splits):
     result = train_head(cache, splits.train, splits.val, replace(config.train, fusion="late", epochs=8, lr=0.003))
     best = max(h["val_weighted_f1"] for h in result.history)
     assert result.val_scores["weighted_f1"] == pytest.approx(best)
@@ -36,8 +28,7 @@ def test_training_learns_and_keeps_the_best_epoch(cache, config):
     assert result.val_scores["accuracy"] > 0.65
 
 
-def test_early_stopping_stops_after_patience(cache, config):
-    splits = splits_of(cache, config)
+def test_early_stopping_stops_after_patience(cache, config, splits):
     result = train_head(cache, splits.train, splits.val, replace(config.train, epochs=50, patience=1, lr=0.01))
     assert len(result.history) < 50 and len(result.history) == result.best_epoch + 1
 
@@ -58,3 +49,27 @@ def test_modality_dropout_zeroes_one_modality_per_chosen_sample(cache):
     assert batch.text_pooled[:2].abs().sum() == 0 and batch.text_tokens[:2].abs().sum() == 0
     assert batch.image_pooled[2].abs().sum() == 0 and batch.image_tokens[2].abs().sum() == 0
     assert batch.text_pooled[2:].abs().sum(1).min() > 0 and batch.image_pooled[[0, 1, 3]].abs().sum(1).min() > 0
+
+
+def test_select_metric_changes_the_kept_epoch(cache, config, splits):
+    """Regression: the kept epoch was always the best weighted F1, whatever the study optimised.
+
+    Same seed and no early stop, so both runs train identically; only the selection differs. On the
+    session's sample this seed's accuracy peaks at another epoch than its macro F1.
+    """
+    kept = {}
+    for metric in ("val_accuracy", "val_macro_f1"):
+        result = train_head(cache, splits.train, splits.val,
+                            replace(config.train, fusion="gated", epochs=10, patience=10, seed=3, select_metric=metric))
+        values = [h[metric] for h in result.history]
+        assert result.best_epoch == 1 + int(np.argmax(values)), metric
+        assert result.score(metric) == pytest.approx(max(values))
+        kept[metric] = result.best_epoch
+    assert kept["val_accuracy"] != kept["val_macro_f1"]
+
+
+def test_patience_counts_epochs_without_a_better_select_metric(cache, config, splits):
+    result = train_head(cache, splits.train, splits.val,
+                        replace(config.train, fusion="gated", epochs=10, patience=2, seed=3, select_metric="val_accuracy"))
+    accuracy = [h["val_accuracy"] for h in result.history]
+    assert len(result.history) == result.best_epoch + 2 and max(accuracy[result.best_epoch:]) <= accuracy[result.best_epoch - 1]

@@ -17,9 +17,13 @@ import pytest
 import yaml
 
 from src.config import with_overrides
+from src.errors import UserError
+from src.featurize import featurize
+from src.split import write_splits
 from src.tune import FINISHED, tune
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
 TRIALS = 4
 
 
@@ -37,9 +41,13 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     children = [r for r in runs if "trial_number" in r.data.tags]
     assert len(parents) == 1 and len(children) == TRIALS
     parent = parents[0]
-    assert parent.data.tags["study_name"] == "msc" and "best_val_weighted_f1" in parent.data.metrics
+    assert parent.data.tags["study_name"] == summary["study_name"] == f"msc-{summary['study_identity']}"
+    assert parent.data.tags["study_identity"] == summary["study_identity"] and "best_val_weighted_f1" in parent.data.metrics
+    assert parent.data.tags["feature_fingerprint"] == summary["feature_fingerprint"]
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"optimization_history.png", "best_trial.json", "holdout_metrics.json"} <= parent_artifacts
+    assert {"optimization_history.png", "best_trial.json", "holdout_metrics.json", "study_identity.json"} <= parent_artifacts
+    identity = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/study_identity.json")
+    assert identity["split_identity"] == summary["split_identity"] and identity["train"]["epochs"] == 3
     models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
     runs_with_models = {m.source_run_id for m in models}
     for child in children:
@@ -60,6 +68,14 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     version = client.get_model_version_by_alias("msc", "production")
     assert version.current_stage == "Production"
     assert float(version.tags["holdout_weighted_f1"]) == pytest.approx(metrics["holdout"]["weighted_f1"], abs=1e-6)
+    assert version.tags["feature_fingerprint"] == metrics["feature_fingerprint"]
+    assert version.tags["split_identity"] == metrics["split_identity"]
+
+    # The same config resumes its own study: no new trial, and the registry says nothing changed.
+    again = tune(small(config))
+    assert again["study_name"] == summary["study_name"] and not again["promoted_now"]
+    assert "nothing changed" in again["gate"] and again["version"] == 1
+    assert len([r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]) == TRIALS
 
 
 def test_predict_from_the_registry_and_promotion_rule(project, config):
@@ -119,12 +135,17 @@ def start_tuner(project, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def only_study(storage: str) -> optuna.Study:
+    (name,) = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
 def wait_for_trials(storage: str, ready, timeout: float = 120) -> bool:
-    """Poll the study until ``ready(trials)`` holds; False if it never does within ``timeout``."""
+    """Poll the storage's one study until ``ready(trials)`` holds; False if it never does within ``timeout``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            if ready(optuna.load_study(study_name="msc", storage=storage).get_trials(deepcopy=False)):
+            if ready(only_study(storage).get_trials(deepcopy=False)):
                 return True
         except Exception:  # noqa: BLE001 - the study is not created yet
             pass
@@ -133,8 +154,8 @@ def wait_for_trials(storage: str, ready, timeout: float = 120) -> bool:
 
 
 def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, config):
-    n = 5
-    write_params(project, config, **{"tune.trials": n, "train.epochs": 60, "train.patience": 60})
+    n = 3
+    write_params(project, config, **{"tune.trials": n, "train.epochs": 40, "train.patience": 40})
     storage = f"sqlite:///{project / 'optuna.db'}"
     tuner = start_tuner(project)
 
@@ -152,7 +173,7 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, confi
     resumed = start_tuner(project)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
-    trials = optuna.load_study(study_name="msc", storage=storage).get_trials()
+    trials = only_study(storage).get_trials()
     assert sum(t.state in FINISHED for t in trials) == n
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
     assert len(failed) == 1, "the killed trial is failed through its heartbeat"
@@ -195,18 +216,18 @@ def test_two_workers_share_one_postgres_study(project, config):
 
 
 def test_folds_average_the_objective_over_k_folds(project, config):
-    tune(small(config, **{"tune.trials": 1, "tune.folds": 3}))
+    summary = tune(small(config, **{"tune.trials": 1, "tune.folds": 3}))
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     (child,) = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]
-    study = optuna.load_study(study_name="msc", storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
     assert study.best_value == pytest.approx(child.data.metrics["cv_val_weighted_f1"])
     assert study.best_value != pytest.approx(child.data.metrics["best_val_weighted_f1"])
 
 
 def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(project, config):
-    n = 3
-    write_params(project, config, **{"tune.trials": n, "train.epochs": 40, "train.patience": 40})
+    n = 2
+    write_params(project, config, **{"tune.trials": n, "train.epochs": 30, "train.patience": 30})
     storage = f"sqlite:///{project / 'optuna.db'}"
     first = start_tuner(project)
     assert wait_for_trials(storage, bool), "the first tuner never started a trial"
@@ -216,7 +237,7 @@ def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(pr
     assert "another tuner is already running" in output and "postgresql://" in output and "Traceback" not in output
     output, _ = first.communicate(timeout=300)
     assert first.returncode == 0, output
-    trials = optuna.load_study(study_name="msc", storage=storage).get_trials()
+    trials = only_study(storage).get_trials()
     assert sum(t.state in FINISHED for t in trials) == n and len(trials) == n
     with sqlite3.connect(project / "optuna.db") as db:
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
@@ -233,7 +254,9 @@ def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path)
     for guid in bad:
         (data / "data" / f"{guid}.jpg").write_bytes(b"\xff\xd8 truncated")
     skip = small(config, **{"data.root": str(data), "data.on_error": "skip", "tune.trials": 1,
-                            "features.dir": str(tmp_path / "features")})
+                            "features.dir": str(tmp_path / "features"), "data.splits_dir": str(tmp_path / "splits")})
+    featurize(skip)
+    write_splits(skip.data)
     tune(skip)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
@@ -242,3 +265,99 @@ def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path)
     logged = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/skipped_samples.json")
     assert [item["guid"] for item in logged] == bad
     assert all(f"{item['guid']}.jpg" in item["reason"] for item in logged), "the reason names the file"
+
+
+def registered_head(version) -> dict:
+    return mlflow.artifacts.load_dict(f"models:/msc/{version}/artifacts/head.json")
+
+
+def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(project, config, tmp_path):
+    """Regression: the study name was fixed, so a changed backbone ran 0 trials and scored the old
+    study's head on the new features."""
+    from src.sample import write_backbone
+
+    first = tune(small(config, **{"tune.trials": 2}))
+    other_clip = tmp_path / "other-clip"
+    write_backbone(other_clip, "tiny", seed=1)
+    changed = small(config, **{"tune.trials": 2, "model.backbone": str(other_clip),
+                               "features.dir": str(tmp_path / "features-other")})
+    cache, built = featurize(changed)
+    assert built
+    with pytest.raises(UserError, match="feature cache .* is stale: model.backbone changed"):
+        tune(small(config, **{"tune.trials": 2, "model.backbone": str(other_clip)}))
+    second = tune(changed)
+    assert second["study_name"] != first["study_name"] and second["feature_fingerprint"] == cache.fingerprint
+    study = optuna.load_study(study_name=second["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
+    assert sum(t.state in FINISHED for t in study.trials) == 2, "the new config ran its own trials"
+    assert second["promoted_now"] and second["version"] == 2 and "another feature cache" in second["gate"]
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("msc", "production")
+    assert int(version.version) == 2 and version.tags["feature_fingerprint"] == cache.fingerprint
+    assert registered_head(2)["backbone"] == str(other_clip.resolve())
+
+
+def test_a_changed_split_seed_never_compares_two_models_on_different_splits(project, config, tmp_path, monkeypatch):
+    """Regression: after data.split_seed changed, most of the new holdout had been the old model's
+    training rows, and the gate compared the two there."""
+    from src import registry
+
+    first = tune(small(config, **{"tune.trials": 2}))
+    resplit = small(config, **{"tune.trials": 2, "data.split_seed": 7, "data.splits_dir": str(tmp_path / "splits-7")})
+    write_splits(resplit.data)
+    scored = []
+    real = registry.holdout_predictions
+    monkeypatch.setattr(registry, "holdout_predictions", lambda uri, *a: scored.append(uri) or real(uri, *a))
+    second = tune(resplit)
+    assert second["split_identity"] != first["split_identity"]
+    assert second["promoted_now"] and second["compared_with_version"] is None and "another split" in second["gate"]
+    assert not [uri for uri in scored if uri.startswith("models:/msc/")], "Production was never scored on this split"
+    version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
+    assert int(version.version) == 2 and version.tags["split_identity"] == second["split_identity"]
+    # The same split again: compared with Production on the holdout they share.
+    third = tune(small(resplit, **{"tune.study_name": "third", "tune.trials": 1}))
+    assert third["compared_with_version"] == 2 and "on the same" in third["gate"]
+
+
+def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(project, config):
+    tune(small(config, **{"tune.trials": 1}))
+    for weights in Path(project, "mlruns").rglob("head.safetensors"):
+        weights.write_bytes(b"broken")  # version 1's stored head
+    with pytest.raises(UserError, match="cannot load the Production model msc version 1 .*--force"):
+        tune(small(config, **{"tune.trials": 1, "tune.study_name": "next"}))
+    client = mlflow.MlflowClient()
+    assert [int(v.version) for v in client.search_model_versions("name='msc'")] == [1]
+    forced = tune(small(config, **{"tune.trials": 1, "tune.study_name": "next"}), force=True)
+    assert forced["promoted_now"] and forced["version"] == 2
+
+
+def test_an_explicit_study_name_is_kept_and_refused_for_another_experiment(project, config):
+    shared = tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared"}))
+    assert shared["study_name"] == "shared"
+    with pytest.raises(UserError, match="study 'shared' .* belongs to another experiment .*differs in train.*msc-"):
+        tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared", "train.epochs": 2}))
+
+
+def test_trial_models_reference_the_backbone_and_only_the_registered_version_bundles_it(project, config, tiny_clip,
+                                                                                         sample_root):
+    import shutil
+
+    import pandas as pd
+
+    copy = project / "clip-copy"
+    shutil.copytree(tiny_clip, copy)  # same content, so the feature cache stays fresh
+    # The cache records the backbone's name; a cache of its own for the copy.
+    bundled = small(config, **{"tune.trials": 2, "register.bundle_backbone": True, "model.backbone": str(copy),
+                               "features.dir": str(project / "features")})
+    featurize(bundled)
+    tune(bundled)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("msc")
+    for child in [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]:
+        files = {a.path for a in client.list_artifacts(child.info.run_id, "model/artifacts")}
+        assert files == {"model/artifacts/head.safetensors", "model/artifacts/head.json"}, files
+    registered = mlflow.artifacts.download_artifacts("models:/msc@production", dst_path=str(project / "registered"))
+    assert (Path(registered) / "artifacts" / copy.name / "model.safetensors").is_file(), "the backbone is bundled"
+    shutil.rmtree(copy)
+    model = mlflow.pyfunc.load_model("models:/msc@production")
+    out = model.predict(pd.DataFrame({"text": ["love it"], "image": [str(sample_root / "data" / "1.jpg")]}))
+    assert out["label"].iloc[0] in {"positive", "neutral", "negative"}

@@ -1,0 +1,82 @@
+"""The split stage: one split of train.txt, written once, read by every stage, never recomputed."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.config import with_overrides
+from src.errors import UserError
+from src.featurize import featurize
+from src.split import assign_splits, load_splits, read_splits, write_splits
+from tests.conftest import make_config
+
+
+def test_splits_are_disjoint_stratified_and_seeded():
+    rng = np.random.default_rng(0)
+    labels = list(rng.choice(["positive", "neutral", "negative"], p=[0.6, 0.1, 0.3], size=1000))
+    names = np.array(assign_splits(labels, 0.15, 0.15, seed=42))
+    assert set(names) == {"train", "val", "holdout"}
+    for part in ("holdout", "val"):
+        share = np.mean(np.array(labels)[names == part] == "neutral")
+        assert abs(share - np.mean(np.array(labels) == "neutral")) < 0.02
+    assert np.array_equal(np.array(assign_splits(labels, 0.15, 0.15, seed=42)), names)
+    # The holdout is cut first: a different validation fraction never touches it.
+    assert np.array_equal(np.array(assign_splits(labels, 0.15, 0.25, seed=42)) == "holdout", names == "holdout")
+    assert not np.array_equal(np.array(assign_splits(labels, 0.15, 0.15, seed=7)) == "holdout", names == "holdout")
+
+
+def test_every_stage_reads_the_written_split(config, cache, splits):
+    assignment, identity = read_splits(config.data)
+    assert identity == splits.identity and len(identity) == 12
+    rows = {name: {cache.guids[r] for r in getattr(splits, name)} for name in ("train", "val", "holdout")}
+    for guid, (label, split) in assignment.items():
+        assert guid in rows[split]
+        assert label == cache.manifest["labels"][cache.guids.index(guid)]
+    assert sum(map(len, rows.values())) == cache.n_labelled
+
+
+@pytest.fixture()
+def private_data(tmp_path, sample_root, tiny_clip):
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data)
+    return make_config(data, tiny_clip, tmp_path / "features", {"features.augment_views": 0})
+
+
+def test_a_skipped_file_leaves_every_other_rows_split_unchanged(private_data, tmp_path):
+    """Regression: the split was recomputed from the cache's rows, so one skipped file reshuffled all three."""
+    config = with_overrides(private_data, {"data.on_error": "skip"})
+    write_splits(config.data)
+    whole, _ = featurize(config)
+    before = guids_by_split(whole, load_splits(config.data, whole))
+    holdout_guid = sorted(before["holdout"])[0]
+    (Path(config.data.root) / "data" / f"{holdout_guid}.jpg").write_bytes(b"\xff\xd8 truncated")
+    skipped = with_overrides(config, {"features.dir": str(tmp_path / "features-skip")})
+    cache, _ = featurize(skipped)
+    assert [item["guid"] for item in cache.manifest["skipped"]] == [holdout_guid]
+    after = guids_by_split(cache, load_splits(skipped.data, cache))
+    assert after["holdout"] == before["holdout"] - {holdout_guid}
+    assert after["train"] == before["train"] and after["val"] == before["val"]
+
+
+def guids_by_split(cache, splits) -> dict[str, set[str]]:
+    return {name: {cache.guids[r] for r in getattr(splits, name)} for name in ("train", "val", "holdout")}
+
+
+def test_a_missing_or_stale_split_is_a_sentence(private_data):
+    config = private_data
+    cache, _ = featurize(config)
+    with pytest.raises(UserError, match=r"no split in .*python -m src.split"):
+        load_splits(config.data, cache)
+    write_splits(config.data)
+    with pytest.raises(UserError, match=r"stale: seed changed.*python -m src.split"):
+        load_splits(with_overrides(config, {"data.split_seed": 7}).data, cache)
+    train_file = Path(config.data.root) / "train.txt"
+    lines = train_file.read_text().splitlines()
+    train_file.write_text("\n".join(lines[:-1]) + "\n")  # one labelled sample fewer
+    with pytest.raises(UserError, match="stale: train_file_sha256 changed"):
+        load_splits(config.data, cache)
+    write_splits(config.data)  # the split follows train.txt; the cache still has the removed guid
+    with pytest.raises(UserError, match="disagree on guid .*made from different train.txt files"):
+        load_splits(config.data, cache)
