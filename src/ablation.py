@@ -33,7 +33,7 @@ from sklearn.preprocessing import normalize
 from src import LABELS
 from src.config import FUSIONS, Config, TrainConfig, flatten, load_config, with_overrides
 from src.data import decode_text, load_dataset
-from src.errors import UserError, cli
+from src.errors import UserError, cli, step
 from src.features import FeatureCache, open_cache
 from src.io import atomic_write_text
 from src.metrics import classification_metrics
@@ -318,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.params)
     cache = open_cache(config)
     console = Console()
-    rows = run_ablation(config, cache, args.metrics, args.out_dir, console)
+    with step("training and scoring the ablation variants"):
+        rows = run_ablation(config, cache, args.metrics, args.out_dir, console)
     print_table(rows, f"holdout, mean ± std over seeds ({cache.manifest['backbone']}, {config.data.root})", console)
     print(f"wrote {args.out_dir / 'ablation.csv'}, {args.out_dir / 'bad_cases.csv'} and {args.out_dir / DETAILS}; "
           "`python -m src.report` writes the report")

@@ -223,7 +223,7 @@ def bench_trial(args, work: Path) -> dict:
     for start in range(0, len(samples), PREDICT_BATCH):
         chunk = samples[start : start + PREDICT_BATCH]
         encode_inputs(backbone, [decode_text(s.text_path.read_bytes())[0] for s in chunk],
-                      [open_image(s.image_path) for s in chunk], 77)
+                      [backbone.preprocess_image(open_image(s.image_path)) for s in chunk], 77)
     encode_seconds_per_sample = (time.perf_counter() - started) / len(samples)
     encoded_per_trial = EPOCHS * (len(splits.train) + len(splits.val))
     result = {"train_samples": len(splits.train), "val_samples": len(splits.val),
@@ -311,7 +311,7 @@ def bench_predict(args, work: Path) -> dict:
     pixels = torch.from_numpy(np.stack([backbone.preprocess_image(open_image(p)) for p in frame["image"]]))
     forward = forward_throughput(backbone, texts, pixels, 77)["sample_per_s"]
     model = MscModel()
-    model.backbone, model.max_text_tokens = backbone, 77
+    model.backbone, model.max_text_tokens, model.trusted_input = backbone, 77, True  # image paths
     model.head = build_head("cross_attention", backbone.dim, 256, 0.0).eval()
     started = time.perf_counter()
     predictions = model.predict(None, frame)

@@ -1,10 +1,21 @@
-"""User-facing failures: one sentence on stderr and a non-zero exit, never a traceback."""
+"""Failures reach a user as one sentence on stderr and a non-zero exit, never as a traceback.
+
+A ``UserError`` (something the user can fix) is its own sentence, exit status 2. Any other
+exception is a failure the user did not cause: one sentence names the command and the step it
+was in (``step``), the full traceback goes to a log file under ``logs/`` whose path the sentence
+names, and the exit status is 1. ``MSC_DEBUG=1`` shows the traceback in place instead.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
-from typing import Callable
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Iterator
 
 
 class UserError(Exception):
@@ -15,10 +26,34 @@ class UserError(Exception):
 
 
 EXIT_USER_ERROR = 2
+EXIT_FAILURE = 1
+LOG_DIR = Path("logs")
+
+
+@contextlib.contextmanager
+def step(doing: str) -> Iterator[None]:
+    """Name what the command does inside this block, e.g. ``with step("registering the best model")``;
+    an unexpected failure inside it says so in its sentence (the innermost step wins)."""
+    try:
+        yield
+    except Exception as error:
+        if not hasattr(error, "msc_step"):
+            error.msc_step = doing
+        raise
+
+
+def write_crash_log(command: str, details: str) -> Path:
+    """The traceback in ``logs/<command>-<time>-<pid>.log``; returns the path."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    path = LOG_DIR / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text(f"python -m src.{command} {' '.join(sys.argv[1:])}\n\n{details}")
+    return path
 
 
 def cli(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a module's ``main(argv)`` so a UserError becomes a message and exit status 2."""
+    """Wrap a module's ``main(argv)`` so a UserError becomes its message and exit status 2, and any
+    other exception one sentence, a log file and exit status 1."""
+    command = Path(main.__code__.co_filename).stem  # "tune"; __module__ is "__main__" under python -m
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
@@ -30,5 +65,18 @@ def cli(main: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except Exception as error:  # noqa: BLE001 - the last line of defence: a sentence, not a traceback
+            if os.environ.get("MSC_DEBUG") == "1":
+                raise
+            doing = getattr(error, "msc_step", "running")
+            try:
+                where = f"the full traceback is in {write_crash_log(command, traceback.format_exc())}"
+            except OSError as log_error:
+                where = f"no log could be written ({log_error})"
+            reason = (str(error).splitlines() or [""])[0][:300]
+            print(f"error: `python -m src.{command}` failed unexpectedly while {doing}: {type(error).__name__}"
+                  f"{': ' + reason if reason else ''}. This is not something your input caused; {where} "
+                  "(set MSC_DEBUG=1 to see it here).", file=sys.stderr)
+            return EXIT_FAILURE
 
     return wrapper

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from src.backbone import Backbone, backbone_identity, clip_pixels, load_backbone, resolve_device, resolve_dtype
 from src.config import Config, load_config
 from src.data import Dataset, Sample, load_dataset, read_tweet
-from src.errors import UserError, cli
+from src.errors import UserError, cli, step
 from src.features import MANIFEST, FeatureCache, preprocessing_settings
 from src.images import augment, image_problem, open_image
 from src.io import atomic_write_text, file_lock
@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.params)
     started = time.perf_counter()
-    cache, built = featurize(config, force=args.force)
+    with step(f"checking the data in {config.data.root} and computing the feature cache {config.features.dir}"):
+        cache, built = featurize(config, force=args.force)
     state = f"built in {time.perf_counter() - started:.1f}s" if built else "fresh, reused"
     skipped = len(cache.manifest.get("skipped", []))
     print(f"feature cache {cache.folder}/ {state}: {len(cache.guids)} samples "

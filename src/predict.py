@@ -20,7 +20,7 @@ from rich.table import Table
 from src import LABELS
 from src.config import load_config
 from src.data import decode_text, load_dataset
-from src.errors import UserError, cli
+from src.errors import UserError, cli, step
 from src.io import atomic_write_text
 from src.tracking import setup_mlflow
 
@@ -41,10 +41,11 @@ def registered_models_listing() -> str:
 
 
 def load_model(model_uri: str):
+    """The model, as a trusted caller: it reads the test set's image files by path."""
     import mlflow
 
     try:
-        return mlflow.pyfunc.load_model(model_uri)
+        return mlflow.pyfunc.load_model(model_uri, model_config={"trusted_input": True})
     except (mlflow.exceptions.MlflowException, OSError) as error:
         reason = str(error).splitlines()[0][:200]
         raise UserError(
@@ -99,15 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.params)
     import mlflow
 
-    experiment_id = setup_mlflow()
-    model = load_model(args.model_uri)
+    with step(f"loading the model {args.model_uri}"):
+        experiment_id = setup_mlflow()
+        model = load_model(args.model_uri)
     # The model flags unreadable inputs on logger "msc.serving"; show those lines on stderr.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logger = logging.getLogger("msc")
     logger.addHandler(handler)
     try:
-        labels = predict_test_set(model, args.data_root or config.data.root)
+        with step("labelling the test set"):
+            labels = predict_test_set(model, args.data_root or config.data.root)
     finally:
         logger.removeHandler(handler)
     write_labels(labels, args.out)

@@ -1,8 +1,8 @@
 """The model users load from the registry: an MLflow pyfunc around backbone + fusion head.
 
-Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (a file path, or the image bytes
-base64-encoded). Output: one row per input with ``label`` and ``p_positive``, ``p_neutral``,
-``p_negative``.
+Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (the image bytes base64-encoded; a
+file path only for a trusted caller, see src/model_input.py). Output: one row per input with
+``label`` and ``p_positive``, ``p_neutral``, ``p_negative``.
 
 The logged model holds the head weights (safetensors, never pickle), ``head.json`` (fusion
 config and backbone reference) and the project's code; the backbone is referenced by hub id and
@@ -14,10 +14,8 @@ revision or local folder; the registered version bundles a local folder with
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import json
-import logging
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -36,10 +34,9 @@ from src.data import normalize_tweet
 from src.errors import UserError
 from src.features import FeatureBatch, drop_modality
 from src.heads import FusionHead, build_head
-from src.images import open_image
+from src.model_input import check_columns, check_request, read_trusted, read_untrusted
 from src.paths import local_folder
 
-LOGGER = logging.getLogger("msc.serving")
 PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
 PREDICT_BATCH = 64
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
@@ -51,30 +48,16 @@ def to_cache_precision(features: torch.Tensor) -> torch.Tensor:
     return features.half().float()
 
 
-def read_image_field(value: str) -> Image.Image:
-    """A path to an image file, or base64-encoded image bytes; UserError when it is neither."""
-    try:
-        is_path = isinstance(value, str) and len(value) < 4096 and Path(value).is_file()
-    except (OSError, ValueError):  # a base64 string is no valid file name
-        is_path = False
-    if is_path:
-        return open_image(value)
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise UserError(f"image {str(value)[:60]!r} is neither an existing file nor base64-encoded image bytes") from None
-    return open_image(raw)
-
-
-def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[Image.Image | None],
+def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[np.ndarray | None],
                   max_text_tokens: int) -> FeatureBatch:
-    """Raw tweets and PIL images -> the FeatureBatch a head reads, with featurize's preprocessing.
+    """Raw tweets and preprocessed images ((3, H, W) from ``backbone.preprocess_image``) -> the
+    FeatureBatch a head reads, with featurize's preprocessing.
 
     A None text or image is a missing modality: its features are zeros, as in modality dropout.
     """
     encoded = backbone.tokenize([normalize_tweet(text or "") for text in texts], max_text_tokens)
-    blank = Image.new("RGB", (32, 32))  # placeholder for a missing image; its features are zeroed
-    pixels = torch.from_numpy(np.stack([backbone.preprocess_image(image or blank) for image in images]))
+    blank = backbone.preprocess_image(Image.new("RGB", (32, 32)))  # a missing image's placeholder; zeroed below
+    pixels = torch.from_numpy(np.stack([blank if image is None else image for image in images]))
     with torch.inference_mode():
         text_pooled, text_tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
         image_pooled, image_tokens = backbone.encode_image(pixels)
@@ -90,25 +73,6 @@ def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[Imag
     return drop_modality(batch, missing_text, missing_image)
 
 
-def read_inputs(chunk: pd.DataFrame) -> tuple[list[str | None], list[Image.Image | None]]:
-    """Texts and images of a DataFrame chunk; an unreadable image or a null text becomes None,
-    logged with its row, so the sample is predicted from its other modality."""
-    texts = [None if pd.isna(text) else str(text) for text in chunk["text"]]
-    images = []
-    for index, value in zip(chunk.index, chunk["image"]):
-        try:
-            images.append(None if pd.isna(value) else read_image_field(value))
-        except (UserError, OSError, ValueError) as error:  # PIL raises OSError for corrupt files
-            LOGGER.warning("row %s: image unusable (%s); predicting from its text alone", index, error)
-            images.append(None)
-    for index, text, image in zip(chunk.index, texts, images):
-        if text is None and image is None:
-            LOGGER.warning("row %s: neither text nor image; predicting from the class prior the head learned", index)
-        elif text is None:
-            LOGGER.warning("row %s: no text; predicting from its image alone", index)
-    return texts, images
-
-
 class MscModel(mlflow.pyfunc.PythonModel):
     """The pyfunc. ``src/pyfunc_model.py`` hands an instance to MLflow (model from code)."""
 
@@ -120,15 +84,19 @@ class MscModel(mlflow.pyfunc.PythonModel):
         self.head.load_state_dict(load_file(context.artifacts["head_weights"]))
         self.head.eval()
         self.max_text_tokens = spec["max_text_tokens"]
+        # Set by the caller at load time, never by a request: src.predict and in-process code pass
+        # model_config={"trusted_input": True}; `mlflow models serve` keeps the logged False.
+        self.trusted_input = bool((context.model_config or {}).get("trusted_input", False))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        missing = {"text", "image"} - set(model_input.columns)
-        if missing:
-            raise UserError(f"model input lacks column(s) {', '.join(sorted(missing))}; it needs 'text' and 'image'")
+        check_columns(model_input)
+        if not self.trusted_input:
+            check_request(model_input)
+        read = read_trusted if self.trusted_input else read_untrusted
         probabilities = []
         for start in range(0, len(model_input), PREDICT_BATCH):
             chunk = model_input.iloc[start : start + PREDICT_BATCH]
-            texts, images = read_inputs(chunk)
+            texts, images = read(chunk, self.backbone.preprocess_image)
             batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens)
             with torch.inference_mode():
                 probabilities.append(torch.softmax(self.head(batch), dim=-1).numpy())
@@ -179,6 +147,7 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
         python_model=str(MODEL_CODE),
         artifacts=artifacts,
         code_paths=[str(SRC_DIR)],
+        model_config={"trusted_input": False},  # what `mlflow models serve` runs with: see src/model_input.py
         signature=signature,
         input_example=example,
         pip_requirements=pip_requirements(),

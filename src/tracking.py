@@ -9,9 +9,13 @@ made there are not lost with the copy.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import sqlite3
 import subprocess
+import time
+from pathlib import Path
 
 import matplotlib
 
@@ -23,6 +27,8 @@ from src.io import file_lock  # noqa: E402
 from src.paths import project_root  # noqa: E402
 
 EXPERIMENT = "msc"
+SETUP_ATTEMPTS = 6
+TRANSIENT_SETUP_ERRORS = ("already exists", "database is locked", "duplicate key")
 
 
 def local_tracking_uri() -> str:
@@ -56,17 +62,39 @@ def setup_mlflow() -> str:
     uri = tracking_uri()
     local = uri == local_tracking_uri()  # (set_tracking_uri exports MLFLOW_TRACKING_URI itself)
     mlflow.set_tracking_uri(uri)
-    # The first client creates and migrates the SQLite schema; two workers doing that at once
-    # collide, so local workers take turns through a lock file beside the database.
-    with file_lock(project_root() / ".mlflow.db.lock") if local else contextlib.nullcontext():
-        mlflow.search_registered_models(max_results=1)  # the registry store migrates separately
-        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-        if experiment is not None:
-            return experiment.experiment_id
-        artifact_location = (project_root() / "mlruns").as_uri() if local else None
-        # The kind tag makes the UI open the experiment in its model-training view, not GenAI's.
-        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location,
-                                        tags={"mlflow.experimentKind": "custom_model_development"})
+    for attempt in itertools.count(1):
+        try:
+            # Local workers of this project take turns creating the schema (a lock file beside the
+            # database); a foreign process (`mlflow ui`, a notebook) does not take the lock, so a
+            # collision with it ("table ... already exists", "database is locked") is retried.
+            with file_lock(project_root() / ".mlflow.db.lock") if local else contextlib.nullcontext():
+                return experiment_id(mlflow, local)
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy's and MLflow's wrappers of the same errors
+            if attempt == SETUP_ATTEMPTS or not any(word in str(error) for word in TRANSIENT_SETUP_ERRORS):
+                raise
+            time.sleep(0.5 * attempt)
+
+
+def experiment_id(mlflow, local: bool) -> str:
+    """Create the store's schema if needed, and the ``msc`` experiment; return its id."""
+    mlflow.search_registered_models(max_results=1)  # the registry store migrates separately
+    if local:
+        use_wal(project_root() / "mlflow.db")
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = (project_root() / "mlruns").as_uri() if local else None
+    # The kind tag makes the UI open the experiment in its model-training view, not GenAI's.
+    return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location,
+                                    tags={"mlflow.experimentKind": "custom_model_development"})
+
+
+def use_wal(database: Path) -> None:
+    """Switch the SQLite store to write-ahead logging, once (it is a property of the file): readers
+    such as the MLflow UI then never block a tuner's writes, nor the tuner theirs."""
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
+        if connection.execute("pragma journal_mode").fetchone()[0] != "wal":
+            connection.execute("pragma journal_mode=wal")
 
 
 def git_commit() -> str:

