@@ -19,6 +19,11 @@ Sections (``--only`` picks some; each writes ``<work-dir>/<section>.json``):
 - ``study``: ``python -m src.tune --trials 30`` on the full real cache (a fresh study and MLflow
   store under the work dir), and 10-trial studies on 25 % and 50 % of the labelled samples.
 - ``predict``: prediction from raw files on the test samples, against the raw forward.
+- ``serve``: ``mlflow models serve`` on loopback with 1 and 2 ``--workers``; 1, 4 and 16 concurrent
+  clients each send requests of ``SERVE_ROWS`` real test samples (base64 images) for
+  ``--serve-seconds``: throughput, p50/p99 latency and errors, against the raw forward. The served
+  model is the backbone with an untrained ``late`` head (speed does not depend on the weights),
+  logged into a store under the work dir. The clients run on the same 2 cores as the server.
 
 On a GPU (``model.device`` auto) the same command reports GPU figures, with forward latency in
 fp32, fp16 and bf16.
@@ -56,7 +61,10 @@ from src.serving import PREDICT_BATCH, MscModel, encode_inputs
 from src.split import assign_splits
 from src.train import train_head
 
-SECTIONS = ("featurize", "trial", "study", "predict")
+SECTIONS = ("featurize", "trial", "study", "predict", "serve")
+SERVE_CLIENTS = (1, 4, 16)
+SERVE_WORKERS = (1, 2)
+SERVE_ROWS = 16  # rows per request
 REPO = Path(__file__).resolve().parents[1]
 FORWARD_BATCHES = 8  # batches of each modality timed for the raw-forward reference
 REENCODE_SAMPLES = 128  # samples whose re-encoding cost is measured for the trial comparison
@@ -320,6 +328,110 @@ def bench_predict(args, work: Path) -> dict:
     return {"samples": len(frame), "forward_per_s": forward, "predict_per_s": predict, "ratio": predict / forward}
 
 
+def log_served_model(store: Path, backbone: str) -> str:
+    """An untrained ``late`` head over ``backbone``, logged into the MLflow store at ``store``."""
+    import mlflow
+
+    from src.serving import log_trial_model
+
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = mlflow.set_experiment("serve-benchmark")
+    dim = load_backbone(backbone, device="cpu").dim
+    with mlflow.start_run(experiment_id=experiment.experiment_id):
+        info = log_trial_model(build_head("late", dim, 256, 0.0).eval(), TrainConfig(), dim, backbone, "main", 77)
+    return info.model_uri
+
+
+def serve_load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
+    """``clients`` threads post ``bodies`` in turn for ``seconds``; latency percentiles and errors."""
+    import urllib.request
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+
+    def client(offset: int) -> None:
+        i = offset
+        while time.perf_counter() < deadline:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=bodies[i % len(bodies)],
+                                             headers={"Content-Type": "application/json"})
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(request, timeout=300) as response:
+                    response.read()
+                latencies.append(time.perf_counter() - started)
+            except OSError as error:  # HTTPError included
+                errors.append(str(error)[:200])
+            i += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
+            "samples_per_s": len(latencies) * SERVE_ROWS / elapsed,
+            "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else None,
+            "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None}
+
+
+def bench_serve(args, work: Path) -> dict:
+    import base64
+    import signal
+    import socket
+    import urllib.request
+
+    dataset = load_dataset(args.data_root)
+    samples = dataset.test[: 4 * SERVE_ROWS]
+    rows = [[decode_text(s.text_path.read_bytes())[0], base64.b64encode(s.image_path.read_bytes()).decode()]
+            for s in samples]
+    bodies = [json.dumps({"dataframe_split": {"columns": ["text", "image"], "data": rows[i : i + SERVE_ROWS]}}).encode()
+              for i in range(0, len(rows), SERVE_ROWS)]
+    backbone = load_backbone(args.backbone)
+    texts, pixels = forward_inputs(backbone, dataset, 77)
+    forward = forward_throughput(backbone, texts, pixels, 77)["sample_per_s"]
+    del backbone, pixels
+    store = work / "serve"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    model_uri = log_served_model(store, args.backbone)
+    out = {"forward_per_s": forward, "rows_per_request": SERVE_ROWS, "seconds": args.serve_seconds, "runs": []}
+    for workers in SERVE_WORKERS:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+            cwd=store, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.time() + 300
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.time() > deadline:
+                        raise UserError(f"mlflow models serve --workers {workers} did not start") from None
+                    time.sleep(1)
+            serve_load(port, bodies, 1, 5.0)  # warm-up: every worker loads lazily on first use
+            for clients in SERVE_CLIENTS:
+                run = {"workers": workers, **serve_load(port, bodies, clients, args.serve_seconds)}
+                run["ratio_to_forward"] = run["samples_per_s"] / forward
+                run["peak_server_pss_bytes"] = tree_memory(server.pid)
+                out["runs"].append(run)
+                print(f"serve: {workers} worker(s), {clients} clients: {run['samples_per_s']:.2f} samples/s "
+                      f"({run['ratio_to_forward']:.2f} of the forward), p50 {run['p50_ms']:.0f} ms, "
+                      f"p99 {run['p99_ms']:.0f} ms, {run['errors']} errors")
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Speed and memory of featurize, tuning and predict, as ratios.")
     parser.add_argument("--data-root", type=Path, default=Path("../shared/mvsa"))
@@ -327,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path(".benchmark"),
                         help="caches, studies and the JSON results (default: %(default)s)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument("--serve-seconds", type=float, default=60.0, help="load per client count (default: %(default)s)")
     args = parser.parse_args(argv)
     sections = args.only.split(",")
     if unknown := set(sections) - set(SECTIONS):
@@ -338,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     args.features = work / "features-all"  # the featurize section's full cache, reused by trial and study
     torch.manual_seed(0)
-    bench = {"featurize": bench_featurize, "trial": bench_trial, "study": bench_study, "predict": bench_predict}
+    bench = {"featurize": bench_featurize, "trial": bench_trial, "study": bench_study, "predict": bench_predict,
+             "serve": bench_serve}
     for section in sections:
         if section in ("trial", "study") and not (args.features / MANIFEST).is_file():
             raise UserError(f"section {section} needs the featurize section's cache in {args.features}; "
