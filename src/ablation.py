@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from src import LABELS
-from src.config import FUSIONS, Config, TrainConfig, flatten, load_config, with_overrides
+from src.config import FUSIONS, Config, DataConfig, TrainConfig, flatten, load_config, with_overrides
 from src.data import decode_text, load_dataset
 from src.errors import UserError, cli, step
 from src.features import FeatureCache, open_cache
@@ -45,13 +45,12 @@ PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)
 METRICS = ("accuracy", "weighted_f1", "macro_f1", *(f"f1_{label}" for label in LABELS))
 # Each metric column is the mean over seeds; <metric>_std its sample standard deviation.
 COLUMNS = ("variant", "kind", "fusion", "seeds", *(c for m in METRICS for c in (m, f"{m}_std")),
-           "throughput_samples_per_s", "trainable_params")
+           "trainable_params")
 BAD_CASE_COLUMNS = ("guid", "kind", "true_label", "predicted_label", *(f"p_{label}" for label in LABELS),
                     "text_only_prediction", "image_only_prediction", "image_path", "text")
 ERROR_KINDS = ("modality_conflict", "ambiguous_neutral", "low_confidence", "confident_error")
 RESULTS = Path("results")
 DETAILS = "ablation.json"  # what the report stage reads besides the CSVs
-THROUGHPUT_SECONDS = 0.5  # time each head's inference for at least this long
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,9 @@ class VariantResult:
     scores: list[dict] = field(default_factory=list)  # holdout classification_metrics, one per seed
     probs: list[np.ndarray] = field(default_factory=list)  # (n_holdout, 3) per seed; trained heads only
     histories: list[list[dict]] = field(default_factory=list)  # per-epoch scalars, one list per seed
-    throughput: float | None = None  # holdout samples/s of the head on cached features
     trainable_params: int | None = None
+    started_ms: int = 0  # wall-clock span of the row's training and scoring, for its MLflow run
+    ended_ms: int = 0
 
 
 def tuned_train_config(config: Config, metrics_path: Path) -> tuple[TrainConfig, str]:
@@ -95,16 +95,6 @@ def make_variants(train: TrainConfig, augment_views: int) -> list[Variant]:
     return variants
 
 
-def head_throughput(head, cache: FeatureCache, rows: np.ndarray) -> float:
-    """Samples/s of ``predict_proba`` over ``rows`` (cached features in, probabilities out)."""
-    predict_proba(head, cache, rows)  # warm-up: the first pass pages the memmaps in
-    done, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < THROUGHPUT_SECONDS or done == 0:
-        predict_proba(head, cache, rows)
-        done += len(rows)
-    return done / elapsed
-
-
 def train_variant(variant: Variant, cache: FeatureCache, splits: Splits, seeds: int) -> VariantResult:
     result = VariantResult(variant)
     labels = cache.labels[splits.holdout]
@@ -115,7 +105,6 @@ def train_variant(variant: Variant, cache: FeatureCache, splits: Splits, seeds: 
         result.probs.append(probs)
         result.histories.append(trained.history)
     result.trainable_params = sum(p.numel() for p in trained.head.parameters() if p.requires_grad)
-    result.throughput = head_throughput(trained.head, cache, splits.holdout)
     return result
 
 
@@ -158,12 +147,17 @@ def bayes_results(data_root: Path, cache: FeatureCache, rows: np.ndarray) -> lis
     return out
 
 
+def timed(result: VariantResult, started: float) -> VariantResult:
+    """``result`` with the wall-clock span from ``started`` (time.time()) to now."""
+    result.started_ms, result.ended_ms = int(started * 1000), int(time.time() * 1000)
+    return result
+
+
 def summary_row(result: VariantResult) -> dict:
     """One CSV row: mean and sample standard deviation (ddof 1) of every metric over the seeds."""
     variant = result.variant
     row = {"variant": variant.name, "kind": variant.kind, "fusion": variant.train.fusion if variant.train else "",
-           "seeds": len(result.scores), "throughput_samples_per_s": result.throughput,
-           "trainable_params": result.trainable_params}
+           "seeds": len(result.scores), "trainable_params": result.trainable_params}
     for metric in METRICS:
         values = np.array([s[metric] for s in result.scores])
         row[metric] = float(values.mean())
@@ -184,12 +178,12 @@ def error_kind(true: int, predicted: int, confidence: float, text_only: int, ima
 
 
 def bad_cases(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, text_only: np.ndarray,
-              image_only: np.ndarray, data_root: str, low_confidence: float) -> list[dict]:
+              image_only: np.ndarray, data: DataConfig, low_confidence: float) -> list[dict]:
     """Every misclassified holdout sample of ``probs`` (n, 3), with its kind, text and image path.
 
     ``text_only`` and ``image_only`` (n,) are the unimodal heads' predictions on the same rows.
     """
-    samples = {s.guid: s for s in load_dataset(data_root, require_test_files=False).labelled}
+    samples = {s.guid: s for s in load_dataset(data.root, require_test_files=False).labelled}
     cases = []
     for i, row in enumerate(rows):
         true, predicted = int(cache.labels[row]), int(probs[i].argmax())
@@ -205,7 +199,7 @@ def bad_cases(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, text_onl
             "text_only_prediction": LABELS[int(text_only[i])],
             "image_only_prediction": LABELS[int(image_only[i])],
             "image_path": str(sample.image_path),
-            "text": " ".join(decode_text(sample.text_path.read_bytes())[0].split()),  # one line
+            "text": " ".join(decode_text(sample.text_path.read_bytes(), data.text_encoding)[0].split()),  # one line
         })
     return sorted(cases, key=lambda case: (ERROR_KINDS.index(case["kind"]), -max(case[f"p_{x}"] for x in LABELS)))
 
@@ -223,45 +217,61 @@ def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
 def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict], files: list[Path],
                   tags: dict[str, str]) -> str:
     """An ``ablation`` parent run with the CSVs as artifacts, and one child run per row; returns
-    the parent's id, where the report stage adds the report."""
-    import mlflow
+    the parent's id, where the report stage adds the report.
+
+    The runs are logged after the training, with the start and end times it had, so that MLflow's
+    durations show the training time, not the seconds spent logging.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
 
     from src.tracking import setup_mlflow
 
     experiment_id = setup_mlflow()
-    with mlflow.start_run(experiment_id=experiment_id, run_name="ablation", tags=tags) as parent:
-        mlflow.log_params({k: v for k, v in flatten(config).items() if k.startswith(("data.", "ablation."))})
-        for result, row in zip(results, rows):
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"ablation-{row['variant']}", nested=True,
-                                  tags={"ablation_kind": row["kind"], **tags}):
-                if result.variant.train is not None:
-                    mlflow.log_params({f"train.{k}": v for k, v in asdict(result.variant.train).items()})
-                mlflow.log_metrics({k: float(v) for k, v in row.items()
-                                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
-                for step, scores in enumerate(result.scores):  # one point per seed
-                    mlflow.log_metrics({f"holdout_{m}": scores[m] for m in METRICS}, step=step)
-        for path in files:
-            mlflow.log_artifact(str(path))
-        return parent.info.run_id
+    client = MlflowClient()
+    started = min(result.started_ms for result in results)
+    parent = client.create_run(experiment_id, start_time=started, tags=tags, run_name="ablation").info.run_id
+    client.log_batch(parent, params=[Param(k, str(v)) for k, v in flatten(config).items()
+                                     if k.startswith(("data.", "ablation."))])
+    for result, row in zip(results, rows):
+        child = client.create_run(experiment_id, start_time=result.started_ms, run_name=f"ablation-{row['variant']}",
+                                  tags={"mlflow.parentRunId": parent, "ablation_kind": row["kind"], **tags}).info.run_id
+        params = [] if result.variant.train is None else [
+            Param(f"train.{k}", str(v)) for k, v in asdict(result.variant.train).items()]
+        metrics = [Metric(k, float(v), result.ended_ms, 0) for k, v in row.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        metrics += [Metric(f"holdout_{m}", scores[m], result.ended_ms, step)  # one point per seed
+                    for step, scores in enumerate(result.scores) for m in METRICS]
+        client.log_batch(child, metrics=metrics, params=params)
+        client.set_terminated(child, status="FINISHED", end_time=result.ended_ms)
+    for path in files:
+        client.log_artifact(parent, str(path))
+    client.set_terminated(parent, status="FINISHED", end_time=max(result.ended_ms for result in results))
+    return parent
 
 
-def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_dir: Path, console: Console) -> list[dict]:
+def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_dir: Path) -> list[dict]:
     """Train and score every row, analyse the tuned head's errors, write every output."""
     splits = load_splits(config.data, cache)
     train, hyperparameter_source = tuned_train_config(config, metrics_path)
     results = []
     for variant in make_variants(train, cache.augment_views):
-        started = time.perf_counter()
-        results.append(train_variant(variant, cache, splits, config.ablation.seeds))
-        console.print(f"{variant.name}: {config.ablation.seeds} seeds in {time.perf_counter() - started:.1f}s")
-    results.append(linear_probe(cache, splits))
-    results.extend(bayes_results(Path(config.data.root), cache, splits.holdout))
+        started = time.time()
+        result = train_variant(variant, cache, splits, config.ablation.seeds)
+        results.append(timed(result, started))
+        # A plain line per row: it shows in DVC's and CI's logs, where no terminal is attached.
+        print(f"{variant.name}: {config.ablation.seeds} seeds in {time.time() - started:.1f}s, holdout weighted F1 "
+              f"{np.mean([s['weighted_f1'] for s in result.scores]):.4f}", flush=True)
+    started = time.time()
+    results.append(timed(linear_probe(cache, splits), started))
+    started = time.time()
+    results.extend(timed(result, started) for result in bayes_results(Path(config.data.root), cache, splits.holdout))
     rows = [summary_row(result) for result in results]
 
     by_name = {result.variant.name: result for result in results}
     analysed = by_name[train.fusion]  # the tuned configuration, first seed
     cases = bad_cases(cache, splits.holdout, analysed.probs[0], by_name["text"].probs[0].argmax(1),
-                      by_name["image"].probs[0].argmax(1), config.data.root, config.ablation.low_confidence)
+                      by_name["image"].probs[0].argmax(1), config.data, config.ablation.low_confidence)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"ablation": out_dir / "ablation.csv", "bad_cases": out_dir / "bad_cases.csv",
              "details": out_dir / DETAILS}
@@ -293,7 +303,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
 
 def print_table(rows: list[dict], title: str, console: Console) -> None:
     table = Table(title=title)
-    for column in ("variant", "seeds", "accuracy", "weighted F1", "macro F1", "samples/s", "params"):
+    for column in ("variant", "seeds", "accuracy", "weighted F1", "macro F1", "params"):
         table.add_column(column, justify="left" if column == "variant" else "right")
 
     def spread(row: dict, metric: str) -> str:
@@ -303,7 +313,6 @@ def print_table(rows: list[dict], title: str, console: Console) -> None:
     for row in rows:
         table.add_row(row["variant"], str(row["seeds"]), spread(row, "accuracy"), spread(row, "weighted_f1"),
                       spread(row, "macro_f1"),
-                      "" if row["throughput_samples_per_s"] is None else f"{row['throughput_samples_per_s']:,.0f}",
                       "" if row["trainable_params"] is None else f"{row['trainable_params']:,}")
     console.print(table)
 
@@ -319,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = open_cache(config)
     console = Console()
     with step("training and scoring the ablation variants"):
-        rows = run_ablation(config, cache, args.metrics, args.out_dir, console)
+        rows = run_ablation(config, cache, args.metrics, args.out_dir)
     print_table(rows, f"holdout, mean ± std over seeds ({cache.manifest['backbone']}, {config.data.root})", console)
     print(f"wrote {args.out_dir / 'ablation.csv'}, {args.out_dir / 'bad_cases.csv'} and {args.out_dir / DETAILS}; "
           "`python -m src.report` writes the report")

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from src.errors import UserError
-from src.paths import local_folder
+from src.paths import local_folder, plainly_a_path
 
 SAMPLE_BACKBONE = "models/tiny-clip"
 
@@ -110,6 +110,10 @@ def load_backbone(name: str, revision: str = "main", device: str = "auto", preci
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     folder = local_folder(name)
+    if folder is None and plainly_a_path(name):  # never asked of the hub: that costs retries and misleads
+        raise UserError(f"model.backbone '{name}' is a path, and there is no folder there. Point it at a folder "
+                        f"saved with save_pretrained, or write the sample backbone with `python -m src.sample` "
+                        f"(it goes to {SAMPLE_BACKBONE})")
     source = str(folder) if folder else name
     local = folder is not None
     torch_device = resolve_device(device)

@@ -8,6 +8,7 @@ reaches its use in one hop.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import types
@@ -38,8 +39,15 @@ class DataConfig:
     split_seed: int = 42  # seeds the stratified holdout and validation splits
     on_error: Literal["error", "skip"] = "error"  # a missing or undecodable file: stop, or drop the labelled sample
     splits_dir: str = "splits"  # the split stage's output: splits.csv (guid -> train/val/holdout) and split.json
+    text_encoding: str = "auto"  # auto: UTF-8, else GB18030 (the course archive), else cp1252; or one codec
 
     def __post_init__(self) -> None:
+        if self.text_encoding != "auto":
+            try:
+                codecs.lookup(self.text_encoding)
+            except LookupError:
+                require(False, "data.text_encoding", self.text_encoding, "must be auto or a Python codec name "
+                        "such as utf-8, gb18030 or latin-1")
         for name in ("holdout_fraction", "val_fraction"):
             value = getattr(self, name)
             require(0 < value < 1, f"data.{name}", value, "must be between 0 and 1")

@@ -132,18 +132,49 @@ def load_dataset(root: str | Path, require_test_files: bool = True, require_labe
     return Dataset(root, samples[: len(train_rows)], samples[len(train_rows) :])
 
 
-def decode_text(raw: bytes) -> tuple[str, str]:
-    """Decode tweet bytes: UTF-8 (BOM stripped), then GB18030, else UTF-8 with U+FFFD.
+def implausible_gb18030(text: str) -> bool:
+    """Whether a GB18030 decode looks like Latin-1/cp1252 bytes read as GB18030.
 
-    Returns (text, encoding). Nothing is dropped: bytes no encoding accepts become U+FFFD,
-    which the returned encoding 'utf-8-replaced' flags.
+    Latin-1 puts one high byte between ASCII letters; GB18030 then pairs it with the next letter
+    into an ideograph (``Très`` becomes ``Tr鑣``). So: a character whose two-byte GB18030 form ends
+    in an ASCII byte, with an ASCII letter beside it. None of the course archive's 1131 GB18030
+    texts (Chinese, Japanese, Cyrillic, curly quotes) has one.
     """
-    for encoding in ("utf-8-sig", "gb18030"):
+    for i, char in enumerate(text):
+        if ord(char) > 127 and len(encoded := char.encode("gb18030")) == 2 and encoded[1] < 0x80:
+            beside = text[max(0, i - 1) : i] + text[i + 1 : i + 2]
+            if any(c.isascii() and c.isalpha() for c in beside):
+                return True
+    return False
+
+
+def decode_text(raw: bytes, encoding: str = "auto") -> tuple[str, str]:
+    """Decode tweet bytes; returns (text, how) where ``how`` names the codec that was used.
+
+    ``auto``: UTF-8 (BOM stripped); else GB18030, the course archive's other encoding, unless the
+    result looks like Latin-1 read as GB18030 (``implausible_gb18030``); else cp1252; else UTF-8 with
+    U+FFFD for the bytes no codec took. Any other ``encoding`` is that codec alone. ``how`` ends in
+    ``-replaced`` when characters were replaced: those texts are counted and reported by featurize.
+    """
+    if encoding != "auto":
         try:
-            return raw.decode(encoding), encoding.removesuffix("-sig")
+            return raw.decode(encoding), encoding
         except UnicodeDecodeError:
-            continue
-    return raw.decode("utf-8", errors="replace"), "utf-8-replaced"
+            return raw.decode(encoding, errors="replace"), f"{encoding}-replaced"
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("gb18030")
+        if not implausible_gb18030(text):
+            return text, "gb18030"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), "utf-8-replaced"
 
 
 @lru_cache(maxsize=1)
@@ -175,7 +206,7 @@ def normalize_tweet(text: str) -> str:
     return " ".join(out)
 
 
-def read_tweet(path: Path) -> str:
-    """A sample's normalised text, as the backbone sees it."""
-    text, _ = decode_text(path.read_bytes())
-    return normalize_tweet(text)
+def read_tweet(path: Path, encoding: str = "auto") -> tuple[str, str]:
+    """A sample's normalised text, as the backbone sees it, and the codec ``decode_text`` used."""
+    text, how = decode_text(path.read_bytes(), encoding)
+    return normalize_tweet(text), how

@@ -55,6 +55,7 @@ def preprocessing_settings(config: Config) -> dict[str, object]:
     """
     return {
         "data.root": config.data.root,
+        "data.text_encoding": config.data.text_encoding,
         "model.backbone": config.model.backbone,
         "model.revision": config.model.revision,
         "model.precision": config.model.precision,

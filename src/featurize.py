@@ -16,6 +16,7 @@ import random
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -189,7 +190,11 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
     rows_of = {sample.guid: row for row, sample in enumerate(samples)}
     blank_text = {rows_of[guid] for guid in screening.blank_text}
     blank_image = {rows_of[guid] for guid in screening.blank_image}
-    texts = ["" if row in blank_text else read_tweet(sample.text_path) for row, sample in enumerate(samples)]
+    texts, codecs = [], {}  # codecs: guid -> how decode_text read it
+    for row, sample in enumerate(samples):
+        text, codecs[sample.guid] = ("", "blank") if row in blank_text else read_tweet(sample.text_path,
+                                                                                        config.data.text_encoding)
+        texts.append(text)
     encoded = backbone.tokenize(texts, settings.max_text_tokens)  # padded to the longest: (N, L)
     text_len = encoded["input_ids"].shape[1]
     vision = backbone.model.config.vision_config
@@ -268,6 +273,9 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         "skipped": screening.skipped,
         "blank_text": screening.blank_text,
         "blank_image": screening.blank_image,
+        "text_encodings": dict(Counter(codecs.values())),
+        # Texts read as a fallback codec or with replaced characters: the ones to look at.
+        "text_fallbacks": {guid: how for guid, how in codecs.items() if how.endswith("-replaced") or how == "cp1252"},
     }
     atomic_write_text(folder / MANIFEST, json.dumps(manifest) + "\n")
 
@@ -344,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         cache, built = featurize(config, force=args.force)
     state = f"built in {time.perf_counter() - started:.1f}s" if built else "fresh, reused"
     skipped = len(cache.manifest.get("skipped", []))
+    if fallbacks := cache.manifest.get("text_fallbacks"):
+        shown = ", ".join(f"{guid} ({how})" for guid, how in list(fallbacks.items())[:10])
+        print(f"warning: {len(fallbacks)} texts were not UTF-8 or GB18030 and were read as cp1252 or with replaced "
+              f"characters: {shown}{', …' if len(fallbacks) > 10 else ''}. If they read wrong, set "
+              f"data.text_encoding to their codec (list in {cache.folder / MANIFEST}, key text_fallbacks)",
+              file=sys.stderr)
     print(f"feature cache {cache.folder}/ {state}: {len(cache.guids)} samples "
           f"({cache.n_labelled} labelled, {cache.augment_views} augmented views each"
           + (f", {skipped} labelled skipped" if skipped else "") + f"), fingerprint {cache.fingerprint[:12]}")

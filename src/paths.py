@@ -27,3 +27,12 @@ def local_folder(name: str) -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def plainly_a_path(name: str) -> bool:
+    """``name`` can only mean a folder: ``./``, ``../``, ``/`` or ``~`` first, or its parent folder
+    exists (``models/tiny-clip`` once ``models/`` is there). A hub id (``org/model``) is none of these."""
+    if name.startswith(("./", "../", "/", "~", ".\\", "..\\")):
+        return True
+    parent = Path(name).parent
+    return parent != Path(".") and any(p.is_dir() for p in (parent, project_root() / parent))

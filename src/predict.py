@@ -53,7 +53,7 @@ def load_model(model_uri: str):
         ) from None
 
 
-def predict_test_set(model, data_root: str) -> pd.DataFrame:
+def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.DataFrame:
     """(guid, tag) for every test guid, in file order.
 
     No test sample is dropped: one whose text or image file is missing or unreadable is
@@ -66,7 +66,8 @@ def predict_test_set(model, data_root: str) -> pd.DataFrame:
             print(f"warning: test guid {sample.guid} has no {' or '.join(lacking)}; predicted from what it has",
                   file=sys.stderr)
     frame = pd.DataFrame(
-        {"text": [decode_text(s.text_path.read_bytes())[0] if s.text_path.is_file() else None for s in dataset.test],
+        {"text": [decode_text(s.text_path.read_bytes(), text_encoding)[0] if s.text_path.is_file() else None
+                  for s in dataset.test],
          "image": [str(s.image_path) for s in dataset.test]},
         index=[s.guid for s in dataset.test],  # the model's warnings name rows by guid
     )
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     try:
         with step("labelling the test set"):
-            labels = predict_test_set(model, args.data_root or config.data.root)
+            labels = predict_test_set(model, args.data_root or config.data.root, config.data.text_encoding)
     finally:
         logger.removeHandler(handler)
     write_labels(labels, args.out)

@@ -78,10 +78,34 @@ def markdown_table(header: list[str], body: list[list[str]], align: str = "") ->
 def scores_table(rows: list[dict]) -> str:
     body = [[f"`{r['variant']}`", str(r["seeds"]), mean_std(r, "accuracy"), mean_std(r, "weighted_f1"),
              mean_std(r, "macro_f1"),
-             "" if r["throughput_samples_per_s"] is None else f"{r['throughput_samples_per_s']:,.0f}",
              "" if r["trainable_params"] is None else f"{r['trainable_params']:,}"] for r in rows]
-    return markdown_table(["variant", "seeds", "accuracy", "weighted F1", "macro F1", "samples/s (head)",
-                           "trainable params"], body)
+    return markdown_table(["variant", "seeds", "accuracy", "weighted F1", "macro F1", "trainable params"], body)
+
+
+def separated(a: dict, b: dict, metric: str = "weighted_f1") -> bool:
+    """``a`` is ahead of ``b`` by at least the larger of their seed spreads (0 for a single run)."""
+    return a[metric] - b[metric] >= max(a[f"{metric}_std"] or 0.0, b[f"{metric}_std"] or 0.0) and a[metric] > b[metric]
+
+
+def summary_sentence(rows: list[dict], tuned: str) -> str:
+    """One sentence that reads the table: the tuned head against the probe and the unimodal heads."""
+    by_name = {r["variant"]: r for r in rows}
+    head = by_name[tuned]
+    parts = []
+    for name in ("logistic_probe", "text", "image"):
+        if name not in by_name or name == tuned:
+            continue
+        other = by_name[name]
+        if separated(head, other):
+            verdict = "better than"
+        elif separated(other, head):
+            verdict = "worse than"
+        else:
+            verdict = "not separated from"
+        parts.append(f"{verdict} the {name.replace('_', ' ')} head ({other['weighted_f1']:.3f})"
+                     if name != "logistic_probe" else f"{verdict} the logistic probe ({other['weighted_f1']:.3f})")
+    return (f"**In one sentence:** the tuned `{tuned}` head ({head['weighted_f1']:.3f} weighted F1) is "
+            + "; ".join(parts) + ", by the seed-spread rule below.")
 
 
 def separation(rows: list[dict], metric: str = "weighted_f1") -> str:
@@ -124,15 +148,25 @@ def save_figure(figure, path: Path) -> None:
 
 
 def variants_figure(rows: list[dict]):
-    """Horizontal bars: weighted F1 mean with ± std error bars, one bar per row."""
-    figure, axes = plt.subplots(figsize=(6.4, 0.38 * len(rows) + 1.2))
-    means = [r["weighted_f1"] for r in rows]
-    stds = [r["weighted_f1_std"] or 0.0 for r in rows]
-    axes.barh(range(len(rows)), means, xerr=stds, color="#4c72b0", capsize=3)
+    """Horizontal bars from 0: weighted F1 mean, ± std error bars where there are several seeds.
+
+    Baselines (the probe, the Bayes rule) are hatched grey outlines, trained heads solid bars.
+    """
+    figure, axes = plt.subplots(figsize=(6.4, 0.38 * len(rows) + 1.4))
+    for y, row in enumerate(rows):
+        baseline = row["kind"] == "baseline"
+        axes.barh(y, row["weighted_f1"], color="white" if baseline else "#4c72b0",
+                  edgecolor="#7f7f7f" if baseline else "#4c72b0", hatch="//" if baseline else None)
+        if row["weighted_f1_std"] is not None:  # a single run has no spread to draw
+            axes.errorbar(row["weighted_f1"], y, xerr=row["weighted_f1_std"], color="black", capsize=3)
+        axes.text(row["weighted_f1"] + 0.01, y, f"{row['weighted_f1']:.3f}", va="center", fontsize=8)
     axes.set_yticks(range(len(rows)), [r["variant"] for r in rows])
     axes.invert_yaxis()
-    axes.set_xlabel("holdout weighted F1 (mean ± std over seeds)")
-    axes.set_xlim(max(0.0, min(means) - 0.15), min(1.0, max(means) + 0.08))
+    axes.set_xlabel("holdout weighted F1 (bars: mean over seeds; whiskers: ± std)")
+    axes.set_xlim(0.0, 1.0)
+    axes.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="#4c72b0", label="trained head"),
+                         plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="#7f7f7f", hatch="//",
+                                       label="baseline")], loc="lower right", fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -177,6 +211,10 @@ def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[di
         "![holdout confusion matrix](figures/confusion.png)",
         "",
         "![training curves](figures/training_curves.png)",
+        "",
+        "The training loss can sit above the validation loss: it is the mean over the epoch's batches, "
+        "computed in training mode, with dropout, modality dropout and a randomly sampled augmented view per "
+        "image, while the validation loss is computed after the epoch in evaluation mode on clean views.",
         "",
         f"Per-class F1 on the holdout (mean ± std over {seeds} seeds; support from the holdout):",
         "",
@@ -235,9 +273,11 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
         f"{train.seed + context.seeds - 1}); a seed changes the initialisation, batch order, sampled views and "
         "modality dropout, never the splits. Two rows whose means differ by less than the larger of their "
         "standard deviations are reported as not separated, not ranked.",
-        "- **Throughput:** holdout samples per second through the head alone, on cached features; predicting "
-        "from raw files adds the backbone's forward pass (see BENCHMARKS.md).",
+        "- **Speed** is measured by `python -m src.benchmark` on an idle machine (BENCHMARKS.md), not here: "
+        "timings taken between trainings on a shared machine are noise.",
         f"- **Made by:** `python -m src.ablation` at commit `{context.git_commit[:12]}`, then `python -m src.report`.",
+        "",
+        summary_sentence(rows, train.fusion),
         "",
         "## Modality ablation",
         "",

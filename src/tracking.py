@@ -75,6 +75,10 @@ def setup_mlflow() -> str:
             time.sleep(0.5 * attempt)
 
 
+# The experiment's type: the UI opens it on its runs (model training), not on GenAI's trace overview.
+KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(mlflow, local: bool) -> str:
     """Create the store's schema if needed, and the ``msc`` experiment; return its id."""
     mlflow.search_registered_models(max_results=1)  # the registry store migrates separately
@@ -82,11 +86,11 @@ def experiment_id(mlflow, local: bool) -> str:
         use_wal(project_root() / "mlflow.db")
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     if experiment is not None:
+        if KIND_TAG not in experiment.tags:  # made by an older version, or by hand in the UI
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, KIND_TAG, TRAINING_KIND)
         return experiment.experiment_id
     artifact_location = (project_root() / "mlruns").as_uri() if local else None
-    # The kind tag makes the UI open the experiment in its model-training view, not GenAI's.
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location,
-                                    tags={"mlflow.experimentKind": "custom_model_development"})
+    return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location, tags={KIND_TAG: TRAINING_KIND})
 
 
 def use_wal(database: Path) -> None:

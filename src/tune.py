@@ -31,7 +31,7 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import optuna
@@ -41,10 +41,11 @@ from rich.table import Table
 from sklearn.model_selection import StratifiedKFold
 
 from src import LABELS
-from src.config import Config, flatten, load_config, with_overrides
+from src.config import Config, TuneConfig, flatten, load_config, with_overrides
 from src.errors import UserError, cli, step
 from src.features import FeatureCache, open_cache
 from src.io import atomic_write_text, file_lock
+from src.metrics import scalar_metrics
 from src.paths import local_folder
 from src.split import Splits, load_splits
 from src.tracking import absolute_sqlite_url, dumps, git_commit, log_confusion, setup_mlflow
@@ -58,6 +59,7 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 IDENTITY_ATTR = "identity"  # the study's identity, stored in its user attributes
 RESULTS = Path("results")
+EPOCH_PREFIX = "epoch_"  # per-epoch curves in a trial run; the plain metric names hold the kept epoch
 
 
 class SurplusTrial(Exception):
@@ -180,8 +182,6 @@ def parent_run_id(study: optuna.Study, experiment_id: str, identity: dict[str, A
             client.delete_run(run.info.run_id)
         else:
             client.log_dict(run_id, identity, "study_identity.json")
-    else:
-        client.update_run(run_id, status="RUNNING")
     return run_id
 
 
@@ -232,7 +232,8 @@ class Objective:
             mlflow.log_params(flatten(config))
 
             def on_epoch(epoch: int, scalars: dict[str, float]) -> None:
-                mlflow.log_metrics(scalars, step=epoch)
+                # Curves under epoch_*: the plain names hold the kept epoch, the column users sort by.
+                mlflow.log_metrics({f"{EPOCH_PREFIX}{k}": v for k, v in scalars.items()}, step=epoch)
                 trial.report(scalars[config.train.select_metric], step=epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
@@ -240,15 +241,17 @@ class Objective:
             try:
                 result = train_head(self.cache, self.splits.train, self.splits.val, config.train, on_epoch)
             except optuna.TrialPruned:
-                mlflow.set_tag("optuna_state", "PRUNED")
-                mlflow.end_run(status="KILLED")
+                # A normal outcome, not a crash: FINISHED (no red cross in the UI), told apart from a
+                # completed trial by its tag, and from a failed one (FAILED) by its status.
+                mlflow.set_tags({"optuna_state": "PRUNED", "mlflow.note.content": "Pruned by Optuna's median pruner."})
+                mlflow.end_run(status="FINISHED")
                 raise
             score = result.score(config.train.select_metric)
-            mlflow.log_metrics({"best_epoch": result.best_epoch, **{
-                f"best_val_{k}": v for k, v in result.val_scores.items() if k != "confusion"}})
+            mlflow.log_metrics({"best_epoch": result.best_epoch, **scalar_metrics(result.val_scores, "val_")})
             if self.config.tune.folds > 1:
                 score = cv_score(self.cache, self.splits, config)
                 mlflow.log_metric(f"cv_{config.train.select_metric}", score)
+            mlflow.log_metric("objective", score)
             log_confusion(result.val_scores["confusion"], "val")
             from src.serving import log_trial_model
 
@@ -284,9 +287,42 @@ def trials_table(study: optuna.Study, limit: int = 12) -> Table:
     return table
 
 
-def run_study(study: optuna.Study, objective: Objective, n_trials: int, n_jobs: int, live: Live | None) -> None:
+def finished_trials(study: optuna.Study) -> int:
+    return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+
+
+def trials_seconds(study: optuna.Study) -> float:
+    """Time spent in the study's finished trials, summed: what the study cost, whatever the gaps
+    between the `tune` commands that ran it."""
+    return sum((t.datetime_complete - t.datetime_start).total_seconds() for t in study.get_trials(deepcopy=False)
+               if t.state in FINISHED and t.datetime_start and t.datetime_complete)
+
+
+def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    """One line per ended trial, for logs where no terminal shows the live table (DVC, CI, nohup)."""
+    value = "" if trial.value is None else f" {trial.value:.4f}"
+    params = ", ".join(f"{k.removeprefix('train.')}={v:.3g}" if isinstance(v, float) else f"{k.removeprefix('train.')}={v}"
+                       for k, v in trial.params.items())
+    return (f"trial {trial.number} {trial.state.name.lower()}{value} ({params}); "
+            f"{finished_trials(study)} finished in study {study.study_name}")
+
+
+def run_study_with_progress(study: optuna.Study, objective: Objective, settings: TuneConfig, console: Console) -> None:
+    """``run_study`` with a live table on a terminal, else one printed line per ended trial."""
+    if console.is_terminal:
+        with Live(trials_table(study), console=console, refresh_per_second=2) as live:
+            run_study(study, objective, settings.trials, settings.n_jobs, lambda s, _t: live.update(trials_table(s)))
+    else:
+        def report(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+            if not t.user_attrs.get("surplus"):
+                print(trial_line(s, t), flush=True)
+
+        run_study(study, objective, settings.trials, settings.n_jobs, report)
+
+
+def run_study(study: optuna.Study, objective: Objective, n_trials: int, n_jobs: int,
+              on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> None:
     """Run trials until the study holds ``n_trials`` finished ones, waiting on other workers'."""
-    update = (lambda s, _t: live.update(trials_table(s))) if live else None
     while True:
         optuna.storages.fail_stale_trials(study)  # crashed trials: FAIL, and a WAITING retry
         trials = study.get_trials(deepcopy=False)
@@ -299,7 +335,7 @@ def run_study(study: optuna.Study, objective: Objective, n_trials: int, n_jobs: 
             time.sleep(1.0)  # the rest is running elsewhere; wait for it to finish or go stale
             continue
         study.optimize(objective, n_trials=missing, n_jobs=n_jobs, catch=(SurplusTrial,),
-                       callbacks=[update] if update else None, gc_after_trial=False, show_progress_bar=False)
+                       callbacks=[on_trial] if on_trial else None, gc_after_trial=False, show_progress_bar=False)
 
 
 def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> None:
@@ -353,7 +389,7 @@ def epoch_curves(run_id: str) -> list[dict[str, float]]:
     keys = ["train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_weighted_f1", "val_macro_f1"]
     by_epoch: dict[int, dict[str, float]] = {}
     for key in keys:
-        for point in client.get_metric_history(run_id, key):
+        for point in client.get_metric_history(run_id, f"{EPOCH_PREFIX}{key}"):
             by_epoch.setdefault(point.step, {"epoch": point.step})[key] = point.value
     return [by_epoch[e] for e in sorted(by_epoch)]
 
@@ -396,9 +432,13 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
         log_skipped(parent_id, cache)
     objective = Objective(config, cache, splits, experiment_id, parent_id, config.tune.trials)
     console = console or Console()
-    with step(f"running the trials of study {study_name}"), \
-            Live(trials_table(study), console=console, refresh_per_second=2) as live:
-        run_study(study, objective, config.tune.trials, config.tune.n_jobs, live)
+    # A complete study runs nothing: its parent run is left as it was, so that MLflow's duration
+    # (first start to last end) does not grow by the time between two `tune` commands.
+    runs_trials = finished_trials(study) < config.tune.trials
+    if runs_trials:
+        MlflowClient().update_run(parent_id, status="RUNNING")
+        with step(f"running the trials of study {study_name}"):
+            run_study_with_progress(study, objective, config.tune, console)
     metric = config.train.select_metric
     with step("logging the study summary"):
         log_study_summary(study, parent_id, metric)
@@ -413,9 +453,11 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
                     "best_trial": best.number, "select_metric": metric, f"best_{metric}": best.value,
                     "best_params": best.params})
     write_results(summary, cache, splits.holdout, probs, epoch_curves(best.user_attrs["mlflow_run_id"]))
-    client = MlflowClient()
-    client.log_dict(parent_id, summary, "holdout_metrics.json")
-    client.set_terminated(parent_id, status="FINISHED")
+    if runs_trials:
+        client = MlflowClient()
+        client.log_dict(parent_id, summary, "holdout_metrics.json")
+        client.log_metric(parent_id, "trials_seconds", trials_seconds(study))
+        client.set_terminated(parent_id, status="FINISHED")
     return summary
 
 

@@ -45,3 +45,16 @@ def test_shapes_of_the_sample_backbone(tiny_clip):
     pixels = torch.zeros(3, 3, 224, 224)
     pooled, tokens = backbone.encode_image(pixels)
     assert pooled.shape == (3, backbone.dim) and tokens.shape == (3, 50, backbone.dim)  # CLS + 7x7 patches
+
+
+@pytest.mark.parametrize("name", ["./models/nope", "../nope", "/nope/clip", "{tmp}/missing-clip"])
+def test_a_path_that_is_not_there_is_never_asked_of_the_hub(name, tmp_path, monkeypatch):
+    import transformers
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("tried against the hub")
+
+    monkeypatch.setattr(transformers.CLIPModel, "from_pretrained", no_hub)
+    name = name.format(tmp=tmp_path)  # an existing parent folder makes it a path too
+    with pytest.raises(UserError, match="is a path, and there is no folder there.*python -m src.sample"):
+        load_backbone(name, device="cpu")

@@ -14,7 +14,7 @@ def test_decode_prefers_utf8_then_gb18030():
 
 
 def test_undecodable_bytes_are_replaced_not_dropped():
-    text, encoding = decode_text(b"ok \x80\xff\xfe end")
+    text, encoding = decode_text(b"ok \xff\x81 end")  # no codec of auto takes 0xff (GB18030) and 0x81 (cp1252)
     assert encoding == "utf-8-replaced"
     assert text.startswith("ok ") and text.endswith(" end") and "\ufffd" in text
 
@@ -67,3 +67,24 @@ def test_sample_layout_loads(sample_root):
     assert len(dataset.labelled) + len(dataset.test) == 240
     assert all(s.label is None for s in dataset.test)
     assert all(s.image_path.is_file() for s in dataset.samples)
+
+
+def test_latin1_is_not_read_as_gb18030():
+    # GB18030 accepts these bytes, as `Tr鑣 d殓u`: auto mode sees the ideograph between Latin letters.
+    assert decode_text("Très déçu".encode("latin-1")) == ("Très déçu", "cp1252")
+    assert decode_text("Grüße aus München".encode("cp1252")) == ("Grüße aus München", "cp1252")
+    japanese = "緑の楽しい日 – 無料"  # two-byte GB18030 forms ending in an ASCII byte, but no Latin letter beside
+    assert decode_text(japanese.encode("gb18030")) == (japanese, "gb18030")
+
+
+def test_an_explicit_text_encoding_is_used_alone_and_replacements_are_flagged():
+    assert decode_text("Très".encode("latin-1"), "latin-1") == ("Très", "latin-1")
+    text, how = decode_text("Très".encode("latin-1"), "utf-8")
+    assert how == "utf-8-replaced" and "\ufffd" in text
+
+
+def test_an_unknown_text_encoding_is_a_sentence(config):
+    from src.config import with_overrides
+
+    with pytest.raises(UserError, match="data.text_encoding.*codec name"):
+        with_overrides(config, {"data.text_encoding": "klingon"})

@@ -70,6 +70,19 @@ def test_dvc_pipeline_on_the_sample(clone):
     assert "holdout" in json.dumps(metrics) and "weighted_f1" in json.dumps(metrics)
     sh("dvc", "plots", "show", "--out", "plots", cwd=clone)
     assert (clone / "plots" / "index.html").is_file()
+    # Exactly the declared plots: no stage-level CSV drawn column by column as noise.
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=clone).stdout)["data"]
+    assert set(plots) == {"holdout_confusion", "loss_per_epoch", "scores_per_epoch", "results/figures/variants.png",
+                          "results/figures/confusion.png", "results/figures/training_curves.png"}, set(plots)
+    confusion = plots["holdout_confusion"][0]["content"]["spec"]
+    assert confusion["encoding"]["x"]["sort"] == ["positive", "neutral", "negative"]
+    assert any(layer["mark"]["type"] == "text" for layer in confusion["layer"] if isinstance(layer["mark"], dict))
+    assert plots["results/figures/variants.png"][0]["type"] == "image"
+    # What DVC's convention commits is tracked by git, so an experiment commit carries it.
+    tracked = sh("git", "status", "--porcelain", "--untracked-files=all", "results", cwd=clone).stdout
+    for name in ("metrics.json", "holdout_predictions.csv", "training_curves.csv", "figures/variants.png"):
+        assert f"results/{name}" in tracked, tracked
+    assert "report.md" not in tracked and "test_with_label.txt" not in tracked
 
     # train.* re-runs tuning and what follows, never featurize or split; a wording fix in the
     # report re-runs the report alone, not the 21 trainings of the ablation.

@@ -73,3 +73,14 @@ def test_patience_counts_epochs_without_a_better_select_metric(cache, config, sp
                         replace(config.train, fusion="gated", epochs=10, patience=2, seed=3, select_metric="val_accuracy"))
     accuracy = [h["val_accuracy"] for h in result.history]
     assert len(result.history) == result.best_epoch + 2 and max(accuracy[result.best_epoch:]) <= accuracy[result.best_epoch - 1]
+
+
+@pytest.mark.parametrize("fusion", sorted(HEADS))
+def test_the_seed_reaches_every_head(cache, config, splits, fusion):
+    """The ablation's seeds must change what a head learns, the image head's included."""
+    from src.train import predict_proba
+
+    probs = [predict_proba(train_head(cache, splits.train, splits.val,
+                                      replace(config.train, fusion=fusion, epochs=2, seed=seed)).head, cache, splits.val)
+             for seed in (0, 1)]
+    assert not np.allclose(probs[0], probs[1], atol=1e-4)

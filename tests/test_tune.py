@@ -36,6 +36,7 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     assert experiment.artifact_location == (project / "mlruns").as_uri()
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the UI opens on the runs"
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "study_name" in r.data.tags and "trial_number" not in r.data.tags]
     children = [r for r in runs if "trial_number" in r.data.tags]
@@ -50,18 +51,25 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     assert identity["split_identity"] == summary["split_identity"] and identity["train"]["epochs"] == 3
     models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
     runs_with_models = {m.source_run_id for m in models}
+    study = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["fusion"] in {"late", "early", "cross_attention", "gated"}
         assert child.data.params["train.fusion"] == child.data.tags["fusion"]
         assert set(child.data.params) == set(children[0].data.params), "same param names in every run"
-        if child.info.status == "FINISHED":
-            history = client.get_metric_history(child.info.run_id, "val_weighted_f1")
-            assert [m.step for m in history] == list(range(1, len(history) + 1))
+        # A pruned trial is a normal outcome: FINISHED, told apart by its tag, never FAILED.
+        assert child.info.status == "FINISHED" and child.data.tags["optuna_state"] in {"COMPLETE", "PRUNED"}
+        history = client.get_metric_history(child.info.run_id, "epoch_val_weighted_f1")
+        assert [m.step for m in history] == list(range(1, len(history) + 1))
+        if child.data.tags["optuna_state"] == "COMPLETE":
+            # The plain name is the kept epoch, the trial's objective, not the last epoch.
+            trial = study.trials[int(child.data.tags["trial_number"])]
+            assert child.data.metrics["val_weighted_f1"] == pytest.approx(trial.value)
+            assert child.data.metrics["objective"] == pytest.approx(trial.value)
+            kept = int(child.data.metrics["best_epoch"])
+            assert history[kept - 1].value == pytest.approx(trial.value) == max(m.value for m in history)
             assert any("confusion" in a.path and a.path.endswith(".png") for a in client.list_artifacts(child.info.run_id))
             assert child.info.run_id in runs_with_models
-        else:
-            assert child.info.status == "KILLED" and child.data.tags["optuna_state"] == "PRUNED"
     metrics = json.loads((project / "results" / "metrics.json").read_text())
     assert metrics["version"] == summary["version"] == 1 and metrics["promoted_now"]
     assert set(metrics["holdout"]) >= {"accuracy", "weighted_f1", "macro_f1", "f1_neutral"}
@@ -72,7 +80,12 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     assert version.tags["split_identity"] == metrics["split_identity"]
 
     # The same config resumes its own study: no new trial, and the registry says nothing changed.
+    # The parent run is left as it was: its duration does not grow by the time between commands.
+    ended = client.get_run(parent.info.run_id).info.end_time
+    assert ended is not None and client.get_run(parent.info.run_id).data.metrics["trials_seconds"] > 0
+    time.sleep(1.1)
     again = tune(small(config))
+    assert client.get_run(parent.info.run_id).info.end_time == ended
     assert again["study_name"] == summary["study_name"] and not again["promoted_now"]
     assert "nothing changed" in again["gate"] and again["version"] == 1
     assert len([r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]) == TRIALS
@@ -230,7 +243,7 @@ def test_folds_average_the_objective_over_k_folds(project, config):
     (child,) = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]
     study = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
     assert study.best_value == pytest.approx(child.data.metrics["cv_val_weighted_f1"])
-    assert study.best_value != pytest.approx(child.data.metrics["best_val_weighted_f1"])
+    assert study.best_value != pytest.approx(child.data.metrics["val_weighted_f1"])
 
 
 def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(project, config):
@@ -391,3 +404,15 @@ def test_the_tuner_finishes_when_the_mlflow_ui_opens_a_fresh_store_at_the_same_m
             ui.wait(timeout=30)
         assert tuner.returncode == 0, f"attempt {attempt}: {output[-3000:]}"
         assert "Traceback" not in output
+
+
+def test_without_a_terminal_every_finished_trial_prints_one_line(project, config, capsys):
+    import io
+
+    from rich.console import Console
+
+    tune(small(config, **{"tune.trials": 3}), console=Console(file=io.StringIO(), force_terminal=False))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 3, lines
+    assert all(("complete" in line or "pruned" in line) and "lr=" in line and "fusion=" in line for line in lines)
+    assert lines[-1].endswith("3 finished in study " + lines[-1].rsplit(" ", 1)[-1])
