@@ -159,14 +159,16 @@ def variants_figure(rows: list[dict]):
                   edgecolor="#7f7f7f" if baseline else "#4c72b0", hatch="//" if baseline else None)
         if row["weighted_f1_std"] is not None:  # a single run has no spread to draw
             axes.errorbar(row["weighted_f1"], y, xerr=row["weighted_f1_std"], color="black", capsize=3)
-        axes.text(row["weighted_f1"] + 0.01, y, f"{row['weighted_f1']:.3f}", va="center", fontsize=8)
+        axes.text(row["weighted_f1"] + (row["weighted_f1_std"] or 0.0) + 0.015, y, f"{row['weighted_f1']:.3f}",
+                  va="center", fontsize=8)
     axes.set_yticks(range(len(rows)), [r["variant"] for r in rows])
     axes.invert_yaxis()
     axes.set_xlabel("holdout weighted F1 (bars: mean over seeds; whiskers: ± std)")
     axes.set_xlim(0.0, 1.0)
     axes.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="#4c72b0", label="trained head"),
                          plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="#7f7f7f", hatch="//",
-                                       label="baseline")], loc="lower right", fontsize=8)
+                                       label="baseline")], loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2,
+              fontsize=8, frameon=False)  # above the bars, never over one
     figure.tight_layout()
     return figure
 

@@ -93,6 +93,20 @@ def experiment_id(mlflow, local: bool) -> str:
     return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location, tags={KIND_TAG: TRAINING_KIND})
 
 
+def ui_link(experiment_id: str) -> str:
+    """The experiment's runs in the MLflow UI, in its model-training view.
+
+    MLflow 3.17's UI picks GenAI or model training with a per-browser switch that starts on GenAI
+    (the experiment's type tag does not override it); ``workflowType`` in the URL sets the switch.
+    With a local store, the address is that of ``mlflow ui`` on its default port.
+    """
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def use_wal(database: Path) -> None:
     """Switch the SQLite store to write-ahead logging, once (it is a property of the file): readers
     such as the MLflow UI then never block a tuner's writes, nor the tuner theirs."""

@@ -48,7 +48,7 @@ from src.io import atomic_write_text, file_lock
 from src.metrics import scalar_metrics
 from src.paths import local_folder
 from src.split import Splits, load_splits
-from src.tracking import absolute_sqlite_url, dumps, git_commit, log_confusion, setup_mlflow
+from src.tracking import absolute_sqlite_url, dumps, git_commit, log_confusion, setup_mlflow, tracking_uri, ui_link
 from src.train import train_head
 
 HEARTBEAT_SECONDS = 5  # a RUNNING trial with no heartbeat for GRACE_SECONDS is stale: failed, retried
@@ -483,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['gate'][0].upper()}{summary['gate'][1:]}. Production is msc version {summary['version']}: "
           f"holdout weighted F1 {summary['holdout']['weighted_f1']:.4f}, accuracy {summary['holdout']['accuracy']:.4f} "
           f"on {summary['holdout_samples']} samples; wrote {RESULTS / 'metrics.json'}")
+    uri = tracking_uri()
+    print(f"compare the trials in the MLflow UI: {ui_link(setup_mlflow())}"
+          + ("" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"))
     return 0
 
 

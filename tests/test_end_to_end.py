@@ -7,22 +7,24 @@ from pathlib import Path
 import mlflow
 import yaml
 
-from src import predict
+from src import predict, tune
 from src.config import with_overrides
-from src.tune import tune
 
 
-def test_study_registers_a_model_that_labels_the_test_set(project, config):
+def test_study_registers_a_model_that_labels_the_test_set(project, config, capsys):
     small = with_overrides(config, {"tune.trials": 2, "train.epochs": 2})
-    summary = tune(small)
-    assert summary["promoted_now"] and summary["version"] == 1
-    metrics = json.loads((project / "results" / "metrics.json").read_text())
-    assert metrics["study_name"] == summary["study_name"] and metrics["holdout_samples"] > 0
-    version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
-    assert version.current_stage == "Production" and version.tags["split_identity"] == summary["split_identity"]
-
     params = project / "params.yaml"
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(small)))))
+    assert tune.main(["--params", str(params)]) == 0
+    summary = json.loads((project / "results" / "metrics.json").read_text())
+    assert summary["promoted_now"] and summary["version"] == 1 and summary["holdout_samples"] > 0
+    version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
+    assert version.current_stage == "Production" and version.tags["split_identity"] == summary["split_identity"]
+    # The UI link opens the experiment's runs in the model-training view, not GenAI's overview.
+    experiment_id = mlflow.get_experiment_by_name("msc").experiment_id
+    assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning "
+            f"(after `mlflow ui --backend-store-uri sqlite:///{project / 'mlflow.db'}`)") in capsys.readouterr().out
+
     assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params)]) == 0
     lines = (project / "results" / "test_with_label.txt").read_text().splitlines()
     test_lines = (Path(config.data.root) / "test_without_label.txt").read_text().splitlines()
