@@ -93,8 +93,11 @@ def experiment_id(mlflow, local: bool) -> str:
     return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location, tags={KIND_TAG: TRAINING_KIND})
 
 
+UI_SORT = "orderByKey=metrics.%60objective%60&orderByAsc=false"
+
+
 def ui_link(experiment_id: str) -> str:
-    """The experiment's runs in the MLflow UI, in its model-training view.
+    """The experiment's runs in the MLflow UI, in its model-training view, best objective first.
 
     MLflow 3.17's UI picks GenAI or model training with a per-browser switch that starts on GenAI
     (the experiment's type tag does not override it); ``workflowType`` in the URL sets the switch.
@@ -104,7 +107,8 @@ def ui_link(experiment_id: str) -> str:
 
     uri = mlflow.get_tracking_uri()
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    # Sorted by the trials' objective, best first (a trial's plain metric names hold its kept epoch).
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&{UI_SORT}"
 
 
 def use_wal(database: Path) -> None:

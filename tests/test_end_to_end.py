@@ -22,8 +22,9 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, capsy
     assert version.current_stage == "Production" and version.tags["split_identity"] == summary["split_identity"]
     # The UI link opens the experiment's runs in the model-training view, not GenAI's overview.
     experiment_id = mlflow.get_experiment_by_name("msc").experiment_id
-    assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning "
-            f"(after `mlflow ui --backend-store-uri sqlite:///{project / 'mlflow.db'}`)") in capsys.readouterr().out
+    assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&"
+            f"orderByKey=metrics.%60objective%60&orderByAsc=false (after `mlflow ui --backend-store-uri "
+            f"sqlite:///{project / 'mlflow.db'}`)") in capsys.readouterr().out
 
     assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params)]) == 0
     lines = (project / "results" / "test_with_label.txt").read_text().splitlines()
