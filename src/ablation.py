@@ -111,7 +111,8 @@ def train_variant(variant: Variant, cache: FeatureCache, splits: Splits, seeds: 
 def probe_features(cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
     """(n, 2P): concatenated L2-normalised pooled text and image embeddings, clean views."""
     batch = cache.batch(rows)
-    return np.concatenate([normalize(batch.text_pooled.numpy()), normalize(batch.image_pooled.numpy())], axis=1)
+    return np.concatenate([normalize(batch.text_pooled.cpu().numpy()), normalize(batch.image_pooled.cpu().numpy())],
+                          axis=1)
 
 
 def linear_probe(cache: FeatureCache, splits: Splits) -> VariantResult:

@@ -78,11 +78,12 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str, key: str = "model.device") -> torch.device:
+    """``device`` (auto | cpu | cuda | cuda:N, read from params.yaml's ``key``) as a torch device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"params.yaml: model.device is '{device}' but no CUDA device is visible; use auto or cpu")
+        raise UserError(f"params.yaml: {key} is '{device}' but no CUDA device is visible; use auto or cpu")
     return torch.device(device)
 
 

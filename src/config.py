@@ -97,7 +97,10 @@ class TrainConfig:
     neutral_boost: float = 1.0  # extra factor on the neutral class weight
     modality_dropout: float = 0.1  # share of training samples that lose their text or their image
     use_augmented_views: bool = True  # sample one of the cache's K augmented views per image and epoch
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # training autocast; auto: bf16 for token heads on bf16 CPUs
+    # Training autocast. auto: on a GPU bf16 where supported, else fp16 with a gradient scaler; on a
+    # CPU bf16 for the token heads where it is native. Prediction always runs in fp32.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"  # where heads train and the cache lives: auto (cuda when present) | cpu | cuda | cuda:N
     # The one selection metric: early stopping, the kept epoch and the study's objective.
     select_metric: Literal["val_weighted_f1", "val_macro_f1", "val_accuracy", "val_macro_recall",
                            "val_macro_precision"] = "val_weighted_f1"
@@ -115,6 +118,8 @@ class TrainConfig:
         require(self.class_weight_power >= 0, "train.class_weight_power", self.class_weight_power, "must be 0 or more")
         require(self.neutral_boost > 0, "train.neutral_boost", self.neutral_boost, "must be above 0")
         require(0 <= self.modality_dropout < 1, "train.modality_dropout", self.modality_dropout, "must be in [0, 1)")
+        require(self.device in ("auto", "cpu", "cuda") or self.device.removeprefix("cuda:").isdigit(), "train.device",
+                self.device, "must be auto, cpu, cuda or cuda:N")
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,13 @@ def promote(client, model_uri: str, scores: dict, tags: dict[str, str]):
 
     version = mlflow.register_model(model_uri, MODEL_NAME, tags={**tags, **{
         f"holdout_{k}": f"{v:.6f}" for k, v in scalar_metrics(scores).items()}})
-    # Stages are deprecated in MLflow 3 but still what `models:/msc/Production` resolves.
-    client.transition_model_version_stage(MODEL_NAME, version.version, STAGE, archive_existing_versions=True)
+    # Stages are deprecated in MLflow 3 but still what `models:/msc/Production` resolves. The older
+    # Production versions are archived one by one: `archive_existing_versions=True` fails on an
+    # MLflow server with a PostgreSQL store (3.17 compares the integer version column with a string).
+    client.transition_model_version_stage(MODEL_NAME, version.version, STAGE)
+    for older in client.search_model_versions(f"name = '{MODEL_NAME}'"):
+        if older.current_stage == STAGE and older.version != version.version:
+            client.transition_model_version_stage(MODEL_NAME, older.version, "Archived")
     client.set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
     return version
 

@@ -78,7 +78,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         spec = json.loads(Path(context.artifacts["head_config"]).read_text())
-        backbone_ref = context.artifacts.get("backbone") or spec["backbone"]
+        backbone_ref = context.artifacts.get("backbone") or backbone_reference(spec)
         self.backbone = load_backbone(backbone_ref, spec["revision"], device="auto", precision="auto")
         self.head = build_head(spec["fusion"], spec["dim"], spec["hidden_dim"], spec["dropout"])
         self.head.load_state_dict(load_file(context.artifacts["head_weights"]))
@@ -106,14 +106,23 @@ class MscModel(mlflow.pyfunc.PythonModel):
         return out
 
 
+def backbone_reference(spec: dict) -> str:
+    """The backbone a logged head names: ``model.backbone`` as written (a hub id, or a folder that
+    resolves against the loading project, so nothing of one machine's paths leaks to another),
+    else the folder where it was on the machine that trained the head, when that exists here."""
+    folder_then = spec.get("backbone_folder")
+    if local_folder(spec["backbone"]) is None and folder_then and Path(folder_then).is_dir():
+        return folder_then
+    return spec["backbone"]
+
+
 def write_head(head: FusionHead, train: TrainConfig, dim: int, backbone: str, revision: str,
                max_text_tokens: int, folder: Path) -> dict[str, str]:
     """Save weights and config into ``folder``; returns the pyfunc artifacts mapping."""
     backbone_folder = local_folder(backbone)
-    backbone_ref = str(backbone_folder.resolve()) if backbone_folder else backbone
     spec = {"fusion": train.fusion, "dim": dim, "hidden_dim": train.hidden_dim, "dropout": train.dropout,
-            "backbone": backbone_ref, "revision": revision, "max_text_tokens": max_text_tokens,
-            "labels": list(LABELS), "train": asdict(train)}
+            "backbone": backbone, "backbone_folder": str(backbone_folder.resolve()) if backbone_folder else None,
+            "revision": revision, "max_text_tokens": max_text_tokens, "labels": list(LABELS), "train": asdict(train)}
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(folder / "head.safetensors"))
     (folder / "head.json").write_text(json.dumps(spec, indent=2))
     return {"head_weights": str(folder / "head.safetensors"), "head_config": str(folder / "head.json")}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,13 +24,16 @@ from rich.table import Table
 
 from src import LABELS
 from src.config import TrainConfig, load_config
-from src.errors import cli
+from src.errors import UserError, cli
 from src.features import FeatureCache, drop_modality, open_cache
 from src.heads import FusionHead, build_head
 from src.metrics import classification_metrics, scalar_metrics
 from src.split import load_splits
 
 EVAL_BATCH = 512
+# Trials in threads of one process (tune.n_jobs > 1) share torch's global generator; a head is
+# seeded and built under this lock, so its initial weights depend on its own seed alone.
+INIT_LOCK = threading.Lock()
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -58,13 +62,13 @@ def class_weights(labels: np.ndarray, power: float, neutral_boost: float) -> tor
 
 @torch.no_grad()
 def predict_proba(head: FusionHead, cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
-    """Class probabilities (n, 3) of ``rows`` on their clean views."""
-    head.eval()
+    """Class probabilities (n, 3) of ``rows`` on their clean views, in fp32 on the cache's device."""
+    head.eval().to(cache.device)
     out = [
         torch.softmax(head(cache.batch(rows[i : i + EVAL_BATCH], tokens=head.uses_tokens)), dim=-1)
         for i in range(0, len(rows), EVAL_BATCH)
     ]
-    return torch.cat(out).numpy() if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, len(LABELS)), dtype=np.float32)
 
 
 def evaluate(head: FusionHead, cache: FeatureCache, rows: np.ndarray, weights: torch.Tensor) -> dict:
@@ -76,17 +80,28 @@ def evaluate(head: FusionHead, cache: FeatureCache, rows: np.ndarray, weights: t
     return scores
 
 
-def training_autocast(precision: str, head: FusionHead) -> torch.autocast:
-    """The autocast context for training steps; evaluation and prediction always run in fp32.
+def training_autocast(precision: str, head: FusionHead, device: torch.device) -> tuple[torch.autocast,
+                                                                                      torch.amp.GradScaler]:
+    """The autocast context for training steps and its gradient scaler (a pass-through unless fp16);
+    evaluation and prediction always run in fp32. Weights stay fp32.
 
-    ``auto`` picks bf16 for the token heads (early, cross_attention) on a CPU with native bf16
-    (AVX512-BF16 or AMX): their attention layers are compute-bound, and bf16 cuts an epoch by
-    about a third there (BENCHMARKS.md). The pooled heads are too small to gain. Weights stay fp32.
+    ``auto`` on a GPU: bf16 where the GPU supports it, else fp16, whose small range needs the
+    scaler. On a CPU: bf16 for the token heads (early, cross_attention) where bf16 is native
+    (AVX512-BF16 or AMX): their attention layers are compute-bound, and bf16 cuts an epoch by about
+    a third there (BENCHMARKS.md). The pooled heads are too small to gain.
     """
+    cuda = device.type == "cuda"
     if precision == "auto":
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        precision = "bf16" if head.uses_tokens and native else "fp32"
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        if cuda:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            precision = "bf16" if head.uses_tokens and native else "fp32"
+    if precision == "fp16" and not cuda:
+        raise UserError("train.precision fp16 needs a GPU (train.device cuda); use bf16 or fp32 on the CPU")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
+    return autocast, torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
 def train_head(
@@ -102,14 +117,17 @@ def train_head(
     ``on_epoch(epoch, scalars)`` runs after each epoch; raising from it (an Optuna prune)
     stops training.
     """
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    head = build_head(config.fusion, cache.dim, config.hidden_dim, config.dropout)
+    device = cache.device
+    with INIT_LOCK:  # the trial's own seed decides its initial weights, whatever other threads draw
+        torch.manual_seed(config.seed)
+        head = build_head(config.fusion, cache.dim, config.hidden_dim, config.dropout).to(device)
+    rng = np.random.default_rng(config.seed)  # the trial's own generator: batch order, views, modality dropout
     weights = class_weights(cache.labels[train_rows], config.class_weight_power, config.neutral_boost)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
-    autocast = training_autocast(config.precision, head)
+    autocast, scaler = training_autocast(config.precision, head, device)
+    labels = torch.from_numpy(cache.labels).to(device)  # (N_lab,), sliced per batch on the device
     history: list[dict[str, float]] = []
     best_value, best_epoch, best_state, best_scores = -math.inf, 0, None, {}
     for epoch in range(1, config.epochs + 1):
@@ -129,15 +147,16 @@ def train_head(
             drop_modality(batch, dropped[lose_text], dropped[~lose_text])
             with autocast:
                 logits = head(batch).float()  # (B, 3)
-            loss = F.cross_entropy(logits, torch.from_numpy(cache.labels[rows]), weight=weights)
+            loss = F.cross_entropy(logits, labels[torch.from_numpy(rows).to(device)], weight=weights.to(device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
-            losses.append(loss.item() * len(rows))
-            predictions.append(logits.argmax(1).numpy())
-        train_scores = classification_metrics(cache.labels[order], np.concatenate(predictions))
-        train_scores["loss"] = sum(losses) / len(order)
+            losses.append((loss.detach(), len(rows)))  # read once per epoch: no device sync per step
+            predictions.append(logits.argmax(1))
+        train_scores = classification_metrics(cache.labels[order], torch.cat(predictions).cpu().numpy())
+        train_scores["loss"] = sum(loss.item() * n for loss, n in losses) / len(order)
         val_scores = evaluate(head, cache, val_rows, weights)
         scalars = {**scalar_metrics(train_scores, "train_"), **scalar_metrics(val_scores, "val_")}
         history.append(scalars)

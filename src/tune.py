@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 import socket
 import time
@@ -45,6 +46,7 @@ from src.config import Config, TuneConfig, flatten, load_config, with_overrides
 from src.errors import UserError, cli, step
 from src.features import FeatureCache, open_cache
 from src.io import atomic_write_text, file_lock
+from src.locks import shared_lock
 from src.metrics import scalar_metrics
 from src.paths import local_folder
 from src.split import Splits, load_splits
@@ -162,26 +164,24 @@ def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, 
     return values
 
 
-def parent_run_id(study: optuna.Study, experiment_id: str, identity: dict[str, Any]) -> str:
+def parent_run_id(study: optuna.Study, storage_url: str, experiment_id: str, identity: dict[str, Any]) -> str:
     """The study's MLflow parent run, created once and kept in the study's user attributes, so
     every thread and every process nests its trials under the same run. Tagged with the study's
     identity; ``study_identity.json`` holds the identity itself."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-    if run_id is None:
-        tags = {"study_name": study.study_name, "study_identity": identity_hash(identity),
-                "feature_fingerprint": identity["feature_fingerprint"], "split_identity": identity["split_identity"],
-                "git_commit": git_commit()}
-        run = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags)
-        study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
-        # Two processes may race here; the attribute read back is the one everybody uses.
-        run_id = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs[PARENT_RUN_ATTR]
-        if run_id != run.info.run_id:
-            client.delete_run(run.info.run_id)
-        else:
+    # Tuners that start together would each create a parent; under the lock, the first does and
+    # the others read its id.
+    with shared_lock(storage_url, f"parent run of study {study.study_name}"):
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)  # read from the storage, not a cached copy
+        if run_id is None:
+            tags = {"study_name": study.study_name, "study_identity": identity_hash(identity),
+                    "feature_fingerprint": identity["feature_fingerprint"],
+                    "split_identity": identity["split_identity"], "git_commit": git_commit()}
+            run_id = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
             client.log_dict(run_id, identity, "study_identity.json")
+            study.set_user_attr(PARENT_RUN_ATTR, run_id)
     return run_id
 
 
@@ -194,6 +194,17 @@ def cv_score(cache: FeatureCache, splits: Splits, config: Config) -> float:
         result = train_head(cache, pool[train_idx], pool[val_idx], config.train)
         scores.append(result.score(config.train.select_metric))
     return float(np.mean(scores))
+
+
+class QuietSurplus(logging.Filter):
+    """Drops Optuna's warnings about surplus trials: with several tuners, a trial that finds the
+    study already full is a normal end, not the failure with a traceback that Optuna reports."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        message = record.getMessage()
+        return not (isinstance(error, SurplusTrial) or "SurplusTrial" in message
+                    or (message.startswith("Trial ") and message.endswith(" failed with value None.")))
 
 
 class Objective:
@@ -418,7 +429,7 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     """The study, its summary and the registration; ``tune`` holds the storage's lock around it."""
     from mlflow import MlflowClient
 
-    from src.registry import Candidate, register_if_better
+    from src.registry import MODEL_NAME, Candidate, register_if_better
 
     with step("opening the feature cache and the split"):
         cache = open_cache(config)
@@ -428,7 +439,7 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     with step(f"opening study {study_name} in {config.tune.storage} and the MLflow store"):
         study = open_study(config.tune.storage, study_name, config.tune.seed, identity)
         experiment_id = setup_mlflow()
-        parent_id = parent_run_id(study, experiment_id, identity)
+        parent_id = parent_run_id(study, config.tune.storage, experiment_id, identity)
         log_skipped(parent_id, cache)
     objective = Objective(config, cache, splits, experiment_id, parent_id, config.tune.trials)
     console = console or Console()
@@ -446,7 +457,10 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     candidate = Candidate(best.user_attrs["model_uri"], best.user_attrs["mlflow_run_id"], tags={
         "study_name": study.study_name, "study_identity": identity_hash(identity), "trial_number": str(best.number),
         "fusion": str(best.params.get("train.fusion", config.train.fusion))})
-    with step("scoring the best trial on the holdout and registering it"):
+    # One registration at a time: two tuners finishing together would both find the same Production
+    # version (or none), and both register.
+    with step("scoring the best trial on the holdout and registering it"), \
+            shared_lock(config.tune.storage, f"register {MODEL_NAME}"):
         summary, probs = register_if_better(candidate, cache, splits, force, bundle_backbone)
     summary.update({"study_name": study.study_name, "study_identity": identity_hash(identity),
                     "feature_fingerprint": cache.fingerprint, "split_identity": splits.identity,
@@ -477,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                                               ("study_name", args.study_name), ("n_jobs", args.n_jobs)) if v is not None}
     config = with_overrides(config, overrides)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in logging.getLogger("optuna").handlers:
+        handler.addFilter(QuietSurplus())
     summary = tune(config, force=args.force)
     metric = summary["select_metric"]
     print(f"study {summary['study_name']}: best trial {summary['best_trial']} ({metric} {summary[f'best_{metric}']:.4f}). "

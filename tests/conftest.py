@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -71,3 +80,82 @@ def project(tmp_path, monkeypatch, config, cache, splits):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A command in ``cwd`` as a user types it there: this venv's tools, the folder's own ``src``,
+    no MLflow tracking URI unless ``env`` sets one."""
+    environment = {**os.environ, "PYTHONPATH": "", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(list(args), cwd=cwd, env={**environment, **(env or {})}, capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+GIT_USER = ("-c", "user.email=t@t", "-c", "user.name=t")
+
+
+def snapshot_repository(root: Path) -> Path:
+    """The working tree's tracked and unignored files, committed into a fresh git repository at ``root``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    sh("git", "init", "-q", "-b", "main", cwd=root)
+    sh("git", *GIT_USER, "add", "-A", cwd=root)
+    sh("git", *GIT_USER, "commit", "-qm", "snapshot", cwd=root)
+    return root
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+POSTGRES_URL = os.environ.get("MSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_available() -> bool:
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(POSTGRES_URL).connect():
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@contextlib.contextmanager
+def http_process(args: list[str], cwd: Path, env: dict, ready_url: str, timeout: float = 180):
+    """Start a server (its own process group), wait until ``ready_url`` answers, stop it afterwards."""
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a pipe nobody reads blocks a chatty server
+    process = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    raise AssertionError(f"{' '.join(args[:6])} did not start: {log.read()[-3000:]}") from None
+                time.sleep(1)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
+
+
+def serve_model(model_uri: str, cwd: Path, env: dict, port: int):
+    """``mlflow models serve`` of ``model_uri`` on loopback ``port``, as a context manager."""
+    return http_process([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+                         "--host", "127.0.0.1", "--port", str(port)], cwd, env, f"http://127.0.0.1:{port}/ping")

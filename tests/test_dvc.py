@@ -1,16 +1,13 @@
 """`dvc repro` end to end on the sample, in a temporary clone of the working tree."""
 
 import json
-import os
-import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import sh, snapshot_repository
 
 pytestmark = pytest.mark.integration
 
@@ -18,29 +15,9 @@ FAST = ["-S", "model.backbone=models/tiny-clip", "-S", "tune.trials=3", "-S", "t
         "-S", "features.augment_views=1", "-S", "features.num_workers=0", "-S", "ablation.seeds=1"]
 
 
-def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": "", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
-    """The working tree's tracked and unignored files, committed into a fresh git repository."""
-    root = tmp_path_factory.mktemp("clone") / "msc"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    sh("git", "init", "-q", cwd=root)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A", cwd=root)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone", cwd=root)
-    return root
+    return snapshot_repository(tmp_path_factory.mktemp("clone") / "msc")
 
 
 def mlflow_runs(root: Path) -> int:

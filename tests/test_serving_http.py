@@ -5,10 +5,6 @@ import base64
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -21,14 +17,9 @@ from src.benchmark import tree_memory
 from src.config import with_overrides
 from src.model_input import MAX_IMAGE_BASE64_CHARS, MAX_ROWS, MAX_TEXT_CHARS
 from src.tune import tune
+from tests.conftest import free_port, serve_model
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def b64(data: bytes) -> str:
@@ -60,24 +51,8 @@ def server(project, config):
     tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/msc/Production", "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None and time.time() < deadline, "the server did not start"
-                time.sleep(1)
+    with serve_model("models:/msc/Production", project, env, port) as process:
         yield process, port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def hostile_requests(image: str, sample_file: str) -> dict[str, bytes]:

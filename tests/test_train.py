@@ -84,3 +84,47 @@ def test_the_seed_reaches_every_head(cache, config, splits, fusion):
                                       replace(config.train, fusion=fusion, epochs=2, seed=seed)).head, cache, splits.val)
              for seed in (0, 1)]
     assert not np.allclose(probs[0], probs[1], atol=1e-4)
+
+
+def test_a_cache_resident_on_the_device_trains_exactly_as_the_memory_map(cache, config, splits):
+    """The device path (the whole cache copied once, batches sliced there), run on the CPU."""
+    from src.features import FeatureCache
+    from src.train import predict_proba
+
+    train = replace(config.train, fusion="cross_attention", epochs=2, device="cpu")
+    mapped = train_head(cache, splits.train, splits.val, train)
+    resident_cache = FeatureCache(cache.folder).to(torch.device("cpu"))
+    resident = train_head(resident_cache, splits.train, splits.val, train)
+    assert resident.history == mapped.history
+    assert np.array_equal(predict_proba(resident.head, resident_cache, splits.val),
+                          predict_proba(mapped.head, cache, splits.val))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_train_device_cuda_without_cuda_is_a_sentence(cache, config):
+    from src.config import with_overrides
+    from src.errors import UserError
+    from src.features import open_cache
+
+    with pytest.raises(UserError, match="train.device is .cuda. but no CUDA device is visible"):
+        open_cache(with_overrides(config, {"train.device": "cuda"}))
+
+
+def test_fp16_training_on_the_cpu_is_a_sentence(cache, config, splits):
+    from src.errors import UserError
+
+    with pytest.raises(UserError, match="fp16 needs a GPU"):
+        train_head(cache, splits.train, splits.val, replace(config.train, precision="fp16", epochs=1))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_token_head_trains_on_cuda(config, splits):
+    from src.config import with_overrides
+    from src.features import open_cache
+
+    cache = open_cache(with_overrides(config, {"train.device": "cuda"}))
+    assert cache.device.type == "cuda"
+    result = train_head(cache, splits.train, splits.val, replace(config.train, fusion="cross_attention", epochs=2))
+    assert next(result.head.parameters()).is_cuda
+    assert all(np.isfinite(h["train_loss"]) for h in result.history)

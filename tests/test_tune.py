@@ -21,7 +21,7 @@ from src.errors import UserError
 from src.featurize import featurize
 from src.split import write_splits
 from src.tune import FINISHED, tune
-from tests.conftest import REPO
+from tests.conftest import POSTGRES_URL, REPO, free_port, postgres_available
 
 pytestmark = pytest.mark.integration
 TRIALS = 4
@@ -192,27 +192,6 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, confi
     assert len(failed) == 1, "the killed trial is failed through its heartbeat"
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retried) == 1 and retried[0].params == failed[0].params
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-POSTGRES_URL = os.environ.get("MSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def postgres_available() -> bool:
-    import sqlalchemy
-
-    try:
-        with sqlalchemy.create_engine(POSTGRES_URL).connect():
-            return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.mark.postgres
@@ -416,3 +395,18 @@ def test_without_a_terminal_every_finished_trial_prints_one_line(project, config
     assert len(lines) == 3, lines
     assert all(("complete" in line or "pruned" in line) and "lr=" in line and "fusion=" in line for line in lines)
     assert lines[-1].endswith("3 finished in study " + lines[-1].rsplit(" ", 1)[-1])
+
+
+def test_parallel_trials_in_one_process_keep_their_own_runs(project, config):
+    summary = tune(small(config, **{"tune.trials": 4, "tune.n_jobs": 2}))
+    study = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("msc")
+    children = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]
+    assert sorted(int(r.data.tags["trial_number"]) for r in children) == [0, 1, 2, 3]
+    assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
+    for run in children:
+        trial = study.trials[int(run.data.tags["trial_number"])]
+        # Each thread logged to its own run: the trial's own parameters, its own run id.
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id and run.info.run_name == f"trial-{trial.number}"
+        assert {k: run.data.params[k] for k in trial.params} == {k: str(v) for k, v in trial.params.items()}
