@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from src.calibration import expected_calibration_error, fit_temperature, with_temperature
 from src.errors import UserError
 from src.features import FeatureCache
-from src.metrics import classification_metrics, scalar_metrics
+from src.metrics import bootstrap_intervals, classification_metrics, scalar_metrics
 from src.split import Splits
 from src.train import predict_proba
 
@@ -54,10 +55,21 @@ def load_msc_model(model_uri: str):
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
 
 
-def holdout_predictions(model_uri: str, cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
-    """(n, 3) probabilities of the logged model's head on cached holdout features."""
+def model_probabilities(model_uri: str, cache: FeatureCache, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """(n, 3) probabilities of the logged model on cached features of ``rows``, with its own
+    temperature, and that temperature (1 for a trial's model, which is not calibrated)."""
     model = load_msc_model(model_uri)
-    return predict_proba(model.head, cache, rows)
+    return with_temperature(predict_proba(model.head, cache, rows), model.temperature), model.temperature
+
+
+def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float) -> dict:
+    """Scores of calibrated ``probs`` (n, 3): point estimates, 95 % bootstrap intervals, and the
+    expected calibration error with and without the temperature."""
+    predictions = probs.argmax(1)
+    return {**scalar_metrics(classification_metrics(labels, predictions)), **bootstrap_intervals(labels, predictions),
+            "ece": expected_calibration_error(probs, labels),
+            "ece_uncalibrated": expected_calibration_error(with_temperature(probs, 1 / temperature), labels),
+            "temperature": temperature}
 
 
 def production_version(client):
@@ -88,11 +100,12 @@ def promote(client, model_uri: str, scores: dict, tags: dict[str, str]):
     return version
 
 
-def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[dict, np.ndarray]:
-    """The Production version's holdout scores and (n, 3) probabilities; a sentence when it cannot load."""
+def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[dict, np.ndarray, float]:
+    """The Production version's holdout scores, (n, 3) calibrated probabilities and temperature; a
+    sentence when it cannot load."""
     uri = f"models:/{MODEL_NAME}/{current.version}"
     try:
-        probs = holdout_predictions(uri, cache, rows)
+        probs, temperature = model_probabilities(uri, cache, rows)
     except Exception as error:  # noqa: BLE001 - whatever broke, the gate must not silently replace it
         reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
         raise UserError(
@@ -100,7 +113,7 @@ def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[d
             f"candidate with it: {reason}. Repair or archive that version, or run tune again with --force to "
             "register the candidate without a comparison"
         ) from None
-    return classification_metrics(cache.labels[rows], probs.argmax(1)), probs
+    return classification_metrics(cache.labels[rows], probs.argmax(1)), probs, temperature
 
 
 def gate(current, candidate: Candidate, cache: FeatureCache, splits: Splits, force: bool) -> Decision | None:
@@ -137,30 +150,32 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
 
     client = MlflowClient()
     rows = splits.holdout
-    candidate_probs = holdout_predictions(candidate.model_uri, cache, rows)
-    candidate_scores = classification_metrics(cache.labels[rows], candidate_probs.argmax(1))
+    labels = cache.labels[rows]
+    # The candidate's temperature, fitted on the validation split only; the holdout only reports it.
+    validation_probs, _ = model_probabilities(candidate.model_uri, cache, splits.val)
+    temperature = fit_temperature(validation_probs, cache.labels[splits.val])
+    candidate_probs = with_temperature(model_probabilities(candidate.model_uri, cache, rows)[0], temperature)
+    candidate_scores = classification_metrics(labels, candidate_probs.argmax(1))
     current = production_version(client)
     decision = gate(current, candidate, cache, splits, force)
-    scores, probs = candidate_scores, candidate_probs
+    probs, probs_temperature = candidate_probs, temperature
     if decision is None:
-        current_scores, current_probs = production_scores(current, cache, rows)
+        current_scores, current_probs, current_temperature = production_scores(current, cache, rows)
         better = candidate_scores["weighted_f1"] > current_scores["weighted_f1"]
         decision = Decision(better, (
             f"holdout weighted F1 {candidate_scores['weighted_f1']:.4f} against Production version "
             f"{current.version}'s {current_scores['weighted_f1']:.4f} on the same {len(rows)} rows: "
             + ("the candidate is registered" if better else "Production is kept")), int(current.version))
         if not better:
-            scores, probs = current_scores, current_probs
+            probs, probs_temperature = current_probs, current_temperature
     registered = current
     if decision.promote:
-        model_uri = candidate.model_uri
-        if bundle_backbone:
-            from src.serving import bundled_copy
+        from src.serving import registered_copy
 
-            with mlflow.start_run(run_id=candidate.run_id):
-                model_uri = bundled_copy(candidate.model_uri, bundle_backbone).model_uri
+        with mlflow.start_run(run_id=candidate.run_id):
+            model_uri = registered_copy(candidate.model_uri, temperature, bundle_backbone).model_uri
         tags = {**candidate.tags, "mlflow_run_id": candidate.run_id, "feature_fingerprint": cache.fingerprint,
-                "split_identity": splits.identity}
+                "split_identity": splits.identity, "temperature": f"{temperature:.6f}"}
         registered = promote(client, model_uri, candidate_scores, tags)
     summary = {
         "model": MODEL_NAME,
@@ -169,7 +184,7 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
         "gate": decision.reason,
         "compared_with_version": decision.compared_with,
         "holdout_samples": int(len(rows)),
-        "holdout": scalar_metrics(scores),
+        "holdout": holdout_summary(labels, probs, probs_temperature),
         "candidate_holdout_weighted_f1": candidate_scores["weighted_f1"],
     }
     return summary, probs

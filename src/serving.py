@@ -2,7 +2,8 @@
 
 Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (the image bytes base64-encoded; a
 file path only for a trusted caller, see src/model_input.py). Output: one row per input with
-``label`` and ``p_positive``, ``p_neutral``, ``p_negative``.
+``label`` and ``p_positive``, ``p_neutral``, ``p_negative``, calibrated with the temperature that
+the registry fitted on the validation split (src/calibration.py).
 
 The logged model holds the head weights (safetensors, never pickle), ``head.json`` (fusion
 config and backbone reference) and the project's code; the backbone is referenced by hub id and
@@ -83,6 +84,8 @@ class MscModel(mlflow.pyfunc.PythonModel):
         self.head = build_head(spec["fusion"], spec["dim"], spec["hidden_dim"], spec["dropout"])
         self.head.load_state_dict(load_file(context.artifacts["head_weights"]))
         self.head.eval()
+        # Fitted on the validation split when the version was registered; 1 (none) for a trial's model.
+        self.temperature = float(spec.get("temperature", 1.0))
         self.max_text_tokens = spec["max_text_tokens"]
         # Set by the caller at load time, never by a request: src.predict and in-process code pass
         # model_config={"trusted_input": True}; `mlflow models serve` keeps the logged False.
@@ -99,7 +102,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
             texts, images = read(chunk, self.backbone.preprocess_image)
             batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens)
             with torch.inference_mode():
-                probabilities.append(torch.softmax(self.head(batch), dim=-1).numpy())
+                probabilities.append(torch.softmax(self.head(batch) / self.temperature, dim=-1).numpy())
         probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(LABELS)))
         out = pd.DataFrame(probs, columns=PROBABILITY_COLUMNS, index=model_input.index)
         out.insert(0, "label", [LABELS[i] for i in probs.argmax(1)])
@@ -166,19 +169,25 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
 def log_trial_model(head: FusionHead, train: TrainConfig, dim: int, backbone: str, revision: str,
                     max_text_tokens: int):
     """A trial's model: the head, with the backbone referenced by hub id or folder, never copied
-    (30 trials would hold 30 copies). Only the registered version may bundle it (bundled_copy)."""
+    (30 trials would hold 30 copies). Only the registered version may bundle it (registered_copy)."""
     with tempfile.TemporaryDirectory() as tmp:
         return log_pyfunc(write_head(head, train, dim, backbone, revision, max_text_tokens, Path(tmp)))
 
 
-def bundled_copy(model_uri: str, backbone: str):
-    """Log ``model_uri``'s head again with the local backbone folder copied in, as ``bundled_model``
-    in the active run, so the registered version loads where the folder does not exist."""
-    folder = local_folder(backbone)
-    if folder is None:
-        raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got '{backbone}'")
+def registered_copy(model_uri: str, temperature: float, backbone: str | None = None):
+    """Log ``model_uri``'s head again as ``registered_model`` in the active run, with its fitted
+    ``temperature`` in head.json and, when ``backbone`` names a local folder, that folder copied
+    in, so the registered version loads where the folder does not exist."""
+    artifacts = {}
+    if backbone is not None:
+        folder = local_folder(backbone)
+        if folder is None:
+            raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got '{backbone}'")
+        artifacts["backbone"] = str(folder.resolve())
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))  # small: no backbone
-        artifacts = {"head_weights": str(model / "artifacts" / "head.safetensors"),
-                     "head_config": str(model / "artifacts" / "head.json"), "backbone": str(folder.resolve())}
-        return log_pyfunc(artifacts, name="bundled_model")
+        spec = json.loads((model / "artifacts" / "head.json").read_text())
+        (model / "artifacts" / "head.json").write_text(json.dumps({**spec, "temperature": temperature}, indent=2))
+        artifacts.update({"head_weights": str(model / "artifacts" / "head.safetensors"),
+                          "head_config": str(model / "artifacts" / "head.json")})
+        return log_pyfunc(artifacts, name="registered_model")

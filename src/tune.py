@@ -475,6 +475,17 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     return summary
 
 
+def holdout_line(holdout: dict) -> str:
+    """The holdout scores with their 95 % bootstrap intervals and the calibration error."""
+    def scored(name: str, key: str) -> str:
+        low, high = holdout[f"{key}_ci95"]
+        return f"{name} {holdout[key]:.4f} [{low:.4f}, {high:.4f}]"
+
+    return (f"{scored('weighted F1', 'weighted_f1')}, {scored('accuracy', 'accuracy')} (95 % bootstrap intervals), "
+            f"ECE {holdout['ece']:.4f} at temperature {holdout['temperature']:.3f} ({holdout['ece_uncalibrated']:.4f} "
+            "without)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Tune fusion heads with Optuna; log to MLflow; register the best.")
     parser.add_argument("--params", default="params.yaml")
@@ -497,8 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     metric = summary["select_metric"]
     print(f"study {summary['study_name']}: best trial {summary['best_trial']} ({metric} {summary[f'best_{metric}']:.4f}). "
           f"{summary['gate'][0].upper()}{summary['gate'][1:]}. Production is msc version {summary['version']}: "
-          f"holdout weighted F1 {summary['holdout']['weighted_f1']:.4f}, accuracy {summary['holdout']['accuracy']:.4f} "
-          f"on {summary['holdout_samples']} samples; wrote {RESULTS / 'metrics.json'}")
+          f"{holdout_line(summary['holdout'])} on {summary['holdout_samples']} holdout samples; wrote "
+          f"{RESULTS / 'metrics.json'}")
     uri = tracking_uri()
     print(f"compare the trials in the MLflow UI: {ui_link(setup_mlflow())}"
           + ("" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"))

@@ -5,13 +5,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
 import yaml
 
 from src import predict, tune
+from src.calibration import fit_temperature, with_temperature
 from src.config import with_overrides
+from src.registry import model_probabilities
 
 
-def test_study_registers_a_model_that_labels_the_test_set(project, config, capsys):
+def test_study_registers_a_model_that_labels_the_test_set(project, config, cache, splits, capsys):
     small = with_overrides(config, {"tune.trials": 2, "train.epochs": 2})
     params = project / "params.yaml"
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(small)))))
@@ -25,6 +31,30 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, capsy
     assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&"
             f"orderByKey=metrics.%60objective%60&orderByAsc=false (after `mlflow ui --backend-store-uri "
             f"sqlite:///{project / 'mlflow.db'}`)") in capsys.readouterr().out
+
+    # Every reported score carries its interval, and the probabilities their calibration error.
+    holdout = summary["holdout"]
+    for metric in ("accuracy", "weighted_f1"):
+        low, high = holdout[f"{metric}_ci95"]
+        assert low <= holdout[metric] <= high and high - low > 0
+    assert 0 <= holdout["ece"] <= 1 and 0 <= holdout["ece_uncalibrated"] <= 1
+
+    # The temperature is fitted on validation only, and the registered model applies it.
+    trial_uri = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}") \
+        .best_trial.user_attrs["model_uri"]
+    fitted = {name: fit_temperature(model_probabilities(trial_uri, cache, rows)[0], cache.labels[rows])
+              for name, rows in (("validation", splits.val), ("holdout", splits.holdout))}
+    temperature = float(version.tags["temperature"])
+    assert temperature == pytest.approx(fitted["validation"], rel=1e-4) == pytest.approx(holdout["temperature"])
+    assert abs(temperature - fitted["holdout"]) > 1e-3
+    frame = pd.DataFrame({"text": ["so happy today", "awful"],
+                          "image": [str(p) for p in sorted((Path(config.data.root) / "data").glob("*.jpg"))[:2]]})
+    trusted = {"trusted_input": True}
+    registered = mlflow.pyfunc.load_model("models:/msc/Production", model_config=trusted).predict(frame)
+    trial = mlflow.pyfunc.load_model(trial_uri, model_config=trusted).predict(frame)
+    columns = ["p_positive", "p_neutral", "p_negative"]
+    assert np.allclose(registered[columns].to_numpy(), with_temperature(trial[columns].to_numpy(), temperature),
+                       atol=1e-5)
 
     assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params)]) == 0
     lines = (project / "results" / "test_with_label.txt").read_text().splitlines()

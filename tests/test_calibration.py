@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from src.calibration import expected_calibration_error, fit_temperature, reliability, with_temperature
+from src.metrics import bootstrap_intervals, classification_metrics, weighted_f1_of
+
+
+def softmax(logits):
+    exp = np.exp(logits - logits.max(1, keepdims=True))
+    return exp / exp.sum(1, keepdims=True)
+
+
+def test_temperature_keeps_the_label_and_undoes_itself():
+    probs = softmax(np.random.default_rng(0).normal(size=(50, 3)) * 3)
+    hot = with_temperature(probs, 0.5)
+    assert (hot.argmax(1) == probs.argmax(1)).all() and (hot.max(1) >= probs.max(1) - 1e-9).all()
+    assert np.allclose(with_temperature(hot, 2.0), probs, atol=1e-9)
+
+
+def test_the_fitted_temperature_recovers_an_overconfident_model():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4000, 3)) * 4
+    labels = np.array([rng.choice(3, p=p) for p in softmax(logits / 2.5)])  # outcomes follow logits / 2.5
+    temperature = fit_temperature(softmax(logits), labels)
+    assert temperature == pytest.approx(2.5, rel=0.1)
+    raw, fitted = softmax(logits), with_temperature(softmax(logits), temperature)
+    assert expected_calibration_error(fitted, labels) < expected_calibration_error(raw, labels) / 2
+
+
+def test_ece_of_ten_bins_on_the_top_probability():
+    probs = np.array([[0.9, 0.05, 0.05]] * 10 + [[0.5, 0.3, 0.2]] * 10)
+    labels = np.array([0] * 9 + [1] + [0] * 5 + [2] * 5)  # 90 % right at 0.9, 50 % right at 0.5
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.0)
+    labels[:10] = [1] * 9 + [0]  # now 10 % right at 0.9: off by 0.8 for half the samples
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.4)
+    bins = reliability(probs, labels)
+    assert len(bins) == 10 and sum(b["samples"] for b in bins) == 20
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_are_seeded():
+    rng = np.random.default_rng(2)
+    y_true = rng.integers(0, 3, 600)
+    y_pred = np.where(rng.random(600) < 0.7, y_true, rng.integers(0, 3, 600))
+    scores = classification_metrics(y_true, y_pred)
+    intervals = bootstrap_intervals(y_true, y_pred)
+    for metric in ("accuracy", "weighted_f1"):
+        low, high = intervals[f"{metric}_ci95"]
+        assert low < scores[metric] < high and high - low < 0.15
+    assert bootstrap_intervals(y_true, y_pred) == intervals
+
+
+def test_weighted_f1_from_a_confusion_matrix_is_sklearns():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y_true, y_pred = rng.integers(0, 3, 50), rng.integers(0, 3, 50)
+        confusion = np.array(classification_metrics(y_true, y_pred)["confusion"])
+        assert weighted_f1_of(confusion) == pytest.approx(f1_score(y_true, y_pred, average="weighted", zero_division=0))
