@@ -31,12 +31,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from src import LABELS
+from src.calibration import expected_calibration_error, fit_temperature, reliability, with_temperature
 from src.config import FUSIONS, Config, DataConfig, TrainConfig, flatten, load_config, with_overrides
 from src.data import decode_text, load_dataset
 from src.errors import UserError, cli, step
 from src.features import FeatureCache, open_cache
 from src.io import atomic_write_text
-from src.metrics import classification_metrics
+from src.metrics import classification_metrics, paired_bootstrap
 from src.split import Splits, load_splits
 from src.tracking import git_commit
 from src.train import predict_proba, train_head
@@ -45,7 +46,7 @@ PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)
 METRICS = ("accuracy", "weighted_f1", "macro_f1", *(f"f1_{label}" for label in LABELS))
 # Each metric column is the mean over seeds; <metric>_std its sample standard deviation.
 COLUMNS = ("variant", "kind", "fusion", "seeds", *(c for m in METRICS for c in (m, f"{m}_std")),
-           "trainable_params")
+           "weighted_f1_ci_low", "weighted_f1_ci_high", "trainable_params")
 BAD_CASE_COLUMNS = ("guid", "kind", "true_label", "predicted_label", *(f"p_{label}" for label in LABELS),
                     "text_only_prediction", "image_only_prediction", "image_path", "text")
 ERROR_KINDS = ("modality_conflict", "ambiguous_neutral", "low_confidence", "confident_error")
@@ -65,6 +66,8 @@ class VariantResult:
     variant: Variant
     scores: list[dict] = field(default_factory=list)  # holdout classification_metrics, one per seed
     probs: list[np.ndarray] = field(default_factory=list)  # (n_holdout, 3) per seed; trained heads only
+    val_probs: list[np.ndarray] = field(default_factory=list)  # (n_val, 3) per seed; trained heads only
+    predictions: list[np.ndarray] = field(default_factory=list)  # (n_holdout,) class ids per seed; every row
     histories: list[list[dict]] = field(default_factory=list)  # per-epoch scalars, one list per seed
     trainable_params: int | None = None
     started_ms: int = 0  # wall-clock span of the row's training and scoring, for its MLflow run
@@ -103,6 +106,8 @@ def train_variant(variant: Variant, cache: FeatureCache, splits: Splits, seeds: 
         probs = predict_proba(trained.head, cache, splits.holdout)
         result.scores.append(classification_metrics(labels, probs.argmax(1)))
         result.probs.append(probs)
+        result.predictions.append(probs.argmax(1))
+        result.val_probs.append(predict_proba(trained.head, cache, splits.val))
         result.histories.append(trained.history)
     result.trainable_params = sum(p.numel() for p in trained.head.parameters() if p.requires_grad)
     return result
@@ -123,8 +128,9 @@ def linear_probe(cache: FeatureCache, splits: Splits) -> VariantResult:
         (LogisticRegression(C=c, max_iter=5000).fit(x_train, y_train) for c in PROBE_C),
         key=lambda model: classification_metrics(y_val, model.predict(x_val))["weighted_f1"],
     )
-    scores = classification_metrics(cache.labels[splits.holdout], best.predict(x_holdout))
-    return VariantResult(Variant("logistic_probe", "baseline"), scores=[scores])
+    predictions = best.predict(x_holdout)
+    scores = classification_metrics(cache.labels[splits.holdout], predictions)
+    return VariantResult(Variant("logistic_probe", "baseline"), scores=[scores], predictions=[predictions])
 
 
 def bayes_results(data_root: Path, cache: FeatureCache, rows: np.ndarray) -> list[VariantResult]:
@@ -144,7 +150,7 @@ def bayes_results(data_root: Path, cache: FeatureCache, rows: np.ndarray) -> lis
             for g in guids
         ]
         scores = classification_metrics(cache.labels[rows], np.array(predictions))
-        out.append(VariantResult(Variant(name, "baseline"), scores=[scores]))
+        out.append(VariantResult(Variant(name, "baseline"), scores=[scores], predictions=[np.array(predictions)]))
     return out
 
 
@@ -154,8 +160,9 @@ def timed(result: VariantResult, started: float) -> VariantResult:
     return result
 
 
-def summary_row(result: VariantResult) -> dict:
-    """One CSV row: mean and sample standard deviation (ddof 1) of every metric over the seeds."""
+def summary_row(result: VariantResult, holdout_labels: np.ndarray) -> dict:
+    """One CSV row: mean and sample standard deviation (ddof 1) of every metric over the seeds, and
+    the 95 % bootstrap interval of the seed-mean weighted F1 over the holdout rows."""
     variant = result.variant
     row = {"variant": variant.name, "kind": variant.kind, "fusion": variant.train.fusion if variant.train else "",
            "seeds": len(result.scores), "trainable_params": result.trainable_params}
@@ -163,7 +170,18 @@ def summary_row(result: VariantResult) -> dict:
         values = np.array([s[metric] for s in result.scores])
         row[metric] = float(values.mean())
         row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+    row["weighted_f1_ci_low"], row["weighted_f1_ci_high"] = paired_bootstrap(holdout_labels, result.predictions)
     return row
+
+
+def calibration_of(result: VariantResult, val_labels: np.ndarray, holdout_labels: np.ndarray) -> dict:
+    """The first seed's temperature, fitted on validation, and its holdout reliability before and after."""
+    temperature = fit_temperature(result.val_probs[0], val_labels)
+    raw, calibrated = result.probs[0], with_temperature(result.probs[0], temperature)
+    return {"temperature": temperature,
+            "ece_uncalibrated": expected_calibration_error(raw, holdout_labels),
+            "ece": expected_calibration_error(calibrated, holdout_labels),
+            "before": reliability(raw, holdout_labels), "after": reliability(calibrated, holdout_labels)}
 
 
 def error_kind(true: int, predicted: int, confidence: float, text_only: int, image_only: int,
@@ -267,7 +285,8 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
     results.append(timed(linear_probe(cache, splits), started))
     started = time.time()
     results.extend(timed(result, started) for result in bayes_results(Path(config.data.root), cache, splits.holdout))
-    rows = [summary_row(result) for result in results]
+    holdout_labels = cache.labels[splits.holdout]
+    rows = [summary_row(result, holdout_labels) for result in results]
 
     by_name = {result.variant.name: result for result in results}
     analysed = by_name[train.fusion]  # the tuned configuration, first seed
@@ -295,7 +314,11 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
             "git_commit": tags["git_commit"],
         },
         "rows": rows,
-        "analysed": {"variant": analysed.variant.name, "scores": analysed.scores, "histories": analysed.histories},
+        "analysed": {"variant": analysed.variant.name, "scores": analysed.scores, "histories": analysed.histories,
+                     "calibration": calibration_of(analysed, cache.labels[splits.val], holdout_labels)},
+        # Class ids per seed on the holdout rows, for the report's paired comparisons.
+        "holdout_labels": holdout_labels.tolist(),
+        "predictions": {result.variant.name: [p.tolist() for p in result.predictions] for result in results},
         "mlflow_run_id": run_id,
     }
     atomic_write_text(files["details"], json.dumps(details, indent=1) + "\n")

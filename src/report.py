@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from src.backbone import describe_backbone
 from src.config import TrainConfig
 from src.errors import UserError, cli
 from src.io import atomic_write_bytes, atomic_write_text
+from src.metrics import paired_bootstrap
 from src.tracking import confusion_figure, plt, setup_mlflow
 
 EXAMPLES_PER_KIND = 5
@@ -60,6 +63,7 @@ class AnalysedHead:
     name: str
     scores: list[dict]  # holdout classification_metrics per seed, confusion included
     histories: list[list[dict]]  # per-epoch scalars per seed
+    calibration: dict  # first seed: temperature fitted on validation, holdout ECE and reliability bins before/after
 
 
 def mean_std(row: dict, metric: str) -> str:
@@ -77,17 +81,39 @@ def markdown_table(header: list[str], body: list[list[str]], align: str = "") ->
 
 def scores_table(rows: list[dict]) -> str:
     body = [[f"`{r['variant']}`", str(r["seeds"]), mean_std(r, "accuracy"), mean_std(r, "weighted_f1"),
-             mean_std(r, "macro_f1"),
+             f"[{r['weighted_f1_ci_low']:.3f}, {r['weighted_f1_ci_high']:.3f}]", mean_std(r, "macro_f1"),
              "" if r["trainable_params"] is None else f"{r['trainable_params']:,}"] for r in rows]
-    return markdown_table(["variant", "seeds", "accuracy", "weighted F1", "macro F1", "trainable params"], body)
+    return markdown_table(["variant", "seeds", "accuracy", "weighted F1", "weighted F1 95 % CI", "macro F1",
+                           "trainable params"], body)
 
 
-def separated(a: dict, b: dict, metric: str = "weighted_f1") -> bool:
-    """``a`` is ahead of ``b`` by at least the larger of their seed spreads (0 for a single run)."""
-    return a[metric] - b[metric] >= max(a[f"{metric}_std"] or 0.0, b[f"{metric}_std"] or 0.0) and a[metric] > b[metric]
+Difference = Callable[[str, str], list[float]]  # (a, b) -> 95 % interval of weighted F1 a − b
 
 
-def summary_sentence(rows: list[dict], tuned: str) -> str:
+def paired_differences(labels: np.ndarray, predictions: dict[str, list[np.ndarray]]) -> Difference:
+    """Paired bootstrap intervals between variants, on the same resampled holdout rows."""
+    @functools.lru_cache(maxsize=None)
+    def difference(a: str, b: str) -> list[float]:
+        return paired_bootstrap(labels, predictions[a], predictions[b])
+
+    return difference
+
+
+def separated(a: dict, b: dict, interval: list[float], metric: str = "weighted_f1") -> bool:
+    """``a`` is ahead of ``b``: by at least the larger of their seed spreads (0 for a single run),
+    and the 95 % paired bootstrap interval of a − b lies above 0."""
+    gap = a[metric] - b[metric]
+    return gap > 0 and gap >= max(a[f"{metric}_std"] or 0.0, b[f"{metric}_std"] or 0.0) and interval[0] > 0
+
+
+def points(a: dict, b: dict, interval: list[float]) -> str:
+    """``a − b: +4.1 points [+1.9, +6.3]`` in weighted F1 points."""
+    gap = (a["weighted_f1"] - b["weighted_f1"]) * 100
+    return (f"`{a['variant']}` − `{b['variant']}`: {gap:+.1f} points "
+            f"[{interval[0] * 100:+.1f}, {interval[1] * 100:+.1f}]")
+
+
+def summary_sentence(rows: list[dict], tuned: str, difference: Difference) -> str:
     """One sentence that reads the table: the tuned head against the probe and the unimodal heads."""
     by_name = {r["variant"]: r for r in rows}
     head = by_name[tuned]
@@ -96,48 +122,37 @@ def summary_sentence(rows: list[dict], tuned: str) -> str:
         if name not in by_name or name == tuned:
             continue
         other = by_name[name]
-        if separated(head, other):
+        if separated(head, other, difference(tuned, name)):
             verdict = "better than"
-        elif separated(other, head):
+        elif separated(other, head, difference(name, tuned)):
             verdict = "worse than"
         else:
             verdict = "not separated from"
         parts.append(f"{verdict} the {name.replace('_', ' ')} head ({other['weighted_f1']:.3f})"
                      if name != "logistic_probe" else f"{verdict} the logistic probe ({other['weighted_f1']:.3f})")
     return (f"**In one sentence:** the tuned `{tuned}` head ({head['weighted_f1']:.3f} weighted F1) is "
-            + "; ".join(parts) + ", by the seed-spread rule below.")
+            + "; ".join(parts) + ", by the rule below.")
 
 
-def separation(rows: list[dict], metric: str = "weighted_f1") -> str:
-    """Name the best row, and rank others against it only where the gap exceeds the seed spread.
-
-    Rule: two rows are separated when their means differ by at least the larger of their two
-    standard deviations; otherwise the report says they are not ranked.
-    """
+def separation(rows: list[dict], difference: Difference, metric: str = "weighted_f1") -> str:
+    """Name the best row, and rank another below it only where it is separated (``separated``):
+    a gap of at least the seed spread, and a paired bootstrap interval that excludes 0."""
     ordered = sorted(rows, key=lambda r: -r[metric])
     best, others = ordered[0], ordered[1:]
     if not others:
         return ""
-    if best[f"{metric}_std"] is None:
-        return "One seed only: the spread between seeds is not measured, so these rows are not ranked."
-
-    def gap(row: dict) -> float:
-        return best[metric] - row[metric]
-
-    def spread(row: dict) -> float:
-        return max(best[f"{metric}_std"], row[f"{metric}_std"] or 0.0)
-
-    tied = [r for r in others if gap(r) < spread(r)]
-    behind = [r for r in others if gap(r) >= spread(r)]
-    names = lambda group: ", ".join(f"`{r['variant']}` (Δ {gap(r):.3f})" for r in group)  # noqa: E731
+    behind = [r for r in others if separated(best, r, difference(best["variant"], r["variant"]))]
+    tied = [r for r in others if r not in behind]
+    listed = lambda group: "; ".join(points(best, r, difference(best["variant"], r["variant"])) for r in group)  # noqa: E731
+    single = " One seed only: the spread between seeds is not measured." if best[f"{metric}_std"] is None else ""
     if not behind:
-        return (f"No row is separated from `{best['variant']}` by more than the seed spread ({names(tied)}): "
-                "the differences are smaller than the spread, so these rows are not ranked.")
+        return (f"No row is separated from `{best['variant']}` ({listed(tied)}): each difference is within the seed "
+                f"spread or its 95 % paired bootstrap interval includes 0, so these rows are not ranked.{single}")
     text = f"`{best['variant']}` has the highest mean weighted F1 ({mean_std(best, metric)})."
     if tied:
-        text += (f" {names(tied)} differ from it by less than the seed spread, so they are not ranked against "
-                 "it.")
-    return text + f" Below it by more than the spread: {names(behind)}."
+        text += (f" Not separated from it (within the seed spread, or a 95 % interval that includes 0), so not "
+                 f"ranked against it: {listed(tied)}.")
+    return text + f" Below it: {listed(behind)}.{single}"
 
 
 def save_figure(figure, path: Path) -> None:
@@ -191,6 +206,25 @@ def curves_figure(histories: list[list[dict]], title: str):
     return figure
 
 
+def reliability_figure(calibration: dict, name: str):
+    """Accuracy against mean confidence per bin of the top probability, before and after the
+    temperature; the diagonal is perfect calibration. Marker area follows the bin's samples."""
+    figure, axes = plt.subplots(figsize=(4.8, 4.6))
+    axes.plot([0, 1], [0, 1], color="#7f7f7f", linestyle=":", label="perfectly calibrated")
+    for key, colour, label in (("before", "#dd8452", f"T = 1, ECE {calibration['ece_uncalibrated']:.3f}"),
+                               ("after", "#4c72b0", f"T = {calibration['temperature']:.2f}, ECE {calibration['ece']:.3f}")):
+        bins = [b for b in calibration[key] if b["samples"]]
+        axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=colour, marker="o",
+                  label=label)
+        axes.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins], s=[4 + b["samples"] for b in bins],
+                     color=colour, alpha=0.3)
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean top probability in the bin", ylabel="accuracy in the bin",
+             title=f"holdout reliability: {name}")
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def one_line(text: str, limit: int = 90) -> str:
     """Tweet text for a Markdown table cell: one line, pipes escaped, shortened."""
     text = " ".join(text.split()).replace("|", "\\|")
@@ -199,6 +233,7 @@ def one_line(text: str, limit: int = 90) -> str:
 
 def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[dict]) -> list[str]:
     seeds = len(analysed.scores)
+    calibration = analysed.calibration
     per_class = [[label, str(sum(analysed.scores[0]["confusion"][i])),
                   f"{np.mean([s[f'f1_{label}'] for s in analysed.scores]):.3f}"
                   + (f" ± {np.std([s[f'f1_{label}'] for s in analysed.scores], ddof=1):.3f}" if seeds > 1 else "")]
@@ -217,6 +252,13 @@ def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[di
         "The training loss can sit above the validation loss: it is the mean over the epoch's batches, "
         "computed in training mode, with dropout, modality dropout and a randomly sampled augmented view per "
         "image, while the validation loss is computed after the epoch in evaluation mode on clean views.",
+        "",
+        f"**Calibration.** A temperature fitted on the validation split (T = {calibration['temperature']:.3f}) "
+        f"moves the holdout's expected calibration error (10 equal-width bins of the top probability) from "
+        f"{calibration['ece_uncalibrated']:.3f} to {calibration['ece']:.3f}. The registered model carries its own "
+        "temperature, fitted the same way (`results/metrics.json`: `holdout.ece`).",
+        "",
+        "![reliability diagram, before and after the temperature](figures/reliability.png)",
         "",
         f"Per-class F1 on the holdout (mean ± std over {seeds} seeds; support from the holdout):",
         "",
@@ -245,7 +287,7 @@ def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[di
 
 
 def write_report(path: Path, figures: Path, context: ReportContext, rows: list[dict], analysed: AnalysedHead,
-                 cases: list[dict]) -> Path:
+                 cases: list[dict], difference: Difference) -> Path:
     """Write the figures into ``figures/`` and the report to ``path``; returns the figures folder."""
     trained = [r for r in rows if r["kind"] != "baseline"]
     save_figure(variants_figure([r for r in rows if r["kind"] in ("unimodal", "fusion", "baseline")]),
@@ -254,6 +296,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
                 figures / "confusion.png")
     save_figure(curves_figure(analysed.histories, f"{analysed.name}, {len(analysed.histories)} seeds"),
                 figures / "training_curves.png")
+    save_figure(reliability_figure(analysed.calibration, analysed.name), figures / "reliability.png")
     train = context.train
     shared = {k: v for k, v in asdict(train).items() if k not in ("fusion", "seed", "epochs", "patience", "batch_size")}
     by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("unimodal", "fusion", "augmentation", "baseline")}
@@ -279,19 +322,19 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
         "timings taken between trainings on a shared machine are noise.",
         f"- **Made by:** `python -m src.ablation` at commit `{context.git_commit[:12]}`, then `python -m src.report`.",
         "",
-        summary_sentence(rows, train.fusion),
+        summary_sentence(rows, train.fusion, difference),
         "",
         "## Modality ablation",
         "",
         scores_table(by_kind["unimodal"] + by_kind["fusion"]),
         "",
-        separation(by_kind["unimodal"] + by_kind["fusion"]),
+        separation(by_kind["unimodal"] + by_kind["fusion"], difference),
         "",
         "## Fusion comparison",
         "",
         scores_table(sorted(by_kind["fusion"], key=lambda r: -r["weighted_f1"])),
         "",
-        separation(by_kind["fusion"]),
+        separation(by_kind["fusion"], difference),
         "",
         "![holdout weighted F1 of every row](figures/variants.png)",
         "",
@@ -302,7 +345,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
         pair = [r for r in trained if r["variant"] == train.fusion] + by_kind["augmentation"]
         lines += [f"`{train.fusion}` trained on its {context.augment_views} cached augmented views per image "
                   f"(one sampled per epoch) against clean images only (`:no_views`/`:views`):", "",
-                  scores_table(pair), "", separation(pair), ""]
+                  scores_table(pair), "", separation(pair, difference), ""]
     else:
         lines += ["The cache holds no augmented views (`features.augment_views: 0`): set it above 0 and re-run "
                   "`dvc repro` to compare.", ""]
@@ -316,19 +359,27 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
     return figures
 
 
-def read_ablation(folder: Path) -> tuple[ReportContext, list[dict], AnalysedHead, list[dict], str]:
-    """The ablation stage's outputs: context, rows, analysed head, bad cases and its MLflow run id."""
+def read_ablation(folder: Path) -> tuple[ReportContext, list[dict], AnalysedHead, list[dict], str, Difference]:
+    """The ablation stage's outputs: context, rows, analysed head, bad cases, its MLflow run id, and
+    the paired comparisons between its rows."""
     details_path, cases_path = folder / "ablation.json", folder / "bad_cases.csv"
     if not details_path.is_file() or not cases_path.is_file():
         raise UserError(f"no ablation results in '{folder}/' (ablation.json and bad_cases.csv): run "
                         "`python -m src.ablation` (or `dvc repro ablation`) first")
     details = json.loads(details_path.read_text())
+    missing = {"rows", "analysed", "holdout_labels", "predictions"} - set(details) or (
+        {"calibration"} - set(details["analysed"]))
+    if missing:
+        raise UserError(f"'{details_path}' was written by an older version of the ablation stage (it lacks "
+                        f"{', '.join(sorted(missing))}): run `python -m src.ablation` (or `dvc repro ablation`) again")
     context = ReportContext(**{**details["context"], "train": TrainConfig(**details["context"]["train"])})
     analysed = AnalysedHead(details["analysed"]["variant"], details["analysed"]["scores"],
-                            details["analysed"]["histories"])
+                            details["analysed"]["histories"], details["analysed"]["calibration"])
     with cases_path.open(newline="") as handle:
         cases = [{k: float(v) if k.startswith("p_") else v for k, v in row.items()} for row in csv.DictReader(handle)]
-    return context, details["rows"], analysed, cases, details["mlflow_run_id"]
+    difference = paired_differences(np.array(details["holdout_labels"]),
+                                    {name: [np.array(p) for p in runs] for name, runs in details["predictions"].items()})
+    return context, details["rows"], analysed, cases, details["mlflow_run_id"], difference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,9 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"), help="the ablation's output folder, where "
                         "report.md and figures/ go (default: %(default)s)")
     args = parser.parse_args(argv)
-    context, rows, analysed, cases, run_id = read_ablation(args.results)
+    context, rows, analysed, cases, run_id, difference = read_ablation(args.results)
     report = args.results / "report.md"
-    figures = write_report(report, args.results / "figures", context, rows, analysed, cases)
+    figures = write_report(report, args.results / "figures", context, rows, analysed, cases, difference)
     from mlflow import MlflowClient
 
     setup_mlflow()

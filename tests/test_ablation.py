@@ -60,6 +60,7 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
         assert float(row["weighted_f1"]) == pytest.approx(np.mean(per_seed), abs=1e-4), name
         assert float(row["weighted_f1_std"]) == pytest.approx(np.std(per_seed, ddof=1), abs=1e-4), name
         assert int(row["trainable_params"]) > 0 and "throughput_samples_per_s" not in row
+        assert float(row["weighted_f1_ci_low"]) <= float(row["weighted_f1"]) <= float(row["weighted_f1_ci_high"]), name
     assert {rows[n]["kind"] for n in ("text", "image")} == {"unimodal"}
     assert {rows[n]["kind"] for n in ("early", "late", "cross_attention", "gated")} == {"fusion"}
     assert rows["gated:no_views"]["kind"] == "augmentation"
@@ -83,7 +84,8 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
     for heading in ("## Modality ablation", "## Fusion comparison", "## Augmentation", "## Baselines"):
         assert heading in text
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert set(images) == {"figures/variants.png", "figures/confusion.png", "figures/training_curves.png"}
+    assert set(images) == {"figures/variants.png", "figures/confusion.png", "figures/training_curves.png",
+                           "figures/reliability.png"}
     for image in images:
         assert (results / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
 
@@ -131,14 +133,23 @@ def row(name, mean, std):
     return {"variant": name, "weighted_f1": mean, "weighted_f1_std": std}
 
 
-def test_differences_smaller_than_the_spread_are_not_ranked():
-    text = separation([row("a", 0.80, 0.02), row("b", 0.79, 0.03), row("c", 0.70, 0.01)])
+def intervals(table):
+    """A Difference from {(a, b): [low, high]}; the reverse pair is the negated interval."""
+    return lambda a, b: table[(a, b)] if (a, b) in table else [-table[(b, a)][1], -table[(b, a)][0]]
+
+
+def test_differences_within_the_spread_or_an_interval_that_includes_0_are_not_ranked():
+    rows = [row("a", 0.80, 0.02), row("b", 0.79, 0.03), row("c", 0.70, 0.01), row("d", 0.75, 0.01)]
+    text = separation(rows, intervals({("a", "b"): [-0.01, 0.03], ("a", "c"): [0.06, 0.14],
+                                       ("a", "d"): [-0.01, 0.11]}))
     assert text.startswith("`a` has the highest mean weighted F1")
-    assert "`b` (Δ 0.010) differ from it by less than the seed spread" in text
-    assert "Below it by more than the spread: `c` (Δ 0.100)" in text
-    tied = separation([row("a", 0.80, 0.05), row("b", 0.78, 0.01)])
+    # b: within the seed spread; d: beyond it, but its paired interval includes 0.
+    assert "not ranked against it: `a` − `b`: +1.0 points [-1.0, +3.0]; `a` − `d`: +5.0 points [-1.0, +11.0]" in text
+    assert "Below it: `a` − `c`: +10.0 points [+6.0, +14.0]" in text
+    tied = separation([row("a", 0.80, 0.05), row("b", 0.78, 0.01)], intervals({("a", "b"): [0.01, 0.03]}))
     assert "not ranked" in tied and "highest" not in tied
-    assert "not ranked" in separation([row("a", 0.8, None), row("b", 0.7, None)])
+    single = separation([row("a", 0.8, None), row("b", 0.7, None)], intervals({("a", "b"): [0.05, 0.15]}))
+    assert "Below it: `a` − `b`" in single and "One seed only" in single
 
 
 def full_row(name, kind, mean, std):
@@ -148,7 +159,9 @@ def full_row(name, kind, mean, std):
 def test_the_summary_sentence_reads_the_table():
     rows = [full_row("cross_attention", "fusion", 0.728, 0.010), full_row("logistic_probe", "baseline", 0.729, None),
             full_row("text", "unimodal", 0.650, 0.005), full_row("image", "unimodal", 0.740, 0.002)]
-    sentence = summary_sentence(rows, "cross_attention")
+    difference = intervals({("cross_attention", "logistic_probe"): [-0.03, 0.03],
+                            ("cross_attention", "text"): [0.04, 0.12], ("cross_attention", "image"): [-0.05, -0.001]})
+    sentence = summary_sentence(rows, "cross_attention", difference)
     assert "the tuned `cross_attention` head (0.728 weighted F1) is not separated from the logistic probe (0.729)" \
         in sentence
     assert "better than the text head (0.650)" in sentence and "worse than the image head (0.740)" in sentence

@@ -50,7 +50,8 @@ def test_dvc_pipeline_on_the_sample(clone):
     # Exactly the declared plots: no stage-level CSV drawn column by column as noise.
     plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=clone).stdout)["data"]
     assert set(plots) == {"holdout_confusion", "loss_per_epoch", "scores_per_epoch", "results/figures/variants.png",
-                          "results/figures/confusion.png", "results/figures/training_curves.png"}, set(plots)
+                          "results/figures/confusion.png", "results/figures/training_curves.png",
+                          "results/figures/reliability.png"}, set(plots)
     confusion = plots["holdout_confusion"][0]["content"]["spec"]
     assert confusion["encoding"]["x"]["sort"] == ["positive", "neutral", "negative"]
     assert any(layer["mark"]["type"] == "text" for layer in confusion["layer"] if isinstance(layer["mark"], dict))
