@@ -49,7 +49,8 @@ COLUMNS = ("variant", "kind", "fusion", "seeds", *(c for m in METRICS for c in (
            "weighted_f1_ci_low", "weighted_f1_ci_high", "trainable_params")
 BAD_CASE_COLUMNS = ("guid", "kind", "true_label", "predicted_label", *(f"p_{label}" for label in LABELS),
                     "text_only_prediction", "image_only_prediction", "image_path", "text")
-ERROR_KINDS = ("modality_conflict", "ambiguous_neutral", "low_confidence", "confident_error")
+ERROR_KINDS = ("low_quality_image", "modality_conflict", "ambiguous_neutral", "low_confidence", "confident_error")
+SHARPNESS_DECILE = 10  # an image in the dataset's lowest 10 % of sharpness counts as low quality
 RESULTS = Path("results")
 DETAILS = "ablation.json"  # what the report stage reads besides the CSVs
 
@@ -185,8 +186,12 @@ def calibration_of(result: VariantResult, val_labels: np.ndarray, holdout_labels
 
 
 def error_kind(true: int, predicted: int, confidence: float, text_only: int, image_only: int,
-               low_confidence: float) -> str:
-    """The first kind that applies, in ERROR_KINDS order, to one misclassified sample."""
+               low_confidence: float, low_quality: bool = False) -> str:
+    """The first kind that applies, in ERROR_KINDS order, to one sample (the report also counts
+    the kinds of the correctly classified samples, to compare each kind's share of the errors with
+    its share of the holdout)."""
+    if low_quality:
+        return "low_quality_image"  # small or blurry: see low_quality_rows
     if text_only != image_only:
         return "modality_conflict"  # the text-only and image-only heads disagree
     if LABELS.index("neutral") in (true, predicted):
@@ -196,8 +201,25 @@ def error_kind(true: int, predicted: int, confidence: float, text_only: int, ima
     return "confident_error"
 
 
-def bad_cases(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, text_only: np.ndarray,
-              image_only: np.ndarray, data: DataConfig, low_confidence: float) -> list[dict]:
+def low_quality_rows(cache: FeatureCache, rows: np.ndarray, min_short_side: int) -> np.ndarray:
+    """(n,) bool: the image of each row is small (shorter side below ``min_short_side`` pixels) or
+    blurry (sharpness in the lowest decile of every image in the cache), from featurize's manifest."""
+    quality = cache.manifest["image_quality"]
+    side, sharpness = np.array(quality["short_side"]), np.array(quality["sharpness"])
+    threshold = np.percentile(sharpness[sharpness >= 0], SHARPNESS_DECILE)
+    usable = side[rows] >= 0
+    return usable & ((side[rows] < min_short_side) | (sharpness[rows] < threshold))
+
+
+def sample_kinds(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, text_only: np.ndarray,
+                 image_only: np.ndarray, low_quality: np.ndarray, low_confidence: float) -> list[str]:
+    """``error_kind`` of every row, right or wrong; ``probs`` (n, 3), the others (n,)."""
+    return [error_kind(int(cache.labels[row]), int(probs[i].argmax()), float(probs[i].max()), int(text_only[i]),
+                       int(image_only[i]), low_confidence, bool(low_quality[i])) for i, row in enumerate(rows)]
+
+
+def bad_cases(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, kinds: list[str], text_only: np.ndarray,
+              image_only: np.ndarray, data: DataConfig) -> list[dict]:
     """Every misclassified holdout sample of ``probs`` (n, 3), with its kind, text and image path.
 
     ``text_only`` and ``image_only`` (n,) are the unimodal heads' predictions on the same rows.
@@ -211,7 +233,7 @@ def bad_cases(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, text_onl
         sample = samples[cache.guids[row]]
         cases.append({
             "guid": sample.guid,
-            "kind": error_kind(true, predicted, float(probs[i].max()), int(text_only[i]), int(image_only[i]), low_confidence),
+            "kind": kinds[i],
             "true_label": LABELS[true],
             "predicted_label": LABELS[predicted],
             **{f"p_{label}": round(float(p), 4) for label, p in zip(LABELS, probs[i])},
@@ -290,8 +312,11 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
 
     by_name = {result.variant.name: result for result in results}
     analysed = by_name[train.fusion]  # the tuned configuration, first seed
-    cases = bad_cases(cache, splits.holdout, analysed.probs[0], by_name["text"].probs[0].argmax(1),
-                      by_name["image"].probs[0].argmax(1), config.data, config.ablation.low_confidence)
+    text_only, image_only = by_name["text"].probs[0].argmax(1), by_name["image"].probs[0].argmax(1)
+    kinds = sample_kinds(cache, splits.holdout, analysed.probs[0], text_only, image_only,
+                         low_quality_rows(cache, splits.holdout, config.ablation.low_quality_short_side),
+                         config.ablation.low_confidence)
+    cases = bad_cases(cache, splits.holdout, analysed.probs[0], kinds, text_only, image_only, config.data)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"ablation": out_dir / "ablation.csv", "bad_cases": out_dir / "bad_cases.csv",
              "details": out_dir / DETAILS}
@@ -311,6 +336,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
             "augment_views": cache.augment_views, "feature_fingerprint": cache.fingerprint,
             "split_identity": splits.identity, "seeds": config.ablation.seeds, "train": asdict(train),
             "hyperparameter_source": hyperparameter_source, "low_confidence": config.ablation.low_confidence,
+            "low_quality_short_side": config.ablation.low_quality_short_side,
             "git_commit": tags["git_commit"],
         },
         "rows": rows,
@@ -318,6 +344,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
                      "calibration": calibration_of(analysed, cache.labels[splits.val], holdout_labels)},
         # Class ids per seed on the holdout rows, for the report's paired comparisons.
         "holdout_labels": holdout_labels.tolist(),
+        "holdout_kinds": {kind: kinds.count(kind) for kind in ERROR_KINDS},  # every holdout sample, right or wrong
         "predictions": {result.variant.name: [p.tolist() for p in result.predictions] for result in results},
         "mlflow_run_id": run_id,
     }

@@ -151,6 +151,7 @@ class RegisterConfig:
 class AblationConfig:
     seeds: int = 3  # every trained row is mean and std over train.seed, train.seed + 1, ...
     low_confidence: float = 0.5  # a misclassified sample whose top probability is below this is "low confidence"
+    low_quality_short_side: int = 100  # an image whose shorter side is below this many pixels is "low quality"
 
     def __post_init__(self) -> None:
         require(self.seeds >= 1, "ablation.seeds", self.seeds, "must be at least 1")

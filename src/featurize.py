@@ -30,7 +30,7 @@ from src.config import Config, load_config
 from src.data import Dataset, Sample, load_dataset, read_tweet
 from src.errors import UserError, cli, step
 from src.features import MANIFEST, FeatureCache, preprocessing_settings
-from src.images import augment, image_problem, open_image
+from src.images import augment, image_problem, open_image, sharpness, short_side
 from src.io import atomic_write_text, file_lock
 
 
@@ -126,15 +126,20 @@ class ImageViews(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, int, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[int, int, np.ndarray, float, float]:
+        """(row, view, pixels (3, H, W), short side, sharpness); the last two for clean views only (else -1)."""
         row, view = self.items[index]
         sample = self.samples[row]
-        image = Image.new("RGB", (32, 32)) if row in self.blank_rows else open_image(sample.image_path)
+        blank = row in self.blank_rows
+        image = Image.new("RGB", (32, 32)) if blank else open_image(sample.image_path)
+        side = blur = -1.0
         if view:
             # Seeded by (seed, guid, view): every rebuild gives the same augmented views.
             image = augment(image, random.Random(f"{self.seed}:{sample.guid}:{view}"))
+        elif not blank:
+            side, blur = float(short_side(sample.image_path)), sharpness(image)
         pixels = clip_pixels(self.image_processor, image)  # (3, H, W)
-        return row, view, pixels
+        return row, view, pixels, side, blur
 
 
 def _progress() -> Progress:
@@ -221,6 +226,9 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         num_workers=settings.num_workers,
         pin_memory=backbone.device.type == "cuda",
     )
+    # Per sample, for the error analysis's low-quality kind: the image file's shorter side in pixels
+    # and its sharpness (variance of the Laplacian); -1 for a test sample without a usable image.
+    quality = {"short_side": [-1.0] * n_total, "sharpness": [-1.0] * n_total}
     with _progress() as progress, torch.inference_mode():
         task = progress.add_task("texts", total=n_total)
         # Batches of similar length, each padded only to its own longest text: most tweets are
@@ -242,7 +250,10 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
                 writers["text_mask"].write(row, mask[i : i + 1].bool().numpy())
             progress.advance(task, len(rows))
         task = progress.add_task(f"images ({n_total} clean + {n_labelled}x{views} augmented)", total=len(items))
-        for image_rows, view_ids, pixels in loader:
+        for image_rows, view_ids, pixels, sides, blurs in loader:
+            for row, view, side, blur in zip(image_rows.tolist(), view_ids.tolist(), sides.tolist(), blurs.tolist()):
+                if view == 0:
+                    quality["short_side"][row], quality["sharpness"][row] = side, blur
             pooled, tokens = backbone.encode_image(pixels)
             pooled, tokens = pooled.float().cpu().numpy(), tokens.float().cpu().numpy()
             missing = np.isin(image_rows.numpy(), list(blank_image))
@@ -274,6 +285,7 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         "blank_text": screening.blank_text,
         "blank_image": screening.blank_image,
         "text_encodings": dict(Counter(codecs.values())),
+        "image_quality": quality,
         # Texts read as a fallback codec or with replaced characters: the ones to look at.
         "text_fallbacks": {guid: how for guid, how in codecs.items() if how.endswith("-replaced") or how == "cp1252"},
     }

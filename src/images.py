@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import random
 
+import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 DRAFT_SIZE = (448, 448)  # JPEG decode at >= 2x CLIP's 224 px: cheaper, and enough for a 0.6 crop
@@ -28,6 +29,26 @@ def open_image(source: str | bytes | io.BytesIO) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
+
+
+QUALITY_SIDE = 224  # sharpness is measured at CLIP's input size, so big and small images compare
+
+
+def sharpness(image: Image.Image) -> float:
+    """Variance of the Laplacian of the grayscale image, its shorter side scaled to 224 px: low for a
+    blurry or flat image (the usual blur measure)."""
+    gray = ImageOps.grayscale(image)
+    scale = QUALITY_SIDE / max(1, min(gray.size))
+    gray = gray.resize((max(3, round(gray.width * scale)), max(3, round(gray.height * scale))))
+    g = np.asarray(gray, dtype=np.float32)  # (H, W)
+    laplacian = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
+    return float(laplacian.var())
+
+
+def short_side(path) -> int:
+    """The shorter side of the image file in pixels, from its header (no decoding)."""
+    with Image.open(path) as image:
+        return min(image.size)
 
 
 def augment(image: Image.Image, rng: random.Random) -> Image.Image:

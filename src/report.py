@@ -29,6 +29,8 @@ from src.tracking import confusion_figure, plt, setup_mlflow
 
 EXAMPLES_PER_KIND = 5
 KIND_MEANING = {
+    "low_quality_image": "the image is small (shorter side below {side} px) or among the dataset's blurriest 10 % "
+                         "(variance of the Laplacian)",
     "modality_conflict": "the text-only and the image-only heads predict different labels",
     "ambiguous_neutral": "the true or the predicted label is neutral (and the unimodal heads agree)",
     "low_confidence": "the top probability is below {low}",
@@ -53,6 +55,7 @@ class ReportContext:
     train: TrainConfig  # the shared hyperparameters
     hyperparameter_source: str
     low_confidence: float
+    low_quality_short_side: int
     git_commit: str
 
 
@@ -64,6 +67,7 @@ class AnalysedHead:
     scores: list[dict]  # holdout classification_metrics per seed, confusion included
     histories: list[list[dict]]  # per-epoch scalars per seed
     calibration: dict  # first seed: temperature fitted on validation, holdout ECE and reliability bins before/after
+    holdout_kinds: dict[str, int]  # first seed: how many holdout samples, right or wrong, each kind applies to
 
 
 def mean_std(row: dict, metric: str) -> str:
@@ -267,9 +271,14 @@ def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[di
         f"{len(cases)} of {context.n_holdout} holdout samples are misclassified. Each gets the first kind that "
         "applies, in this order:",
         "",
-        markdown_table(["kind", "samples", "meaning"],
-                       [[f"`{k}`", str(counts[k]), m.format(low=context.low_confidence)] for k, m in KIND_MEANING.items()],
-                       "lrl"),
+        markdown_table(["kind", "errors", "share of errors", "share of all holdout samples", "meaning"],
+                       [[f"`{k}`", str(counts[k]), f"{counts[k] / max(len(cases), 1):.0%}",
+                         f"{analysed.holdout_kinds[k] / max(context.n_holdout, 1):.0%}",
+                         m.format(low=context.low_confidence, side=context.low_quality_short_side)]
+                        for k, m in KIND_MEANING.items()], "lrrrl"),
+        "",
+        "A kind whose share of the errors is well above its share of all holdout samples (where the same "
+        "rules are applied to every sample, right or wrong) is over-represented among the errors.",
         "",
     ]
     for kind in KIND_MEANING:
@@ -367,14 +376,15 @@ def read_ablation(folder: Path) -> tuple[ReportContext, list[dict], AnalysedHead
         raise UserError(f"no ablation results in '{folder}/' (ablation.json and bad_cases.csv): run "
                         "`python -m src.ablation` (or `dvc repro ablation`) first")
     details = json.loads(details_path.read_text())
-    missing = {"rows", "analysed", "holdout_labels", "predictions"} - set(details) or (
+    missing = {"rows", "analysed", "holdout_labels", "predictions", "holdout_kinds"} - set(details) or (
         {"calibration"} - set(details["analysed"]))
     if missing:
         raise UserError(f"'{details_path}' was written by an older version of the ablation stage (it lacks "
                         f"{', '.join(sorted(missing))}): run `python -m src.ablation` (or `dvc repro ablation`) again")
     context = ReportContext(**{**details["context"], "train": TrainConfig(**details["context"]["train"])})
     analysed = AnalysedHead(details["analysed"]["variant"], details["analysed"]["scores"],
-                            details["analysed"]["histories"], details["analysed"]["calibration"])
+                            details["analysed"]["histories"], details["analysed"]["calibration"],
+                            details["holdout_kinds"])
     with cases_path.open(newline="") as handle:
         cases = [{k: float(v) if k.startswith("p_") else v for k, v in row.items()} for row in csv.DictReader(handle)]
     difference = paired_differences(np.array(details["holdout_labels"]),

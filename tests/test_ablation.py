@@ -127,6 +127,18 @@ def test_error_kinds_apply_in_order():
     assert error_kind(positive, neutral, 0.9, negative, negative, 0.5) == "ambiguous_neutral"
     assert error_kind(positive, negative, 0.4, negative, negative, 0.5) == "low_confidence"
     assert error_kind(positive, negative, 0.9, negative, negative, 0.5) == "confident_error"
+    assert error_kind(positive, negative, 0.3, positive, negative, 0.5, low_quality=True) == "low_quality_image"
+
+
+def test_small_or_blurry_images_are_low_quality(cache, splits):
+    quality = cache.manifest["image_quality"]
+    assert len(quality["short_side"]) == len(quality["sharpness"]) == len(cache.guids)
+    rows = splits.holdout
+    flagged = ablation.low_quality_rows(cache, rows, min_short_side=10_000)  # every image is smaller
+    assert flagged.all()
+    sharpness = np.array(quality["sharpness"])
+    by_blur = ablation.low_quality_rows(cache, rows, min_short_side=0)
+    assert (sharpness[rows][by_blur] < np.percentile(sharpness[sharpness >= 0], 10)).all()
 
 
 def row(name, mean, std):
