@@ -89,13 +89,18 @@ def tuned_train_config(config: Config, metrics_path: Path) -> tuple[TrainConfig,
                    f"read from {metrics_path}")
 
 
-def make_variants(train: TrainConfig, augment_views: int) -> list[Variant]:
-    """Text only, image only, each fusion type, and the tuned fusion with its augmentation flipped."""
+def make_variants(train: TrainConfig, augment_views: int, text_augment_views: int = 0) -> list[Variant]:
+    """Text only, image only, each fusion type, and the tuned fusion with its image augmentation
+    flipped, and its text augmentation flipped, where the cache holds such views."""
     variants = [Variant(f, "unimodal" if f in ("text", "image") else "fusion", replace(train, fusion=f)) for f in FUSIONS]
     if augment_views:
         flipped = not train.use_augmented_views
         name = f"{train.fusion}:{'views' if flipped else 'no_views'}"
         variants.append(Variant(name, "augmentation", replace(train, use_augmented_views=flipped)))
+    if text_augment_views:
+        flipped = not train.use_text_views
+        name = f"{train.fusion}:{'text_views' if flipped else 'no_text_views'}"
+        variants.append(Variant(name, "augmentation", replace(train, use_text_views=flipped)))
     return variants
 
 
@@ -296,7 +301,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
     splits = load_splits(config.data, cache)
     train, hyperparameter_source = tuned_train_config(config, metrics_path)
     results = []
-    for variant in make_variants(train, cache.augment_views):
+    for variant in make_variants(train, cache.augment_views, cache.text_augment_views):
         started = time.time()
         result = train_variant(variant, cache, splits, config.ablation.seeds)
         results.append(timed(result, started))
@@ -333,7 +338,8 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
         "context": {
             "backbone": cache.manifest["backbone"], "data_root": config.data.root, "n_labelled": cache.n_labelled,
             "n_train": len(splits.train), "n_val": len(splits.val), "n_holdout": len(splits.holdout),
-            "augment_views": cache.augment_views, "feature_fingerprint": cache.fingerprint,
+            "augment_views": cache.augment_views, "text_augment_views": cache.text_augment_views,
+            "feature_fingerprint": cache.fingerprint,
             "split_identity": splits.identity, "seeds": config.ablation.seeds, "train": asdict(train),
             "hyperparameter_source": hyperparameter_source, "low_confidence": config.ablation.low_confidence,
             "low_quality_short_side": config.ablation.low_quality_short_side,

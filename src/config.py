@@ -71,9 +71,12 @@ class FeaturesConfig:
     num_workers: int = 2  # DataLoader processes that read and decode images
     max_text_tokens: int = 77  # CLIP's context length; longer tweets are truncated
     seed: int = 0  # seeds the augmentations, so a rebuild gives the same cache
+    text_augment_views: int = 0  # augmented texts cached per labelled tweet (word dropout, swaps, tags); 0 = none
 
     def __post_init__(self) -> None:
         require(self.augment_views >= 0, "features.augment_views", self.augment_views, "must be 0 or more")
+        require(self.text_augment_views >= 0, "features.text_augment_views", self.text_augment_views,
+                "must be 0 or more")
         require(self.batch_size >= 1, "features.batch_size", self.batch_size, "must be at least 1")
         require(self.num_workers >= 0, "features.num_workers", self.num_workers, "must be 0 or more")
         require(self.max_text_tokens >= 2, "features.max_text_tokens", self.max_text_tokens,
@@ -97,6 +100,7 @@ class TrainConfig:
     neutral_boost: float = 1.0  # extra factor on the neutral class weight
     modality_dropout: float = 0.1  # share of training samples that lose their text or their image
     use_augmented_views: bool = True  # sample one of the cache's K augmented views per image and epoch
+    use_text_views: bool = True  # likewise for the cache's augmented texts (features.text_augment_views)
     # Training autocast. auto: on a GPU bf16 where supported, else fp16 with a gradient scaler; on a
     # CPU bf16 for the token heads where it is native. Prediction always runs in fp32.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

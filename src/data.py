@@ -12,6 +12,7 @@ file and line.
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -204,6 +205,29 @@ def normalize_tweet(text: str) -> str:
         else:
             out.append(token)
     return " ".join(out)
+
+
+WORD_DROPOUT = 0.1  # each word of an augmented text view is dropped with this probability
+ADJACENT_SWAP = 0.1  # each pair of neighbouring words is swapped with this probability
+
+
+def augment_text(text: str, rng: random.Random) -> str:
+    """One augmented view of a normalised tweet (``normalize_tweet``'s output), with no corpus:
+    hashtags, mentions and URLs are kept or dropped, each kind as a whole (a coin each), then
+    words are dropped and neighbours swapped. Never empty: the first word survives a full dropout."""
+    words = text.split()
+    for is_kind in (lambda w: w.startswith("#") and len(w) > 1, lambda w: w == USER_PLACEHOLDER,
+                    lambda w: w == URL_PLACEHOLDER):
+        if rng.random() < 0.5:
+            words = [w for w in words if not is_kind(w)]
+    kept = [w for w in words if rng.random() >= WORD_DROPOUT] or words[:1]
+    i = 0
+    while i < len(kept) - 1:
+        if rng.random() < ADJACENT_SWAP:
+            kept[i], kept[i + 1] = kept[i + 1], kept[i]
+            i += 1  # a word moves at most one place
+        i += 1
+    return " ".join(kept)
 
 
 def read_tweet(path: Path, encoding: str = "auto") -> tuple[str, str]:

@@ -60,6 +60,7 @@ def preprocessing_settings(config: Config) -> dict[str, object]:
         "model.revision": config.model.revision,
         "model.precision": config.model.precision,
         "features.augment_views": config.features.augment_views,
+        "features.text_augment_views": config.features.text_augment_views,
         "features.max_text_tokens": config.features.max_text_tokens,
         "features.seed": config.features.seed,
         "preprocessing code": preprocessing_code_hash(),
@@ -92,6 +93,7 @@ class FeatureCache:
         self.guids: list[str] = self.manifest["guids"]
         self.n_labelled: int = self.manifest["n_labelled"]
         self.augment_views: int = self.manifest["augment_views"]
+        self.text_augment_views: int = self.manifest.get("text_augment_views", 0)
         self.dim: int = self.manifest["dim"]
         self.fingerprint: str = self.manifest["fingerprint"]
         self.labels = np.array([LABELS.index(y) for y in self.manifest["labels"]], dtype=np.int64)  # (N_lab,)
@@ -120,33 +122,34 @@ class FeatureCache:
         return self._resident[name][tuple(torch.from_numpy(i).to(self.device) if isinstance(i, np.ndarray) else i
                                           for i in index)]
 
-    def batch(self, rows: np.ndarray, views: np.ndarray | None = None, tokens: bool = False) -> FeatureBatch:
+    def batch(self, rows: np.ndarray, views: np.ndarray | None = None, tokens: bool = False,
+              text_views: np.ndarray | None = None) -> FeatureBatch:
         """Features of ``rows`` as float32 tensors on ``self.device``.
 
-        ``views[i]`` picks the view of row i: 0 = clean, k >= 1 = augmented view k (labelled
-        rows only). Text has a single view.
+        ``views[i]`` picks the image view of row i and ``text_views[i]`` its text view: 0 = clean,
+        k >= 1 = augmented view k (labelled rows only).
         """
         rows = np.asarray(rows)
-        augmented = None if views is None else np.flatnonzero(np.asarray(views) > 0)
 
-        def image(name: str, aug_name: str) -> torch.Tensor:
-            values = self.take(name, rows)  # a copy: replacing rows below leaves the cache alone
+        def viewed(name: str, aug_name: str, chosen: np.ndarray | None, *index) -> torch.Tensor:
+            values = self.take(name, rows, *index)  # a copy: replacing rows below leaves the cache alone
+            augmented = None if chosen is None else np.flatnonzero(np.asarray(chosen) > 0)
             if augmented is not None and len(augmented):
                 values[torch.from_numpy(augmented).to(self.device)] = self.take(
-                    aug_name, rows[augmented], np.asarray(views)[augmented] - 1)
-            return values.float()
+                    aug_name, rows[augmented], np.asarray(chosen)[augmented] - 1, *index)
+            return values
 
-        batch = FeatureBatch(text_pooled=self.take("text_pooled", rows).float(),
-                             image_pooled=image("image_pooled", "aug_pooled"))
+        batch = FeatureBatch(text_pooled=viewed("text_pooled", "aug_text_pooled", text_views).float(),
+                             image_pooled=viewed("image_pooled", "aug_pooled", views).float())
         if tokens:
             # Trimmed to the batch's longest text: the cache pads every row to the longest text of
             # the whole dataset, and the token heads' cost grows with sequence length. Exact:
             # padding is masked out of every attention and mean. (B, L_batch, P)
-            mask = self.take("text_mask", rows)  # (B, L) bool, True on a prefix of each row
+            mask = viewed("text_mask", "aug_text_mask", text_views)  # (B, L) bool, True on a prefix of each row
             length = max(int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1, 1)
-            batch.text_tokens = self.take("text_tokens", rows, slice(None, length)).float()
+            batch.text_tokens = viewed("text_tokens", "aug_text_tokens", text_views, slice(None, length)).float()
             batch.text_mask = mask[:, :length]
-            batch.image_tokens = image("image_tokens", "aug_tokens")
+            batch.image_tokens = viewed("image_tokens", "aug_tokens", views).float()
         return batch
 
 

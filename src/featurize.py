@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from src.backbone import Backbone, backbone_identity, clip_pixels, load_backbone, resolve_device, resolve_dtype
 from src.config import Config, load_config
-from src.data import Dataset, Sample, load_dataset, read_tweet
+from src.data import Dataset, Sample, augment_text, load_dataset, read_tweet
 from src.errors import UserError, cli, step
 from src.features import MANIFEST, FeatureCache, preprocessing_settings
 from src.images import augment, image_problem, open_image, sharpness, short_side
@@ -142,6 +142,32 @@ class ImageViews(torch.utils.data.Dataset):
         return row, view, pixels, side, blur
 
 
+def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: int, writers: dict[str, "NpyWriter"],
+                prefix: str, progress: Progress, task) -> None:
+    """Encode every row of ``encoded`` (ids and mask, (N, L')) into the ``<prefix>text_*`` writers,
+    padded to their token length L; rows in ``blank`` are written as a missing text (zeros)."""
+    text_len = writers[f"{prefix}text_mask"].item_shape[-1]
+    # Batches of similar length, each padded only to its own longest text: most tweets are far
+    # shorter than the longest. CLIP's text encoder is causal, so padding never changes a real
+    # token's state; the cache pads every row to L with zeros.
+    by_length = np.argsort(encoded["attention_mask"].sum(1).numpy(), kind="stable")
+    for start in range(0, len(by_length), batch_size):
+        rows = by_length[start : start + batch_size]
+        mask = encoded["attention_mask"][rows]
+        length = int(mask.sum(1).max())
+        pooled, tokens = backbone.encode_text(encoded["input_ids"][rows, :length], mask[:, :length])
+        tokens = torch.nn.functional.pad(tokens.float().cpu(), (0, 0, 0, text_len - length))  # (b, L, P)
+        mask = torch.nn.functional.pad(mask[:, :length], (0, text_len - length))  # (b, L)
+        pooled = pooled.float().cpu()
+        missing = [i for i, row in enumerate(rows) if row in blank]
+        pooled[missing], tokens[missing] = 0.0, 0.0  # a missing text looks like modality dropout
+        for i, row in enumerate(rows):
+            writers[f"{prefix}text_pooled"].write(row, pooled[i : i + 1].numpy())
+            writers[f"{prefix}text_tokens"].write(row, tokens[i : i + 1].numpy())
+            writers[f"{prefix}text_mask"].write(row, mask[i : i + 1].bool().numpy())
+        progress.advance(task, len(rows))
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -202,6 +228,10 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         texts.append(text)
     encoded = backbone.tokenize(texts, settings.max_text_tokens)  # padded to the longest: (N, L)
     text_len = encoded["input_ids"].shape[1]
+    # Labelled row r's augmented texts 1..K, in C order; seeded by (seed, guid, view) like the images.
+    text_views = settings.text_augment_views
+    augmented_texts = [augment_text(texts[row], random.Random(f"{settings.seed}:{samples[row].guid}:text:{view}"))
+                       for row in range(n_labelled) for view in range(1, text_views + 1)]
     vision = backbone.model.config.vision_config
     image_len = (vision.image_size // vision.patch_size) ** 2 + 1  # patches + CLS
     dim = backbone.dim
@@ -215,8 +245,11 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
             ("image_tokens", (n_total, image_len, dim), np.float16, 2),
             ("aug_pooled", (n_labelled, views, dim), np.float16, 1),
             ("aug_tokens", (n_labelled, views, image_len, dim), np.float16, 2),
+            ("aug_text_pooled", (n_labelled, text_views, dim), np.float16, 1),
+            ("aug_text_tokens", (n_labelled, text_views, text_len, dim), np.float16, 2),
+            ("aug_text_mask", (n_labelled, text_views, text_len), np.bool_, 1),
         ]
-        if views or not name.startswith("aug")
+        if not name.startswith("aug") or (text_views if name.startswith("aug_text") else views)
     }
     # Item order is the arrays' C order: every clean image, then labelled row r's views 1..K.
     items = [(row, 0) for row in range(n_total)] + [(row, v) for row in range(n_labelled) for v in range(1, views + 1)]
@@ -231,24 +264,11 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
     quality = {"short_side": [-1.0] * n_total, "sharpness": [-1.0] * n_total}
     with _progress() as progress, torch.inference_mode():
         task = progress.add_task("texts", total=n_total)
-        # Batches of similar length, each padded only to its own longest text: most tweets are
-        # far shorter than the longest. CLIP's text encoder is causal, so padding never changes
-        # a real token's state; the cache pads every row to text_len with zeros.
-        by_length = np.argsort(encoded["attention_mask"].sum(1).numpy(), kind="stable")
-        for start in range(0, n_total, settings.batch_size):
-            rows = by_length[start : start + settings.batch_size]
-            mask = encoded["attention_mask"][rows]
-            length = int(mask.sum(1).max())
-            pooled, tokens = backbone.encode_text(encoded["input_ids"][rows, :length], mask[:, :length])
-            tokens = torch.nn.functional.pad(tokens.float().cpu(), (0, 0, 0, text_len - length))  # (b, L, P)
-            pooled = pooled.float().cpu()
-            missing = [i for i, row in enumerate(rows) if row in blank_text]
-            pooled[missing], tokens[missing] = 0.0, 0.0  # a missing text looks like modality dropout
-            for i, row in enumerate(rows):
-                writers["text_pooled"].write(row, pooled[i : i + 1].numpy())
-                writers["text_tokens"].write(row, tokens[i : i + 1].numpy())
-                writers["text_mask"].write(row, mask[i : i + 1].bool().numpy())
-            progress.advance(task, len(rows))
+        write_texts(backbone, encoded, blank_text, settings.batch_size, writers, "", progress, task)
+        if text_views:
+            task = progress.add_task(f"augmented texts ({n_labelled}x{text_views})", total=len(augmented_texts))
+            augmented = backbone.tokenize(augmented_texts, text_len)  # never longer than the clean texts: (N_lab*K, <=L)
+            write_texts(backbone, augmented, set(), settings.batch_size, writers, "aug_", progress, task)
         task = progress.add_task(f"images ({n_total} clean + {n_labelled}x{views} augmented)", total=len(items))
         for image_rows, view_ids, pixels, sides, blurs in loader:
             for row, view, side, blur in zip(image_rows.tolist(), view_ids.tolist(), sides.tolist(), blurs.tolist()):
@@ -276,6 +296,7 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         "dim": dim,
         "n_labelled": n_labelled,
         "augment_views": views,
+        "text_augment_views": text_views,
         "text_tokens": text_len,
         "image_tokens": image_len,
         "settings": asdict(settings),

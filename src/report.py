@@ -49,6 +49,7 @@ class ReportContext:
     n_val: int
     n_holdout: int
     augment_views: int
+    text_augment_views: int
     feature_fingerprint: str
     split_identity: str
     seeds: int
@@ -352,12 +353,14 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
     ]
     if by_kind["augmentation"]:
         pair = [r for r in trained if r["variant"] == train.fusion] + by_kind["augmentation"]
-        lines += [f"`{train.fusion}` trained on its {context.augment_views} cached augmented views per image "
-                  f"(one sampled per epoch) against clean images only (`:no_views`/`:views`):", "",
+        lines += [f"`{train.fusion}` trained on the cache's augmented views ({context.augment_views} per image, "
+                  f"{context.text_augment_views} per labelled text; one of each sampled per epoch) against the same "
+                  "head without them (`:no_views`: clean images, `:no_text_views`: clean texts; `:views` and "
+                  "`:text_views` where the tuned head had them off):", "",
                   scores_table(pair), "", separation(pair, difference), ""]
     else:
-        lines += ["The cache holds no augmented views (`features.augment_views: 0`): set it above 0 and re-run "
-                  "`dvc repro` to compare.", ""]
+        lines += ["The cache holds no augmented views (`features.augment_views` and `features.text_augment_views` "
+                  "are 0): set them above 0 and re-run `dvc repro` to compare.", ""]
     lines += ["## Baselines", "",
               "`logistic_probe`: logistic regression on the concatenated pooled embeddings, C chosen on "
               "validation; deterministic, so one run. `bayes:*` (synthetic sample only): the Bayes-optimal rule "

@@ -189,15 +189,35 @@ def build_tokenizer(words: list[str]):
     return CLIPTokenizer(vocab=vocab, merges=merges)
 
 
-def write_backbone(out: Path, shape: str, seed: int) -> None:
-    """Save a random-weight CLIP with tokenizer and processor, loadable by from_pretrained."""
+def load_bpe_tokenizer(folder: Path):
+    """CLIP's tokenizer from a folder with its ``vocab.json`` and ``merges.txt`` (data, no weights)."""
+    from transformers import CLIPTokenizer
+
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    if not vocab_file.is_file() or not merges_file.is_file():
+        raise UserError(f"--tokenizer '{folder}' needs vocab.json and merges.txt, CLIP's BPE files (for example "
+                        "../shared/clip-bpe, or the two files of openai/clip-vit-base-patch32)")
+    lines = merges_file.read_text(encoding="utf-8").splitlines()
+    merges = [tuple(line.split()) for line in lines if line and not line.startswith("#version")]
+    return CLIPTokenizer(vocab=json.loads(vocab_file.read_text(encoding="utf-8")), merges=merges)
+
+
+def write_backbone(out: Path, shape: str, seed: int, tokenizer_folder: Path | None = None) -> None:
+    """Save a random-weight CLIP with tokenizer and processor, loadable by from_pretrained.
+
+    The tokenizer is the sample's small vocabulary, or CLIP's real BPE from ``tokenizer_folder``,
+    so that a benchmark backbone splits real tweets into as many tokens as the real CLIP does.
+    """
     import torch
     import transformers
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     transformers.utils.logging.disable_progress_bar()
-    words = [w for ws in CUE_WORDS.values() for w in ws] + FILLER_WORDS + ["user", "http", "rt"]
-    tokenizer = build_tokenizer(words)
+    if tokenizer_folder is None:
+        words = [w for ws in CUE_WORDS.values() for w in ws] + FILLER_WORDS + ["user", "http", "rt"]
+        tokenizer = build_tokenizer(words)
+    else:
+        tokenizer = load_bpe_tokenizer(tokenizer_folder)
     dims = SHAPES[shape]
     special = {
         "bos_token_id": tokenizer.convert_tokens_to_ids("<|startoftext|>"),
@@ -238,14 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone-shape", choices=sorted(SHAPES), default="tiny",
                         help="tiny (default) or vit-b-32, ViT-B/32's shape for benchmarks")
     parser.add_argument("--no-data", action="store_true", help="write only the backbone")
+    parser.add_argument("--tokenizer", type=Path, help="a folder with CLIP's BPE vocab.json and merges.txt (such as "
+                        "../shared/clip-bpe): the backbone tokenizes as the real CLIP does (default: the sample's "
+                        "small vocabulary)")
     args = parser.parse_args(argv)
     if not args.no_data:
         summary = write_dataset(args.out, args.n, args.seed)
         accuracy = summary["bayes_accuracy"]
         print(f"wrote {args.n} samples to {args.out}/ (Bayes-optimal accuracy: text {accuracy['text']:.4f}, "
               f"image {accuracy['image']:.4f}, both {accuracy['both']:.4f}; see {args.out}/bayes.json)")
-    write_backbone(args.backbone_out, args.backbone_shape, args.seed)
-    print(f"wrote a random-weight {args.backbone_shape} CLIP to {args.backbone_out}/")
+    write_backbone(args.backbone_out, args.backbone_shape, args.seed, args.tokenizer)
+    vocabulary = f"CLIP's BPE from {args.tokenizer}" if args.tokenizer else "the sample's vocabulary"
+    print(f"wrote a random-weight {args.backbone_shape} CLIP with {vocabulary} to {args.backbone_out}/")
     return 0
 
 

@@ -136,11 +136,14 @@ def train_head(
         # One view per image per epoch: 0 = clean, 1..K = cached augmentations.
         augmented = cache.augment_views and config.use_augmented_views
         views = rng.integers(0, cache.augment_views + 1, size=len(order)) if augmented else None
+        texts_augmented = cache.text_augment_views and config.use_text_views
+        text_views = rng.integers(0, cache.text_augment_views + 1, size=len(order)) if texts_augmented else None
         losses, predictions = [], []
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
-            batch = cache.batch(rows, None if views is None else views[start : start + config.batch_size],
-                                tokens=head.uses_tokens)
+            window = slice(start, start + config.batch_size)
+            batch = cache.batch(rows, None if views is None else views[window], tokens=head.uses_tokens,
+                                text_views=None if text_views is None else text_views[window])
             # Modality dropout: a few samples lose one modality, half their text, half their image.
             dropped = np.flatnonzero(rng.random(len(rows)) < config.modality_dropout)
             lose_text = rng.random(len(dropped)) < 0.5

@@ -177,3 +177,11 @@ def test_the_summary_sentence_reads_the_table():
     assert "the tuned `cross_attention` head (0.728 weighted F1) is not separated from the logistic probe (0.729)" \
         in sentence
     assert "better than the text head (0.650)" in sentence and "worse than the image head (0.740)" in sentence
+
+
+def test_cached_text_views_add_an_ablation_row(config):
+    names = {v.name: v for v in ablation.make_variants(config.train, augment_views=2, text_augment_views=3)}
+    tuned = config.train.fusion
+    assert names[f"{tuned}:no_text_views"].train.use_text_views is False
+    assert names[f"{tuned}:no_text_views"].kind == "augmentation" and f"{tuned}:no_views" in names
+    assert not any("text_views" in name for name in (v.name for v in ablation.make_variants(config.train, 2)))

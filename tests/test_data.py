@@ -88,3 +88,17 @@ def test_an_unknown_text_encoding_is_a_sentence(config):
 
     with pytest.raises(UserError, match="data.text_encoding.*codec name"):
         with_overrides(config, {"data.text_encoding": "klingon"})
+
+
+def test_an_augmented_text_view_is_seeded_and_built_from_the_words():
+    import random
+
+    from src.data import augment_text
+
+    text = "RT @user : so happy today #blessed #sun http love it"
+    views = [augment_text(text, random.Random(f"0:7:text:{v}")) for v in range(1, 30)]
+    assert augment_text(text, random.Random("0:7:text:1")) == views[0], "seeded"
+    assert len(set(views)) > 5 and all(view for view in views)
+    assert all(set(view.split()) <= set(text.split()) for view in views), "no word is invented"
+    assert any("#blessed" not in view for view in views) and any("@user" not in view for view in views)
+    assert augment_text("one", random.Random(0)) == "one"

@@ -1,6 +1,7 @@
 import csv
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,29 @@ def test_sample_writes_course_layout_and_stores_the_ceiling(sample_root):
         except UnicodeDecodeError:
             encodings.add("gb18030")
     assert encodings == {"utf-8", "gb18030"}
+
+
+CLIP_BPE = Path(__file__).resolve().parents[2] / "shared" / "clip-bpe"
+
+
+@pytest.mark.skipif(not (CLIP_BPE / "vocab.json").is_file(), reason="needs ../shared/clip-bpe")
+def test_a_sample_backbone_can_tokenize_as_the_real_clip(tmp_path):
+    from src.backbone import load_backbone
+    from src.sample import write_backbone
+
+    write_backbone(tmp_path / "clip", "tiny", seed=0, tokenizer_folder=CLIP_BPE)
+    backbone = load_backbone(str(tmp_path / "clip"), device="cpu")
+    tokenizer = backbone.processor.tokenizer
+    assert len(tokenizer) == 49408
+    # Whole words are single BPE tokens: start, 3 words, end.
+    assert backbone.tokenize(["so happy today"], 77)["input_ids"].shape[1] == 5
+    pooled, _ = backbone.encode_text(**backbone.tokenize(["so happy today #blessed"], 77))
+    assert pooled.shape == (1, backbone.dim)
+
+
+def test_a_tokenizer_folder_without_the_bpe_files_is_a_sentence(tmp_path):
+    from src.errors import UserError
+    from src.sample import write_backbone
+
+    with pytest.raises(UserError, match="needs vocab.json and merges.txt"):
+        write_backbone(tmp_path / "clip", "tiny", seed=0, tokenizer_folder=tmp_path)

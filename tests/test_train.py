@@ -128,3 +128,24 @@ def test_a_token_head_trains_on_cuda(config, splits):
     result = train_head(cache, splits.train, splits.val, replace(config.train, fusion="cross_attention", epochs=2))
     assert next(result.head.parameters()).is_cuda
     assert all(np.isfinite(h["train_loss"]) for h in result.history)
+
+
+def test_a_text_view_cache_trains(tmp_path, sample_root, tiny_clip):
+    """features.text_augment_views: K augmented texts per labelled tweet, one sampled per epoch."""
+    from src.featurize import featurize
+    from src.split import load_splits, write_splits
+    from tests.conftest import make_config
+
+    config = make_config(sample_root, tiny_clip, tmp_path / "features", {"features.text_augment_views": 2,
+                                                                          "features.augment_views": 0})
+    cache, built = featurize(config)
+    assert built and cache.text_augment_views == 2
+    assert cache.array("aug_text_pooled").shape == (cache.n_labelled, 2, cache.dim)
+    assert not np.array_equal(cache.array("aug_text_pooled")[:, 0], cache.array("text_pooled")[: cache.n_labelled])
+    write_splits(config.data)
+    splits = load_splits(config.data, cache)
+    train = replace(config.train, fusion="cross_attention", epochs=2)
+    with_views = train_head(cache, splits.train, splits.val, train)
+    without = train_head(cache, splits.train, splits.val, replace(train, use_text_views=False))
+    assert all(np.isfinite(h["train_loss"]) for h in with_views.history)
+    assert with_views.history[0]["train_loss"] != without.history[0]["train_loss"], "the views reach training"
