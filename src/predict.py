@@ -8,11 +8,13 @@ atomically; prints the predicted class distribution and logs it to MLflow.
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -54,7 +56,7 @@ def load_model(model_uri: str):
 
 
 def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.DataFrame:
-    """(guid, tag) for every test guid, in file order.
+    """(guid, tag, p_positive, p_neutral, p_negative) for every test guid, in file order.
 
     No test sample is dropped: one whose text or image file is missing or unreadable is
     predicted from the other modality, and flagged on stderr (the model logs unreadable images).
@@ -72,7 +74,29 @@ def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.D
         index=[s.guid for s in dataset.test],  # the model's warnings name rows by guid
     )
     predictions = model.predict(frame)
-    return pd.DataFrame({"guid": [s.guid for s in dataset.test], "tag": predictions["label"].tolist()})
+    return pd.DataFrame({"guid": [s.guid for s in dataset.test], "tag": predictions["label"].tolist(),
+                         **{f"p_{label}": predictions[f"p_{label}"].to_numpy() for label in LABELS}})
+
+
+def score_against(labels: pd.DataFrame, truth_file: Path) -> dict[str, float]:
+    """Accuracy and expected calibration error of the predictions against ``truth_file``, a CSV
+    with ``guid`` and ``label`` columns (the offline sample's ``data/cues.csv`` has them)."""
+    from src.calibration import expected_calibration_error
+
+    try:
+        with truth_file.open(newline="") as handle:
+            truth = {row["guid"]: row["label"] for row in csv.DictReader(handle)}
+    except (OSError, KeyError) as error:
+        raise UserError(f"--true-labels '{truth_file}' cannot be read as a CSV with guid and label columns "
+                        f"({error})") from None
+    missing = [guid for guid in labels["guid"] if truth.get(guid) not in LABELS]
+    if missing:
+        raise UserError(f"--true-labels '{truth_file}' has no positive/neutral/negative label for {len(missing)} test "
+                        f"guids ({', '.join(missing[:5])}); it needs one for every guid of test_without_label.txt")
+    actual = np.array([LABELS.index(truth[guid]) for guid in labels["guid"]])
+    probs = labels[[f"p_{label}" for label in LABELS]].to_numpy()
+    return {"test_accuracy": float((probs.argmax(1) == actual).mean()),
+            "test_ece": expected_calibration_error(probs, actual)}
 
 
 def write_labels(labels: pd.DataFrame, out: Path) -> None:
@@ -97,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-root", help="dataset folder (default: data.root in params.yaml)")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--true-labels", type=Path, help="a CSV of guid,label for the test guids (the offline "
+                        "sample's data/cues.csv): also report accuracy and calibration error against it")
     args = parser.parse_args(argv)
     config = load_config(args.params)
     import mlflow
@@ -117,10 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     write_labels(labels, args.out)
     table, counts = distribution_table(labels)
     Console().print(table)
+    scores = score_against(labels, args.true_labels) if args.true_labels else {}
     with mlflow.start_run(experiment_id=experiment_id, run_name="predict", tags={"model_uri": args.model_uri}):
-        mlflow.log_metrics({f"predicted_{label}": count for label, count in counts.items()})
+        mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()}, **scores})
         mlflow.log_artifact(str(args.out))
     print(f"wrote {len(labels)} labels to {args.out}")
+    if scores:
+        print(f"against {args.true_labels}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
+              f"{scores['test_ece']:.4f} (10 bins of the top probability) on {len(labels)} test samples")
     return 0
 
 

@@ -56,9 +56,26 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
     assert np.allclose(registered[columns].to_numpy(), with_temperature(trial[columns].to_numpy(), temperature),
                        atol=1e-5)
 
-    assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params)]) == 0
+    truth = Path(config.data.root) / "cues.csv"  # the sample's true labels, test guids included
+    assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params), "--true-labels",
+                         str(truth)]) == 0
+    out = capsys.readouterr().out
+    assert f"against {truth}: accuracy " in out and "expected calibration error" in out
     lines = (project / "results" / "test_with_label.txt").read_text().splitlines()
     test_lines = (Path(config.data.root) / "test_without_label.txt").read_text().splitlines()
     assert lines[0] == "guid,tag" and len(lines) == len(test_lines)
     assert [line.split(",")[0] for line in lines[1:]] == [line.split(",")[0] for line in test_lines[1:]]
     assert {line.split(",")[1] for line in lines[1:]} <= {"positive", "neutral", "negative"}
+
+
+def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):
+    from src.errors import UserError
+
+    truth = tmp_path / "truth.csv"
+    truth.write_text("guid,label\n1,positive\n")
+    labels = pd.DataFrame({"guid": ["1", "2"], "tag": ["positive", "neutral"], "p_positive": [0.8, 0.1],
+                           "p_neutral": [0.1, 0.8], "p_negative": [0.1, 0.1]})
+    with pytest.raises(UserError, match="no positive/neutral/negative label for 1 test guids \\(2\\)"):
+        predict.score_against(labels, truth)
+    truth.write_text("guid,label\n1,positive\n2,negative\n")
+    assert predict.score_against(labels, truth)["test_accuracy"] == 0.5
