@@ -149,8 +149,13 @@ def test_three_machines_share_a_tracking_server_a_study_and_a_dvc_remote(tmp_pat
     assert production.tags["mlflow_run_id"] == best.user_attrs["mlflow_run_id"]
     assert sum("nothing changed" in output for output in outputs) == 1, outputs
     # A logged head names its backbone as params.yaml does, not by one machine's absolute path.
-    model = Path(mlflow.artifacts.download_artifacts(best.user_attrs["model_uri"], tracking_uri=tracking,
-                                                     dst_path=str(tmp_path / "trial-model")))
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking)  # a models:/ URI resolves through the global tracking URI
+    try:
+        model = Path(mlflow.artifacts.download_artifacts(best.user_attrs["model_uri"],
+                                                         dst_path=str(tmp_path / "trial-model")))
+    finally:
+        mlflow.set_tracking_uri(previous)
     assert json.loads((model / "artifacts" / "head.json").read_text())["backbone"] == "models/tiny-clip"
 
     # Machine C has no features and no MLflow store: it labels the test set through the server,

@@ -305,8 +305,8 @@ def test_a_changed_split_seed_never_compares_two_models_on_different_splits(proj
     resplit = small(config, **{"tune.trials": 2, "data.split_seed": 7, "data.splits_dir": str(tmp_path / "splits-7")})
     write_splits(resplit.data)
     scored = []
-    real = registry.holdout_predictions
-    monkeypatch.setattr(registry, "holdout_predictions", lambda uri, *a: scored.append(uri) or real(uri, *a))
+    real = registry.model_probabilities
+    monkeypatch.setattr(registry, "model_probabilities", lambda uri, *a: scored.append(uri) or real(uri, *a))
     second = tune(resplit)
     assert second["split_identity"] != first["split_identity"]
     assert second["promoted_now"] and second["compared_with_version"] is None and "another split" in second["gate"]
