@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from src import LABELS
-from src.calibration import expected_calibration_error, fit_temperature, reliability, with_temperature
+from src.calibration import calibration_errors, fit_temperature, reliability, with_temperature
 from src.config import FUSIONS, Config, DataConfig, TrainConfig, flatten, load_config, with_overrides
 from src.data import decode_text, load_dataset
 from src.errors import UserError, cli, step
@@ -183,11 +183,9 @@ def summary_row(result: VariantResult, holdout_labels: np.ndarray) -> dict:
 def calibration_of(result: VariantResult, val_labels: np.ndarray, holdout_labels: np.ndarray) -> dict:
     """The first seed's temperature, fitted on validation, and its holdout reliability before and after."""
     temperature = fit_temperature(result.val_probs[0], val_labels)
-    raw, calibrated = result.probs[0], with_temperature(result.probs[0], temperature)
-    return {"temperature": temperature,
-            "ece_uncalibrated": expected_calibration_error(raw, holdout_labels),
-            "ece": expected_calibration_error(calibrated, holdout_labels),
-            "before": reliability(raw, holdout_labels), "after": reliability(calibrated, holdout_labels)}
+    raw = result.probs[0]
+    return {**calibration_errors(raw, holdout_labels, temperature), "before": reliability(raw, holdout_labels),
+            "after": reliability(with_temperature(raw, temperature), holdout_labels)}
 
 
 def error_kind(true: int, predicted: int, confidence: float, text_only: int, image_only: int,

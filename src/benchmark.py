@@ -32,6 +32,7 @@ fp32, fp16 and bf16.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -378,11 +379,53 @@ def serve_load(port: int, bodies: list[bytes], clients: int, seconds: float) -> 
             "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None}
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(args: list[str], cwd: Path, env: dict, ready_url: str, timeout: float = 300):
+    """Start a server in its own process group, wait until ``ready_url`` answers, stop the whole
+    group afterwards. Its output goes to a file: a pipe nobody reads would block a chatty server."""
+    import signal
+    import tempfile
+    import urllib.request
+
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            deadline = time.time() + timeout
+            while True:
+                try:
+                    urllib.request.urlopen(ready_url, timeout=2)
+                    break
+                except OSError:
+                    if process.poll() is not None or time.time() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(f"{' '.join(args[:6])} did not start: {log.read()[-3000:]}") from None
+                    time.sleep(1)
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def serve_model(model_uri: str, cwd: Path, env: dict, port: int, workers: int = 1):
+    """``mlflow models serve`` of ``model_uri`` on loopback ``port``, as a context manager."""
+    return running_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
+                           "local", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+                          cwd, env, f"http://127.0.0.1:{port}/ping")
+
+
 def bench_serve(args, work: Path) -> dict:
     import base64
-    import signal
-    import socket
-    import urllib.request
 
     dataset = load_dataset(args.data_root)
     samples = dataset.test[: 4 * SERVE_ROWS]
@@ -399,25 +442,10 @@ def bench_serve(args, work: Path) -> dict:
     store.mkdir(parents=True)
     model_uri = log_served_model(store, args.backbone)
     out = {"forward_per_s": forward, "rows_per_request": SERVE_ROWS, "seconds": args.serve_seconds, "runs": []}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
     for workers in SERVE_WORKERS:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-            cwd=store, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            deadline = time.time() + 300
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                    break
-                except OSError:
-                    if server.poll() is not None or time.time() > deadline:
-                        raise UserError(f"mlflow models serve --workers {workers} did not start") from None
-                    time.sleep(1)
+        port = free_port()
+        with serve_model(model_uri, store, env, port, workers) as server:
             serve_load(port, bodies, 1, 5.0)  # warm-up: every worker loads lazily on first use
             for clients in SERVE_CLIENTS:
                 run = {"workers": workers, **serve_load(port, bodies, clients, args.serve_seconds)}
@@ -427,9 +455,6 @@ def bench_serve(args, work: Path) -> dict:
                 print(f"serve: {workers} worker(s), {clients} clients: {run['samples_per_s']:.2f} samples/s "
                       f"({run['ratio_to_forward']:.2f} of the forward), p50 {run['p50_ms']:.0f} ms, "
                       f"p99 {run['p99_ms']:.0f} ms, {run['errors']} errors")
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
     return out
 
 

@@ -54,3 +54,11 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     total = len(labels)
     return float(sum(b["samples"] / total * abs(b["accuracy"] - b["confidence"])
                      for b in reliability(probs, labels, bins) if b["samples"]))
+
+
+def calibration_errors(raw_probs: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, float]:
+    """``temperature`` and the expected calibration error of ``raw_probs`` (n, 3) with it (``ece``)
+    and without it (``ece_uncalibrated``)."""
+    return {"temperature": temperature,
+            "ece": expected_calibration_error(with_temperature(raw_probs, temperature), labels),
+            "ece_uncalibrated": expected_calibration_error(raw_probs, labels)}

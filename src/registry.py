@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.calibration import expected_calibration_error, fit_temperature, with_temperature
+from src.calibration import calibration_errors, fit_temperature, with_temperature
 from src.errors import UserError
 from src.features import FeatureCache
 from src.metrics import bootstrap_intervals, classification_metrics, scalar_metrics
@@ -67,9 +67,7 @@ def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float) -
     expected calibration error with and without the temperature."""
     predictions = probs.argmax(1)
     return {**scalar_metrics(classification_metrics(labels, predictions)), **bootstrap_intervals(labels, predictions),
-            "ece": expected_calibration_error(probs, labels),
-            "ece_uncalibrated": expected_calibration_error(with_temperature(probs, 1 / temperature), labels),
-            "temperature": temperature}
+            **calibration_errors(with_temperature(probs, 1 / temperature), labels, temperature)}
 
 
 def production_version(client):
@@ -152,9 +150,10 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     rows = splits.holdout
     labels = cache.labels[rows]
     # The candidate's temperature, fitted on the validation split only; the holdout only reports it.
-    validation_probs, _ = model_probabilities(candidate.model_uri, cache, splits.val)
-    temperature = fit_temperature(validation_probs, cache.labels[splits.val])
-    candidate_probs = with_temperature(model_probabilities(candidate.model_uri, cache, rows)[0], temperature)
+    # A trial's model has none yet, so its head's probabilities are the raw ones.
+    candidate_head = load_msc_model(candidate.model_uri).head
+    temperature = fit_temperature(predict_proba(candidate_head, cache, splits.val), cache.labels[splits.val])
+    candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
     candidate_scores = classification_metrics(labels, candidate_probs.argmax(1))
     current = production_version(client)
     decision = gate(current, candidate, cache, splits, force)

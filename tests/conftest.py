@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -110,14 +105,6 @@ def snapshot_repository(root: Path) -> Path:
     return root
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 POSTGRES_URL = os.environ.get("MSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -129,33 +116,3 @@ def postgres_available() -> bool:
             return True
     except Exception:  # noqa: BLE001
         return False
-
-
-@contextlib.contextmanager
-def http_process(args: list[str], cwd: Path, env: dict, ready_url: str, timeout: float = 180):
-    """Start a server (its own process group), wait until ``ready_url`` answers, stop it afterwards."""
-    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a pipe nobody reads blocks a chatty server
-    process = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(ready_url, timeout=2)
-                break
-            except OSError:
-                if process.poll() is not None or time.time() > deadline:
-                    log.seek(0)
-                    raise AssertionError(f"{' '.join(args[:6])} did not start: {log.read()[-3000:]}") from None
-                time.sleep(1)
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-        log.close()
-
-
-def serve_model(model_uri: str, cwd: Path, env: dict, port: int):
-    """``mlflow models serve`` of ``model_uri`` on loopback ``port``, as a context manager."""
-    return http_process([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-                         "--host", "127.0.0.1", "--port", str(port)], cwd, env, f"http://127.0.0.1:{port}/ping")

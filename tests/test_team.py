@@ -17,16 +17,8 @@ import optuna
 import pytest
 import yaml
 
-from tests.conftest import (
-    GIT_USER,
-    POSTGRES_URL,
-    free_port,
-    http_process,
-    postgres_available,
-    serve_model,
-    sh,
-    snapshot_repository,
-)
+from src.benchmark import free_port, running_server, serve_model
+from tests.conftest import GIT_USER, POSTGRES_URL, postgres_available, sh, snapshot_repository
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -72,7 +64,7 @@ def servers(tmp_path):
         server = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", mlflow_db,
                   "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
                   "--port", str(port), "--workers", "1"]
-        with http_process(server, tmp_path, dict(os.environ), f"http://127.0.0.1:{port}/health"):
+        with running_server(server, tmp_path, dict(os.environ), f"http://127.0.0.1:{port}/health"):
             yield f"http://127.0.0.1:{port}", optuna_db
 
 

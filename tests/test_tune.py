@@ -16,12 +16,13 @@ import optuna
 import pytest
 import yaml
 
+from src.benchmark import free_port
 from src.config import with_overrides
 from src.errors import UserError
 from src.featurize import featurize
 from src.split import write_splits
 from src.tune import FINISHED, tune
-from tests.conftest import POSTGRES_URL, REPO, free_port, postgres_available
+from tests.conftest import POSTGRES_URL, REPO, postgres_available
 
 pytestmark = pytest.mark.integration
 TRIALS = 4
