@@ -1,4 +1,2 @@
-"""msc: multimodal sentiment classification on MVSA-Single, tracked end to end."""
-
-LABELS = ("positive", "neutral", "negative")
-"""Class order used everywhere: label ids, logits columns, probability columns."""
+"""The stage commands users type: ``python -m src.<stage>``. Each is a thin entry point (arguments,
+config, one call into the ``msc`` library in ``src/msc/``, outputs)."""

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from src.config import Config, load_config, with_overrides
-from src.featurize import featurize
-from src.sample import write_backbone, write_dataset
-from src.split import load_splits, write_splits
+from msc.config import Config, load_config, with_overrides
+from msc.data.split import write_splits
+from msc.data.synthetic import write_dataset
+from msc.features.build import featurize
+from msc.features.splits import load_splits
+from msc.model.tiny import write_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,6 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 def sample_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sample") / "data"
     write_dataset(root, n=240, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_sample_root(tmp_path_factory) -> Path:
+    """80 samples: enough for stratified splits, for tests that build caches of their own."""
+    root = tmp_path_factory.mktemp("small-sample") / "data"
+    write_dataset(root, n=80, seed=2)
     return root
 
 
@@ -65,8 +75,16 @@ def cache(config):
 
 @pytest.fixture(scope="session")
 def splits(config, cache):
-    write_splits(config.data)
+    write_splits(config.data.root, config.data.splits_dir, config.data.split_rule)
     return load_splits(config.data, cache)
+
+
+@pytest.fixture()
+def private_config(tmp_path, small_sample_root, tiny_clip) -> Config:
+    """A small dataset and cache folder of this test's own, so it can change them; no augmented views."""
+    data = tmp_path / "data"
+    shutil.copytree(small_sample_root, data)
+    return make_config(data, tiny_clip, tmp_path / "features", {"features.augment_views": 0})
 
 
 @pytest.fixture()

@@ -11,14 +11,26 @@ import numpy as np
 import pytest
 import yaml
 
-from src import LABELS, ablation, report
-from src.ablation import BAD_CASE_COLUMNS, COLUMNS, ERROR_KINDS, error_kind
-from src.config import with_overrides
-from src.errors import UserError
-from src.report import separation, summary_sentence
+from msc.analysis.error_kinds import BAD_CASE_COLUMNS, ERROR_KINDS, error_kind, low_quality_rows
+from msc.analysis.report_text import separation, summary_sentence
+from msc.analysis.variants import COLUMNS, make_variants, tuned_train_config
+from msc.config import with_overrides
+from msc.core.errors import UserError
+from msc.core.handoff import write_handoff
+from msc.core.labels import LABELS
+from msc.tune.summary import TuneSummary
+from src import ablation, report
 
 TUNED = {"train.fusion": "gated", "train.lr": 0.003, "train.hidden_dim": 128, "train.dropout": 0.1}
 TRAINED = {"text", "image", "early", "late", "cross_attention", "gated", "gated:no_views"}
+
+
+def tune_summary(best_params: dict, best_trial: int = 1) -> TuneSummary:
+    """A tune stage summary that names ``best_params``; the ablation reads nothing else of it."""
+    return TuneSummary(model="msc", version=1, promoted_now=True, gate="", compared_with_version=None,
+                       holdout_samples=0, holdout={}, candidate_holdout_weighted_f1=0.0, study_name="msc",
+                       study_identity="", feature_fingerprint="", split_identity="", best_trial=best_trial,
+                       select_metric="val_weighted_f1", best_value=0.0, best_params=best_params)
 
 
 def read_csv(path):
@@ -32,7 +44,7 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
     (project / "params.yaml").write_text(yaml.safe_dump(asdict(config)))
     metrics = project / "results" / "metrics.json"
     metrics.parent.mkdir()
-    metrics.write_text(json.dumps({"best_trial": 7, "study_name": "msc", "best_params": TUNED}))
+    write_handoff(metrics, tune_summary(TUNED, best_trial=7))
 
     assert ablation.main(["--params", "params.yaml"]) == 0
     # One plain line per trained row, for logs without a terminal (DVC, CI, nohup).
@@ -108,15 +120,15 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
 
 
 def test_the_report_without_ablation_results_is_a_sentence(tmp_path):
-    with pytest.raises(UserError, match="no ablation results in .*python -m src.ablation"):
+    with pytest.raises(UserError, match="ablation.json.*python -m src.ablation"):
         report.read_ablation(tmp_path)
 
 
 def test_tuned_params_that_do_not_fit_are_a_clear_error(project, config, tmp_path):
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"best_trial": 1, "study_name": "msc", "best_params": {"train.nope": 1}}))
+    write_handoff(metrics, tune_summary({"train.nope": 1}))
     with pytest.raises(UserError, match="best_params do not fit.*train.nope"):
-        ablation.tuned_train_config(config, metrics)
+        tuned_train_config(config, metrics)
 
 
 def test_error_kinds_apply_in_order():
@@ -131,13 +143,13 @@ def test_error_kinds_apply_in_order():
 
 
 def test_small_or_blurry_images_are_low_quality(cache, splits):
-    quality = cache.manifest["image_quality"]
+    quality = cache.manifest.image_quality
     assert len(quality["short_side"]) == len(quality["sharpness"]) == len(cache.guids)
     rows = splits.holdout
-    flagged = ablation.low_quality_rows(cache, rows, min_short_side=10_000)  # every image is smaller
+    flagged = low_quality_rows(cache, rows, min_short_side=10_000)  # every image is smaller
     assert flagged.all()
     sharpness = np.array(quality["sharpness"])
-    by_blur = ablation.low_quality_rows(cache, rows, min_short_side=0)
+    by_blur = low_quality_rows(cache, rows, min_short_side=0)
     assert (sharpness[rows][by_blur] < np.percentile(sharpness[sharpness >= 0], 10)).all()
 
 
@@ -180,8 +192,8 @@ def test_the_summary_sentence_reads_the_table():
 
 
 def test_cached_text_views_add_an_ablation_row(config):
-    names = {v.name: v for v in ablation.make_variants(config.train, augment_views=2, text_augment_views=3)}
+    names = {v.name: v for v in make_variants(config.train, augment_views=2, text_augment_views=3)}
     tuned = config.train.fusion
     assert names[f"{tuned}:no_text_views"].train.use_text_views is False
     assert names[f"{tuned}:no_text_views"].kind == "augmentation" and f"{tuned}:no_views" in names
-    assert not any("text_views" in name for name in (v.name for v in ablation.make_variants(config.train, 2)))
+    assert not any("text_views" in name for name in (v.name for v in make_variants(config.train, 2)))

@@ -2,10 +2,10 @@ import pytest
 import torch
 from PIL import Image
 
-from src.backbone import load_backbone
-from src.errors import UserError
-from src.features import FeatureBatch
-from src.heads import build_head
+from msc.core.errors import UserError
+from msc.model.backbone import load_backbone
+from msc.model.batch import FeatureBatch
+from msc.model.heads import build_head
 
 
 def test_no_backbone_parameter_ever_receives_a_gradient(tiny_clip):
@@ -56,5 +56,5 @@ def test_a_path_that_is_not_there_is_never_asked_of_the_hub(name, tmp_path, monk
 
     monkeypatch.setattr(transformers.CLIPModel, "from_pretrained", no_hub)
     name = name.format(tmp=tmp_path)  # an existing parent folder makes it a path too
-    with pytest.raises(UserError, match="is a path, and there is no folder there.*python -m src.sample"):
+    with pytest.raises(UserError, match="model.backbone .*python -m src.sample"):
         load_backbone(name, device="cpu")

@@ -2,7 +2,7 @@
 
 from argparse import Namespace
 
-from src.benchmark import bench_predict
+from benchmarks.predict import bench_predict
 
 
 def test_the_predict_section_runs_on_the_sample(sample_root, tiny_clip, tmp_path):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from src.calibration import expected_calibration_error, fit_temperature, reliability, with_temperature
-from src.metrics import bootstrap_intervals, classification_metrics, weighted_f1_of
+from msc.train.calibration import expected_calibration_error, fit_temperature, reliability, with_temperature
+from msc.train.metrics import bootstrap_intervals, classification_metrics, weighted_f1_of
 
 
 def softmax(logits):

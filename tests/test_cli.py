@@ -49,7 +49,7 @@ def test_in_process_main_returns_status(tmp_path, capsys):
 
 
 def test_an_unexpected_failure_is_one_sentence_and_a_log_file(tmp_path, monkeypatch, capsys):
-    from src.errors import cli, step
+    from msc.core.errors import cli, step
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MSC_DEBUG", raising=False)

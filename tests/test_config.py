@@ -3,8 +3,8 @@ import subprocess
 import pytest
 import yaml
 
-from src.config import Config, flatten, load_config, with_overrides
-from src.errors import UserError
+from msc.config import Config, flatten, load_config, with_overrides
+from msc.core.errors import UserError
 from tests.conftest import REPO
 
 

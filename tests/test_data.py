@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from src.data import decode_text, load_dataset, normalize_tweet, read_label_file
-from src.errors import UserError
+from msc.core.errors import UserError
+from msc.data.dataset import load_dataset, read_label_file
+from msc.data.text import decode_text, normalize_tweet
 
 
 def test_decode_prefers_utf8_then_gb18030():
@@ -84,7 +85,7 @@ def test_an_explicit_text_encoding_is_used_alone_and_replacements_are_flagged():
 
 
 def test_an_unknown_text_encoding_is_a_sentence(config):
-    from src.config import with_overrides
+    from msc.config import with_overrides
 
     with pytest.raises(UserError, match="data.text_encoding.*codec name"):
         with_overrides(config, {"data.text_encoding": "klingon"})
@@ -93,7 +94,7 @@ def test_an_unknown_text_encoding_is_a_sentence(config):
 def test_an_augmented_text_view_is_seeded_and_built_from_the_words():
     import random
 
-    from src.data import augment_text
+    from msc.data.text import augment_text
 
     text = "RT @user : so happy today #blessed #sun http love it"
     views = [augment_text(text, random.Random(f"0:7:text:{v}")) for v in range(1, 30)]

@@ -1,56 +1,39 @@
-"""dvc.yaml against the code: every stage depends on every src/ module it runs, and its params exist."""
+"""dvc.yaml against the code: every stage depends on its entry module and on every layer of the msc
+library it runs, on nothing else of src/, and its params exist."""
 
 import ast
 
+import grimp
 import pytest
 import yaml
 
-from src.config import load_config
+from msc.config import load_config
 from tests.conftest import REPO
 
-SRC = REPO / "src"
-# Modules a stage runs without importing them: the registered pyfunc's entry point and its code,
-# which tune logs and predict loads through MLflow.
-RUN_BY_NAME = {"tune": {"pyfunc_model"}, "predict": {"pyfunc_model", "serving"}}
-
-
-def imported_modules(module: str) -> set[str]:
-    """The src modules ``module`` imports, at any depth of its code (lazy imports included)."""
-    found = set()
-    for node in ast.walk(ast.parse((SRC / f"{module}.py").read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "src":
-            found.add("__init__")
-            parts = node.module.split(".")
-            found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names if (SRC / f"{a.name}.py").is_file()}
-        elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("src.")}
-    return found
-
-
-def closure(modules: set[str]) -> set[str]:
-    seen, todo = set(modules), list(modules)
-    while todo:
-        for found in imported_modules(todo.pop()) - seen:
-            seen.add(found)
-            todo.append(found)
-    return seen | {"__init__"}
-
-
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+GRAPH = grimp.build_graph("msc")
+
+
+def layers_run_by(entry: str) -> set[str]:
+    """The msc layers (``core``, ``data``, ..., ``config``) that ``src/<entry>.py`` imports, at any depth
+    and lazy imports included, as dvc.yaml paths (``src/msc/core``, ``src/msc/config.py``)."""
+    tree = ast.parse((REPO / "src" / f"{entry}.py").read_text())
+    roots = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+             and node.module.split(".")[0] == "msc"}
+    modules = set(roots).union(*(GRAPH.find_upstream_modules(root) for root in roots))
+    layers = {module.split(".")[1] for module in modules if module.count(".")}
+    return {f"src/msc/{layer}.py" if (REPO / "src" / "msc" / f"{layer}.py").is_file() else f"src/msc/{layer}"
+            for layer in layers}
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_stage_deps_cover_the_code_it_runs(name):
+def test_stage_deps_are_the_code_it_runs(name):
     stage = STAGES[name]
-    module = stage["cmd"].split("python -m src.")[1].split()[0]
-    deps = {d for d in stage["deps"] if isinstance(d, str)}
-    if "src" in deps or "src/" in deps:
-        return
-    needed = closure({module} | RUN_BY_NAME.get(name, set()))
-    missing = sorted(f"src/{m}.py" for m in needed if f"src/{m}.py" not in deps)
-    assert not missing, f"dvc.yaml stage {name} runs {missing} but does not depend on them"
-    stale = sorted(d for d in deps if d.startswith("src/") and not (REPO / d).is_file())
-    assert not stale, f"dvc.yaml stage {name} depends on files that do not exist: {stale}"
+    entry = stage["cmd"].split("python -m src.")[1].split()[0]
+    deps = {d for d in stage["deps"] if isinstance(d, str) and d.startswith("src/")}
+    needed = {f"src/{entry}.py", "src/msc/__init__.py"} | layers_run_by(entry)
+    assert not needed - deps, f"dvc.yaml stage {name} runs {sorted(needed - deps)} but does not depend on them"
+    assert not deps - needed, f"dvc.yaml stage {name} depends on {sorted(deps - needed)}, which it never runs"
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -63,6 +46,7 @@ def test_stage_params_are_config_keys(name):
             value = getattr(value, part)
 
 
-def test_the_closure_sees_lazy_imports():
-    assert "sample" in closure({"ablation"}), "ablation imports src.sample inside a function"
-    assert "featurize" not in closure({"tune"}), "tune reads the cache; it never runs featurize"
+def test_the_closure_follows_imports_through_the_layers():
+    assert "src/msc/features" not in layers_run_by("predict"), "predict loads a logged model; it reads no cache"
+    assert "src/msc/features" in layers_run_by("tune") and "src/msc/analysis" not in layers_run_by("tune")
+    assert layers_run_by("split") == {"src/msc/core", "src/msc/data", "src/msc/model", "src/msc/config.py"}

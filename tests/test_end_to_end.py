@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from msc.config import with_overrides
+from msc.track.registry import load_msc_model
+from msc.train.calibration import fit_temperature, with_temperature
+from msc.train.loop import predict_proba
 from src import predict, tune
-from src.calibration import fit_temperature, with_temperature
-from src.config import with_overrides
-from src.registry import model_probabilities
 
 
 def test_study_registers_a_model_that_labels_the_test_set(project, config, cache, splits, capsys):
@@ -42,7 +43,10 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
     # The temperature is fitted on validation only, and the registered model applies it.
     trial_uri = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}") \
         .best_trial.user_attrs["model_uri"]
-    fitted = {name: fit_temperature(model_probabilities(trial_uri, cache, rows)[0], cache.labels[rows])
+    # The head's own probabilities, as the registration fits them (model_probabilities renormalises
+    # through log and exp, which moves the flat optimum of the likelihood in the fourth digit).
+    head = load_msc_model(trial_uri).head
+    fitted = {name: fit_temperature(predict_proba(head, cache, rows), cache.labels[rows])
               for name, rows in (("validation", splits.val), ("holdout", splits.holdout))}
     temperature = float(version.tags["temperature"])
     assert temperature == pytest.approx(fitted["validation"], rel=1e-4) == pytest.approx(holdout["temperature"])
@@ -69,13 +73,13 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
 
 
 def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):
-    from src.errors import UserError
+    from msc.core.errors import UserError
 
     truth = tmp_path / "truth.csv"
     truth.write_text("guid,label\n1,positive\n")
     labels = pd.DataFrame({"guid": ["1", "2"], "tag": ["positive", "neutral"], "p_positive": [0.8, 0.1],
                            "p_neutral": [0.1, 0.8], "p_negative": [0.1, 0.1]})
-    with pytest.raises(UserError, match="no positive/neutral/negative label for 1 test guids \\(2\\)"):
+    with pytest.raises(UserError, match="truth.csv.*1 test guids \\(2\\)"):
         predict.score_against(labels, truth)
     truth.write_text("guid,label\n1,positive\n2,negative\n")
     assert predict.score_against(labels, truth)["test_accuracy"] == 0.5

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
-from src.config import with_overrides
-from src.errors import UserError
-from src.features import FeatureCache, open_cache
-from src.featurize import featurize
-from tests.conftest import REPO, make_config
+from msc.config import with_overrides
+from msc.core.errors import UserError
+from msc.features.build import featurize
+from msc.features.cache import FeatureCache, open_cache
+from tests.conftest import REPO
 
 
 def test_cache_shapes_and_half_precision(cache, config):
@@ -34,16 +34,8 @@ def test_cache_shapes_and_half_precision(cache, config):
     assert np.allclose(batch.image_pooled[1].numpy(), aug[1, 1].astype(np.float32))
 
 
-@pytest.fixture()
-def private_copy(tmp_path, sample_root, tiny_clip):
-    """A dataset and cache of this test's own, so it can change them."""
-    data = tmp_path / "data"
-    shutil.copytree(sample_root, data)
-    return make_config(data, tiny_clip, tmp_path / "features", {"features.augment_views": 0})
-
-
-def test_staleness_rule(private_copy):
-    config = private_copy
+def test_staleness_rule(private_config):
+    config = private_config
     _, built = featurize(config)
     assert built
     _, built = featurize(config)
@@ -60,47 +52,47 @@ def test_staleness_rule(private_copy):
     assert built, "a preprocessing change must rebuild"
 
 
-def test_backbone_change_rebuilds(private_copy, tmp_path):
-    from src.sample import write_backbone
+def test_backbone_change_rebuilds(private_config, tmp_path):
+    from msc.model.tiny import write_backbone
 
-    featurize(private_copy)
+    featurize(private_config)
     other = tmp_path / "other-clip"
     write_backbone(other, "tiny", seed=1)
-    _, built = featurize(with_overrides(private_copy, {"model.backbone": str(other)}))
+    _, built = featurize(with_overrides(private_config, {"model.backbone": str(other)}))
     assert built
 
 
-def test_half_written_cache_is_never_used(private_copy):
+def test_half_written_cache_is_never_used(private_config):
     """A killed run leaves a staging folder and no manifest: it is rebuilt, never read."""
-    config = private_copy
+    config = private_config
     cache, _ = featurize(config)
     folder = cache.folder
     staging = folder.with_name(folder.name + ".tmp")
     staging.mkdir()
     (staging / "text_pooled.npy").write_bytes(b"partial")
     (folder / "manifest.json").unlink()  # as if killed between the swap's two renames
-    with pytest.raises(UserError, match="no complete feature cache"):
+    with pytest.raises(UserError, match="manifest.json.*python -m src.featurize"):
         FeatureCache(folder)
     rebuilt, built = featurize(config)
     assert built and not staging.exists()
     assert json.loads((folder / "manifest.json").read_text())["fingerprint"] == rebuilt.fingerprint
 
 
-def test_bad_files_stop_before_any_work_and_are_all_listed(private_copy):
-    folder = Path(private_copy.data.root) / "data"
+def test_bad_files_stop_before_any_work_and_are_all_listed(private_config):
+    folder = Path(private_config.data.root) / "data"
     for guid in ("1", "2"):
         (folder / f"{guid}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (folder / "3.txt").unlink()
     with pytest.raises(UserError, match=r"3 listed samples cannot be used: 1 \(.*1\.jpg.*\), 2 \(.*2\.jpg.*\), "
                                         r"3 \(no file .*3\.txt\).*data\.on_error: skip"):
-        featurize(private_copy)
-    assert not Path(private_copy.features.dir).exists()
+        featurize(private_config)
+    assert not Path(private_config.features.dir).exists()
 
 
-def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_copy, capsys):
-    from src.data import load_dataset
+def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_config, capsys):
+    from msc.data.dataset import load_dataset
 
-    config = with_overrides(private_copy, {"data.on_error": "skip"})
+    config = with_overrides(private_config, {"data.on_error": "skip"})
     dataset = load_dataset(config.data.root)
     folder = Path(config.data.root) / "data"
     labelled, test = [s.guid for s in dataset.labelled], [s.guid for s in dataset.test]
@@ -110,7 +102,7 @@ def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_
     (folder / f"{test[1]}.txt").unlink()
     cache, built = featurize(config)
     assert built
-    assert [item["guid"] for item in cache.manifest["skipped"]] == labelled[:2]
+    assert [item["guid"] for item in cache.manifest.skipped] == labelled[:2]
     assert cache.n_labelled == len(labelled) - 2 and labelled[0] not in cache.guids
     assert cache.guids[cache.n_labelled:] == test, "test samples are never dropped"
     row_image, row_text = cache.guids.index(test[0]), cache.guids.index(test[1])
@@ -122,9 +114,9 @@ def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_
 
 
 @pytest.mark.integration
-def test_sigkill_during_featurize_leaves_the_old_cache_or_none(private_copy, tmp_path):
+def test_sigkill_during_featurize_leaves_the_old_cache_or_none(private_config, tmp_path):
     """Killed mid-build: the previous cache stays whole, or there is none; never a half-written one."""
-    config = with_overrides(private_copy, {"features.augment_views": 6, "features.batch_size": 8})
+    config = with_overrides(private_config, {"features.augment_views": 6, "features.batch_size": 8})
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(config)))))
     folder = Path(config.features.dir)
@@ -151,45 +143,45 @@ def test_sigkill_during_featurize_leaves_the_old_cache_or_none(private_copy, tmp
     assert kept.fingerprint == old.fingerprint and kept.array("aug_pooled").shape[:2] == (kept.n_labelled, 6)
     shutil.rmtree(folder)
     kill_mid_build()
-    with pytest.raises(UserError, match="no complete feature cache"):
+    with pytest.raises(UserError, match="manifest.json.*python -m src.featurize"):
         FeatureCache(folder)
     cache, built = featurize(config)
     assert built and not staging.exists()
     assert cache.fingerprint == old.fingerprint and np.array_equal(cache.array("image_pooled"), old_images)
 
 
-def test_stages_that_read_the_cache_stop_when_it_is_missing_or_stale(private_copy, monkeypatch):
-    from src import features
+def test_stages_that_read_the_cache_stop_when_it_is_missing_or_stale(private_config, monkeypatch):
+    from msc.features import manifest as features
 
-    with pytest.raises(UserError, match="no complete feature cache .*python -m src.featurize"):
-        open_cache(private_copy)
-    featurize(private_copy)
-    assert open_cache(private_copy).fingerprint
+    with pytest.raises(UserError, match="manifest.json.*python -m src.featurize"):
+        open_cache(private_config)
+    featurize(private_config)
+    assert open_cache(private_config).fingerprint
     with pytest.raises(UserError, match="is stale: features.augment_views changed.*python -m src.featurize"):
-        open_cache(with_overrides(private_copy, {"features.augment_views": 1}))
+        open_cache(with_overrides(private_config, {"features.augment_views": 1}))
     with pytest.raises(UserError, match="is stale: model.precision changed"):
-        open_cache(with_overrides(private_copy, {"model.precision": "bf16"}))
+        open_cache(with_overrides(private_config, {"model.precision": "bf16"}))
     # Speed settings are not part of it.
-    open_cache(with_overrides(private_copy, {"features.batch_size": 3, "model.device": "cpu"}))
+    open_cache(with_overrides(private_config, {"features.batch_size": 3, "model.device": "cpu"}))
     # An edit to the preprocessing code: stale for readers, and rebuilt by featurize, no version bump needed.
     monkeypatch.setattr(features, "preprocessing_code_hash", lambda: "edited")
-    with pytest.raises(UserError, match=r"the preprocessing code \(src/featurize.py, src/images.py"):
-        open_cache(private_copy)
-    assert featurize(private_copy)[1], "featurize rebuilds for changed preprocessing code"
+    with pytest.raises(UserError, match=r"preprocessing code \(src/msc/features/build.py.*python -m src.featurize"):
+        open_cache(private_config)
+    assert featurize(private_config)[1], "featurize rebuilds for changed preprocessing code"
 
 
-def test_bf16_precision_changes_the_fingerprint(private_copy):
-    from src.featurize import cache_fingerprint
+def test_bf16_precision_changes_the_fingerprint(private_config):
+    from msc.features.build import cache_fingerprint
 
-    assert cache_fingerprint(private_copy, "data") != cache_fingerprint(
-        with_overrides(private_copy, {"model.precision": "bf16"}), "data")
-    assert cache_fingerprint(private_copy, "data") == cache_fingerprint(
-        with_overrides(private_copy, {"model.precision": "fp32"}), "data"), "auto is fp32 on a CPU: the same values"
+    assert cache_fingerprint(private_config, "data") != cache_fingerprint(
+        with_overrides(private_config, {"model.precision": "bf16"}), "data")
+    assert cache_fingerprint(private_config, "data") == cache_fingerprint(
+        with_overrides(private_config, {"model.precision": "fp32"}), "data"), "auto is fp32 on a CPU: the same values"
 
 
-def test_equivalent_settings_reuse_the_cache_and_record_themselves(private_copy):
-    cache, built = featurize(private_copy)
-    fp32 = with_overrides(private_copy, {"model.precision": "fp32"})
+def test_equivalent_settings_reuse_the_cache_and_record_themselves(private_config):
+    cache, built = featurize(private_config)
+    fp32 = with_overrides(private_config, {"model.precision": "fp32"})
     with pytest.raises(UserError, match="model.precision changed"):
         open_cache(fp32)
     reused, built = featurize(fp32)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from src.features import FeatureBatch
-from src.heads import HEADS, build_head
+from msc.model.batch import FeatureBatch
+from msc.model.heads import HEADS, build_head
 
 B, L, M, P = 5, 7, 10, 16
 
@@ -49,3 +49,22 @@ def test_gate_weights_are_per_sample_and_sum_to_one():
     weights = head.gate_weights(random_batch())
     assert weights.shape == (B, 2)
     assert torch.allclose(weights.sum(1), torch.ones(B))
+
+
+def test_a_registered_head_is_a_fusion_the_config_and_the_search_space_accept(monkeypatch, tmp_path):
+    """One registry: registering a head is all it takes for params.yaml and tune.search_space to name it."""
+    from msc.config import load_config, with_overrides
+    from msc.core.errors import UserError
+    from msc.model import heads
+    from tests.conftest import REPO
+
+    with pytest.raises(UserError, match="train.fusion.*one of text, image, early, late, cross_attention, gated"):
+        with_overrides(load_config(REPO / "params.yaml"), {"train.fusion": "bilinear"})
+    with pytest.raises(ValueError, match="already registered"):
+        heads.register_head("late")(heads.HEADS["late"])
+    monkeypatch.setitem(heads.HEADS, "bilinear", heads.HEADS["late"])
+    assert with_overrides(load_config(REPO / "params.yaml"), {"train.fusion": "bilinear"}).train.fusion == "bilinear"
+    params = tmp_path / "params.yaml"
+    params.write_text("tune:\n  search_space:\n    train.fusion: {type: categorical, choices: [late, bilinear]}\n")
+    assert load_config(params).tune.search_space["train.fusion"]["choices"] == ["late", "bilinear"]
+    build_head("bilinear", P, hidden_dim=8, dropout=0.0)

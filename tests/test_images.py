@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image, ImageFilter
 
-from src.images import sharpness, short_side
+from msc.data.images import sharpness, short_side
 
 
 def test_sharpness_falls_with_blur_and_short_side_reads_the_header(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.data import decode_text, normalize_tweet
-from src.images import open_image
+from msc.data.images import open_image
+from msc.data.text import decode_text, normalize_tweet
 
 
 def encoded(image: Image.Image, fmt: str, **save) -> bytes:

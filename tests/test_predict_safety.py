@@ -17,9 +17,9 @@ import pytest
 import torch
 import yaml
 
+from msc.config import with_overrides
+from msc.tune.runner import tune
 from src import predict
-from src.config import with_overrides
-from src.tune import tune
 from tests.conftest import REPO
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.data import decode_text, load_dataset
-from src.featurize import featurize
-from src.split import load_splits, write_splits
-from src.train import train_head
+from msc.data.dataset import load_dataset
+from msc.data.split import write_splits
+from msc.data.text import decode_text
+from msc.features.build import featurize
+from msc.features.splits import load_splits
+from msc.train.loop import train_head
 from tests.conftest import REPO, make_config
 
 MVSA = REPO.parent / "shared" / "mvsa"
@@ -29,7 +31,7 @@ def test_real_data_featurizes_and_trains(tmp_path, tiny_clip):
     config = make_config(MVSA, tiny_clip, tmp_path / "features", {"features.augment_views": 1, "train.epochs": 2})
     cache, built = featurize(config)
     assert built and len(cache.guids) == 4511 and cache.n_labelled == 4000
-    write_splits(config.data)
+    write_splits(config.data.root, config.data.splits_dir, config.data.split_rule)
     splits = load_splits(config.data, cache)
     assert (len(splits.train), len(splits.val), len(splits.holdout)) == (2800, 600, 600)
     result = train_head(cache, splits.train, splits.val, replace(config.train, fusion="cross_attention"))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from src import LABELS
-from src.sample import IMAGE_NOISE, PRIOR, TEXT_NOISE, bayes_accuracy, bayes_predict, noisy_cue
+from msc.core.labels import LABELS
+from msc.data.synthetic import IMAGE_NOISE, PRIOR, TEXT_NOISE, bayes_accuracy, bayes_predict, noisy_cue
 
 
 def test_bayes_accuracy_matches_simulation():
@@ -50,8 +50,8 @@ CLIP_BPE = Path(__file__).resolve().parents[2] / "shared" / "clip-bpe"
 
 @pytest.mark.skipif(not (CLIP_BPE / "vocab.json").is_file(), reason="needs ../shared/clip-bpe")
 def test_a_sample_backbone_can_tokenize_as_the_real_clip(tmp_path):
-    from src.backbone import load_backbone
-    from src.sample import write_backbone
+    from msc.model.backbone import load_backbone
+    from msc.model.tiny import write_backbone
 
     write_backbone(tmp_path / "clip", "tiny", seed=0, tokenizer_folder=CLIP_BPE)
     backbone = load_backbone(str(tmp_path / "clip"), device="cpu")
@@ -64,8 +64,8 @@ def test_a_sample_backbone_can_tokenize_as_the_real_clip(tmp_path):
 
 
 def test_a_tokenizer_folder_without_the_bpe_files_is_a_sentence(tmp_path):
-    from src.errors import UserError
-    from src.sample import write_backbone
+    from msc.core.errors import UserError
+    from msc.model.tiny import write_backbone
 
     with pytest.raises(UserError, match="needs vocab.json and merges.txt"):
         write_backbone(tmp_path / "clip", "tiny", seed=0, tokenizer_folder=tmp_path)

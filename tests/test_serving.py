@@ -5,12 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from src.backbone import load_backbone
-from src.config import with_overrides
-from src.data import decode_text, load_dataset
-from src.images import open_image
-from src.serving import encode_inputs
-from src.tune import tune
+from msc.config import with_overrides
+from msc.data.dataset import load_dataset
+from msc.data.images import open_image
+from msc.data.text import decode_text
+from msc.model.backbone import load_backbone
+from msc.model.pyfunc import encode_inputs
+from msc.tune.runner import tune
 
 
 def test_predict_and_featurize_give_the_same_features(config, cache):

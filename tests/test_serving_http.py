@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.benchmark import free_port, serve_model, tree_memory
-from src.config import with_overrides
-from src.model_input import MAX_IMAGE_BASE64_CHARS, MAX_ROWS, MAX_TEXT_CHARS
-from src.tune import tune
+from msc.config import with_overrides
+from msc.model.inputs import MAX_IMAGE_BASE64_CHARS, MAX_ROWS, MAX_TEXT_CHARS
+from msc.tune.runner import tune
+from tests.helpers import free_port, serve_model, tree_memory
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import optuna
 import pytest
 import yaml
 
-from src.benchmark import free_port, running_server, serve_model
 from tests.conftest import GIT_USER, POSTGRES_URL, postgres_available, sh, snapshot_repository
+from tests.helpers import free_port, running_server, serve_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

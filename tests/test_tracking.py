@@ -2,7 +2,7 @@
 
 import mlflow
 
-from src.tracking import EXPERIMENT, setup_mlflow
+from msc.track.store import EXPERIMENT, setup_mlflow
 
 
 def test_an_experiment_made_elsewhere_gets_the_training_type(project):

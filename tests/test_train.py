@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.heads import HEADS
-from src.train import class_weights, train_head
+from msc.model.heads import HEADS
+from msc.train.loop import class_weights, train_head
 
 
 @pytest.mark.parametrize("fusion", sorted(HEADS))
@@ -42,7 +42,7 @@ def test_class_weights():
 
 
 def test_modality_dropout_zeroes_one_modality_per_chosen_sample(cache):
-    from src.features import drop_modality
+    from msc.model.batch import drop_modality
 
     batch = cache.batch(np.arange(6), tokens=True)
     drop_modality(batch, np.array([0, 1]), np.array([2]))
@@ -78,7 +78,7 @@ def test_patience_counts_epochs_without_a_better_select_metric(cache, config, sp
 @pytest.mark.parametrize("fusion", sorted(HEADS))
 def test_the_seed_reaches_every_head(cache, config, splits, fusion):
     """The ablation's seeds must change what a head learns, the image head's included."""
-    from src.train import predict_proba
+    from msc.train.loop import predict_proba
 
     probs = [predict_proba(train_head(cache, splits.train, splits.val,
                                       replace(config.train, fusion=fusion, epochs=2, seed=seed)).head, cache, splits.val)
@@ -88,8 +88,8 @@ def test_the_seed_reaches_every_head(cache, config, splits, fusion):
 
 def test_a_cache_resident_on_the_device_trains_exactly_as_the_memory_map(cache, config, splits):
     """The device path (the whole cache copied once, batches sliced there), run on the CPU."""
-    from src.features import FeatureCache
-    from src.train import predict_proba
+    from msc.features.cache import FeatureCache
+    from msc.train.loop import predict_proba
 
     train = replace(config.train, fusion="cross_attention", epochs=2, device="cpu")
     mapped = train_head(cache, splits.train, splits.val, train)
@@ -102,16 +102,16 @@ def test_a_cache_resident_on_the_device_trains_exactly_as_the_memory_map(cache, 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_train_device_cuda_without_cuda_is_a_sentence(cache, config):
-    from src.config import with_overrides
-    from src.errors import UserError
-    from src.features import open_cache
+    from msc.config import with_overrides
+    from msc.core.errors import UserError
+    from msc.features.cache import open_cache
 
-    with pytest.raises(UserError, match="train.device is .cuda. but no CUDA device is visible"):
+    with pytest.raises(UserError, match="train.device.*cuda.*auto or cpu"):
         open_cache(with_overrides(config, {"train.device": "cuda"}))
 
 
 def test_fp16_training_on_the_cpu_is_a_sentence(cache, config, splits):
-    from src.errors import UserError
+    from msc.core.errors import UserError
 
     with pytest.raises(UserError, match="fp16 needs a GPU"):
         train_head(cache, splits.train, splits.val, replace(config.train, precision="fp16", epochs=1))
@@ -120,8 +120,8 @@ def test_fp16_training_on_the_cpu_is_a_sentence(cache, config, splits):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_token_head_trains_on_cuda(config, splits):
-    from src.config import with_overrides
-    from src.features import open_cache
+    from msc.config import with_overrides
+    from msc.features.cache import open_cache
 
     cache = open_cache(with_overrides(config, {"train.device": "cuda"}))
     assert cache.device.type == "cuda"
@@ -132,8 +132,9 @@ def test_a_token_head_trains_on_cuda(config, splits):
 
 def test_a_text_view_cache_trains(tmp_path, sample_root, tiny_clip):
     """features.text_augment_views: K augmented texts per labelled tweet, one sampled per epoch."""
-    from src.featurize import featurize
-    from src.split import load_splits, write_splits
+    from msc.data.split import write_splits
+    from msc.features.build import featurize
+    from msc.features.splits import load_splits
     from tests.conftest import make_config
 
     config = make_config(sample_root, tiny_clip, tmp_path / "features", {"features.text_augment_views": 2,
@@ -142,7 +143,7 @@ def test_a_text_view_cache_trains(tmp_path, sample_root, tiny_clip):
     assert built and cache.text_augment_views == 2
     assert cache.array("aug_text_pooled").shape == (cache.n_labelled, 2, cache.dim)
     assert not np.array_equal(cache.array("aug_text_pooled")[:, 0], cache.array("text_pooled")[: cache.n_labelled])
-    write_splits(config.data)
+    write_splits(config.data.root, config.data.splits_dir, config.data.split_rule)
     splits = load_splits(config.data, cache)
     train = replace(config.train, fusion="cross_attention", epochs=2)
     with_views = train_head(cache, splits.train, splits.val, train)

@@ -16,13 +16,14 @@ import optuna
 import pytest
 import yaml
 
-from src.benchmark import free_port
-from src.config import with_overrides
-from src.errors import UserError
-from src.featurize import featurize
-from src.split import write_splits
-from src.tune import FINISHED, tune
+from msc.config import with_overrides
+from msc.core.errors import UserError
+from msc.data.split import write_splits
+from msc.features.build import featurize
+from msc.tune.runner import tune
+from msc.tune.study import FINISHED
 from tests.conftest import POSTGRES_URL, REPO, postgres_available
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 TRIALS = 4
@@ -43,16 +44,16 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     children = [r for r in runs if "trial_number" in r.data.tags]
     assert len(parents) == 1 and len(children) == TRIALS
     parent = parents[0]
-    assert parent.data.tags["study_name"] == summary["study_name"] == f"msc-{summary['study_identity']}"
-    assert parent.data.tags["study_identity"] == summary["study_identity"] and "best_val_weighted_f1" in parent.data.metrics
-    assert parent.data.tags["feature_fingerprint"] == summary["feature_fingerprint"]
+    assert parent.data.tags["study_name"] == summary.study_name == f"msc-{summary.study_identity}"
+    assert parent.data.tags["study_identity"] == summary.study_identity and "best_val_weighted_f1" in parent.data.metrics
+    assert parent.data.tags["feature_fingerprint"] == summary.feature_fingerprint
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"optimization_history.png", "best_trial.json", "holdout_metrics.json", "study_identity.json"} <= parent_artifacts
     identity = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/study_identity.json")
-    assert identity["split_identity"] == summary["split_identity"] and identity["train"]["epochs"] == 3
+    assert identity["split_identity"] == summary.split_identity and identity["train"]["epochs"] == 3
     models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
     runs_with_models = {m.source_run_id for m in models}
-    study = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["fusion"] in {"late", "early", "cross_attention", "gated"}
@@ -72,7 +73,7 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
             assert any("confusion" in a.path and a.path.endswith(".png") for a in client.list_artifacts(child.info.run_id))
             assert child.info.run_id in runs_with_models
     metrics = json.loads((project / "results" / "metrics.json").read_text())
-    assert metrics["version"] == summary["version"] == 1 and metrics["promoted_now"]
+    assert metrics["version"] == summary.version == 1 and metrics["promoted_now"]
     assert set(metrics["holdout"]) >= {"accuracy", "weighted_f1", "macro_f1", "f1_neutral"}
     version = client.get_model_version_by_alias("msc", "production")
     assert version.current_stage == "Production"
@@ -87,8 +88,8 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     time.sleep(1.1)
     again = tune(small(config))
     assert client.get_run(parent.info.run_id).info.end_time == ended
-    assert again["study_name"] == summary["study_name"] and not again["promoted_now"]
-    assert "nothing changed" in again["gate"] and again["version"] == 1
+    assert again.study_name == summary.study_name and not again.promoted_now
+    assert "nothing changed" in again.gate and again.version == 1
     assert len([r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]) == TRIALS
 
 
@@ -117,7 +118,7 @@ def test_predict_from_the_registry_and_promotion_rule(project, config):
     summary = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1}))
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='msc'")
-    assert len(versions) == (2 if summary["promoted_now"] else 1)
+    assert len(versions) == (2 if summary.promoted_now else 1)
     forced = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1}), force=True)
     assert forced["promoted_now"]
     stages = {str(v.version): v.current_stage for v in client.search_model_versions("name='msc'")}
@@ -221,7 +222,7 @@ def test_folds_average_the_objective_over_k_folds(project, config):
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     (child,) = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]
-    study = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
     assert study.best_value == pytest.approx(child.data.metrics["cv_val_weighted_f1"])
     assert study.best_value != pytest.approx(child.data.metrics["val_weighted_f1"])
 
@@ -247,7 +248,7 @@ def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(pr
 def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path):
     import shutil
 
-    from src.data import load_dataset
+    from msc.data.dataset import load_dataset
 
     data = tmp_path / "data"
     shutil.copytree(config.data.root, data)
@@ -257,7 +258,7 @@ def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path)
     skip = small(config, **{"data.root": str(data), "data.on_error": "skip", "tune.trials": 1,
                             "features.dir": str(tmp_path / "features"), "data.splits_dir": str(tmp_path / "splits")})
     featurize(skip)
-    write_splits(skip.data)
+    write_splits(skip.data.root, skip.data.splits_dir, skip.data.split_rule)
     tune(skip)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
@@ -275,7 +276,7 @@ def registered_head(version) -> dict:
 def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(project, config, tmp_path):
     """Regression: the study name was fixed, so a changed backbone ran 0 trials and scored the old
     study's head on the new features."""
-    from src.sample import write_backbone
+    from msc.model.tiny import write_backbone
 
     first = tune(small(config, **{"tune.trials": 2}))
     other_clip = tmp_path / "other-clip"
@@ -287,10 +288,10 @@ def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(
     with pytest.raises(UserError, match="feature cache .* is stale: model.backbone changed"):
         tune(small(config, **{"tune.trials": 2, "model.backbone": str(other_clip)}))
     second = tune(changed)
-    assert second["study_name"] != first["study_name"] and second["feature_fingerprint"] == cache.fingerprint
-    study = optuna.load_study(study_name=second["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
+    assert second.study_name != first.study_name and second.feature_fingerprint == cache.fingerprint
+    study = optuna.load_study(study_name=second.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
     assert sum(t.state in FINISHED for t in study.trials) == 2, "the new config ran its own trials"
-    assert second["promoted_now"] and second["version"] == 2 and "another feature cache" in second["gate"]
+    assert second.promoted_now and second.version == 2 and "another feature cache" in second.gate
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("msc", "production")
     assert int(version.version) == 2 and version.tags["feature_fingerprint"] == cache.fingerprint
@@ -300,23 +301,23 @@ def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(
 def test_a_changed_split_seed_never_compares_two_models_on_different_splits(project, config, tmp_path, monkeypatch):
     """Regression: after data.split_seed changed, most of the new holdout had been the old model's
     training rows, and the gate compared the two there."""
-    from src import registry
+    from msc.tune import registration as registry
 
     first = tune(small(config, **{"tune.trials": 2}))
     resplit = small(config, **{"tune.trials": 2, "data.split_seed": 7, "data.splits_dir": str(tmp_path / "splits-7")})
-    write_splits(resplit.data)
+    write_splits(resplit.data.root, resplit.data.splits_dir, resplit.data.split_rule)
     scored = []
     real = registry.model_probabilities
     monkeypatch.setattr(registry, "model_probabilities", lambda uri, *a: scored.append(uri) or real(uri, *a))
     second = tune(resplit)
-    assert second["split_identity"] != first["split_identity"]
-    assert second["promoted_now"] and second["compared_with_version"] is None and "another split" in second["gate"]
+    assert second.split_identity != first.split_identity
+    assert second.promoted_now and second.compared_with_version is None and "another split" in second.gate
     assert not [uri for uri in scored if uri.startswith("models:/msc/")], "Production was never scored on this split"
     version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
-    assert int(version.version) == 2 and version.tags["split_identity"] == second["split_identity"]
+    assert int(version.version) == 2 and version.tags["split_identity"] == second.split_identity
     # The same split again: compared with Production on the holdout they share.
     third = tune(small(resplit, **{"tune.study_name": "third", "tune.trials": 1}))
-    assert third["compared_with_version"] == 2 and "on the same" in third["gate"]
+    assert third.compared_with_version == 2 and "on the same" in third.gate
 
 
 def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(project, config):
@@ -400,7 +401,7 @@ def test_without_a_terminal_every_finished_trial_prints_one_line(project, config
 
 def test_parallel_trials_in_one_process_keep_their_own_runs(project, config):
     summary = tune(small(config, **{"tune.trials": 4, "tune.n_jobs": 2}))
-    study = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     children = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]

@@ -1,0 +1,1 @@
+"""The ablation stage, its error analysis and the report."""

@@ -1,0 +1,299 @@
+"""The one typed config: params.yaml read into frozen dataclasses, strictly.
+
+Every section of params.yaml maps to one dataclass below; an unknown key or a value of the
+wrong type stops the run with a message naming the key. Field names are the keyword arguments
+of the code they feed (``build_head(fusion=..., hidden_dim=..., dropout=...)``), so a value
+reaches its use in one hop.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from msc.core.errors import UserError
+from msc.data.split import SplitRule
+from msc.model.heads import ATTENTION_HEADS, HEADS
+
+PARAMS_FILE = "params.yaml"
+
+
+def require(condition: bool, key: str, value: Any, rule: str) -> None:
+    """Raise a UserError naming ``key`` unless ``condition``; the dataclasses' range checks."""
+    if not condition:
+        raise UserError(f"key '{key}' is {value!r}; it {rule}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "data"  # course layout: train.txt, test_without_label.txt, data/{guid}.txt|jpg
+    holdout_fraction: float = 0.15  # untouched split of train.txt; the only one reported
+    val_fraction: float = 0.15  # split of train.txt for early stopping and tuning
+    split_seed: int = 42  # seeds the stratified holdout and validation splits
+    on_error: Literal["error", "skip"] = "error"  # a missing or undecodable file: stop, or drop the labelled sample
+    splits_dir: str = "splits"  # the split stage's output: splits.csv (guid -> train/val/holdout) and split.json
+    text_encoding: str = "auto"  # auto: UTF-8, else GB18030 (the course archive), else cp1252; or one codec
+
+    def __post_init__(self) -> None:
+        if self.text_encoding != "auto":
+            try:
+                codecs.lookup(self.text_encoding)
+            except LookupError:
+                require(False, "data.text_encoding", self.text_encoding, "must be auto or a Python codec name "
+                        "such as utf-8, gb18030 or latin-1")
+        for name in ("holdout_fraction", "val_fraction"):
+            value = getattr(self, name)
+            require(0 < value < 1, f"data.{name}", value, "must be between 0 and 1")
+        total = self.holdout_fraction + self.val_fraction
+        require(total < 1, "data.holdout_fraction + data.val_fraction", total, "must be below 1, to leave a training split")
+
+    @property
+    def split_rule(self) -> SplitRule:
+        return SplitRule(self.holdout_fraction, self.val_fraction, self.split_seed)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "openai/clip-vit-base-patch32"  # hub id or local folder
+    revision: str = "main"  # hub revision; ignored for a local folder
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    dir: str = "features"  # the cache folder (a DVC output)
+    augment_views: int = 4  # augmented views cached per labelled image; 0 = none
+    batch_size: int = 64  # backbone batch size
+    num_workers: int = 2  # DataLoader processes that read and decode images
+    max_text_tokens: int = 77  # CLIP's context length; longer tweets are truncated
+    seed: int = 0  # seeds the augmentations, so a rebuild gives the same cache
+    text_augment_views: int = 0  # augmented texts cached per labelled tweet (word dropout, swaps, tags); 0 = none
+
+    def __post_init__(self) -> None:
+        require(self.augment_views >= 0, "features.augment_views", self.augment_views, "must be 0 or more")
+        require(self.text_augment_views >= 0, "features.text_augment_views", self.text_augment_views,
+                "must be 0 or more")
+        require(self.batch_size >= 1, "features.batch_size", self.batch_size, "must be at least 1")
+        require(self.num_workers >= 0, "features.num_workers", self.num_workers, "must be 0 or more")
+        require(self.max_text_tokens >= 2, "features.max_text_tokens", self.max_text_tokens,
+                "must be at least 2 (start and end token)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    fusion: str = "late"  # a head registered in msc/model/heads.py (HEADS): text, image, early, late, ...
+    hidden_dim: int = 256  # width of the fusion layers and the classifier
+    dropout: float = 0.2
+    lr: float = 0.001  # AdamW peak learning rate, cosine-decayed to 0
+    weight_decay: float = 0.01
+    epochs: int = 10
+    batch_size: int = 64
+    patience: int = 3  # epochs without a better select_metric before stopping
+    class_weight_power: float = 0.0  # loss weight = (inverse class frequency) ** power
+    neutral_boost: float = 1.0  # extra factor on the neutral class weight
+    modality_dropout: float = 0.1  # share of training samples that lose their text or their image
+    use_augmented_views: bool = True  # sample one of the cache's K augmented views per image and epoch
+    use_text_views: bool = True  # likewise for the cache's augmented texts (features.text_augment_views)
+    # Training autocast. auto: on a GPU bf16 where supported, else fp16 with a gradient scaler; on a
+    # CPU bf16 for the token heads where it is native. Prediction always runs in fp32.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"  # where heads train and the cache lives: auto (cuda when present) | cpu | cuda | cuda:N
+    # The one selection metric: early stopping, the kept epoch and the study's objective.
+    select_metric: Literal["val_weighted_f1", "val_macro_f1", "val_accuracy", "val_macro_recall",
+                           "val_macro_precision"] = "val_weighted_f1"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.fusion in HEADS, "train.fusion", self.fusion, f"must be one of {', '.join(HEADS)}")
+        require(self.hidden_dim >= ATTENTION_HEADS and self.hidden_dim % ATTENTION_HEADS == 0, "train.hidden_dim",
+                self.hidden_dim, f"must be a positive multiple of {ATTENTION_HEADS}, the attention heads of the token heads")
+        require(0 <= self.dropout < 1, "train.dropout", self.dropout, "must be in [0, 1)")
+        require(self.lr > 0, "train.lr", self.lr, "must be above 0")
+        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be 0 or more")
+        require(self.epochs >= 1, "train.epochs", self.epochs, "must be at least 1")
+        require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be at least 1")
+        require(self.patience >= 1, "train.patience", self.patience, "must be at least 1")
+        require(self.class_weight_power >= 0, "train.class_weight_power", self.class_weight_power, "must be 0 or more")
+        require(self.neutral_boost > 0, "train.neutral_boost", self.neutral_boost, "must be above 0")
+        require(0 <= self.modality_dropout < 1, "train.modality_dropout", self.modality_dropout, "must be in [0, 1)")
+        require(self.device in ("auto", "cpu", "cuda") or self.device.removeprefix("cuda:").isdigit(), "train.device",
+                self.device, "must be auto, cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    trials: int = 30  # the study ends holding this many finished (complete or pruned) trials
+    storage: str = "sqlite:///optuna.db"  # any Optuna RDB URL; PostgreSQL for several workers
+    # None: "msc-<identity>", a hash of everything that defines the experiment, so a changed config
+    # gets a fresh study. A name given here or with --study-name is kept, for shared studies.
+    study_name: str | None = None
+    folds: int = 1  # > 1: the objective is averaged over k folds of the training split
+    seed: int = 0  # seeds the TPE sampler
+    n_jobs: int = 1  # trials run in parallel threads of one process
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)  # "train.<key>": spec
+
+    def __post_init__(self) -> None:
+        require(self.trials >= 1, "tune.trials", self.trials, "must be at least 1")
+        require(self.folds >= 1, "tune.folds", self.folds, "must be at least 1")
+        require(self.n_jobs >= 1, "tune.n_jobs", self.n_jobs, "must be at least 1")
+        require(self.study_name is None or bool(self.study_name.strip()), "tune.study_name", self.study_name,
+                "must be a name, or null for msc-<identity>")
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    bundle_backbone: bool = False  # copy a local backbone folder into the model instead of referencing it
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    seeds: int = 3  # every trained row is mean and std over train.seed, train.seed + 1, ...
+    low_confidence: float = 0.5  # a misclassified sample whose top probability is below this is "low confidence"
+    low_quality_short_side: int = 100  # an image whose shorter side is below this many pixels is "low quality"
+
+    def __post_init__(self) -> None:
+        require(self.seeds >= 1, "ablation.seeds", self.seeds, "must be at least 1")
+        require(0 <= self.low_confidence <= 1, "ablation.low_confidence", self.low_confidence, "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` coerced to ``annotation`` (int -> float only), or raise UserError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):  # ``X | None``
+        if value is None:
+            return None
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _check_type(value, annotation, where)
+    if origin is Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise UserError(f"{where} is {value!r}; it must be one of {', '.join(map(str, allowed))}")
+        return value
+    if origin in (dict, list):
+        if not isinstance(value, origin):
+            raise UserError(f"{where} must be a {origin.__name__}, got {value!r}")
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (annotation in (int, float) and isinstance(value, bool)) or not isinstance(value, annotation):
+        hint = " (write floats like 0.001: YAML reads 1e-3 as a string)" if isinstance(value, str) else ""
+        raise UserError(f"{where} must be of type {annotation.__name__}, got {value!r}{hint}")
+    return value
+
+
+def _build(cls: type, values: Any, source: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``values``, naming any unknown or mistyped key.
+
+    ``source`` names the file for messages; ``prefix`` is the dotted path of ``cls`` in it.
+    """
+    if not isinstance(values, dict):
+        raise UserError(f"{source}: '{prefix.rstrip('.') or 'the file'}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(
+            f"{source}: unknown key '{prefix}{unknown[0]}'; the keys there are: "
+            + ", ".join(f"{prefix}{k}" for k in sorted(known))
+        )
+    kwargs = {}
+    for name, value in values.items():
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], value or {}, source, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, hints[name], f"{source}: key '{prefix}{name}'")
+    try:
+        return cls(**kwargs)
+    except UserError as error:  # a range check in __post_init__
+        raise UserError(f"{source}: {error}") from None
+
+
+SEARCH_KINDS = ("float", "int", "categorical")
+
+
+def _check_search_space(config: Config, where: str) -> None:
+    """Each entry is ``train.<field>: {type: float|int|categorical, ...}``, like Optuna's API."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, spec in config.tune.search_space.items():
+        section, _, name = key.partition(".")
+        if section != "train" or name not in train_fields:
+            raise UserError(
+                f"{where} tune.search_space: '{key}' is not a train key; use one of "
+                + ", ".join(f"train.{n}" for n in sorted(train_fields))
+            )
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind not in SEARCH_KINDS:
+            raise UserError(
+                f"{where} tune.search_space.{key}: 'type' must be one of {', '.join(SEARCH_KINDS)}"
+            )
+        required = {"choices"} if kind == "categorical" else {"low", "high"}
+        allowed = required | {"type", "log", "step"}
+        if not required <= set(spec) or set(spec) - allowed:
+            raise UserError(
+                f"{where} tune.search_space.{key}: a {kind} needs {', '.join(sorted(required))}"
+                f" and may have {', '.join(sorted(allowed - required - {'type'}))}; got {sorted(spec)}"
+            )
+        # Every value a trial can draw must make a valid config: checked here, not 30 trials later.
+        for value in spec["choices"] if kind == "categorical" else (spec["low"], spec["high"]):
+            try:
+                with_overrides(config, {key: value})
+            except UserError as error:
+                raise UserError(f"{where} tune.search_space.{key}: the value {value!r} is not allowed "
+                                f"({str(error).removeprefix('override: ')})") from None
+
+
+def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Return ``config`` with dotted keys replaced, e.g. {"train.lr": 0.01}; types are checked."""
+    sections = {f.name: dataclasses.asdict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if section not in sections or name not in sections[section]:
+            raise UserError(f"unknown config key '{key}'")
+        sections[section][name] = value
+    return _build(Config, sections, "override")
+
+
+def load_config(path: str | os.PathLike = PARAMS_FILE) -> Config:
+    """Read params.yaml into a Config. A missing file is an error, never silently the defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no params file '{path}' (in {Path.cwd()}): run from the repository root, where "
+                        "params.yaml is, or name one with --params FILE")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML: {error}") from None
+    config = _build(Config, values, str(path))
+    _check_search_space(config, str(path))
+    return config
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """Every parameter as ``section.key`` -> value, the names MLflow runs are logged under."""
+    flat = {}
+    for section in dataclasses.fields(config):
+        for name, value in dataclasses.asdict(getattr(config, section.name)).items():
+            if name != "search_space":
+                flat[f"{section.name}.{name}"] = value
+    return flat
+

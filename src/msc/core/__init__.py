@@ -1,0 +1,1 @@
+"""Bottom layer: what every other layer uses, with no third-party ML library."""

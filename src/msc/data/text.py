@@ -1,0 +1,116 @@
+"""Tweet texts: decoding bytes of unknown encoding, normalisation for the backbone, and augmented views.
+
+No downloaded corpus is needed: NLTK's TweetTokenizer works without NLTK data.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import lru_cache
+from pathlib import Path
+
+TOKENIZED_CHARS = 2000  # CLIP reads at most 77 tokens; a longer text is cut to this many characters first
+
+
+def implausible_gb18030(text: str) -> bool:
+    """Whether a GB18030 decode looks like Latin-1/cp1252 bytes read as GB18030.
+
+    Latin-1 puts one high byte between ASCII letters; GB18030 then pairs it with the next letter
+    into an ideograph (``Très`` becomes ``Tr鑣``). So: a character whose two-byte GB18030 form ends
+    in an ASCII byte, with an ASCII letter beside it. None of the course archive's 1131 GB18030
+    texts (Chinese, Japanese, Cyrillic, curly quotes) has one.
+    """
+    for i, char in enumerate(text):
+        if ord(char) > 127 and len(encoded := char.encode("gb18030")) == 2 and encoded[1] < 0x80:
+            beside = text[max(0, i - 1) : i] + text[i + 1 : i + 2]
+            if any(c.isascii() and c.isalpha() for c in beside):
+                return True
+    return False
+
+
+def decode_text(raw: bytes, encoding: str = "auto") -> tuple[str, str]:
+    """Decode tweet bytes; returns (text, how) where ``how`` names the codec that was used.
+
+    ``auto``: UTF-8 (BOM stripped); else GB18030, the course archive's other encoding, unless the
+    result looks like Latin-1 read as GB18030 (``implausible_gb18030``); else cp1252; else UTF-8 with
+    U+FFFD for the bytes no codec took. Any other ``encoding`` is that codec alone. ``how`` ends in
+    ``-replaced`` when characters were replaced: those texts are counted and reported by featurize.
+    """
+    if encoding != "auto":
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            return raw.decode(encoding, errors="replace"), f"{encoding}-replaced"
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("gb18030")
+        if not implausible_gb18030(text):
+            return text, "gb18030"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), "utf-8-replaced"
+
+
+@lru_cache(maxsize=1)
+def _tweet_tokenizer():
+    from nltk.tokenize import TweetTokenizer  # needs no NLTK data download
+
+    return TweetTokenizer(preserve_case=True)
+
+
+_URL = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
+URL_PLACEHOLDER = "http"  # the TweetEval convention; CLIP's BPE knows both placeholders
+USER_PLACEHOLDER = "@user"
+
+
+def normalize_tweet(text: str) -> str:
+    """Tokenize with NLTK's TweetTokenizer; URLs and @mentions become placeholders.
+
+    Hashtags, emoji and every script are kept: there is no ASCII filter.
+    """
+    tokens = _tweet_tokenizer().tokenize(text[:TOKENIZED_CHARS])
+    out = []
+    for token in tokens:
+        if _URL.match(token):
+            out.append(URL_PLACEHOLDER)
+        elif token.startswith("@") and len(token) > 1:
+            out.append(USER_PLACEHOLDER)
+        else:
+            out.append(token)
+    return " ".join(out)
+
+
+WORD_DROPOUT = 0.1  # each word of an augmented text view is dropped with this probability
+ADJACENT_SWAP = 0.1  # each pair of neighbouring words is swapped with this probability
+
+
+def augment_text(text: str, rng: random.Random) -> str:
+    """One augmented view of a normalised tweet (``normalize_tweet``'s output), with no corpus:
+    hashtags, mentions and URLs are kept or dropped, each kind as a whole (a coin each), then
+    words are dropped and neighbours swapped. Never empty: the first word survives a full dropout."""
+    words = text.split()
+    for is_kind in (lambda w: w.startswith("#") and len(w) > 1, lambda w: w == USER_PLACEHOLDER,
+                    lambda w: w == URL_PLACEHOLDER):
+        if rng.random() < 0.5:
+            words = [w for w in words if not is_kind(w)]
+    kept = [w for w in words if rng.random() >= WORD_DROPOUT] or words[:1]
+    i = 0
+    while i < len(kept) - 1:
+        if rng.random() < ADJACENT_SWAP:
+            kept[i], kept[i + 1] = kept[i + 1], kept[i]
+            i += 1  # a word moves at most one place
+        i += 1
+    return " ".join(kept)
+
+
+def read_tweet(path: Path, encoding: str = "auto") -> tuple[str, str]:
+    """A sample's normalised text, as the backbone sees it, and the codec ``decode_text`` used."""
+    text, how = decode_text(path.read_bytes(), encoding)
+    return normalize_tweet(text), how

@@ -1,0 +1,271 @@
+"""Building the feature cache: run the frozen backbone once over every sample.
+
+The cache is keyed by a fingerprint of everything that changes its content: the backbone
+(weights and processor, or hub id and revision), every data file, the preprocessing settings,
+the precision the backbone runs in, and the preprocessing code itself (``PREPROCESSING_CODE``) and
+libraries. A fresh cache is reused; a stale one is rebuilt in ``<dir>.tmp`` and swapped in only
+once complete, so a killed run never leaves a half-written cache in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from collections import Counter
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from msc.config import Config
+from msc.core.errors import UserError
+from msc.core.files import file_lock
+from msc.core.handoff import write_handoff
+from msc.data.dataset import Dataset, load_dataset
+from msc.data.images import augment, open_image, sharpness, short_side
+from msc.data.text import augment_text, read_tweet
+from msc.features.cache import FeatureCache
+from msc.features.manifest import MANIFEST, CacheManifest, preprocessing_settings, read_manifest
+from msc.features.screen import Screening, data_fingerprint, report_screening, screen_samples
+from msc.features.writer import NpyWriter
+from msc.model.backbone import Backbone, backbone_identity, clip_pixels, load_backbone, resolve_device, resolve_dtype
+
+
+def cache_fingerprint(config: Config, data_hash: str) -> str:
+    """What decides staleness. Device, batch size and workers change speed, not content; the
+    precision does (bf16 rounds differently from fp32), so its resolved dtype counts."""
+    from importlib.metadata import version
+
+    settings = preprocessing_settings(config)
+    del settings["data.root"]  # the data's content counts, not where it lies
+    del settings["model.precision"]  # the dtype it resolves to counts: auto and fp32 are the same on a CPU
+    key = {
+        **settings,
+        "backbone": backbone_identity(config.model.backbone, config.model.revision),
+        "dtype": str(resolve_dtype(config.model.precision, resolve_device(config.model.device))),
+        "libraries": {name: version(name) for name in ("transformers", "tokenizers", "pillow")},
+        "data": data_hash,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+class ImageViews(torch.utils.data.Dataset):
+    """Items are (row, view): view 0 is the clean image, views >= 1 seeded augmentations.
+
+    Runs in DataLoader workers, so image decoding overlaps the backbone's forward passes.
+    """
+
+    def __init__(self, dataset: Dataset, items: list[tuple[int, int]], image_processor, seed: int,
+                 blank_rows: set[int]):
+        self.samples = dataset.samples
+        self.items = items
+        self.image_processor = image_processor
+        self.seed = seed
+        self.blank_rows = blank_rows  # test rows without a usable image: a placeholder, zeroed later
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, int, np.ndarray, float, float]:
+        """(row, view, pixels (3, H, W), short side, sharpness); the last two for clean views only (else -1)."""
+        row, view = self.items[index]
+        sample = self.samples[row]
+        blank = row in self.blank_rows
+        image = Image.new("RGB", (32, 32)) if blank else open_image(sample.image_path)
+        side = blur = -1.0
+        if view:
+            # Seeded by (seed, guid, view): every rebuild gives the same augmented views.
+            image = augment(image, random.Random(f"{self.seed}:{sample.guid}:{view}"))
+        elif not blank:
+            side, blur = float(short_side(sample.image_path)), sharpness(image)
+        pixels = clip_pixels(self.image_processor, image)  # (3, H, W)
+        return row, view, pixels, side, blur
+
+
+def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: int, writers: dict[str, NpyWriter],
+                prefix: str, progress: Progress, task) -> None:
+    """Encode every row of ``encoded`` (ids and mask, (N, L')) into the ``<prefix>text_*`` writers,
+    padded to their token length L; rows in ``blank`` are written as a missing text (zeros)."""
+    text_len = writers[f"{prefix}text_mask"].item_shape[-1]
+    # Batches of similar length, each padded only to its own longest text: most tweets are far
+    # shorter than the longest. CLIP's text encoder is causal, so padding never changes a real
+    # token's state; the cache pads every row to L with zeros.
+    by_length = np.argsort(encoded["attention_mask"].sum(1).numpy(), kind="stable")
+    for start in range(0, len(by_length), batch_size):
+        rows = by_length[start : start + batch_size]
+        mask = encoded["attention_mask"][rows]
+        length = int(mask.sum(1).max())
+        pooled, tokens = backbone.encode_text(encoded["input_ids"][rows, :length], mask[:, :length])
+        tokens = torch.nn.functional.pad(tokens.float().cpu(), (0, 0, 0, text_len - length))  # (b, L, P)
+        mask = torch.nn.functional.pad(mask[:, :length], (0, text_len - length))  # (b, L)
+        pooled = pooled.float().cpu()
+        missing = [i for i, row in enumerate(rows) if row in blank]
+        pooled[missing], tokens[missing] = 0.0, 0.0  # a missing text looks like modality dropout
+        for i, row in enumerate(rows):
+            writers[f"{prefix}text_pooled"].write(row, pooled[i : i + 1].numpy())
+            writers[f"{prefix}text_tokens"].write(row, tokens[i : i + 1].numpy())
+            writers[f"{prefix}text_mask"].write(row, mask[i : i + 1].bool().numpy())
+        progress.advance(task, len(rows))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+
+
+def read_texts(screening: Screening, blank_text: set[int], encoding: str) -> tuple[list[str], dict[str, str]]:
+    """Every row's normalised text ("" for a blank one) and guid -> the codec it was read with."""
+    texts, codecs = [], {}
+    for row, sample in enumerate(screening.dataset.samples):
+        text, codecs[sample.guid] = ("", "blank") if row in blank_text else read_tweet(sample.text_path, encoding)
+        texts.append(text)
+    return texts, codecs
+
+
+def open_writers(folder: Path, n_total: int, n_labelled: int, views: int, text_views: int, text_len: int,
+                 image_len: int, dim: int) -> dict[str, NpyWriter]:
+    """One NpyWriter per array of the layout in msc/features/manifest.py (augmented ones only when K > 0)."""
+    layout = [
+        ("text_pooled", (n_total, dim), np.float16, 1),
+        ("text_tokens", (n_total, text_len, dim), np.float16, 2),
+        ("text_mask", (n_total, text_len), np.bool_, 1),
+        ("image_pooled", (n_total, dim), np.float16, 1),
+        ("image_tokens", (n_total, image_len, dim), np.float16, 2),
+        ("aug_pooled", (n_labelled, views, dim), np.float16, 1),
+        ("aug_tokens", (n_labelled, views, image_len, dim), np.float16, 2),
+        ("aug_text_pooled", (n_labelled, text_views, dim), np.float16, 1),
+        ("aug_text_tokens", (n_labelled, text_views, text_len, dim), np.float16, 2),
+        ("aug_text_mask", (n_labelled, text_views, text_len), np.bool_, 1),
+    ]
+    return {name: NpyWriter(folder / f"{name}.npy", shape, dtype, item_ndim) for name, shape, dtype, item_ndim in layout
+            if not name.startswith("aug") or (text_views if name.startswith("aug_text") else views)}
+
+
+def write_images(backbone: Backbone, loader, blank_image: set[int], writers: dict[str, NpyWriter],
+                 quality: dict[str, list[float]], progress: Progress, task) -> None:
+    """Encode the loader's (row, view) items, clean views first, into the image writers, and record
+    each clean image's shorter side and sharpness in ``quality``."""
+    for image_rows, view_ids, pixels, sides, blurs in loader:
+        for row, view, side, blur in zip(image_rows.tolist(), view_ids.tolist(), sides.tolist(), blurs.tolist()):
+            if view == 0:
+                quality["short_side"][row], quality["sharpness"][row] = side, blur
+        pooled, tokens = backbone.encode_image(pixels)
+        pooled, tokens = pooled.float().cpu().numpy(), tokens.float().cpu().numpy()  # (b, P), (b, M, P)
+        missing = np.isin(image_rows.numpy(), list(blank_image))
+        pooled[missing], tokens[missing] = 0.0, 0.0
+        clean = (view_ids == 0).numpy()  # a batch may straddle the clean/augmented boundary
+        if clean.any():
+            writers["image_pooled"].append(pooled[clean])
+            writers["image_tokens"].append(tokens[clean])
+        if not clean.all():
+            writers["aug_pooled"].append(pooled[~clean])
+            writers["aug_tokens"].append(tokens[~clean])
+        progress.advance(task, len(view_ids))
+
+
+def build_cache(screening: Screening, backbone: Backbone, config: Config, folder: Path, fingerprint: str,
+                data_hash: str) -> None:
+    """Write every array of the cache into ``folder``, then its manifest."""
+    settings = config.features
+    dataset = screening.dataset
+    samples = dataset.samples
+    n_total, n_labelled, views = len(samples), len(dataset.labelled), settings.augment_views
+    rows_of = {sample.guid: row for row, sample in enumerate(samples)}
+    blank_text = {rows_of[guid] for guid in screening.blank_text}
+    blank_image = {rows_of[guid] for guid in screening.blank_image}
+    texts, codecs = read_texts(screening, blank_text, config.data.text_encoding)
+    encoded = backbone.tokenize(texts, settings.max_text_tokens)  # padded to the longest: (N, L)
+    text_len = encoded["input_ids"].shape[1]
+    # Labelled row r's augmented texts 1..K, in C order; seeded by (seed, guid, view) like the images.
+    text_views = settings.text_augment_views
+    augmented_texts = [augment_text(texts[row], random.Random(f"{settings.seed}:{samples[row].guid}:text:{view}"))
+                       for row in range(n_labelled) for view in range(1, text_views + 1)]
+    vision = backbone.model.config.vision_config
+    image_len = (vision.image_size // vision.patch_size) ** 2 + 1  # patches + CLS
+    writers = open_writers(folder, n_total, n_labelled, views, text_views, text_len, image_len, backbone.dim)
+    # Item order is the arrays' C order: every clean image, then labelled row r's views 1..K.
+    items = [(row, 0) for row in range(n_total)] + [(row, v) for row in range(n_labelled) for v in range(1, views + 1)]
+    loader = torch.utils.data.DataLoader(
+        ImageViews(dataset, items, backbone.processor.image_processor, settings.seed, blank_image),
+        batch_size=settings.batch_size, num_workers=settings.num_workers, pin_memory=backbone.device.type == "cuda")
+    # Per sample, for the error analysis's low-quality kind: the image file's shorter side in pixels
+    # and its sharpness (variance of the Laplacian); -1 for a test sample without a usable image.
+    quality = {"short_side": [-1.0] * n_total, "sharpness": [-1.0] * n_total}
+    with _progress() as progress, torch.inference_mode():
+        task = progress.add_task("texts", total=n_total)
+        write_texts(backbone, encoded, blank_text, settings.batch_size, writers, "", progress, task)
+        if text_views:
+            task = progress.add_task(f"augmented texts ({n_labelled}x{text_views})", total=len(augmented_texts))
+            augmented = backbone.tokenize(augmented_texts, text_len)  # never longer than the clean texts: (N_lab*K, <=L)
+            write_texts(backbone, augmented, set(), settings.batch_size, writers, "aug_", progress, task)
+        task = progress.add_task(f"images ({n_total} clean + {n_labelled}x{views} augmented)", total=len(items))
+        write_images(backbone, loader, blank_image, writers, quality, progress, task)
+    for writer in writers.values():
+        writer.close()
+    write_handoff(folder / MANIFEST, CacheManifest(
+        fingerprint=fingerprint, data_fingerprint=data_hash, preprocessing=preprocessing_settings(config),
+        backbone=backbone.name, dim=backbone.dim, n_labelled=n_labelled, augment_views=views,
+        text_augment_views=text_views, text_tokens=text_len, image_tokens=image_len, settings=asdict(settings),
+        guids=[s.guid for s in samples], labels=[s.label for s in dataset.labelled], skipped=screening.skipped,
+        blank_text=screening.blank_text, blank_image=screening.blank_image,
+        text_encodings=dict(Counter(codecs.values())), image_quality=quality,
+        # Texts read as a fallback codec or with replaced characters: the ones to look at.
+        text_fallbacks={guid: how for guid, how in codecs.items() if how.endswith("-replaced") or how == "cp1252"},
+    ), indent=None)
+
+
+def fresh_manifest(folder: Path) -> CacheManifest | None:
+    """The manifest of a complete, readable cache in ``folder``, or None (then it is rebuilt)."""
+    try:
+        return read_manifest(folder)
+    except UserError:
+        return None
+
+
+def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
+    """Return the cache for ``config``, building it when stale. The bool says whether it was built."""
+    folder = Path(config.features.dir)
+    dataset = load_dataset(config.data.root, require_test_files=False, require_labelled_files=False)
+    # Every file is checked before any work: a bad one stops the run here (on_error: error).
+    screening = screen_samples(dataset, config.data.on_error)
+    data_hash = data_fingerprint(dataset)
+    fingerprint = cache_fingerprint(config, data_hash)
+    settings = preprocessing_settings(config)
+    manifest = fresh_manifest(folder)
+    if not force and manifest is not None and manifest.fingerprint == fingerprint and manifest.preprocessing == settings:
+        return FeatureCache(folder), False
+    # One builder at a time: a second featurize waits, then finds the cache fresh.
+    with file_lock(folder.with_name(folder.name + ".lock")):
+        manifest = fresh_manifest(folder)
+        if force or manifest is None or manifest.fingerprint != fingerprint:
+            report_screening(screening)
+            build_and_swap(screening, config, folder, fingerprint, data_hash)
+            return FeatureCache(folder), True
+        # The same values under equivalent settings (model.precision auto and fp32 on a CPU, the
+        # data moved): record the settings that the reading stages compare with their config.
+        write_handoff(folder / MANIFEST, replace(manifest, preprocessing=settings), indent=None)
+    return FeatureCache(folder), False
+
+
+def build_and_swap(screening: Screening, config: Config, folder: Path, fingerprint: str, data_hash: str) -> None:
+    """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete."""
+    backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision)
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
+    staging.mkdir(parents=True)
+    build_cache(screening, backbone, config, staging, fingerprint, data_hash)
+    # Swap: the old cache is moved aside before the new one takes its name. A kill between the
+    # two renames leaves no cache at all, which the next run rebuilds; never a partial one.
+    retired = folder.with_name(folder.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if folder.exists():
+        folder.rename(retired)
+    staging.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,91 @@
+"""Reading the feature cache that msc/features/build.py writes; its layout is in msc/features/manifest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msc.config import Config
+from msc.core.labels import LABELS
+from msc.features.manifest import check_settings, read_manifest
+from msc.model.backbone import resolve_device
+from msc.model.batch import FeatureBatch
+
+
+class FeatureCache:
+    """Memory-mapped view of a complete cache folder."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        self.guids: list[str] = self.manifest.guids
+        self.n_labelled: int = self.manifest.n_labelled
+        self.augment_views: int = self.manifest.augment_views
+        self.text_augment_views: int = self.manifest.text_augment_views
+        self.dim: int = self.manifest.dim
+        self.fingerprint: str = self.manifest.fingerprint
+        self.labels = np.array([LABELS.index(y) for y in self.manifest.labels], dtype=np.int64)  # (N_lab,)
+        self._arrays: dict[str, np.ndarray] = {}
+        self.device = torch.device("cpu")
+        self._resident: dict[str, torch.Tensor] | None = None  # every array on self.device, after to()
+
+    def array(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+        return self._arrays[name]
+
+    def to(self, device: torch.device) -> FeatureCache:
+        """Copy every array to ``device`` once, in the cache's dtype (fp16: the full real cache is
+        about 0.65 GB), so that batches are sliced there with no host-to-device copy per batch.
+        Without it, batches are read from the memory-mapped files."""
+        names = [path.stem for path in sorted(self.folder.glob("*.npy"))]
+        self._resident = {name: torch.from_numpy(np.ascontiguousarray(self.array(name))).to(device) for name in names}
+        self.device = torch.device(device)
+        return self
+
+    def take(self, name: str, *index) -> torch.Tensor:
+        """``array(name)[index]`` as a tensor on ``self.device``, in the stored dtype."""
+        if self._resident is None:
+            return torch.from_numpy(self.array(name)[index])  # fancy indexing copies out of the memmap
+        return self._resident[name][tuple(torch.from_numpy(i).to(self.device) if isinstance(i, np.ndarray) else i
+                                          for i in index)]
+
+    def batch(self, rows: np.ndarray, views: np.ndarray | None = None, tokens: bool = False,
+              text_views: np.ndarray | None = None) -> FeatureBatch:
+        """Features of ``rows`` as float32 tensors on ``self.device``.
+
+        ``views[i]`` picks the image view of row i and ``text_views[i]`` its text view: 0 = clean,
+        k >= 1 = augmented view k (labelled rows only).
+        """
+        rows = np.asarray(rows)
+
+        def viewed(name: str, aug_name: str, chosen: np.ndarray | None, *index) -> torch.Tensor:
+            values = self.take(name, rows, *index)  # a copy: replacing rows below leaves the cache alone
+            augmented = None if chosen is None else np.flatnonzero(np.asarray(chosen) > 0)
+            if augmented is not None and len(augmented):
+                values[torch.from_numpy(augmented).to(self.device)] = self.take(
+                    aug_name, rows[augmented], np.asarray(chosen)[augmented] - 1, *index)
+            return values
+
+        batch = FeatureBatch(text_pooled=viewed("text_pooled", "aug_text_pooled", text_views).float(),
+                             image_pooled=viewed("image_pooled", "aug_pooled", views).float())
+        if tokens:
+            # Trimmed to the batch's longest text: the cache pads every row to the longest text of
+            # the whole dataset, and the token heads' cost grows with sequence length. Exact:
+            # padding is masked out of every attention and mean. (B, L_batch, P)
+            mask = viewed("text_mask", "aug_text_mask", text_views)  # (B, L) bool, True on a prefix of each row
+            length = max(int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1, 1)
+            batch.text_tokens = viewed("text_tokens", "aug_text_tokens", text_views, slice(None, length)).float()
+            batch.text_mask = mask[:, :length]
+            batch.image_tokens = viewed("image_tokens", "aug_tokens", views).float()
+        return batch
+
+
+def open_cache(config: Config) -> FeatureCache:
+    """The cache that ``featurize`` wrote for ``config``; a sentence when it is missing or stale."""
+    cache = FeatureCache(config.features.dir)
+    check_settings(cache.manifest, config, cache.folder)
+    device = resolve_device(config.train.device, "train.device")
+    return cache.to(device) if device.type == "cuda" else cache  # on the CPU, the memory map is already there

@@ -1,0 +1,116 @@
+"""The feature cache's manifest: its one schema, and what a config says the cache must have been built with.
+
+Folder layout (every array float16 unless noted; N = labelled + test rows in Dataset order,
+N_lab = labelled rows, K = augment_views, K_t = text_augment_views, L = text tokens, M = 1 + image
+patches, P = joint width):
+
+    manifest.json       CacheManifest; written last, so its presence means the arrays are complete
+    text_pooled.npy     (N, P)            projected pooled text embedding
+    text_tokens.npy     (N, L, P)         projected per-token text states
+    text_mask.npy       (N, L) bool       True where a token is real, False for padding
+    image_pooled.npy    (N, P)            projected pooled image embedding, clean view
+    image_tokens.npy    (N, M, P)         projected per-patch states (CLS first), clean view
+    aug_pooled.npy      (N_lab, K, P)     the same for K augmented views of labelled images
+    aug_tokens.npy      (N_lab, K, M, P)
+    aug_text_pooled.npy (N_lab, K_t, P)   and for K_t augmented texts of labelled tweets
+    aug_text_tokens.npy (N_lab, K_t, L, P)
+    aug_text_mask.npy   (N_lab, K_t, L) bool
+
+The augmented arrays exist only when their K is above 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from msc.config import Config
+from msc.core.errors import UserError
+from msc.core.handoff import HandOff, read_handoff
+
+MANIFEST = "manifest.json"
+MSC_ROOT = Path(__file__).resolve().parents[1]
+# The code that decides the cached values: screening, decoding, tweet normalisation, image
+# preprocessing and augmentation, the backbone's forward, the writing. Its hash is part of the
+# cache's identity, so a change to it rebuilds the cache without anybody bumping a version number.
+PREPROCESSING_CODE = ("features/build.py", "features/screen.py", "features/writer.py", "data/dataset.py",
+                      "data/text.py", "data/images.py", "model/backbone.py")
+
+
+@dataclass(frozen=True)
+class CacheManifest(HandOff):
+    """``manifest.json``: what the arrays beside it hold and what made them."""
+
+    NAME: ClassVar[str] = "cache-manifest"
+    VERSION: ClassVar[int] = 1
+    WHAT: ClassVar[str] = "feature cache manifest"
+    WRITTEN_BY: ClassVar[str] = "`python -m src.featurize` (or `dvc repro featurize`)"
+
+    fingerprint: str  # sha256 of everything that decides the values (build.cache_fingerprint)
+    data_fingerprint: str  # sha256 of the label files and every listed sample's bytes
+    preprocessing: dict  # preprocessing_settings() at build time: what readers compare with their config
+    backbone: str  # model.backbone as written
+    dim: int  # P
+    n_labelled: int  # N_lab: the first rows are the labelled samples, in train.txt order
+    augment_views: int  # K
+    text_augment_views: int  # K_t
+    text_tokens: int  # L
+    image_tokens: int  # M
+    settings: dict  # the features section it was built with
+    guids: list  # (N,) row order
+    labels: list  # (N_lab,) label names
+    skipped: list  # labelled samples dropped under data.on_error: skip: {guid, reason}
+    blank_text: list  # test guids whose text is cached as missing (zeros)
+    blank_image: list  # test guids whose image is cached as missing (zeros)
+    text_encodings: dict  # codec -> texts read with it
+    image_quality: dict  # short_side and sharpness per row; -1 where no image
+    text_fallbacks: dict  # guid -> codec, for texts read as cp1252 or with replaced characters
+
+
+def read_manifest(folder: str | Path) -> CacheManifest:
+    """The manifest of the cache in ``folder``; a sentence when there is none or it cannot be read."""
+    return read_handoff(CacheManifest, Path(folder) / MANIFEST)
+
+
+@functools.lru_cache(maxsize=1)
+def preprocessing_code_hash() -> str:
+    """Hash of the preprocessing code as this process loaded it (read once: an edit made while a
+    long run goes on does not change what the run computes)."""
+    digest = hashlib.sha256()
+    for name in PREPROCESSING_CODE:
+        digest.update(name.encode() + b"\0" + (MSC_ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def preprocessing_settings(config: Config) -> dict[str, object]:
+    """What the config says the cache must have been built with, by params.yaml key.
+
+    Recorded in the manifest; stages that read the cache compare it with their own config
+    (``check_settings``), which needs no pass over the data files. Data content and backbone weights
+    are the featurize fingerprint's and DVC's to track.
+    """
+    return {
+        "data.root": config.data.root,
+        "data.text_encoding": config.data.text_encoding,
+        "model.backbone": config.model.backbone,
+        "model.revision": config.model.revision,
+        "model.precision": config.model.precision,
+        "features.augment_views": config.features.augment_views,
+        "features.text_augment_views": config.features.text_augment_views,
+        "features.max_text_tokens": config.features.max_text_tokens,
+        "features.seed": config.features.seed,
+        "preprocessing code": preprocessing_code_hash(),
+    }
+
+
+def check_settings(manifest: CacheManifest, config: Config, folder: Path) -> None:
+    """Stop with a sentence when the cache in ``folder`` was built with other settings than ``config``'s."""
+    changed = [key for key, value in preprocessing_settings(config).items() if manifest.preprocessing.get(key) != value]
+    if changed:
+        code = [f"src/msc/{name}" for name in PREPROCESSING_CODE]
+        named = [f"the preprocessing code ({', '.join(code)})" if key == "preprocessing code" else key for key in changed]
+        raise UserError(f"the feature cache '{folder}' is stale: {', '.join(named)} changed since it was built; "
+                        "run `python -m src.featurize` (or `dvc repro featurize`)")

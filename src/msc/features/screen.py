@@ -1,0 +1,79 @@
+"""Checking every listed sample's files once, before any backbone work, and the data's fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+
+from msc.core.errors import UserError
+from msc.data.dataset import TEST_FILE, TRAIN_FILE, Dataset, Sample
+from msc.data.images import image_problem
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 over both label files and the bytes of every listed sample (a missing file counts
+    as missing). With ``data.on_error: skip`` the rows kept follow from these bytes alone."""
+    digest = hashlib.sha256()
+    for label_file in (TRAIN_FILE, TEST_FILE):
+        digest.update((dataset.root / label_file).read_bytes())
+    for sample in dataset.samples:
+        digest.update(sample.guid.encode())
+        for path in (sample.text_path, sample.image_path):
+            digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
+    return digest.hexdigest()
+
+
+@dataclass
+class Screening:
+    """What featurize does with the listed samples, after checking every file once."""
+
+    dataset: Dataset  # the rows to cache: labelled samples without problems, then every test sample
+    skipped: list[dict[str, str]]  # labelled samples dropped under data.on_error: skip: guid, reason
+    blank_text: list[str]  # test guids whose text is cached as a missing modality (zeros)
+    blank_image: list[str]  # test guids whose image is cached as a missing modality (zeros)
+
+
+def file_problems(sample: Sample) -> tuple[str | None, str | None]:
+    """Why the text and why the image of ``sample`` cannot be used, or None for each that can."""
+    text = None if sample.text_path.is_file() else f"no file {sample.text_path}"
+    if not sample.image_path.is_file():
+        image = f"no file {sample.image_path}"
+    else:
+        problem = image_problem(sample.image_path)
+        image = None if problem is None else f"{sample.image_path}: {problem}"
+    return text, image
+
+
+def screen_samples(dataset: Dataset, on_error: str) -> Screening:
+    """Check every listed sample's files; stop listing all problems (``error``), or drop the bad
+    labelled samples and blank the bad modality of test samples (``skip``)."""
+    problems = {s.guid: [p for p in file_problems(s) if p is not None] for s in dataset.samples}
+    problems = {guid: found for guid, found in problems.items() if found}
+    if problems and on_error == "error":
+        listed = [f"{guid} ({'; '.join(found)})" for guid, found in problems.items()]
+        shown = ", ".join(listed[:20]) + (f", and {len(listed) - 20} more" if len(listed) > 20 else "")
+        raise UserError(
+            f"{len(listed)} listed samples cannot be used: {shown}. Replace the files with the course archive's "
+            "originals, remove those guids from the label files, or set data.on_error: skip in params.yaml to "
+            "train without them (test samples are never dropped)"
+        )
+    test_problems = {s.guid: file_problems(s) for s in dataset.test if s.guid in problems}
+    return Screening(
+        dataset=Dataset(dataset.root, [s for s in dataset.labelled if s.guid not in problems], dataset.test),
+        skipped=[{"guid": s.guid, "reason": "; ".join(problems[s.guid])} for s in dataset.labelled
+                 if s.guid in problems],
+        blank_text=[guid for guid, (text, _) in test_problems.items() if text is not None],
+        blank_image=[guid for guid, (_, image) in test_problems.items() if image is not None],
+    )
+
+
+def report_screening(screening: Screening) -> None:
+    """One stderr line per dropped labelled sample and per blanked test modality."""
+    for item in screening.skipped:
+        print(f"skipped labelled sample {item['guid']} (data.on_error: skip): {item['reason']}", file=sys.stderr)
+    for guid in screening.blank_text:
+        print(f"test sample {guid}: no text; cached as a missing text, predicted from its image", file=sys.stderr)
+    for guid in screening.blank_image:
+        print(f"test sample {guid}: image unusable; cached as a missing image, predicted from its text",
+              file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Backbone families, fusion heads, the head spec and the MLflow pyfunc: what a logged model ships."""

@@ -1,0 +1,145 @@
+"""What the model accepts, row by row: strict rules for untrusted requests, and the trusted path.
+
+Untrusted (the default, and what ``mlflow models serve`` runs): every row needs a string ``text``
+and an ``image`` that is the image bytes base64-encoded, optionally as a ``data:image/...;base64,``
+URL. Nothing a request sends is read as a file name, so no client can make the server open or
+probe its own files. Each request is capped (``MAX_*`` below), and a decompression bomb is refused
+from its header, before any pixel is decoded. A violation raises an MlflowException with a
+bad-request code, which the scoring server answers with HTTP 400 and the sentence naming the row.
+
+Trusted: a caller that loads the model with ``model_config={"trusted_input": True}`` (``src.predict``,
+the tests, in-process code) may also pass image file paths, and a null or unreadable text or image
+is a missing modality, predicted from the other one and logged. The switch is read at load time;
+a request cannot set it.
+
+Images are preprocessed to CLIP's pixel array as soon as they are decoded, so one decoded image
+at a time is held in memory, whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from PIL import Image, UnidentifiedImageError
+
+from msc.data.images import open_image
+
+LOGGER = logging.getLogger("msc.serving")
+MAX_ROWS = 256  # rows in one request
+MAX_TEXT_CHARS = 10_000  # a post is at most a few hundred characters; CLIP reads 77 tokens of it
+MAX_IMAGE_BASE64_CHARS = 20 * 2**20  # per image: about 15 MB of image bytes
+MAX_IMAGE_PIXELS = 40_000_000  # per image, read from the header before decoding (a 7000x5000 photo passes)
+DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+
+Preprocess = Callable[[Image.Image], np.ndarray]  # PIL image -> (3, H, W) float32
+
+
+def bad_request(row, problem: str) -> MlflowException:
+    return MlflowException(f"row {row}: {problem}", error_code=INVALID_PARAMETER_VALUE)
+
+
+def is_null(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def decode_image_bytes(raw: bytes, row) -> Image.Image:
+    """Decode untrusted image bytes, refusing what is no image or too many pixels before decoding."""
+    try:
+        with Image.open(io.BytesIO(raw)) as probe:
+            width, height = probe.size  # from the header; no pixel is decoded yet
+    except Image.DecompressionBombError:
+        raise bad_request(row, f"image has more than {MAX_IMAGE_PIXELS:,} pixels; send a smaller image") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise bad_request(row, "image is not an image file (JPEG, PNG, GIF, WebP, ...) once base64-decoded") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise bad_request(row, f"image is {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,}; send a smaller image")
+    try:
+        return open_image(raw)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise bad_request(row, "image cannot be decoded: the file is truncated or corrupt") from None
+
+
+def decode_base64_image(value: str, row) -> Image.Image:
+    if len(value) > MAX_IMAGE_BASE64_CHARS:
+        raise bad_request(row, f"image is {len(value):,} base64 characters, more than {MAX_IMAGE_BASE64_CHARS:,}")
+    try:
+        raw = base64.b64decode(DATA_URL.sub("", value, count=1), validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request(row, "image is not valid base64; send the image file's bytes base64-encoded") from None
+    return decode_image_bytes(raw, row)
+
+
+def check_columns(frame: pd.DataFrame) -> None:
+    missing = {"text", "image"} - set(frame.columns)
+    if missing:
+        raise MlflowException(f"the input lacks column(s) {', '.join(sorted(missing))}; every row needs 'text' "
+                              "(a string) and 'image' (base64-encoded image bytes)", error_code=INVALID_PARAMETER_VALUE)
+
+
+def check_request(frame: pd.DataFrame) -> None:
+    """The whole request against the rules, before any image is decoded; the first rule a row
+    breaks is a bad request."""
+    if len(frame) > MAX_ROWS:
+        raise MlflowException(f"{len(frame)} rows in one request, more than {MAX_ROWS}; split it",
+                              error_code=INVALID_PARAMETER_VALUE)
+    for row, text, image in zip(frame.index, frame["text"], frame["image"]):
+        if is_null(text):
+            raise bad_request(row, "text is null; send a string (an empty one for a post without text)")
+        if not isinstance(text, str):
+            raise bad_request(row, f"text must be a string, got {type(text).__name__}")
+        if len(text) > MAX_TEXT_CHARS:
+            raise bad_request(row, f"text is {len(text):,} characters, more than {MAX_TEXT_CHARS:,}")
+        if is_null(image):
+            raise bad_request(row, "image is null; send the image bytes base64-encoded")
+        if not isinstance(image, str):
+            raise bad_request(row, f"image must be a base64 string, got {type(image).__name__}")
+
+
+def read_untrusted(chunk: pd.DataFrame, preprocess: Preprocess) -> tuple[list[str], list[np.ndarray]]:
+    """Texts and preprocessed images of a chunk of a checked request (``check_request``)."""
+    return list(chunk["text"]), [preprocess(decode_base64_image(image, row)) for row, image in zip(chunk.index, chunk["image"])]
+
+
+def read_trusted_image(value) -> Image.Image:
+    """A path to an image file, or base64-encoded image bytes (a trusted caller's input)."""
+    if isinstance(value, str) and len(value) < 4096:
+        try:
+            if Path(value).is_file():
+                return open_image(value)
+        except (OSError, ValueError):  # a base64 string is no valid file name
+            pass
+    try:
+        raw = base64.b64decode(DATA_URL.sub("", str(value), count=1), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{str(value)[:60]!r} is neither an existing file nor base64-encoded image bytes") from None
+    return open_image(raw)
+
+
+def read_trusted(frame: pd.DataFrame, preprocess: Preprocess) -> tuple[list[str | None], list[np.ndarray | None]]:
+    """Texts and preprocessed images; a null or unreadable field becomes None (a missing modality),
+    logged with its row, so the sample is predicted from its other modality."""
+    texts = [None if is_null(text) else str(text) for text in frame["text"]]
+    pixels: list[np.ndarray | None] = []
+    for row, value in zip(frame.index, frame["image"]):
+        try:
+            pixels.append(None if is_null(value) else preprocess(read_trusted_image(value)))
+        except (OSError, ValueError, SyntaxError) as error:  # PIL raises OSError for corrupt files
+            LOGGER.warning("row %s: image unusable (%s); predicting from its text alone", row, error)
+            pixels.append(None)
+    for row, text, image in zip(frame.index, texts, pixels):
+        if text is None and image is None:
+            LOGGER.warning("row %s: neither text nor image; predicting from the class prior the head learned", row)
+        elif text is None:
+            LOGGER.warning("row %s: no text; predicting from its image alone", row)
+    return texts, pixels

@@ -1,0 +1,98 @@
+"""The model users load from the registry: an MLflow pyfunc around backbone + fusion head.
+
+Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (the image bytes base64-encoded; a
+file path only for a trusted caller, see msc/model/inputs.py). Output: one row per input with
+``label`` and ``p_positive``, ``p_neutral``, ``p_negative``, calibrated with the temperature that
+the registry fitted on the validation split (msc/train/calibration.py).
+
+The logged model holds the head weights (safetensors, never pickle), ``head.json`` (msc/model/spec.py)
+and the code of ``msc.model`` and the layers below it (msc/track/logged_model.py); the backbone is
+referenced by hub id and revision or local folder; the registered version bundles a local folder with
+``register.bundle_backbone: true``. It is logged as "model from code" (msc/model/pyfunc_entry.py), so
+loading it unpickles nothing.
+"""
+
+from __future__ import annotations
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from msc.core.labels import LABELS
+from msc.data.text import normalize_tweet
+from msc.model.backbone import Backbone, load_backbone
+from msc.model.batch import FeatureBatch, drop_modality
+from msc.model.heads import build_head
+from msc.model.inputs import check_columns, check_request, read_trusted, read_untrusted
+from msc.model.spec import backbone_reference, read_head_spec
+
+PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
+PREDICT_BATCH = 64
+
+
+def to_cache_precision(features: torch.Tensor) -> torch.Tensor:
+    """Round to float16 and back, exactly as the feature cache stores features."""
+    return features.half().float()
+
+
+def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[np.ndarray | None],
+                  max_text_tokens: int) -> FeatureBatch:
+    """Raw tweets and preprocessed images ((3, H, W) from ``backbone.preprocess_image``) -> the
+    FeatureBatch a head reads, with featurize's preprocessing.
+
+    A None text or image is a missing modality: its features are zeros, as in modality dropout.
+    """
+    encoded = backbone.tokenize([normalize_tweet(text or "") for text in texts], max_text_tokens)
+    blank = backbone.preprocess_image(Image.new("RGB", (32, 32)))  # a missing image's placeholder; zeroed below
+    pixels = torch.from_numpy(np.stack([blank if image is None else image for image in images]))
+    with torch.inference_mode():
+        text_pooled, text_tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
+        image_pooled, image_tokens = backbone.encode_image(pixels)
+    batch = FeatureBatch(
+        text_pooled=to_cache_precision(text_pooled.cpu()),
+        image_pooled=to_cache_precision(image_pooled.cpu()),
+        text_tokens=to_cache_precision(text_tokens.cpu()),
+        text_mask=encoded["attention_mask"].bool(),
+        image_tokens=to_cache_precision(image_tokens.cpu()),
+    )
+    missing_text = np.array([i for i, text in enumerate(texts) if text is None], dtype=np.int64)
+    missing_image = np.array([i for i, image in enumerate(images) if image is None], dtype=np.int64)
+    return drop_modality(batch, missing_text, missing_image)
+
+
+class MscModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc. msc/model/pyfunc_entry.py hands an instance to MLflow (model from code)."""
+
+    def load_context(self, context) -> None:
+        spec = read_head_spec(context.artifacts["head_config"])
+        backbone_ref = context.artifacts.get("backbone") or backbone_reference(spec)
+        self.backbone = load_backbone(backbone_ref, spec.revision, device="auto", precision="auto")
+        self.head = build_head(spec.fusion, spec.dim, spec.hidden_dim, spec.dropout)
+        self.head.load_state_dict(load_file(context.artifacts["head_weights"]))
+        self.head.eval()
+        # Fitted on the validation split when the version was registered; 1 (none) for a trial's model.
+        self.temperature = spec.temperature
+        self.max_text_tokens = spec.max_text_tokens
+        # Set by the caller at load time, never by a request: src.predict and in-process code pass
+        # model_config={"trusted_input": True}; `mlflow models serve` keeps the logged False.
+        self.trusted_input = bool((context.model_config or {}).get("trusted_input", False))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        check_columns(model_input)
+        if not self.trusted_input:
+            check_request(model_input)
+        read = read_trusted if self.trusted_input else read_untrusted
+        probabilities = []
+        for start in range(0, len(model_input), PREDICT_BATCH):
+            chunk = model_input.iloc[start : start + PREDICT_BATCH]
+            texts, images = read(chunk, self.backbone.preprocess_image)
+            batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens)
+            with torch.inference_mode():
+                probabilities.append(torch.softmax(self.head(batch) / self.temperature, dim=-1).numpy())
+        probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(LABELS)))
+        out = pd.DataFrame(probs, columns=PROBABILITY_COLUMNS, index=model_input.index)
+        out.insert(0, "label", [LABELS[i] for i in probs.argmax(1)])
+        return out

@@ -1,0 +1,75 @@
+"""``head.json``, the head spec: what a logged model needs to rebuild its head and find its backbone.
+
+The weights go beside it as ``head.safetensors`` (never pickle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from safetensors.torch import save_file
+
+from msc.core.handoff import HandOff, read_handoff, write_handoff
+from msc.core.labels import LABELS
+from msc.core.paths import local_folder
+
+HEAD_SPEC = "head.json"
+HEAD_WEIGHTS = "head.safetensors"
+
+
+@dataclass(frozen=True)
+class HeadSpec(HandOff):
+    NAME: ClassVar[str] = "head-spec"
+    VERSION: ClassVar[int] = 1
+    WHAT: ClassVar[str] = "head spec"
+    WRITTEN_BY: ClassVar[str] = "`python -m src.tune` (it logs every trial's model)"
+
+    fusion: str  # a name in msc.model.heads.HEADS
+    dim: int  # P, the width of the features the head reads
+    hidden_dim: int
+    dropout: float
+    backbone: str  # model.backbone as written: a hub id, or a folder resolved against the loading project
+    backbone_folder: str | None  # where that folder was on the training machine, if it was one
+    revision: str
+    max_text_tokens: int
+    labels: list  # class order of the head's outputs
+    train: dict  # the whole train section it was trained with
+    temperature: float = 1.0  # fitted on validation at registration; 1 (none) for a trial's model
+
+
+def head_spec(train: dict, dim: int, backbone: str, revision: str, max_text_tokens: int) -> HeadSpec:
+    """The spec of a head trained with the ``train`` section (a dict of TrainConfig) over ``backbone``."""
+    folder = local_folder(backbone)
+    return HeadSpec(fusion=train["fusion"], dim=dim, hidden_dim=train["hidden_dim"], dropout=train["dropout"],
+                    backbone=backbone, backbone_folder=str(folder.resolve()) if folder else None, revision=revision,
+                    max_text_tokens=max_text_tokens, labels=list(LABELS), train=train)
+
+
+def write_head(head: torch.nn.Module, spec: HeadSpec, folder: Path) -> dict[str, str]:
+    """Save weights and spec into ``folder``; returns the pyfunc artifacts mapping."""
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(folder / HEAD_WEIGHTS))
+    write_handoff(folder / HEAD_SPEC, spec)
+    return {"head_weights": str(folder / HEAD_WEIGHTS), "head_config": str(folder / HEAD_SPEC)}
+
+
+def read_head_spec(path: str | Path) -> HeadSpec:
+    return read_handoff(HeadSpec, path)
+
+
+def with_temperature_spec(path: Path, temperature: float) -> None:
+    """Rewrite the spec at ``path`` with ``temperature``."""
+    write_handoff(path, replace(read_head_spec(path), temperature=temperature))
+
+
+def backbone_reference(spec: HeadSpec) -> str:
+    """The backbone a logged head names: ``model.backbone`` as written (a hub id, or a folder that
+    resolves against the loading project, so nothing of one machine's paths leaks to another),
+    else the folder where it was on the machine that trained the head, when that exists here."""
+    if local_folder(spec.backbone) is None and spec.backbone_folder and Path(spec.backbone_folder).is_dir():
+        return spec.backbone_folder
+    return spec.backbone
+
+

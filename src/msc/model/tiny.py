@@ -1,0 +1,105 @@
+"""Tiny random-weight CLIPs, saved with ``save_pretrained`` so they load by the same code path as real ones.
+
+Tests and the offline demo run on them; benchmarks use ViT-B/32's shape, since speed ignores weight
+values, with CLIP's real BPE vocabulary so that tweets tokenize as with the real CLIP.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from msc.core.errors import UserError
+from msc.data.synthetic import CUE_WORDS, FILLER_WORDS
+
+SHAPES = {
+    # Tiny: tests and the demo run in seconds. Same 224 px / 32 px patch grid as ViT-B/32.
+    # Text is 128 wide: at 64, random-weight pooled text states hid a fifth of the word cues.
+    "tiny": dict(text_hidden=128, text_layers=2, text_heads=2, vision_hidden=64, vision_layers=2,
+                 vision_heads=2, projection=128),
+    # ViT-B/32's shape with random weights: for benchmarks, since speed ignores weight values.
+    "vit-b-32": dict(text_hidden=512, text_layers=12, text_heads=8, vision_hidden=768, vision_layers=12,
+                     vision_heads=12, projection=512),
+}
+
+
+def build_tokenizer(words: list[str]):
+    """A CLIP byte-level BPE tokenizer whose merges spell ``words`` as single tokens."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # the 256 byte symbols
+    vocab = {symbol: i for i, symbol in enumerate(alphabet + [s + "</w>" for s in alphabet])}
+    merges = []
+    for word in sorted(set(w.lower() for w in words)):
+        current = word[0]
+        for position, char in enumerate(word[1:], start=1):
+            following = char + ("</w>" if position == len(word) - 1 else "")
+            if current + following not in vocab:
+                merges.append((current, following))
+                vocab[current + following] = len(vocab)
+            current += following
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=merges)
+
+
+def load_bpe_tokenizer(folder: Path):
+    """CLIP's tokenizer from a folder with its ``vocab.json`` and ``merges.txt`` (data, no weights)."""
+    from transformers import CLIPTokenizer
+
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    if not vocab_file.is_file() or not merges_file.is_file():
+        raise UserError(f"--tokenizer '{folder}' needs vocab.json and merges.txt, CLIP's BPE files (for example "
+                        "../shared/clip-bpe, or the two files of openai/clip-vit-base-patch32)")
+    lines = merges_file.read_text(encoding="utf-8").splitlines()
+    merges = [tuple(line.split()) for line in lines if line and not line.startswith("#version")]
+    return CLIPTokenizer(vocab=json.loads(vocab_file.read_text(encoding="utf-8")), merges=merges)
+
+
+def write_backbone(out: Path, shape: str, seed: int, tokenizer_folder: Path | None = None) -> None:
+    """Save a random-weight CLIP with tokenizer and processor, loadable by from_pretrained.
+
+    The tokenizer is the sample's small vocabulary, or CLIP's real BPE from ``tokenizer_folder``,
+    so that a benchmark backbone splits real tweets into as many tokens as the real CLIP does.
+    """
+    import torch
+    import transformers
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    transformers.utils.logging.disable_progress_bar()
+    if tokenizer_folder is None:
+        words = [w for ws in CUE_WORDS.values() for w in ws] + FILLER_WORDS + ["user", "http", "rt"]
+        tokenizer = build_tokenizer(words)
+    else:
+        tokenizer = load_bpe_tokenizer(tokenizer_folder)
+    dims = SHAPES[shape]
+    special = {
+        "bos_token_id": tokenizer.convert_tokens_to_ids("<|startoftext|>"),
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    }
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=dims["text_hidden"], intermediate_size=4 * dims["text_hidden"],
+            num_hidden_layers=dims["text_layers"], num_attention_heads=dims["text_heads"],
+            max_position_embeddings=77, **special,
+        ),
+        vision_config=dict(
+            hidden_size=dims["vision_hidden"], intermediate_size=4 * dims["vision_hidden"],
+            num_hidden_layers=dims["vision_layers"], num_attention_heads=dims["vision_heads"],
+            image_size=224, patch_size=32,
+        ),
+        projection_dim=dims["projection"],
+        msc_random_weights=True,  # read by describe_backbone: reports made with it say so
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    staging = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(staging)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)

@@ -1,0 +1,1 @@
+"""MLflow: the tracking store, the logged model, registry decisions, locks and loading models."""

@@ -1,0 +1,44 @@
+"""Locks shared by every process that works on one Optuna storage, on one machine or on many.
+
+Tuners on several machines share nothing that locks but the study's database. On PostgreSQL a lock
+is a session advisory lock in that database, released when the session ends, a killed process's
+included; for any other storage, a file lock in the project root, which serves one machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from typing import Iterator
+
+from msc.core.files import file_lock
+from msc.core.paths import project_root
+
+
+def advisory_key(purpose: str) -> int:
+    """A signed 64-bit key for ``pg_advisory_lock``, the same in every process for one purpose."""
+    return int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def shared_lock(storage: str, purpose: str) -> Iterator[None]:
+    """Hold the lock named ``purpose`` among all processes using ``storage`` (an RDB URL)."""
+    if not storage.startswith("postgresql"):
+        name = hashlib.sha256(purpose.encode()).hexdigest()[:16]
+        with file_lock(project_root() / ".locks" / name):
+            yield
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    key = advisory_key(purpose)
+    engine = sqlalchemy.create_engine(storage, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("select pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("select pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()

@@ -1,0 +1,104 @@
+"""Logging the pyfunc into MLflow: a trial's model, and the registered copy with its temperature.
+
+A logged model ships only the library code it runs: ``msc.model`` and the layers below it
+(``MODEL_CODE_LAYERS``), copied into the model's ``code/msc/``. It never ships the stage modules,
+tune, track, the benchmark or the report. Versions logged before the ``msc`` package carry their
+own ``code/src/`` and still load (msc/track/inference.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import torch
+from PIL import Image
+
+from msc.config import TrainConfig
+from msc.core.errors import UserError
+from msc.core.paths import local_folder
+from msc.model.pyfunc import PROBABILITY_COLUMNS
+from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, with_temperature_spec, write_head
+
+MSC_PACKAGE = Path(__file__).resolve().parents[1]
+MODEL_CODE_LAYERS = ("core", "data", "model")  # msc.model and what it imports (tests/test_logged_model.py)
+MODEL_ENTRY = MSC_PACKAGE / "model" / "pyfunc_entry.py"
+
+
+def model_code(folder: Path) -> Path:
+    """Copy the code a logged model runs into ``folder/msc``; returns that package folder."""
+    package = folder / "msc"
+    package.mkdir(parents=True)
+    shutil.copy2(MSC_PACKAGE / "__init__.py", package / "__init__.py")
+    for layer in MODEL_CODE_LAYERS:
+        shutil.copytree(MSC_PACKAGE / layer, package / layer, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return package
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to what trained the model; stated explicitly so MLflow need not infer them."""
+    from importlib.metadata import version
+
+    packages = ["torch", "transformers", "safetensors", "pillow", "numpy", "pandas", "nltk", "mlflow", "scikit-learn",
+                "rich", "pyyaml"]
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
+
+
+def signature_and_example():
+    from mlflow.models import infer_signature
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(jpeg, format="JPEG")
+    example = pd.DataFrame({"text": ["what a lovely day #sunny"], "image": [base64.b64encode(jpeg.getvalue()).decode()]})
+    output = pd.DataFrame({"label": ["positive"], **{c: [1 / 3] for c in PROBABILITY_COLUMNS}})
+    return infer_signature(example, output), example
+
+
+def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
+    """Log a model with these artifacts (head weights and spec, optionally the backbone folder)
+    into the active MLflow run; returns its ModelInfo."""
+    signature, example = signature_and_example()
+    with tempfile.TemporaryDirectory() as code:
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_ENTRY),
+            artifacts=artifacts,
+            code_paths=[str(model_code(Path(code)))],
+            model_config={"trusted_input": False},  # what `mlflow models serve` runs with: see msc/model/inputs.py
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+        )
+
+
+def log_trial_model(head: torch.nn.Module, train: TrainConfig, dim: int, backbone: str, revision: str,
+                    max_text_tokens: int):
+    """A trial's model: the head, with the backbone referenced by hub id or folder, never copied
+    (30 trials would hold 30 copies). Only the registered version may bundle it (registered_copy)."""
+    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens)
+    with tempfile.TemporaryDirectory() as tmp:
+        return log_pyfunc(write_head(head, spec, Path(tmp)))
+
+
+def registered_copy(model_uri: str, temperature: float, backbone: str | None = None):
+    """Log ``model_uri``'s head again as ``registered_model`` in the active run, with its fitted
+    ``temperature`` in head.json and, when ``backbone`` names a local folder, that folder copied
+    in, so the registered version loads where the folder does not exist."""
+    artifacts = {}
+    if backbone is not None:
+        folder = local_folder(backbone)
+        if folder is None:
+            raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got '{backbone}'")
+        artifacts["backbone"] = str(folder.resolve())
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))  # small: no backbone
+        with_temperature_spec(model / "artifacts" / HEAD_SPEC, temperature)
+        artifacts.update({"head_weights": str(model / "artifacts" / HEAD_WEIGHTS),
+                          "head_config": str(model / "artifacts" / HEAD_SPEC)})
+        return log_pyfunc(artifacts, name="registered_model")

@@ -1,0 +1,102 @@
+"""The MLflow model registry: the gate that decides whether a study's best model becomes ``msc``.
+
+Every registered version is tagged with the feature fingerprint and the split identity it was
+trained and scored with. A candidate is compared with the current Production version only when
+both match: then the two were trained without the same holdout rows and are scored on exactly
+those rows. Otherwise a comparison would score one of them on rows it may have trained on (a
+changed ``data.split_seed``) or on features it was never trained for (a changed backbone), so the
+candidate, the model of the experiment just run, is registered, and the summary says why.
+
+This module decides on scores it is given (msc/tune/registration.py scores both models on the
+holdout) and records the decision in the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from msc.train.metrics import scalar_metrics
+
+MODEL_NAME = "msc"
+ALIAS = "production"
+STAGE = "Production"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The study's best model and what it was trained with."""
+
+    model_uri: str
+    run_id: str  # the trial's MLflow run
+    tags: dict[str, str]  # study name and identity, trial number, fusion
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str  # one sentence for the log and results/metrics.json
+    compared_with: int | None = None  # the Production version scored against the candidate
+
+
+def load_msc_model(model_uri: str):
+    """The MscModel behind ``model_uri`` (backbone and head loaded)."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+
+
+def production_version(client):
+    """The version behind alias ``production``, or None when nothing is registered yet."""
+    import mlflow
+
+    try:
+        return client.get_model_version_by_alias(MODEL_NAME, ALIAS)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def promote(client, model_uri: str, scores: dict, tags: dict[str, str]):
+    """Register ``model_uri`` as a new version of ``msc``: stage Production (older versions
+    archived) and alias ``production``. Returns the ModelVersion."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, MODEL_NAME, tags={**tags, **{
+        f"holdout_{k}": f"{v:.6f}" for k, v in scalar_metrics(scores).items()}})
+    # Stages are deprecated in MLflow 3 but still what `models:/msc/Production` resolves. The older
+    # Production versions are archived one by one: `archive_existing_versions=True` fails on an
+    # MLflow server with a PostgreSQL store (3.17 compares the integer version column with a string).
+    client.transition_model_version_stage(MODEL_NAME, version.version, STAGE)
+    for older in client.search_model_versions(f"name = '{MODEL_NAME}'"):
+        if older.current_stage == STAGE and older.version != version.version:
+            client.transition_model_version_stage(MODEL_NAME, older.version, "Archived")
+    client.set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
+    return version
+
+
+def gate(current, candidate: Candidate, feature_fingerprint: str, split_identity: str, force: bool) -> Decision | None:
+    """Whether the candidate replaces ``current`` (the Production ModelVersion or None) without a
+    comparison; None when the two are comparable and the holdout decides (``compare``)."""
+    if current is None:
+        return Decision(True, f"no {MODEL_NAME} version is in Production yet")
+    if current.tags.get("mlflow_run_id") == candidate.run_id:
+        return Decision(False, f"the candidate already is {MODEL_NAME} version {current.version} (Production); "
+                               "nothing changed")
+    if force:
+        return Decision(True, "--force registers the candidate without a comparison")
+    differs = [what for what, key, value in (("feature cache", "feature_fingerprint", feature_fingerprint),
+                                              ("split", "split_identity", split_identity))
+               if current.tags.get(key) != value]
+    if differs:
+        return Decision(True, f"Production version {current.version} was made with another "
+                              f"{' and '.join(differs)}, so the two are not compared on one holdout; the "
+                              "candidate of this experiment is registered")
+    return None
+
+
+def compare(current, candidate_f1: float, current_f1: float, rows: int) -> Decision:
+    """The comparable case: the higher holdout weighted F1 on the same ``rows`` holdout rows wins."""
+    better = candidate_f1 > current_f1
+    return Decision(better, (
+        f"holdout weighted F1 {candidate_f1:.4f} against Production version {current.version}'s {current_f1:.4f} "
+        f"on the same {rows} rows: " + ("the candidate is registered" if better else "Production is kept")),
+        int(current.version))

@@ -1,0 +1,90 @@
+"""Classification scores, named the same in every log, table and JSON file."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from msc.core.labels import LABELS
+
+CLASS_IDS = list(range(len(LABELS)))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy, macro precision/recall/F1, weighted F1, per-class F1 and the confusion matrix.
+
+    ``confusion[i][j]`` counts samples of true class LABELS[i] predicted as LABELS[j].
+    """
+    precision, recall, macro_f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=CLASS_IDS, average="macro", zero_division=0
+    )
+    per_class = f1_score(y_true, y_pred, labels=CLASS_IDS, average=None, zero_division=0)
+    scores = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_precision": float(precision),
+        "macro_recall": float(recall),
+        "macro_f1": float(macro_f1),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=CLASS_IDS, average="weighted", zero_division=0)),
+    }
+    scores.update({f"f1_{label}": float(value) for label, value in zip(LABELS, per_class)})
+    scores["confusion"] = confusion_matrix(y_true, y_pred, labels=CLASS_IDS).tolist()
+    return scores
+
+
+def scalar_metrics(scores: dict, prefix: str = "") -> dict[str, float]:
+    """The numeric entries of ``scores`` (everything but the confusion matrix), prefixed."""
+    return {f"{prefix}{key}": value for key, value in scores.items() if isinstance(value, (int, float))}
+
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def weighted_f1_of(confusion: np.ndarray) -> float:
+    """Weighted F1 from a (3, 3) confusion matrix (rows: true), as sklearn's with zero_division=0."""
+    support, predicted, hits = confusion.sum(1), confusion.sum(0), np.diag(confusion)
+    precision = np.divide(hits, predicted, out=np.zeros(len(hits)), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros(len(hits)), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(hits)), where=precision + recall > 0)
+    return float((f1 * support).sum() / max(support.sum(), 1))
+
+
+def confusion_of(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """(3, 3) confusion matrix, rows true, by one bincount (the bootstrap computes thousands)."""
+    k = len(LABELS)
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def interval95(values: np.ndarray) -> list[float]:
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                        seed: int = 0) -> dict[str, list[float]]:
+    """95 % percentile intervals of accuracy and weighted F1 over ``resamples`` seeded resamples of
+    the rows (with replacement): ``accuracy_ci95`` and ``weighted_f1_ci95`` as [low, high]."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    accuracy, weighted_f1 = np.empty(resamples), np.empty(resamples)
+    for i in range(resamples):
+        rows = rng.integers(0, n, n)
+        confusion = confusion_of(y_true[rows], y_pred[rows])
+        accuracy[i], weighted_f1[i] = np.trace(confusion) / n, weighted_f1_of(confusion)
+    return {"accuracy_ci95": interval95(accuracy), "weighted_f1_ci95": interval95(weighted_f1)}
+
+
+def paired_bootstrap(y_true: np.ndarray, predictions: list[np.ndarray], baseline: list[np.ndarray] | None = None,
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[float]:
+    """95 % interval of the weighted F1 of ``predictions``, averaged over its seeds (one (n,) array
+    each), minus that of ``baseline`` when given, both on the same resampled rows: a paired
+    comparison, which sees through the noise the two share."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+
+    def mean_f1(runs: list[np.ndarray], rows: np.ndarray) -> float:
+        return float(np.mean([weighted_f1_of(confusion_of(y_true[rows], run[rows])) for run in runs]))
+
+    values = np.empty(resamples)
+    for i in range(resamples):
+        rows = rng.integers(0, n, n)
+        values[i] = mean_f1(predictions, rows) - (mean_f1(baseline, rows) if baseline is not None else 0.0)
+    return interval95(values)

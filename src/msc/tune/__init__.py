@@ -1,0 +1,1 @@
+"""The Optuna study: its identity, objective, progress output and summary."""

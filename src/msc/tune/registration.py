@@ -1,0 +1,101 @@
+"""Scoring the study's best model on the holdout and letting the registry gate decide.
+
+The holdout is scored from the feature cache with the head of the logged model, so the number
+describes exactly the artifact that gets registered. The best trial's model is registered as
+trained (on the training split, early-stopped on validation), not retrained on train+validation:
+a retrained model would be a different artifact from the one tracked and selected, with no
+validation split left to stop it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from msc.core.errors import UserError
+from msc.features.cache import FeatureCache
+from msc.features.splits import Splits
+from msc.track.logged_model import registered_copy
+from msc.track.registry import MODEL_NAME, Candidate, compare, gate, load_msc_model, production_version, promote
+from msc.train.calibration import calibration_errors, fit_temperature, with_temperature
+from msc.train.loop import predict_proba
+from msc.train.metrics import bootstrap_intervals, classification_metrics, scalar_metrics
+
+
+def model_probabilities(model_uri: str, cache: FeatureCache, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """(n, 3) probabilities of the logged model on cached features of ``rows``, with its own
+    temperature, and that temperature (1 for a trial's model, which is not calibrated)."""
+    model = load_msc_model(model_uri)
+    return with_temperature(predict_proba(model.head, cache, rows), model.temperature), model.temperature
+
+
+def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float) -> dict:
+    """Scores of calibrated ``probs`` (n, 3): point estimates, 95 % bootstrap intervals, and the
+    expected calibration error with and without the temperature."""
+    predictions = probs.argmax(1)
+    return {**scalar_metrics(classification_metrics(labels, predictions)), **bootstrap_intervals(labels, predictions),
+            **calibration_errors(with_temperature(probs, 1 / temperature), labels, temperature)}
+
+
+def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[dict, np.ndarray, float]:
+    """The Production version's holdout scores, (n, 3) calibrated probabilities and temperature; a
+    sentence when it cannot load."""
+    uri = f"models:/{MODEL_NAME}/{current.version}"
+    try:
+        probs, temperature = model_probabilities(uri, cache, rows)
+    except Exception as error:  # noqa: BLE001 - whatever broke, the gate must not silently replace it
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise UserError(
+            f"cannot load the Production model {MODEL_NAME} version {current.version} ({uri}) to compare the new "
+            f"candidate with it: {reason}. Repair or archive that version, or run tune again with --force to "
+            "register the candidate without a comparison"
+        ) from None
+    return classification_metrics(cache.labels[rows], probs.argmax(1)), probs, temperature
+
+
+def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits, force: bool,
+                       bundle_backbone: str | None = None) -> tuple[dict, np.ndarray]:
+    """Score the candidate on the holdout and let the gate decide; promote it when the gate says
+    so, or when it has the higher weighted F1 than a comparable Production version.
+
+    ``bundle_backbone`` (a local backbone folder): register a copy of the candidate with that folder
+    inside. Returns the summary for results/metrics.json and the (n, 3) holdout probabilities,
+    both of whichever model is in Production afterwards.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    rows = splits.holdout
+    labels = cache.labels[rows]
+    # The candidate's temperature, fitted on the validation split only; the holdout only reports it.
+    # A trial's model has none yet, so its head's probabilities are the raw ones.
+    candidate_head = load_msc_model(candidate.model_uri).head
+    temperature = fit_temperature(predict_proba(candidate_head, cache, splits.val), cache.labels[splits.val])
+    candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
+    candidate_scores = classification_metrics(labels, candidate_probs.argmax(1))
+    current = production_version(client)
+    decision = gate(current, candidate, cache.fingerprint, splits.identity, force)
+    probs, probs_temperature = candidate_probs, temperature
+    if decision is None:
+        current_scores, current_probs, current_temperature = production_scores(current, cache, rows)
+        decision = compare(current, candidate_scores["weighted_f1"], current_scores["weighted_f1"], len(rows))
+        if not decision.promote:
+            probs, probs_temperature = current_probs, current_temperature
+    registered = current
+    if decision.promote:
+        with mlflow.start_run(run_id=candidate.run_id):
+            model_uri = registered_copy(candidate.model_uri, temperature, bundle_backbone).model_uri
+        tags = {**candidate.tags, "mlflow_run_id": candidate.run_id, "feature_fingerprint": cache.fingerprint,
+                "split_identity": splits.identity, "temperature": f"{temperature:.6f}"}
+        registered = promote(client, model_uri, candidate_scores, tags)
+    summary = {
+        "model": MODEL_NAME,
+        "version": int(registered.version),
+        "promoted_now": decision.promote,
+        "gate": decision.reason,
+        "compared_with_version": decision.compared_with,
+        "holdout_samples": int(len(rows)),
+        "holdout": holdout_summary(labels, probs, probs_temperature),
+        "candidate_holdout_weighted_f1": candidate_scores["weighted_f1"],
+    }
+    return summary, probs

@@ -1,0 +1,74 @@
+"""``results/metrics.json``, the tune stage's summary, and the small files DVC plots beside it."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from msc.core.files import atomic_write_text
+from msc.core.handoff import HandOff, write_handoff
+from msc.core.labels import LABELS
+from msc.features.cache import FeatureCache
+
+RESULTS = Path("results")
+
+
+@dataclass(frozen=True)
+class TuneSummary(HandOff):
+    """The registered model's holdout scores and the study that chose it (a DVC metrics file too)."""
+
+    NAME: ClassVar[str] = "tune-summary"
+    VERSION: ClassVar[int] = 1
+    WHAT: ClassVar[str] = "tune summary"
+    WRITTEN_BY: ClassVar[str] = "`python -m src.tune` (or `dvc repro tune`)"
+
+    model: str  # the registered model's name, msc
+    version: int  # the version in Production after this run
+    promoted_now: bool
+    gate: str  # the registry gate's sentence
+    compared_with_version: int | None
+    holdout_samples: int
+    holdout: dict  # scores, ci95 intervals, ece, ece_uncalibrated, temperature of the Production version
+    candidate_holdout_weighted_f1: float
+    study_name: str
+    study_identity: str
+    feature_fingerprint: str
+    split_identity: str
+    best_trial: int
+    select_metric: str  # train.select_metric, the study's objective
+    best_value: float  # the best trial's objective
+    best_params: dict  # the best trial's sampled values, by dotted config key
+
+
+def write_results(summary: TuneSummary, cache: FeatureCache, holdout_rows: np.ndarray, probs: np.ndarray,
+                  curves: list[dict[str, float]]) -> None:
+    """results/metrics.json, holdout_predictions.csv (DVC confusion plot), training_curves.csv."""
+    write_handoff(RESULTS / "metrics.json", summary)
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["guid", "actual", "predicted", *(f"p_{label}" for label in LABELS)])
+    for row, p in zip(holdout_rows, probs):
+        writer.writerow([cache.guids[row], LABELS[cache.labels[row]], LABELS[int(p.argmax())], *(f"{x:.4f}" for x in p)])
+    atomic_write_text(RESULTS / "holdout_predictions.csv", rows.getvalue())
+    if curves:
+        rows = io.StringIO()
+        writer = csv.DictWriter(rows, fieldnames=list(curves[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(curves)
+        atomic_write_text(RESULTS / "training_curves.csv", rows.getvalue())
+
+
+def holdout_line(holdout: dict) -> str:
+    """The holdout scores with their 95 % bootstrap intervals and the calibration error."""
+    def scored(name: str, key: str) -> str:
+        low, high = holdout[f"{key}_ci95"]
+        return f"{name} {holdout[key]:.4f} [{low:.4f}, {high:.4f}]"
+
+    return (f"{scored('weighted F1', 'weighted_f1')}, {scored('accuracy', 'accuracy')} (95 % bootstrap intervals), "
+            f"ECE {holdout['ece']:.4f} at temperature {holdout['temperature']:.3f} ({holdout['ece_uncalibrated']:.4f} "
+            "without)")
