@@ -120,9 +120,9 @@ def test_predict_from_the_registry_and_promotion_rule(project, config):
     versions = client.search_model_versions("name='msc'")
     assert len(versions) == (2 if summary.promoted_now else 1)
     forced = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1}), force=True)
-    assert forced["promoted_now"]
+    assert forced.promoted_now
     stages = {str(v.version): v.current_stage for v in client.search_model_versions("name='msc'")}
-    assert stages[str(forced["version"])] == "Production"
+    assert stages[str(forced.version)] == "Production"
     assert sum(stage == "Production" for stage in stages.values()) == 1
 
 
@@ -329,12 +329,12 @@ def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(proje
     client = mlflow.MlflowClient()
     assert [int(v.version) for v in client.search_model_versions("name='msc'")] == [1]
     forced = tune(small(config, **{"tune.trials": 1, "tune.study_name": "next"}), force=True)
-    assert forced["promoted_now"] and forced["version"] == 2
+    assert forced.promoted_now and forced.version == 2
 
 
 def test_an_explicit_study_name_is_kept_and_refused_for_another_experiment(project, config):
     shared = tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared"}))
-    assert shared["study_name"] == "shared"
+    assert shared.study_name == "shared"
     with pytest.raises(UserError, match="study 'shared' .* belongs to another experiment .*differs in train.*msc-"):
         tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared", "train.epochs": 2}))
 
