@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from msc.config import Config, load_config, with_overrides
 from msc.data.split import write_splits
@@ -18,6 +19,9 @@ from msc.features.splits import load_splits
 from msc.model.tiny import write_backbone
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests' models are tiny: an op is too small to split across threads, and OpenMP's waiting
+# threads made the tier slower on a busy 2-core machine. Subprocesses keep torch's default.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
