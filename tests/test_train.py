@@ -7,7 +7,6 @@ import torch
 from msc.model.heads import HEADS
 from msc.train.loop import class_weights, train_head
 
-
 # A batch of training rows and half one of validation rows: every code path, two epochs, in seconds.
 FEW_TRAIN, FEW_VAL = 64, 32
 
