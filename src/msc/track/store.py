@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import sqlite3
 import subprocess
@@ -119,7 +118,3 @@ def git_commit() -> str:
                               cwd=project_root()).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def dumps(data) -> str:
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
