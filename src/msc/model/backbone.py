@@ -235,7 +235,7 @@ def backbone_family(folder: Path | None, name: str, revision: str) -> str:
 
 
 def load_backbone(name: str, revision: str = "main", device: str = "auto", precision: str = "auto") -> Backbone:
-    """Load CLIP by hub id or folder, frozen, on ``device`` in ``precision``."""
+    """Load a backbone of any registered family by hub id or folder, frozen, on ``device`` in ``precision``."""
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
