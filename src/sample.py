@@ -1,5 +1,5 @@
 """Stage-free helper ``python -m src.sample``: the offline sample dataset (msc/data/synthetic.py) and a
-tiny random-weight CLIP (msc/model/tiny.py)."""
+tiny random-weight backbone of any family (msc/model/tiny.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from msc.core.errors import cli
 from msc.data.synthetic import write_dataset
 from msc.model.backbone import SAMPLE_BACKBONE
-from msc.model.tiny import SHAPES, write_backbone
+from msc.model.tiny import FAMILIES, SHAPES, write_backbone
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone-out", type=Path, default=Path(SAMPLE_BACKBONE))
     parser.add_argument("--backbone-shape", choices=sorted(SHAPES), default="tiny",
                         help="tiny (default) or vit-b-32, ViT-B/32's shape for benchmarks")
+    parser.add_argument("--backbone-family", choices=FAMILIES, default="clip",
+                        help="the backbone's family: clip (default) or siglip")
     parser.add_argument("--no-data", action="store_true", help="write only the backbone")
     parser.add_argument("--tokenizer", type=Path, help="a folder with CLIP's BPE vocab.json and merges.txt (such as "
                         "../shared/clip-bpe): the backbone tokenizes as the real CLIP does (default: the sample's "
@@ -30,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         accuracy = summary["bayes_accuracy"]
         print(f"wrote {args.n} samples to {args.out}/ (Bayes-optimal accuracy: text {accuracy['text']:.4f}, "
               f"image {accuracy['image']:.4f}, both {accuracy['both']:.4f}; see {args.out}/bayes.json)")
-    write_backbone(args.backbone_out, args.backbone_shape, args.seed, args.tokenizer)
+    write_backbone(args.backbone_out, args.backbone_shape, args.seed, args.tokenizer, args.backbone_family)
     vocabulary = f"CLIP's BPE from {args.tokenizer}" if args.tokenizer else "the sample's vocabulary"
-    print(f"wrote a random-weight {args.backbone_shape} CLIP with {vocabulary} to {args.backbone_out}/")
+    print(f"wrote a random-weight {args.backbone_shape} {args.backbone_family} backbone with {vocabulary} to "
+          f"{args.backbone_out}/")
     return 0
 
 

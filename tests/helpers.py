@@ -68,7 +68,9 @@ def running_server(args: list[str], cwd: Path, env: dict, ready_url: str, timeou
 
 
 def serve_model(model_uri: str, cwd: Path, env: dict, port: int, workers: int = 1):
-    """``mlflow models serve`` of ``model_uri`` on loopback ``port``, as a context manager."""
+    """``mlflow models serve`` of ``model_uri`` on loopback ``port``, as a context manager. This venv's
+    bin/ goes first on PATH: mlflow starts ``uvicorn`` by name, which an unactivated venv hides."""
+    env = {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])}
     return running_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
                            "local", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
                           cwd, env, f"http://127.0.0.1:{port}/ping")

@@ -57,7 +57,7 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
     with (results / "ablation.csv").open(newline="") as handle:
         assert next(csv.reader(handle)) == list(COLUMNS)
     rows = {row["variant"]: row for row in read_csv(results / "ablation.csv")}
-    assert set(rows) == TRAINED | {"logistic_probe", "bayes:text", "bayes:image", "bayes:both"}
+    assert set(rows) == TRAINED | {"logistic_probe", "zero_shot", "bayes:text", "bayes:image", "bayes:both"}
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     runs = client.search_runs([experiment.experiment_id])
@@ -78,6 +78,10 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
     assert rows["gated:no_views"]["kind"] == "augmentation"
     assert int(rows["early"]["trainable_params"]) > int(rows["late"]["trainable_params"])
     assert rows["logistic_probe"]["seeds"] == "1" and rows["logistic_probe"]["weighted_f1_std"] == ""
+    zero_shot = rows["zero_shot"]
+    assert zero_shot["kind"] == "baseline" and zero_shot["seeds"] == "1" and zero_shot["trainable_params"] == ""
+    assert float(zero_shot["weighted_f1_ci_low"]) <= float(zero_shot["weighted_f1"]) <= float(
+        zero_shot["weighted_f1_ci_high"])
 
     with (results / "bad_cases.csv").open(newline="") as handle:
         assert next(csv.reader(handle)) == list(BAD_CASE_COLUMNS)
@@ -91,6 +95,7 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
 
     text = (results / "report.md").read_text()
     assert "random weights" in text and str(config.model.backbone) in text
+    assert "`zero_shot`" in text and "lands near chance" in text
     assert "best trial (#7)" in text and "`hidden_dim` 128" in text and "`lr` 0.003" in text
     assert "## Error analysis: `gated`" in text and "[bad_cases.csv](bad_cases.csv)" in text
     for heading in ("## Modality ablation", "## Fusion comparison", "## Augmentation", "## Baselines"):

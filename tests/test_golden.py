@@ -3,7 +3,7 @@
 tests/golden/expected/ holds the outputs of tests/golden/pipeline.py (the offline sample through
 split, featurize, tune and ablation on the CPU, fixed seeds), recorded before the move. The run is
 repeated here and compared bit for bit: splits.csv, the holdout predictions and ablation.csv byte
-for byte, and every number in metrics.json. Identity hashes are left out of the comparison: they
+for byte (ablation.csv's rows added since, such as zero_shot, left out), and every number in metrics.json. Identity hashes are left out of the comparison: they
 hash the preprocessing code, which moved (an old cache is stale once after the move).
 """
 
@@ -30,7 +30,13 @@ def outputs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("name", ["splits.csv", "holdout_predictions.csv", "ablation.csv"])
 def test_tables_are_unchanged_byte_for_byte(outputs, name):
-    assert outputs[name].read_bytes() == (EXPECTED / name).read_bytes()
+    assert without_new_rows(outputs[name].read_bytes()) == (EXPECTED / name).read_bytes()
+
+
+def without_new_rows(table: bytes) -> bytes:
+    """``table`` less the rows added after the recording: the ablation's ``zero_shot`` baseline (issue 20),
+    which trains nothing and changes no other row."""
+    return b"".join(line for line in table.splitlines(keepends=True) if not line.startswith(b"zero_shot,"))
 
 
 def test_metrics_are_unchanged(outputs):

@@ -3,7 +3,8 @@
 Every section of params.yaml maps to one dataclass below; an unknown key or a value of the
 wrong type stops the run with a message naming the key. Field names are the keyword arguments
 of the code they feed (``build_head(fusion=..., hidden_dim=..., dropout=...)``), so a value
-reaches its use in one hop.
+reaches its use in one hop. The module is long because every section of params.yaml lives here, in
+one place, with its checks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from msc.core.errors import UserError
+from msc.core.labels import LABELS
 from msc.data.split import SplitRule
 from msc.model.heads import ATTENTION_HEADS, HEADS
 
@@ -154,15 +156,29 @@ class RegisterConfig:
     bundle_backbone: bool = False  # copy a local backbone folder into the model instead of referencing it
 
 
+ZERO_SHOT_PROMPTS = {
+    "positive": ["a happy photo", "a positive post", "something good"],
+    "neutral": ["an ordinary photo", "a neutral post", "something plain"],
+    "negative": ["a sad photo", "a negative post", "something bad"],
+}
+
+
 @dataclass(frozen=True)
 class AblationConfig:
     seeds: int = 3  # every trained row is mean and std over train.seed, train.seed + 1, ...
     low_confidence: float = 0.5  # a misclassified sample whose top probability is below this is "low confidence"
     low_quality_short_side: int = 100  # an image whose shorter side is below this many pixels is "low quality"
+    # The zero-shot baseline's prompts: label -> texts its text tower embeds (averaged per label).
+    zero_shot_prompts: dict[str, list[str]] = field(default_factory=lambda: dict(ZERO_SHOT_PROMPTS))
 
     def __post_init__(self) -> None:
         require(self.seeds >= 1, "ablation.seeds", self.seeds, "must be at least 1")
         require(0 <= self.low_confidence <= 1, "ablation.low_confidence", self.low_confidence, "must be in [0, 1]")
+        prompts = self.zero_shot_prompts
+        require(sorted(prompts) == sorted(LABELS) and all(
+            isinstance(texts, list) and texts and all(isinstance(t, str) and t.strip() for t in texts)
+            for texts in prompts.values()), "ablation.zero_shot_prompts", prompts,
+            f"must map each of {', '.join(LABELS)} to a list of non-empty prompt texts")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from msc.analysis.variants import (
     train_variant,
     tuned_train_config,
 )
+from msc.analysis.zero_shot import zero_shot
 from msc.config import Config, TrainConfig, flatten
 from msc.core.files import atomic_write_text
 from msc.core.handoff import write_handoff
@@ -70,7 +71,7 @@ def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict]
 
 
 def train_rows(config: Config, cache: FeatureCache, splits: Splits, train: TrainConfig) -> list[VariantResult]:
-    """Every trained row, then the probe and (on the synthetic sample) the Bayes rule."""
+    """Every trained row, then the probe, the zero-shot backbone and (on the synthetic sample) the Bayes rule."""
     results = []
     for variant in make_variants(train, cache.augment_views, cache.text_augment_views):
         started = time.time()
@@ -81,6 +82,8 @@ def train_rows(config: Config, cache: FeatureCache, splits: Splits, train: Train
               f"{np.mean([s['weighted_f1'] for s in result.scores]):.4f}", flush=True)
     started = time.time()
     results.append(timed(linear_probe(cache, splits), started))
+    started = time.time()
+    results.append(timed(zero_shot(config, cache, splits.holdout), started))
     started = time.time()
     results.extend(timed(result, started) for result in bayes_results(Path(config.data.root), cache, splits.holdout))
     return results

@@ -15,7 +15,7 @@ from msc.analysis.report_text import Difference, error_section, paired_differenc
 from msc.analysis.results import AblationResults, AnalysedHead, ReportContext, read_results
 from msc.core.errors import UserError
 from msc.core.files import atomic_write_text
-from msc.model.describe import describe_backbone
+from msc.model.describe import describe_backbone, random_weights
 from msc.track.figures import confusion_figure
 
 
@@ -58,6 +58,14 @@ def header_lines(context: ReportContext) -> list[str]:
     ]
 
 
+def zero_shot_caveat(backbone: str) -> str:
+    """What the zero-shot row can mean with this backbone."""
+    if random_weights(backbone):
+        return (" With this random-weight backbone it lands near chance, as it must: its text tower has learnt "
+                "no meaning for the prompts' words.")
+    return ""
+
+
 def write_report(path: Path, figures: Path, context: ReportContext, rows: list[dict], analysed: AnalysedHead,
                  cases: list[dict], difference: Difference) -> Path:
     """Write the figures into ``figures/`` and the report to ``path``; returns the figures folder."""
@@ -96,8 +104,11 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
                   "are 0): set them above 0 and re-run `dvc repro` to compare.", ""]
     lines += ["## Baselines", "",
               "`logistic_probe`: logistic regression on the concatenated pooled embeddings, C chosen on "
-              "validation; deterministic, so one run. `bayes:*` (synthetic sample only): the Bayes-optimal rule "
-              "given the generating cues, the ceiling on these rows.", "",
+              "validation; deterministic, so one run. `zero_shot`: no training; the backbone's text tower embeds "
+              "each class's prompts (`ablation.zero_shot_prompts`), and the image's and the tweet's embeddings "
+              "are compared with them, the two softmax scores averaged." + zero_shot_caveat(context.backbone)
+              + " `bayes:*` (synthetic sample only): the Bayes-optimal rule given the generating cues, the "
+              "ceiling on these rows.", "",
               scores_table(by_kind["baseline"]), ""]
     lines += error_section(context, analysed, cases)
     atomic_write_text(path, "\n".join(lines))

@@ -19,7 +19,7 @@ def save_figure(figure, path: Path) -> None:
 def variants_figure(rows: list[dict]):
     """Horizontal bars from 0: weighted F1 mean, ± std error bars where there are several seeds.
 
-    Baselines (the probe, the Bayes rule) are hatched grey outlines, trained heads solid bars.
+    Baselines (the probe, the zero-shot backbone, the Bayes rule) are hatched grey outlines, trained heads solid bars.
     """
     figure, axes = plt.subplots(figsize=(6.4, 0.38 * len(rows) + 1.4))
     for y, row in enumerate(rows):

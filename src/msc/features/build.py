@@ -94,12 +94,13 @@ def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: 
     text_len = writers[f"{prefix}text_mask"].item_shape[-1]
     # Batches of similar length, each padded only to its own longest text: most tweets are far
     # shorter than the longest. CLIP's text encoder is causal, so padding never changes a real
-    # token's state; the cache pads every row to L with zeros.
+    # token's state; the cache pads every row to L with zeros. A non-causal family (SigLIP) keeps
+    # the fixed length it was trained with.
     by_length = np.argsort(encoded["attention_mask"].sum(1).numpy(), kind="stable")
     for start in range(0, len(by_length), batch_size):
         rows = by_length[start : start + batch_size]
         mask = encoded["attention_mask"][rows]
-        length = int(mask.sum(1).max())
+        length = int(mask.sum(1).max()) if backbone.causal_text else mask.shape[1]
         pooled, tokens = backbone.encode_text(encoded["input_ids"][rows, :length], mask[:, :length])
         tokens = torch.nn.functional.pad(tokens.float().cpu(), (0, 0, 0, text_len - length))  # (b, L, P)
         mask = torch.nn.functional.pad(mask[:, :length], (0, text_len - length))  # (b, L)
@@ -187,8 +188,7 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
     text_views = settings.text_augment_views
     augmented_texts = [augment_text(texts[row], random.Random(f"{settings.seed}:{samples[row].guid}:text:{view}"))
                        for row in range(n_labelled) for view in range(1, text_views + 1)]
-    vision = backbone.model.config.vision_config
-    image_len = (vision.image_size // vision.patch_size) ** 2 + 1  # patches + CLS
+    image_len = backbone.image_tokens  # M: CLIP's patches and CLS, SigLIP's patches
     writers = open_writers(folder, n_total, n_labelled, views, text_views, text_len, image_len, backbone.dim)
     # Item order is the arrays' C order: every clean image, then labelled row r's views 1..K.
     items = [(row, 0) for row in range(n_total)] + [(row, v) for row in range(n_labelled) for v in range(1, views + 1)]

@@ -1,9 +1,10 @@
-"""The frozen CLIP backbone, loaded by name and returned with its preprocessing.
+"""The frozen backbone, loaded by name and returned with its preprocessing.
 
 ``model.backbone`` is a Hugging Face hub id or a local folder written by ``save_pretrained``
-(the real CLIP, or the tiny one from ``python -m src.sample``); both go through
-``CLIPModel.from_pretrained``. Token-level features are projected into CLIP's joint space, so
-text tokens and image patches share one width and cross-attention can compare them.
+(a real checkpoint, or a tiny random one from ``python -m src.sample``). Its config.json's
+``model_type`` names its family, a Backbone subclass registered with ``@register_family``: ``clip``
+or ``siglip``. Each family's token-level features live in its joint space, so text tokens and
+image patches share one width and cross-attention can compare them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,21 +33,57 @@ def clip_pixels(image_processor, image: Image.Image) -> np.ndarray:
     return image_processor(images=image, return_tensors="np")["pixel_values"][0]
 
 
+# model_type (a checkpoint's config.json) -> the Backbone subclass that loads and runs it
+BACKBONE_FAMILIES: dict[str, type["Backbone"]] = {}
+
+
+def register_family(model_type: str):
+    """Class decorator: load checkpoints whose config.json says ``model_type`` with this Backbone class."""
+    def register(family: type["Backbone"]) -> type["Backbone"]:
+        BACKBONE_FAMILIES[model_type] = family
+        return family
+
+    return register
+
+
 @dataclass
 class Backbone:
-    model: "transformers.CLIPModel"  # noqa: F821 - imported lazily, transformers is slow to import
-    processor: "transformers.CLIPProcessor"  # noqa: F821
+    """A frozen two-tower backbone and its preprocessing; each family (CLIP, SigLIP) subclasses it.
+
+    Every feature it returns lives in one joint space of width ``dim`` (P), so that text tokens and
+    image patches can be compared by cross-attention."""
+
+    model: "transformers.PreTrainedModel"  # noqa: F821 - imported lazily, transformers is slow to import
+    processor: "transformers.ProcessorMixin"  # noqa: F821
     name: str
     device: torch.device
     dtype: torch.dtype
+    # True where a real token's state never depends on the padding after it (a causal text tower
+    # that pools at the end-of-text token): texts may then be padded to each batch's longest.
+    causal_text: ClassVar[bool] = True
+
+    @classmethod
+    def load(cls, source: str, dtype: torch.dtype, **kwargs) -> tuple:
+        """(model, processor) from a hub id or a folder; ``kwargs`` go to ``from_pretrained``."""
+        raise NotImplementedError
 
     @property
     def dim(self) -> int:
-        """Width P of the joint space that every cached feature lives in."""
-        return self.model.config.projection_dim
+        raise NotImplementedError
+
+    @property
+    def image_tokens(self) -> int:
+        """M, the image tokens per image that ``encode_image`` returns."""
+        vision = self.model.config.vision_config
+        return (vision.image_size // vision.patch_size) ** 2
+
+    @property
+    def logit_scale(self) -> float:
+        """The learned scale of the cosine similarities between the towers (the zero-shot baseline's)."""
+        return float(self.model.logit_scale.exp())
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
-        """CLIP's own resize, centre crop and normalisation: (3, H, W) float32."""
+        """The family's own resize, crop and normalisation: (3, H, W) float32."""
         return clip_pixels(self.processor.image_processor, image)
 
     def tokenize(self, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
@@ -54,6 +91,26 @@ class Backbone:
         return self.processor.tokenizer(
             texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
         )
+
+
+@register_family("clip")
+class ClipBackbone(Backbone):
+    """Any CLIPModel checkpoint: OpenAI's, MetaCLIP's, LAION's in transformers format."""
+
+    @classmethod
+    def load(cls, source: str, dtype: torch.dtype, **kwargs) -> tuple:
+        import transformers
+
+        return (transformers.CLIPModel.from_pretrained(source, dtype=dtype, **kwargs),
+                transformers.CLIPProcessor.from_pretrained(source, **kwargs))
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.projection_dim
+
+    @property
+    def image_tokens(self) -> int:
+        return super().image_tokens + 1  # the patches and CLS
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) ids -> pooled (B, P) and per-token (B, L, P) features in the joint space."""
@@ -72,6 +129,51 @@ class Backbone:
         # The pooled path applies post_layernorm to CLS only; apply it to every patch alike.
         tokens = self.model.visual_projection(self.model.vision_model.post_layernorm(out.last_hidden_state))
         return pooled, tokens
+
+
+@register_family("siglip")
+class SiglipBackbone(Backbone):
+    """SigLIP and the fixed-resolution SigLIP 2 checkpoints (config.json says ``siglip``).
+
+    Its text tower pools the state at the last position and was trained on texts padded to a fixed
+    length, without an attention mask: so every text is padded to that length (the padding changes
+    the pooled feature), and the mask only tells the heads which tokens are real. It has no
+    projection layers: each tower's own head maps into the joint space (the text head is a linear
+    layer, applied here to every token as to the pooled one; the image head attention-pools the
+    patches, whose states are already in the joint width)."""
+
+    causal_text: ClassVar[bool] = False
+
+    @classmethod
+    def load(cls, source: str, dtype: torch.dtype, **kwargs) -> tuple:
+        import transformers
+
+        return (transformers.SiglipModel.from_pretrained(source, dtype=dtype, **kwargs),
+                transformers.SiglipProcessor.from_pretrained(source, **kwargs))
+
+    @property
+    def dim(self) -> int:
+        text, image = self.model.text_model.head.out_features, self.model.config.vision_config.hidden_size
+        if text != image:  # every SigLIP and SigLIP 2 checkpoint published has one width; the heads need one
+            raise UserError(f"model.backbone '{self.name}': its text features are {text} wide and its image "
+                            f"features {image}; msc needs one width for both, as every published SigLIP has")
+        return text
+
+    def tokenize(self, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
+        """Padded and truncated to the trained length whatever ``max_tokens`` says: (B, L_trained)."""
+        length = self.model.config.text_config.max_position_embeddings
+        return self.processor.tokenizer(texts, padding="max_length", truncation=True, max_length=length,
+                                        return_tensors="pt", return_attention_mask=True)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) ids -> pooled (B, P) and per-token (B, L, P); the mask is not the model's (see above)."""
+        out = self.model.text_model(input_ids=input_ids.to(self.device))  # final_layer_norm applied: (B, L, D)
+        return out.pooler_output, self.model.text_model.head(out.last_hidden_state)
+
+    def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) -> attention-pooled (B, P) and per-patch (B, patches, P) features."""
+        out = self.model.vision_model(pixel_values=pixel_values.to(self.device, self.dtype))
+        return out.pooler_output, out.last_hidden_state  # post_layernorm applied to every patch
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
@@ -107,46 +209,33 @@ def offline_help(name: str) -> str:
     )
 
 
-# model_type (a checkpoint's config.json) -> loader(source, dtype, **from_pretrained kwargs) -> (model, processor)
-BACKBONE_FAMILIES: dict[str, Callable[..., tuple]] = {}
-DEFAULT_FAMILY = "clip"  # a hub id is not looked up before loading: it is read as a CLIP checkpoint
+def backbone_family(folder: Path | None, name: str, revision: str) -> str:
+    """The family of a checkpoint from its config.json's ``model_type`` (for a hub id, that file alone
+    is fetched, or read from the Hugging Face cache); a sentence when no registered family loads it."""
+    if folder is None:
+        import transformers
 
-
-def register_family(model_type: str):
-    """Function decorator: load checkpoints whose config.json says ``model_type`` with this loader."""
-    def register(loader: Callable[..., tuple]) -> Callable[..., tuple]:
-        BACKBONE_FAMILIES[model_type] = loader
-        return loader
-
-    return register
-
-
-@register_family("clip")
-def load_clip(source: str, dtype: torch.dtype, **kwargs) -> tuple:
-    import transformers
-
-    return (transformers.CLIPModel.from_pretrained(source, dtype=dtype, **kwargs),
-            transformers.CLIPProcessor.from_pretrained(source, **kwargs))
-
-
-def backbone_family(folder: Path | None) -> str:
-    """The family of a local checkpoint folder from its config.json's ``model_type``; a sentence when
-    no registered family loads it."""
-    config_file = None if folder is None else folder / "config.json"
-    if config_file is None or not config_file.is_file():
-        return DEFAULT_FAMILY
-    try:
-        model_type = json.loads(config_file.read_text()).get("model_type", DEFAULT_FAMILY)
-    except ValueError as error:
-        raise UserError(f"{config_file} is not valid JSON ({error}); save the backbone again with save_pretrained") from None
+        model_type = transformers.AutoConfig.from_pretrained(name, revision=revision).model_type
+        where = f"the hub's {name}/config.json"
+    else:
+        config_file = folder / "config.json"
+        if not config_file.is_file():
+            raise UserError(f"model.backbone folder '{folder}' has no config.json; save the backbone there with "
+                            "save_pretrained (or `python -m src.sample --no-data --backbone-out DIR`)")
+        try:
+            model_type = json.loads(config_file.read_text()).get("model_type")
+        except ValueError as error:
+            raise UserError(f"{config_file} is not valid JSON ({error}); save the backbone again with "
+                            "save_pretrained") from None
+        where = str(config_file)
     if model_type not in BACKBONE_FAMILIES:
-        raise UserError(f"{config_file} says model_type '{model_type}', and msc loads only "
+        raise UserError(f"{where} says model_type '{model_type}', and msc loads only "
                         f"{', '.join(sorted(BACKBONE_FAMILIES))} backbones; point model.backbone at one of those")
     return model_type
 
 
 def load_backbone(name: str, revision: str = "main", device: str = "auto", precision: str = "auto") -> Backbone:
-    """Load CLIP by hub id or folder, frozen, on ``device`` in ``precision``."""
+    """Load a backbone of any registered family by hub id or folder, frozen, on ``device`` in ``precision``."""
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
@@ -161,15 +250,16 @@ def load_backbone(name: str, revision: str = "main", device: str = "auto", preci
     torch_device = resolve_device(device)
     dtype = resolve_dtype(precision, torch_device)
     kwargs = {} if local else {"revision": revision}
-    family = backbone_family(folder)
+    family = "unknown"
     try:
-        model, processor = BACKBONE_FAMILIES[family](source, dtype, **kwargs)
+        family = backbone_family(folder, name, revision)
+        model, processor = BACKBONE_FAMILIES[family].load(source, dtype, **kwargs)
     except (OSError, ValueError) as error:
         if local:
             raise UserError(f"model.backbone folder '{name}' is not a {family} checkpoint: {error}") from None
         raise UserError(offline_help(name)) from None
     model = freeze(model).to(torch_device)
-    return Backbone(model, processor, name, torch_device, dtype)
+    return BACKBONE_FAMILIES[family](model, processor, name, torch_device, dtype)
 
 
 def backbone_identity(name: str, revision: str) -> str:

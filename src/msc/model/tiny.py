@@ -1,4 +1,5 @@
-"""Tiny random-weight CLIPs, saved with ``save_pretrained`` so they load by the same code path as real ones.
+"""Tiny random-weight backbones of each family (CLIP, SigLIP), saved with ``save_pretrained`` so they
+load by the same code path as real ones.
 
 Tests and the offline demo run on them; benchmarks use ViT-B/32's shape, since speed ignores weight
 values, with CLIP's real BPE vocabulary so that tweets tokenize as with the real CLIP.
@@ -58,23 +59,43 @@ def load_bpe_tokenizer(folder: Path):
     return CLIPTokenizer(vocab=json.loads(vocab_file.read_text(encoding="utf-8")), merges=merges)
 
 
-def write_backbone(out: Path, shape: str, seed: int, tokenizer_folder: Path | None = None) -> None:
-    """Save a random-weight CLIP with tokenizer and processor, loadable by from_pretrained.
+FAMILIES = ("clip", "siglip")
 
-    The tokenizer is the sample's small vocabulary, or CLIP's real BPE from ``tokenizer_folder``,
+
+def sample_words() -> list[str]:
+    """The sample's vocabulary: its cue and filler words and the tweet placeholders."""
+    return [w for ws in CUE_WORDS.values() for w in ws] + FILLER_WORDS + ["user", "http", "rt"]
+
+
+def write_backbone(out: Path, shape: str, seed: int, tokenizer_folder: Path | None = None,
+                   family: str = "clip") -> None:
+    """Save a random-weight backbone of ``family`` with tokenizer and processor, loadable by from_pretrained.
+
+    The CLIP's tokenizer is the sample's small vocabulary, or CLIP's real BPE from ``tokenizer_folder``,
     so that a benchmark backbone splits real tweets into as many tokens as the real CLIP does.
     """
     import torch
     import transformers
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     transformers.utils.logging.disable_progress_bar()
-    if tokenizer_folder is None:
-        words = [w for ws in CUE_WORDS.values() for w in ws] + FILLER_WORDS + ["user", "http", "rt"]
-        tokenizer = build_tokenizer(words)
-    else:
-        tokenizer = load_bpe_tokenizer(tokenizer_folder)
+    if family != "clip" and tokenizer_folder is not None:
+        raise UserError(f"--tokenizer is CLIP's BPE, and --backbone-family is {family}; leave out --tokenizer")
+    torch.manual_seed(seed)
     dims = SHAPES[shape]
+    model, processor = clip_backbone(dims, tokenizer_folder) if family == "clip" else siglip_backbone(dims)
+    staging = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+
+
+def clip_backbone(dims: dict, tokenizer_folder: Path | None) -> tuple:
+    """A random CLIPModel of shape ``dims`` and its CLIPProcessor."""
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    tokenizer = build_tokenizer(sample_words()) if tokenizer_folder is None else load_bpe_tokenizer(tokenizer_folder)
     special = {
         "bos_token_id": tokenizer.convert_tokens_to_ids("<|startoftext|>"),
         "eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
@@ -94,12 +115,31 @@ def write_backbone(out: Path, shape: str, seed: int, tokenizer_folder: Path | No
         projection_dim=dims["projection"],
         msc_random_weights=True,  # read by describe_backbone: reports made with it say so
     )
-    torch.manual_seed(seed)
-    model = CLIPModel(config)
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
-    staging = out.with_name(out.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(staging)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    return CLIPModel(config), CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def siglip_backbone(dims: dict) -> tuple:
+    """A random SiglipModel and its SiglipProcessor, with a word-level tokenizer of the sample's words
+    (SigLIP's own is a SentencePiece model, which needs a download). Both towers get the text width:
+    SigLIP's text and image features share one width, with no projection layers."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+
+    vocab = {token: i for i, token in enumerate(["<pad>", "</s>", "<unk>", *sorted(set(sample_words()))])}
+    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    words.normalizer, words.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    words.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])  # as SigLIP's
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    width = dims["text_hidden"]
+    tower = dict(hidden_size=width, intermediate_size=4 * width)
+    config = SiglipConfig(
+        text_config=dict(vocab_size=len(vocab), num_hidden_layers=dims["text_layers"],
+                         num_attention_heads=dims["text_heads"], max_position_embeddings=64,  # SigLIP's length
+                         pad_token_id=0, eos_token_id=1, bos_token_id=None, **tower),
+        vision_config=dict(num_hidden_layers=dims["vision_layers"], num_attention_heads=dims["text_heads"],
+                           image_size=224, patch_size=32, **tower),
+        msc_random_weights=True,
+    )
+    image_processor = SiglipImageProcessorPil(size={"height": 224, "width": 224})
+    return SiglipModel(config), SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
