@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from msc.analysis.variants import Variant, VariantResult
 from msc.config import Config
 from msc.core.labels import LABELS
 from msc.features.cache import FeatureCache
 from msc.model.backbone import Backbone, load_backbone
-from msc.analysis.variants import Variant, VariantResult
 from msc.train.metrics import classification_metrics
 
 
