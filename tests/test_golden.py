@@ -3,8 +3,9 @@
 tests/golden/expected/ holds the outputs of tests/golden/pipeline.py (the offline sample through
 split, featurize, tune and ablation on the CPU, fixed seeds), recorded before the move. The run is
 repeated here and compared bit for bit: splits.csv, the holdout predictions and ablation.csv byte
-for byte (ablation.csv's rows added since, such as zero_shot, left out), and every number in metrics.json. Identity hashes are left out of the comparison: they
-hash the preprocessing code, which moved (an old cache is stale once after the move).
+for byte (ablation.csv's rows added since, such as zero_shot, left out), and every number in
+metrics.json. Identity hashes are left out of the comparison: they hash the preprocessing code,
+which moved (an old cache is stale once after the move).
 """
 
 import json
