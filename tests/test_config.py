@@ -84,3 +84,16 @@ def test_the_nested_search_space_and_the_old_dotted_one_read_the_same(tmp_path):
     assert load_config(nested).tune.search_space == load_config(dotted).tune.search_space == {
         "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2},
         "train.hidden_dim": {"type": "categorical", "choices": [128, 256]}}
+
+
+def test_what_dvc_exp_run_set_param_writes_loads(tmp_path):
+    """`dvc exp run -S` edits params.yaml with DVC's own apply_overrides: it writes 0.00001 as 1e-05, and
+    reaches a search-space bound only through the nested shape."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    apply_overrides(str(path), ["train.weight_decay=0.00001", "tune.search_space.train.lr.high=0.05"])
+    assert "weight_decay: 1e-05" in path.read_text()
+    config = load_config(path)
+    assert config.train.weight_decay == 1e-05 and config.tune.search_space["train.lr"]["high"] == 0.05
