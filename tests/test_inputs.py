@@ -1,6 +1,7 @@
 """Unusual but decodable inputs are read the same way on every run."""
 
 import base64
+import codecs
 import io
 
 import numpy as np
@@ -140,3 +141,19 @@ def test_an_unexpected_error_reaches_an_untrusted_client_as_a_sentence(caplog):
     assert "internal error, logged on the server" in raised.value.message and "secret" not in raised.value.message
     assert raised.value.get_http_status_code() == 500 and "stack_trace" not in raised.value.serialize_as_json()
     assert "boom" in caplog.text and "Traceback" in caplog.text
+
+
+@pytest.mark.parametrize("codec, how", [("utf-16", "utf-16"), ("utf-16-le", "utf-16"), ("utf-16-be", "utf-16"),
+                                        ("utf-32", "utf-32"), ("utf-32-le", "utf-32"), ("utf-32-be", "utf-32"),
+                                        ("utf-8-sig", "utf-8")])
+def test_a_text_with_a_byte_order_mark_is_read_in_the_codec_it_names(codec, how):
+    """UTF-16 with a BOM was cached as mojibake: its bytes are valid GB18030 or cp1252 too."""
+    bom = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE, "utf-32-le": codecs.BOM_UTF32_LE,
+           "utf-32-be": codecs.BOM_UTF32_BE}.get(codec, b"")  # the other codecs write their own
+    text = "Très déçu 😞 #fail 不好"
+    assert decode_text(bom + text.encode(codec)) == (text, how)
+
+
+def test_a_text_after_its_byte_order_mark_that_does_not_decode_is_flagged():
+    decoded, how = decode_text(codecs.BOM_UTF16_LE + "sad".encode("utf-16-le") + b"\x00")  # one byte too many
+    assert decoded.startswith("sad") and how == "utf-16-replaced"
