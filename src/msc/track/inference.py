@@ -81,6 +81,8 @@ def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.D
     predicted from the other modality, and flagged on stderr (the model logs unreadable images).
     """
     dataset = load_dataset(data_root, require_test_files=False)
+    if not dataset.test:  # a header-only test file: nothing to label is an empty, valid output
+        return pd.DataFrame({"guid": [], "tag": [], **{f"p_{label}": [] for label in LABELS}})
     for sample in dataset.test:
         lacking = [p.name for p in (sample.text_path, sample.image_path) if not p.is_file()]
         if lacking:

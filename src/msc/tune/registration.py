@@ -18,7 +18,7 @@ from msc.track.logged_model import registered_copy
 from msc.track.registry import MODEL_NAME, Candidate, compare, gate, load_msc_model, production_version, promote
 from msc.train.calibration import calibration_errors, fit_temperature, with_temperature
 from msc.train.loop import predict_proba
-from msc.train.metrics import bootstrap_intervals, classification_metrics, scalar_metrics
+from msc.train.metrics import bootstrap_intervals, classification_metrics, reported_metrics
 
 
 def model_probabilities(model_uri: str, cache: FeatureCache, rows: np.ndarray) -> tuple[np.ndarray, float]:
@@ -32,7 +32,7 @@ def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float) -
     """Scores of calibrated ``probs`` (n, 3): point estimates, 95 % bootstrap intervals, and the
     expected calibration error with and without the temperature."""
     predictions = probs.argmax(1)
-    return {**scalar_metrics(classification_metrics(labels, predictions)), **bootstrap_intervals(labels, predictions),
+    return {**reported_metrics(classification_metrics(labels, predictions)), **bootstrap_intervals(labels, predictions),
             **calibration_errors(with_temperature(probs, 1 / temperature), labels, temperature)}
 
 
