@@ -21,6 +21,7 @@ from msc.core.errors import UserError
 from msc.core.labels import LABELS
 from msc.data.dataset import load_dataset
 from msc.data.text import decode_text
+from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 from msc.train.calibration import expected_calibration_error
 
 
@@ -72,6 +73,17 @@ def load_model(model_uri: str):
         raise UserError(
             f"cannot load model '{model_uri}' ({reason}); registered models: {registered_models_listing()}"
         ) from None
+
+
+def registry_warning(model_uri: str) -> str | None:
+    """A sentence when ``model_uri`` names the registered model and its alias and stage disagree."""
+    from mlflow import MlflowClient
+
+    if not model_uri.startswith(f"models:/{MODEL_NAME}"):
+        return None
+    sentence = disagreement(MlflowClient())
+    return sentence and (f"{sentence}: this predicts with {model_uri}; to follow the alias use "
+                         f"models:/{MODEL_NAME}@{ALIAS}, and the next `python -m src.tune` moves the stage to it")
 
 
 def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.DataFrame:
