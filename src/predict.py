@@ -20,7 +20,7 @@ from msc.config import load_config
 from msc.core.errors import cli, step
 from msc.core.files import atomic_write_text
 from msc.core.labels import LABELS
-from msc.track.inference import load_model, predict_test_set, score_against
+from msc.track.inference import load_model, predict_test_set, registry_warning, score_against
 from msc.track.store import setup_mlflow
 
 DEFAULT_OUT = Path("results/test_with_label.txt")
@@ -43,8 +43,9 @@ def distribution_table(labels: pd.DataFrame) -> tuple[Table, dict[str, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Label test_without_label.txt with a model from MLflow.")
-    parser.add_argument("--model-uri", required=True, help="models:/msc/Production, models:/msc@production, "
-                        "runs:/<run id>/model or a local model folder")
+    parser.add_argument("--model-uri", default="models:/msc@production", help="models:/msc@production (the default: "
+                        "the alias is the production model), models:/msc/<version>, runs:/<run id>/model or a local "
+                        "model folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-root", help="dataset folder (default: data.root in params.yaml)")
     parser.add_argument("--params", default="params.yaml")
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     with step(f"loading the model {args.model_uri}"):
         experiment_id = setup_mlflow()
         model = load_model(args.model_uri)
+        if (warning := registry_warning(args.model_uri)) is not None:
+            print(f"warning: {warning}", file=sys.stderr)
     # The model flags unreadable inputs on logger "msc.serving"; show those lines on stderr.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("warning: %(message)s"))

@@ -9,7 +9,7 @@ import logging
 import optuna
 
 from msc.config import load_config, with_overrides
-from msc.core.errors import cli
+from msc.core.errors import cli, interrupt_on_sigterm
 from msc.track.store import setup_mlflow, tracking_uri, ui_link
 from msc.tune.progress import QuietSurplus
 from msc.tune.runner import tune
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {f"tune.{k}": v for k, v in (("trials", args.trials), ("storage", args.storage),
                                               ("study_name", args.study_name), ("n_jobs", args.n_jobs)) if v is not None}
     config = with_overrides(config, overrides)
+    interrupt_on_sigterm()  # SIGTERM ends the study as Ctrl-C does: trial failed, parent run KILLED
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for handler in logging.getLogger("optuna").handlers:
         handler.addFilter(QuietSurplus())

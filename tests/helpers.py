@@ -74,3 +74,19 @@ def serve_model(model_uri: str, cwd: Path, env: dict, port: int, workers: int = 
     return running_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
                            "local", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
                           cwd, env, f"http://127.0.0.1:{port}/ping")
+
+
+def tree_peak_rss(pid: int) -> int:
+    """Peak resident memory (VmHWM) of ``pid`` and its descendants, summed, in bytes: what a burst
+    between two readings cost, which the current size (``tree_memory``) no longer shows."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, StopIteration):
+            continue  # the process ended between two reads
+    return total

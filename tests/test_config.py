@@ -25,7 +25,8 @@ def test_repository_params_load_with_the_documented_defaults():
     [
         ("train:\n  lrr: 0.1\n", "unknown key 'train.lrr'"),
         ("trian:\n  lr: 0.1\n", "unknown key 'trian'"),
-        ("train:\n  lr: 1e-3\n", "key 'train.lr' must be of type float.*YAML reads 1e-3"),
+        ("train:\n  lr: 1e-3x\n", "key 'train.lr' must be of type float, got '1e-3x'"),
+        ("tune:\n  search_space:\n    train: 0.1\n", "search_space.train must map parameter names to specs"),
         ("train:\n  epochs: ten\n", "key 'train.epochs' must be of type int"),
         ("train:\n  fusion: concat\n", "key 'train.fusion' is 'concat'; it must be one of"),
         ("tune:\n  search_space:\n    train.foo: {type: float, low: 0, high: 1}\n", "'train.foo' is not a train key"),
@@ -60,3 +61,39 @@ def test_overrides_are_type_checked_and_flatten_names_every_key():
 def test_a_named_params_file_that_is_missing_is_an_error(tmp_path):
     with pytest.raises(UserError, match="no params file .*nowhere.yaml.*--params"):
         load_config(tmp_path / "nowhere.yaml")
+
+
+@pytest.mark.parametrize("spelling", ["1e-05", "1E-5", "3e-4", ".5", "+5E-1", "0.00001"])
+def test_every_float_spelling_reads_where_a_float_is_expected(tmp_path, spelling):
+    """PyYAML (YAML 1.1) reads 1e-05, which `dvc exp run -S train.weight_decay=0.00001` writes, as a string."""
+    path = tmp_path / "params.yaml"
+    path.write_text(f"train:\n  weight_decay: {spelling}\n  dropout: {spelling}\ntune:\n  search_space:\n"
+                    f"    train:\n      lr: {{type: float, low: {spelling}, high: 1E+0}}\n")
+    config = load_config(path)
+    assert config.train.weight_decay == config.train.dropout == float(spelling)
+    assert config.tune.search_space["train.lr"] == {"type": "float", "low": float(spelling), "high": 1.0}
+
+
+def test_the_nested_search_space_and_the_old_dotted_one_read_the_same(tmp_path):
+    """-S splits keys at dots, so the nested shape is what it can address; the dotted shape still reads."""
+    nested, dotted = tmp_path / "nested.yaml", tmp_path / "dotted.yaml"
+    nested.write_text("tune:\n  search_space:\n    train:\n      lr: {type: float, low: 1e-4, high: 1e-2}\n"
+                      "      hidden_dim: {type: categorical, choices: [128, 256]}\n")
+    dotted.write_text("tune:\n  search_space:\n    train.lr: {type: float, low: 0.0001, high: 0.01}\n"
+                      "    train.hidden_dim: {type: categorical, choices: [128, 256]}\n")
+    assert load_config(nested).tune.search_space == load_config(dotted).tune.search_space == {
+        "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2},
+        "train.hidden_dim": {"type": "categorical", "choices": [128, 256]}}
+
+
+def test_what_dvc_exp_run_set_param_writes_loads(tmp_path):
+    """`dvc exp run -S` edits params.yaml with DVC's own apply_overrides: it writes 0.00001 as 1e-05, and
+    reaches a search-space bound only through the nested shape."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    apply_overrides(str(path), ["train.weight_decay=0.00001", "tune.search_space.train.lr.high=0.05"])
+    assert "weight_decay: 1e-05" in path.read_text()
+    config = load_config(path)
+    assert config.train.weight_decay == 1e-05 and config.tune.search_space["train.lr"]["high"] == 0.05

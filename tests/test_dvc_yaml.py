@@ -16,7 +16,7 @@ GRAPH = grimp.build_graph("msc")
 
 def layers_run_by(entry: str) -> set[str]:
     """The msc layers (``core``, ``data``, ..., ``config``) that ``src/<entry>.py`` imports, at any depth
-    and lazy imports included, as dvc.yaml paths (``src/msc/core``, ``src/msc/config.py``)."""
+    and lazy imports included, as dvc.yaml paths (``src/msc/core``, ``src/msc/config``)."""
     tree = ast.parse((REPO / "src" / f"{entry}.py").read_text())
     roots = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
              and node.module.split(".")[0] == "msc"}
@@ -49,4 +49,4 @@ def test_stage_params_are_config_keys(name):
 def test_the_closure_follows_imports_through_the_layers():
     assert "src/msc/features" not in layers_run_by("predict"), "predict loads a logged model; it reads no cache"
     assert "src/msc/features" in layers_run_by("tune") and "src/msc/analysis" not in layers_run_by("tune")
-    assert layers_run_by("split") == {"src/msc/core", "src/msc/data", "src/msc/model", "src/msc/config.py"}
+    assert layers_run_by("split") == {"src/msc/core", "src/msc/data", "src/msc/model", "src/msc/config"}

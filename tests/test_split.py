@@ -73,3 +73,41 @@ def test_a_missing_or_stale_split_is_a_sentence(private_config):
     write_splits(config.data.root, config.data.splits_dir, config.data.split_rule)
     with pytest.raises(UserError, match="guid .*train.txt"):
         load_splits(config.data, cache)
+
+
+def train_file(folder: Path, labels: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.txt").write_text("guid,tag\n" + "".join(f"{i},{label}\n" for i, label in enumerate(labels)))
+    return folder
+
+
+@pytest.mark.parametrize("neutral", [2, 3])
+def test_a_class_with_almost_no_rows_is_warned_about_at_split_time(tmp_path, capsys, neutral):
+    """2-3 neutral rows: validation and holdout got 0 of them, with no warning."""
+    from msc.data.split import SplitRule
+
+    root = train_file(tmp_path / "data", ["positive"] * 60 + ["negative"] * 40 + ["neutral"] * neutral)
+    write_splits(root, tmp_path / "splits", SplitRule(0.15, 0.15, 42))
+    warning = capsys.readouterr().err
+    assert "warning:" in warning and "class neutral has" in warning and "in holdout (fewer than 5)" in warning
+    assert "class positive" not in warning
+
+
+def test_a_class_without_holdout_rows_is_not_measured_not_zero():
+    from msc.train.metrics import classification_metrics, reported_metrics
+
+    y_true, y_pred = np.array([0, 0, 2, 2]), np.array([0, 1, 2, 2])  # no neutral (1) in the rows
+    scores = reported_metrics(classification_metrics(y_true, y_pred))
+    assert scores["f1_neutral"] is None and "no neutral sample" in scores["not_measured"]
+    assert scores["macro_f1"] == pytest.approx((scores["f1_positive"] + scores["f1_negative"]) / 2)
+    both = classification_metrics(np.array([0, 1, 2]), np.array([0, 1, 2]))
+    assert "not_measured" not in both and both["f1_neutral"] == 1.0
+
+
+def test_a_header_only_train_file_is_a_sentence(tmp_path):
+    """Empty input for the split stage: a sentence, not sklearn's error."""
+    from msc.data.split import SplitRule
+
+    root = train_file(tmp_path / "data", [])
+    with pytest.raises(UserError, match="train.txt has its header but no samples"):
+        write_splits(root, tmp_path / "splits", SplitRule(0.15, 0.15, 42))

@@ -120,9 +120,10 @@ def one_line(text: str, limit: int = 90) -> str:
 def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[dict]) -> list[str]:
     seeds = len(analysed.scores)
     calibration = analysed.calibration
+    f1 = {label: np.array([s[f"f1_{label}"] for s in analysed.scores], dtype=float)  # nan: not measured
+          for label in LABELS}
     per_class = [[label, str(sum(analysed.scores[0]["confusion"][i])),
-                  f"{np.mean([s[f'f1_{label}'] for s in analysed.scores]):.3f}"
-                  + (f" ± {np.std([s[f'f1_{label}'] for s in analysed.scores], ddof=1):.3f}" if seeds > 1 else "")]
+                  f"{f1[label].mean():.3f}" + (f" ± {f1[label].std(ddof=1):.3f}" if seeds > 1 else "")]
                  for i, label in enumerate(LABELS)]
     counts = {kind: sum(c["kind"] == kind for c in cases) for kind in KIND_MEANING}
     lines = [

@@ -158,7 +158,7 @@ def summary_row(result: VariantResult, holdout_labels: np.ndarray) -> dict:
     row = {"variant": variant.name, "kind": variant.kind, "fusion": variant.train.fusion if variant.train else "",
            "seeds": len(result.scores), "trainable_params": result.trainable_params}
     for metric in METRICS:
-        values = np.array([s[metric] for s in result.scores])
+        values = np.array([s[metric] for s in result.scores], dtype=float)  # an unmeasured F1 (None) is nan
         row[metric] = float(values.mean())
         row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
     row["weighted_f1_ci_low"], row["weighted_f1_ci_high"] = paired_bootstrap(holdout_labels, result.predictions)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import sys
 import time
 import traceback
@@ -50,6 +51,15 @@ def write_crash_log(command: str, details: str) -> Path:
     return path
 
 
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a scheduler ending the job) into a KeyboardInterrupt, so it ends the
+    command as Ctrl-C does: with its clean-up and one sentence, never a silent death."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cli(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a module's ``main(argv)`` so a UserError becomes its message and exit status 2, and any
     other exception one sentence, a log file and exit status 1."""
@@ -62,8 +72,8 @@ def cli(main: Callable[..., int | None]) -> Callable[..., int]:
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USER_ERROR
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM where ``interrupt_on_sigterm`` is set
+            print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
             return 130
         except Exception as error:  # noqa: BLE001 - the last line of defence: a sentence, not a traceback
             if os.environ.get("MSC_DEBUG") == "1":

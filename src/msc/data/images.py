@@ -12,18 +12,59 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 DRAFT_SIZE = (448, 448)  # JPEG decode at >= 2x CLIP's 224 px: cheaper, and enough for a 0.6 crop
+# The longest side may be at most this many times the shortest. CLIP's processor scales the shorter
+# side to 224 before its centre crop, so a 20000x1 image would become 4,480,000x224 pixels (gigabytes)
+# on the way to a 224x224 crop. Cropping the longer side to 4x the shorter first bounds that at
+# 896x224 and keeps the centre square, all the centre crop keeps; a 3:1 banner is left as it is.
+MAX_ASPECT = 4
+# Modes with more than 8 bits per sample, and the largest value each can hold. convert("RGB") clips
+# them at 255, whitening a 16-bit image; they are scaled to 8 bits instead (``to_8_bit``).
+WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": None, "F": None}
+
+
+def crop_to_aspect(image: Image.Image, max_aspect: int = MAX_ASPECT) -> Image.Image:
+    """The centred part of ``image`` whose longer side is at most ``max_aspect`` times its shorter."""
+    width, height = image.size
+    short = min(width, height)
+    if max(width, height) <= max_aspect * short:
+        return image
+    keep_w, keep_h = min(width, max_aspect * short), min(height, max_aspect * short)
+    left, top = (width - keep_w) // 2, (height - keep_h) // 2
+    return image.crop((left, top, left + keep_w, top + keep_h))
+
+
+def processed_pixels(width: int, height: int, side: int = 224) -> int:
+    """Pixels of a ``width`` x ``height`` image once cropped to ``MAX_ASPECT`` and its shorter side
+    scaled to ``side``, as CLIP's processor does before its centre crop: what resizing it costs."""
+    aspect = min(max(width, height) / max(1, min(width, height)), MAX_ASPECT)
+    return round(side * side * aspect)
+
+
+def to_8_bit(image: Image.Image) -> Image.Image:
+    """An 8-bit grayscale ("L") image with the grey levels of a wider one; other modes as they are.
+
+    16-bit modes are scaled by their full range (65535 -> 255). Modes "I" (32-bit integers) and "F"
+    (floats) say nothing of their range, so the smallest usual one that holds the image's largest
+    value is taken: 1 (floats in [0, 1]), 255, 65535, or 2**32 - 1.
+    """
+    if image.mode not in WIDE_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float32)  # (H, W)
+    top = WIDE_MODES[image.mode] or next(limit for limit in (1.0, 255.0, 65535.0, 2.0**32 - 1)
+                                         if values.max(initial=0.0) <= limit)
+    return Image.fromarray(np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8))  # mode L
 
 
 def open_image(source: str | bytes | io.BytesIO) -> Image.Image:
-    """Decode a path or bytes into an upright RGB image.
+    """Decode a path or bytes into an upright RGB image of bounded aspect ratio (``MAX_ASPECT``).
 
     The format comes from the content, not the file name (PNG or GIF bytes named .jpg work);
-    EXIF rotation is applied; CMYK, grayscale and palette images are converted, and
-    transparency is composited onto white.
+    EXIF rotation is applied; CMYK, grayscale and palette images are converted, images with more
+    than 8 bits per sample are scaled to 8, and transparency is composited onto white.
     """
     image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     image.draft("RGB", DRAFT_SIZE)  # only JPEG honours it; a no-op otherwise
-    image = ImageOps.exif_transpose(image)
+    image = to_8_bit(crop_to_aspect(ImageOps.exif_transpose(image)))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -75,6 +76,24 @@ def assign_splits(labels: list[str], holdout_fraction: float, val_fraction: floa
     return names.tolist()
 
 
+MIN_CLASS_ROWS = 5  # fewer rows of a class in a split make its scores there noise, or leave it unmeasured
+
+
+def thin_classes(labels: list[str], names: list[str], minimum: int = MIN_CLASS_ROWS) -> list[str]:
+    """One warning per class with fewer than ``minimum`` rows in some split."""
+    warnings = []
+    for label in sorted(set(labels)):
+        counts = {split: sum(1 for lab, name in zip(labels, names) if lab == label and name == split)
+                  for split in SPLIT_NAMES}
+        thin = [f"{count} in {split}" for split, count in counts.items() if count < minimum]
+        if thin:
+            effect = ("without holdout rows it is not measured (metrics.json reports its F1 as null)"
+                      if counts["holdout"] == 0 else "its scores there are noise")
+            warnings.append(f"class {label} has {', '.join(thin)} (fewer than {minimum}): {effect}; "
+                            "add samples of it to train.txt")
+    return warnings
+
+
 def split_parameters(rule: SplitRule, train_file: Path) -> dict:
     """What decides the split: a split file made from other values is stale."""
     return {"holdout_fraction": rule.holdout_fraction, "val_fraction": rule.val_fraction, "seed": rule.seed,
@@ -85,7 +104,13 @@ def write_splits(data_root: str | Path, splits_dir: str | Path, rule: SplitRule)
     """Assign every guid of ``data_root``'s train.txt and write splits.csv and split.json into ``splits_dir``."""
     train_file = Path(data_root) / TRAIN_FILE
     rows = read_label_file(train_file, test=False)
-    names = assign_splits([label for _, label, _ in rows], rule.holdout_fraction, rule.val_fraction, rule.seed)
+    if not rows:
+        raise UserError(f"{train_file} has its header but no samples; list the labelled samples as 'guid,tag' "
+                        "lines (or run `python -m src.sample` for a synthetic dataset)")
+    labels = [label for _, label, _ in rows]
+    names = assign_splits(labels, rule.holdout_fraction, rule.val_fraction, rule.seed)
+    for warning in thin_classes(labels, names):
+        print(f"warning: {train_file}: {warning}", file=sys.stderr)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["guid", "label", "split"])

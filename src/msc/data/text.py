@@ -5,6 +5,7 @@ No downloaded corpus is needed: NLTK's TweetTokenizer works without NLTK data.
 
 from __future__ import annotations
 
+import codecs
 import random
 import re
 from functools import lru_cache
@@ -29,10 +30,30 @@ def implausible_gb18030(text: str) -> bool:
     return False
 
 
+# Byte-order marks and the codec each announces, UTF-32 first: its little-endian BOM begins with UTF-16's.
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode_by_bom(raw: bytes) -> tuple[str, str] | None:
+    """(text, codec) when ``raw`` starts with a byte-order mark, else None. The "utf-16" and "utf-32"
+    codecs read the BOM for the byte order and drop it."""
+    for bom, codec in BOMS:
+        if raw.startswith(bom):
+            name = codec.removesuffix("-sig")
+            try:
+                return raw.decode(codec), name
+            except UnicodeDecodeError:  # an odd number of bytes, say: the mark still names the codec
+                return raw.decode(codec, errors="replace"), f"{name}-replaced"
+    return None
+
+
 def decode_text(raw: bytes, encoding: str = "auto") -> tuple[str, str]:
     """Decode tweet bytes; returns (text, how) where ``how`` names the codec that was used.
 
-    ``auto``: UTF-8 (BOM stripped); else GB18030, the course archive's other encoding, unless the
+    ``auto``: the codec a byte-order mark names (UTF-8, UTF-16 LE/BE, UTF-32 LE/BE), checked per file
+    before anything else (UTF-16 text is valid GB18030 and cp1252 bytes, read as mojibake); else
+    UTF-8; else GB18030, the course archive's other encoding, unless the
     result looks like Latin-1 read as GB18030 (``implausible_gb18030``); else cp1252; else UTF-8 with
     U+FFFD for the bytes no codec took. Any other ``encoding`` is that codec alone. ``how`` ends in
     ``-replaced`` when characters were replaced: those texts are counted and reported by featurize.
@@ -42,8 +63,10 @@ def decode_text(raw: bytes, encoding: str = "auto") -> tuple[str, str]:
             return raw.decode(encoding), encoding
         except UnicodeDecodeError:
             return raw.decode(encoding, errors="replace"), f"{encoding}-replaced"
+    if (by_bom := decode_by_bom(raw)) is not None:
+        return by_bom
     try:
-        return raw.decode("utf-8-sig"), "utf-8"
+        return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
     try:

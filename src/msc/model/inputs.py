@@ -1,8 +1,8 @@
 """What the model accepts, row by row: strict rules for untrusted requests, and the trusted path.
 
-Untrusted (the default, and what ``mlflow models serve`` runs): every row needs a string ``text``
-and an ``image`` that is the image bytes base64-encoded, optionally as a ``data:image/...;base64,``
-URL. Nothing a request sends is read as a file name, so no client can make the server open or
+Untrusted (the default, and what ``mlflow models serve`` runs): every row needs a string ``text`` (null
+is read as an empty text) and an ``image`` that is the image bytes base64-encoded, optionally as a
+``data:image/...;base64,`` URL. Nothing a request sends is read as a file name, so no client can make the server open or
 probe its own files. Each request is capped (``MAX_*`` below), and a decompression bomb is refused
 from its header, before any pixel is decoded. A violation raises an MlflowException with a
 bad-request code, which the scoring server answers with HTTP 400 and the sentence naming the row.
@@ -33,13 +33,19 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
-from msc.data.images import open_image
+from msc.data.images import open_image, processed_pixels
 
 LOGGER = logging.getLogger("msc.serving")
 MAX_ROWS = 256  # rows in one request
 MAX_TEXT_CHARS = 10_000  # a post is at most a few hundred characters; CLIP reads 77 tokens of it
 MAX_IMAGE_BASE64_CHARS = 20 * 2**20  # per image: about 15 MB of image bytes
 MAX_IMAGE_PIXELS = 40_000_000  # per image, read from the header before decoding (a 7000x5000 photo passes)
+# Per request: the pixels decoded plus the pixels after resizing (msc/data/images.py processed_pixels),
+# summed over the rows and checked from the image headers before any image is decoded. A request the
+# server takes is then seconds of work, never minutes that go on after the client has given up (the
+# scoring server answers 504 after its timeout but cannot stop the computation). 256 photos of 1.5
+# megapixels pass, as do 9 images at the per-image limit.
+MAX_REQUEST_PIXELS = 400_000_000
 DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
 
 Preprocess = Callable[[Image.Image], np.ndarray]  # PIL image -> (3, H, W) float32
@@ -53,31 +59,54 @@ def is_null(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def decode_image_bytes(raw: bytes, row) -> Image.Image:
-    """Decode untrusted image bytes, refusing what is no image or too many pixels before decoding."""
+def image_size(raw: bytes, row) -> tuple[int, int]:
+    """(width, height) of untrusted image bytes from the header, refusing what is no image or has too
+    many pixels; no pixel is decoded."""
     try:
         with Image.open(io.BytesIO(raw)) as probe:
-            width, height = probe.size  # from the header; no pixel is decoded yet
+            width, height = probe.size
     except Image.DecompressionBombError:
         raise bad_request(row, f"image has more than {MAX_IMAGE_PIXELS:,} pixels; send a smaller image") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise bad_request(row, "image is not an image file (JPEG, PNG, GIF, WebP, ...) once base64-decoded") from None
     if width * height > MAX_IMAGE_PIXELS:
         raise bad_request(row, f"image is {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,}; send a smaller image")
+    return width, height
+
+
+def decode_image_bytes(raw: bytes, row) -> Image.Image:
+    """Decode untrusted image bytes, refusing what is no image or too many pixels before decoding."""
+    image_size(raw, row)
     try:
         return open_image(raw)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise bad_request(row, "image cannot be decoded: the file is truncated or corrupt") from None
 
 
-def decode_base64_image(value: str, row) -> Image.Image:
+def base64_bytes(value: str, row) -> bytes:
     if len(value) > MAX_IMAGE_BASE64_CHARS:
         raise bad_request(row, f"image is {len(value):,} base64 characters, more than {MAX_IMAGE_BASE64_CHARS:,}")
     try:
-        raw = base64.b64decode(DATA_URL.sub("", value, count=1), validate=True)
+        return base64.b64decode(DATA_URL.sub("", value, count=1), validate=True)
     except (binascii.Error, ValueError):
         raise bad_request(row, "image is not valid base64; send the image file's bytes base64-encoded") from None
-    return decode_image_bytes(raw, row)
+
+
+def decode_base64_image(value: str, row) -> Image.Image:
+    return decode_image_bytes(base64_bytes(value, row), row)
+
+
+def check_pixel_budget(frame: pd.DataFrame) -> None:
+    """Refuse a request whose images would cost more than ``MAX_REQUEST_PIXELS`` to decode and resize,
+    from their headers, before any is decoded."""
+    total = 0
+    for row, value in zip(frame.index, frame["image"]):
+        width, height = image_size(base64_bytes(value, row), row)
+        total += width * height + processed_pixels(width, height)
+    if total > MAX_REQUEST_PIXELS:
+        raise MlflowException(f"the request's images add up to {total:,} pixels to decode and resize, more than "
+                              f"{MAX_REQUEST_PIXELS:,}; send fewer or smaller images per request",
+                              error_code=INVALID_PARAMETER_VALUE)
 
 
 def check_columns(frame: pd.DataFrame) -> None:
@@ -94,21 +123,47 @@ def check_request(frame: pd.DataFrame) -> None:
         raise MlflowException(f"{len(frame)} rows in one request, more than {MAX_ROWS}; split it",
                               error_code=INVALID_PARAMETER_VALUE)
     for row, text, image in zip(frame.index, frame["text"], frame["image"]):
-        if is_null(text):
-            raise bad_request(row, "text is null; send a string (an empty one for a post without text)")
-        if not isinstance(text, str):
+        if not is_null(text) and not isinstance(text, str):
             raise bad_request(row, f"text must be a string, got {type(text).__name__}")
-        if len(text) > MAX_TEXT_CHARS:
+        if not is_null(text) and len(text) > MAX_TEXT_CHARS:
             raise bad_request(row, f"text is {len(text):,} characters, more than {MAX_TEXT_CHARS:,}")
         if is_null(image):
             raise bad_request(row, "image is null; send the image bytes base64-encoded")
         if not isinstance(image, str):
             raise bad_request(row, f"image must be a base64 string, got {type(image).__name__}")
+    check_pixel_budget(frame)
 
 
 def read_untrusted(chunk: pd.DataFrame, preprocess: Preprocess) -> tuple[list[str], list[np.ndarray]]:
-    """Texts and preprocessed images of a chunk of a checked request (``check_request``)."""
-    return list(chunk["text"]), [preprocess(decode_base64_image(image, row)) for row, image in zip(chunk.index, chunk["image"])]
+    """Texts and preprocessed images of a chunk of a checked request (``check_request``).
+
+    A null text is an empty one, a post without text: CSV has no other way to send an empty text
+    (pandas reads an empty field as null), and JSON's null and "" then mean the same.
+    """
+    texts = ["" if is_null(text) else text for text in chunk["text"]]
+    return texts, [preprocess(decode_base64_image(image, row)) for row, image in zip(chunk.index, chunk["image"])]
+
+
+def hide_parser_tracebacks() -> None:
+    """Keep tracebacks of requests MLflow's scoring server cannot parse out of its answers.
+
+    The server answers a body it cannot parse as CSV, JSON or Parquet with the traceback in the JSON
+    (its ``_handle_serving_error`` with ``include_traceback=True``), which shows an untrusted client the
+    server's paths and versions. Loaded for untrusted clients, the model turns that off: the client keeps
+    MLflow's sentence, the traceback goes to the server log.
+    """
+    import mlflow.pyfunc.scoring_server as server
+
+    original = server._handle_serving_error
+    if getattr(original, "hides_tracebacks", False):  # loaded before in this process
+        return
+
+    def handle_without_traceback(error_message, error_code, include_traceback=True):
+        LOGGER.warning("unparsable request: %s", error_message, exc_info=True)
+        original(error_message, error_code, include_traceback=False)
+
+    handle_without_traceback.hides_tracebacks = True
+    server._handle_serving_error = handle_without_traceback
 
 
 def read_trusted_image(value) -> Image.Image:

@@ -18,6 +18,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -26,7 +28,7 @@ from msc.data.text import normalize_tweet
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.heads import build_head
-from msc.model.inputs import check_columns, check_request, read_trusted, read_untrusted
+from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
 from msc.model.spec import backbone_reference, read_head_spec
 
 PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
@@ -79,12 +81,26 @@ class MscModel(mlflow.pyfunc.PythonModel):
         # Set by the caller at load time, never by a request: src.predict and in-process code pass
         # model_config={"trusted_input": True}; `mlflow models serve` keeps the logged False.
         self.trusted_input = bool((context.model_config or {}).get("trusted_input", False))
+        if not self.trusted_input:
+            hide_parser_tracebacks()
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         check_columns(model_input)
-        if not self.trusted_input:
-            check_request(model_input)
-        read = read_trusted if self.trusted_input else read_untrusted
+        if self.trusted_input:
+            return self.predict_frame(model_input, read_trusted)
+        check_request(model_input)
+        try:
+            return self.predict_frame(model_input, read_untrusted)
+        except MlflowException:
+            raise  # a bad request: its sentence names the row and the problem
+        except Exception:
+            # An untrusted client gets a sentence; the traceback (paths, versions) stays in the server log.
+            LOGGER.exception("unexpected error while predicting a request of %d rows", len(model_input))
+            raise MlflowException("the model failed on this request with an internal error, logged on the server; "
+                                  "retry it, and report it if it persists", error_code=INTERNAL_ERROR) from None
+
+    def predict_frame(self, model_input: pd.DataFrame, read) -> pd.DataFrame:
+        """Labels and calibrated probabilities of the rows, read with ``read`` (the trusted or untrusted rules)."""
         probabilities = []
         for start in range(0, len(model_input), PREDICT_BATCH):
             chunk = model_input.iloc[start : start + PREDICT_BATCH]

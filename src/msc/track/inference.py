@@ -21,6 +21,7 @@ from msc.core.errors import UserError
 from msc.core.labels import LABELS
 from msc.data.dataset import load_dataset
 from msc.data.text import decode_text
+from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 from msc.train.calibration import expected_calibration_error
 
 
@@ -74,6 +75,17 @@ def load_model(model_uri: str):
         ) from None
 
 
+def registry_warning(model_uri: str) -> str | None:
+    """A sentence when ``model_uri`` names the registered model and its alias and stage disagree."""
+    from mlflow import MlflowClient
+
+    if not model_uri.startswith(f"models:/{MODEL_NAME}"):
+        return None
+    sentence = disagreement(MlflowClient())
+    return sentence and (f"{sentence}: this predicts with {model_uri}; to follow the alias use "
+                         f"models:/{MODEL_NAME}@{ALIAS}, and the next `python -m src.tune` moves the stage to it")
+
+
 def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.DataFrame:
     """(guid, tag, p_positive, p_neutral, p_negative) for every test guid, in file order.
 
@@ -81,6 +93,8 @@ def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.D
     predicted from the other modality, and flagged on stderr (the model logs unreadable images).
     """
     dataset = load_dataset(data_root, require_test_files=False)
+    if not dataset.test:  # a header-only test file: nothing to label is an empty, valid output
+        return pd.DataFrame({"guid": [], "tag": [], **{f"p_{label}": [] for label in LABELS}})
     for sample in dataset.test:
         lacking = [p.name for p in (sample.text_path, sample.image_path) if not p.is_file()]
         if lacking:

@@ -62,15 +62,36 @@ def promote(client, model_uri: str, scores: dict, tags: dict[str, str]):
 
     version = mlflow.register_model(model_uri, MODEL_NAME, tags={**tags, **{
         f"holdout_{k}": f"{v:.6f}" for k, v in scalar_metrics(scores).items()}})
-    # Stages are deprecated in MLflow 3 but still what `models:/msc/Production` resolves. The older
-    # Production versions are archived one by one: `archive_existing_versions=True` fails on an
-    # MLflow server with a PostgreSQL store (3.17 compares the integer version column with a string).
-    client.transition_model_version_stage(MODEL_NAME, version.version, STAGE)
-    for older in client.search_model_versions(f"name = '{MODEL_NAME}'"):
-        if older.current_stage == STAGE and older.version != version.version:
-            client.transition_model_version_stage(MODEL_NAME, older.version, "Archived")
+    move_stage(client, version.version)
     client.set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
     return version
+
+
+def move_stage(client, version: str) -> None:
+    """Put ``version`` alone in stage Production, so that ``models:/msc/Production`` follows the alias.
+
+    Stages are deprecated in MLflow 3 but still what that URI resolves. The older Production
+    versions are archived one by one: ``archive_existing_versions=True`` fails on an MLflow server
+    with a PostgreSQL store (3.17 compares the integer version column with a string).
+    """
+    client.transition_model_version_stage(MODEL_NAME, version, STAGE)
+    for older in client.search_model_versions(f"name = '{MODEL_NAME}'"):
+        if older.current_stage == STAGE and older.version != version:
+            client.transition_model_version_stage(MODEL_NAME, older.version, "Archived")
+
+
+def disagreement(client) -> str | None:
+    """A sentence when alias ``production``, the source of truth, and stage Production name different
+    versions (a rollback in MLflow 3 moves the alias alone), else None."""
+    alias = production_version(client)
+    staged = sorted(str(v.version) for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
+                    if v.current_stage == STAGE)
+    if staged == ([str(alias.version)] if alias else []):
+        return None
+    named = f"version {alias.version}" if alias else "no version"
+    return (f"models:/{MODEL_NAME}@{ALIAS} is {named} but models:/{MODEL_NAME}/{STAGE} is "
+            f"{'version ' + ', '.join(staged) if staged else 'no version'}; the alias is the production model "
+            "(README, 'Using the model')")
 
 
 def gate(current, candidate: Candidate, feature_fingerprint: str, split_identity: str, force: bool) -> Decision | None:

@@ -15,7 +15,10 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
+from msc.core.errors import UserError
 from msc.core.files import file_lock
 from msc.core.paths import project_root
 
@@ -78,12 +81,35 @@ def experiment_id(mlflow, local: bool) -> str:
     if local:
         use_wal(project_root() / "mlflow.db")
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None and local:
+        check_artifact_root(experiment.artifact_location)
     if experiment is not None:
         if KIND_TAG not in experiment.tags:  # made by an older version, or by hand in the UI
             mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, KIND_TAG, TRAINING_KIND)
         return experiment.experiment_id
     artifact_location = (project_root() / "mlruns").as_uri() if local else None
     return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location, tags={KIND_TAG: TRAINING_KIND})
+
+
+def check_artifact_root(location: str) -> None:
+    """Stop when the project's own store keeps its artifacts outside the project.
+
+    The store records its artifact folder as an absolute path (so that runs made in DVC's temporary
+    experiment copies, .dvc/tmp/exps, land in the project's mlruns/). After ``cp -a project copy`` the
+    copy's new runs would be written into the original's mlruns/; after ``mv project moved`` every
+    artifact would be missing.
+    """
+    if not location.startswith("file:"):
+        return
+    folder = Path(url2pathname(urlparse(location).path))
+    root = project_root()
+    if folder == root or root in folder.parents:
+        return
+    raise UserError(
+        f"the MLflow store {root / 'mlflow.db'} keeps its artifacts in {folder}, outside this project ({root}): "
+        f"it was copied or moved from {folder.parent}; for a copy, delete mlflow.db and mlruns/ here to start a "
+        f"store of its own (the original keeps its runs), and for a move, move the project back to {folder.parent}"
+    )
 
 
 UI_SORT = "orderByKey=metrics.%60objective%60&orderByAsc=false"

@@ -13,10 +13,13 @@ CLASS_IDS = list(range(len(LABELS)))
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     """Accuracy, macro precision/recall/F1, weighted F1, per-class F1 and the confusion matrix.
 
-    ``confusion[i][j]`` counts samples of true class LABELS[i] predicted as LABELS[j].
+    ``confusion[i][j]`` counts samples of true class LABELS[i] predicted as LABELS[j]. A class with
+    no sample in ``y_true`` is not measured: its F1 is None (not 0), the macro scores average the
+    classes that were, and ``not_measured`` says which.
     """
+    measured = [i for i in CLASS_IDS if (np.asarray(y_true) == i).any()] or CLASS_IDS
     precision, recall, macro_f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=CLASS_IDS, average="macro", zero_division=0
+        y_true, y_pred, labels=measured, average="macro", zero_division=0
     )
     per_class = f1_score(y_true, y_pred, labels=CLASS_IDS, average=None, zero_division=0)
     scores = {
@@ -26,9 +29,20 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         "macro_f1": float(macro_f1),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=CLASS_IDS, average="weighted", zero_division=0)),
     }
-    scores.update({f"f1_{label}": float(value) for label, value in zip(LABELS, per_class)})
+    scores.update({f"f1_{label}": float(value) if i in measured else None
+                   for i, (label, value) in enumerate(zip(LABELS, per_class))})
+    unmeasured = [LABELS[i] for i in CLASS_IDS if i not in measured]
+    if unmeasured:
+        scores["not_measured"] = (f"no {' or '.join(unmeasured)} sample in these rows: F1 of {', '.join(unmeasured)} "
+                                  "is null, and the macro scores average the other classes")
     scores["confusion"] = confusion_matrix(y_true, y_pred, labels=CLASS_IDS).tolist()
     return scores
+
+
+def reported_metrics(scores: dict) -> dict:
+    """The entries of ``scores`` a results file reports: the numbers, a null F1 of a class that was not
+    measured, and the note saying so; not the confusion matrix."""
+    return {key: value for key, value in scores.items() if key != "confusion"}
 
 
 def scalar_metrics(scores: dict, prefix: str = "") -> dict[str, float]:

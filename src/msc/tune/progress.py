@@ -16,12 +16,14 @@ from msc.tune.study import FINISHED, SurplusTrial, finished_trials, run_study
 
 class QuietSurplus(logging.Filter):
     """Drops Optuna's warnings about surplus trials: with several tuners, a trial that finds the
-    study already full is a normal end, not the failure with a traceback that Optuna reports."""
+    study already full is a normal end, not the failure with a traceback that Optuna reports. Drops
+    its traceback of an interrupted trial too (Ctrl-C, SIGTERM): tune says so in one sentence."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         message = record.getMessage()
-        return not (isinstance(error, SurplusTrial) or "SurplusTrial" in message
+        return not (isinstance(error, (SurplusTrial, KeyboardInterrupt)) or "SurplusTrial" in message
+                    or "KeyboardInterrupt" in message
                     or (message.startswith("Trial ") and message.endswith(" failed with value None.")))
 
 

@@ -9,16 +9,28 @@ validation split left to stop it.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from msc.core.errors import UserError
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
 from msc.track.logged_model import registered_copy
-from msc.track.registry import MODEL_NAME, Candidate, compare, gate, load_msc_model, production_version, promote
+from msc.track.registry import (
+    MODEL_NAME,
+    Candidate,
+    compare,
+    disagreement,
+    gate,
+    load_msc_model,
+    move_stage,
+    production_version,
+    promote,
+)
 from msc.train.calibration import calibration_errors, fit_temperature, with_temperature
 from msc.train.loop import predict_proba
-from msc.train.metrics import bootstrap_intervals, classification_metrics, scalar_metrics
+from msc.train.metrics import bootstrap_intervals, classification_metrics, reported_metrics
 
 
 def model_probabilities(model_uri: str, cache: FeatureCache, rows: np.ndarray) -> tuple[np.ndarray, float]:
@@ -32,7 +44,7 @@ def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float) -
     """Scores of calibrated ``probs`` (n, 3): point estimates, 95 % bootstrap intervals, and the
     expected calibration error with and without the temperature."""
     predictions = probs.argmax(1)
-    return {**scalar_metrics(classification_metrics(labels, predictions)), **bootstrap_intervals(labels, predictions),
+    return {**reported_metrics(classification_metrics(labels, predictions)), **bootstrap_intervals(labels, predictions),
             **calibration_errors(with_temperature(probs, 1 / temperature), labels, temperature)}
 
 
@@ -50,6 +62,17 @@ def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[d
             "register the candidate without a comparison"
         ) from None
     return classification_metrics(cache.labels[rows], probs.argmax(1)), probs, temperature
+
+
+def follow_alias(client):
+    """The version behind alias ``production``, the source of truth, with stage Production moved to it
+    when the two disagree (a rollback in MLflow 3 moves the alias alone), saying so in one sentence."""
+    current = production_version(client)
+    if (sentence := disagreement(client)) is not None:
+        print(f"warning: {sentence}; tune moves the stage to the alias's version", file=sys.stderr)
+        if current is not None:
+            move_stage(client, current.version)
+    return current
 
 
 def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits, force: bool,
@@ -73,7 +96,7 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     temperature = fit_temperature(predict_proba(candidate_head, cache, splits.val), cache.labels[splits.val])
     candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
     candidate_scores = classification_metrics(labels, candidate_probs.argmax(1))
-    current = production_version(client)
+    current = follow_alias(client)
     decision = gate(current, candidate, cache.fingerprint, splits.identity, force)
     probs, probs_temperature = candidate_probs, temperature
     if decision is None:

@@ -66,9 +66,15 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     # (first start to last end) does not grow by the time between two `tune` commands.
     runs_trials = finished_trials(study) < config.tune.trials
     if runs_trials:
-        MlflowClient().update_run(parent_id, status="RUNNING")
-        with step(f"running the trials of study {study_name}"):
-            run_study_with_progress(study, objective, config.tune, console)
+        MlflowClient().update_run(parent_id, status="RUNNING")  # reopened when a study resumes
+        try:
+            with step(f"running the trials of study {study_name}"):
+                run_study_with_progress(study, objective, config.tune, console)
+        except KeyboardInterrupt:
+            # Optuna has failed the running trial (its MLflow run ends FAILED); the parent ends KILLED.
+            MlflowClient().set_terminated(parent_id, status="KILLED")
+            raise KeyboardInterrupt(f"study {study_name} stopped: its running trial is marked failed and its MLflow "
+                                    "parent run KILLED; run the same command again to resume it") from None
     metric = config.train.select_metric
     with step("logging the study summary"):
         log_study_summary(study, parent_id, metric)

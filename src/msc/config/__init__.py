@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from msc.config.space import as_float, check_search_space, flat_search_space
 from msc.core.errors import UserError
 from msc.core.labels import LABELS
 from msc.data.split import SplitRule
@@ -141,7 +142,7 @@ class TuneConfig:
     folds: int = 1  # > 1: the objective is averaged over k folds of the training split
     seed: int = 0  # seeds the TPE sampler
     n_jobs: int = 1  # trials run in parallel threads of one process
-    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)  # "train.<key>": spec
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)  # "train.<key>": spec (config/space.py)
 
     def __post_init__(self) -> None:
         require(self.trials >= 1, "tune.trials", self.trials, "must be at least 1")
@@ -211,9 +212,10 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float:
+        value = as_float(value)  # 1e-05 (what dvc exp run -S writes) is a string to YAML 1.1
     if (annotation in (int, float) and isinstance(value, bool)) or not isinstance(value, annotation):
-        hint = " (write floats like 0.001: YAML reads 1e-3 as a string)" if isinstance(value, str) else ""
-        raise UserError(f"{where} must be of type {annotation.__name__}, got {value!r}{hint}")
+        raise UserError(f"{where} must be of type {annotation.__name__}, got {value!r}")
     return value
 
 
@@ -244,40 +246,6 @@ def _build(cls: type, values: Any, source: str, prefix: str = "") -> Any:
         raise UserError(f"{source}: {error}") from None
 
 
-SEARCH_KINDS = ("float", "int", "categorical")
-
-
-def _check_search_space(config: Config, where: str) -> None:
-    """Each entry is ``train.<field>: {type: float|int|categorical, ...}``, like Optuna's API."""
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for key, spec in config.tune.search_space.items():
-        section, _, name = key.partition(".")
-        if section != "train" or name not in train_fields:
-            raise UserError(
-                f"{where} tune.search_space: '{key}' is not a train key; use one of "
-                + ", ".join(f"train.{n}" for n in sorted(train_fields))
-            )
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind not in SEARCH_KINDS:
-            raise UserError(
-                f"{where} tune.search_space.{key}: 'type' must be one of {', '.join(SEARCH_KINDS)}"
-            )
-        required = {"choices"} if kind == "categorical" else {"low", "high"}
-        allowed = required | {"type", "log", "step"}
-        if not required <= set(spec) or set(spec) - allowed:
-            raise UserError(
-                f"{where} tune.search_space.{key}: a {kind} needs {', '.join(sorted(required))}"
-                f" and may have {', '.join(sorted(allowed - required - {'type'}))}; got {sorted(spec)}"
-            )
-        # Every value a trial can draw must make a valid config: checked here, not 30 trials later.
-        for value in spec["choices"] if kind == "categorical" else (spec["low"], spec["high"]):
-            try:
-                with_overrides(config, {key: value})
-            except UserError as error:
-                raise UserError(f"{where} tune.search_space.{key}: the value {value!r} is not allowed "
-                                f"({str(error).removeprefix('override: ')})") from None
-
-
 def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     """Return ``config`` with dotted keys replaced, e.g. {"train.lr": 0.01}; types are checked."""
     sections = {f.name: dataclasses.asdict(getattr(config, f.name)) for f in dataclasses.fields(config)}
@@ -299,8 +267,12 @@ def load_config(path: str | os.PathLike = PARAMS_FILE) -> Config:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise UserError(f"{path} is not valid YAML: {error}") from None
+    tune = values.get("tune") if isinstance(values, dict) else None
+    if isinstance(tune, dict) and "search_space" in tune:
+        values["tune"] = {**tune, "search_space": flat_search_space(tune["search_space"], str(path))}
     config = _build(Config, values, str(path))
-    _check_search_space(config, str(path))
+    check_search_space(config.tune.search_space, {f.name for f in dataclasses.fields(TrainConfig)}, str(path),
+                       lambda key, value: with_overrides(config, {key: value}))
     return config
 
 
