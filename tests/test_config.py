@@ -40,6 +40,9 @@ def test_repository_params_load_with_the_documented_defaults():
         ("tune:\n  search_space:\n    train.dropout: {type: float, low: 0.0, high: 1.5}\n",
          "search_space.train.dropout: the value 1.5 is not allowed"),
         ("tune:\n  trials: 0\n", "key 'tune.trials' is 0; it must be at least 1"),
+        ("train:\n  weight_decay: inf\n", "key 'train.weight_decay' is inf; it must be a finite number"),
+        ("train:\n  lr: .nan\n", "key 'train.lr' is nan; it must be a finite number"),
+        ("ablation:\n  zero_shot_prompts: {1: [a]}\n", "key 'ablation.zero_shot_prompts'"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, text, message):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -176,7 +177,7 @@ class AblationConfig:
         require(self.seeds >= 1, "ablation.seeds", self.seeds, "must be at least 1")
         require(0 <= self.low_confidence <= 1, "ablation.low_confidence", self.low_confidence, "must be in [0, 1]")
         prompts = self.zero_shot_prompts
-        require(sorted(prompts) == sorted(LABELS) and all(
+        require(all(isinstance(label, str) for label in prompts) and sorted(prompts) == sorted(LABELS) and all(
             isinstance(texts, list) and texts and all(isinstance(t, str) and t.strip() for t in texts)
             for texts in prompts.values()), "ablation.zero_shot_prompts", prompts,
             f"must map each of {', '.join(LABELS)} to a list of non-empty prompt texts")
@@ -214,6 +215,8 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         return float(value)
     if annotation is float:
         value = as_float(value)  # 1e-05 (what dvc exp run -S writes) is a string to YAML 1.1
+    if annotation is float and isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{where} is {value!r}; it must be a finite number")
     if (annotation in (int, float) and isinstance(value, bool)) or not isinstance(value, annotation):
         raise UserError(f"{where} must be of type {annotation.__name__}, got {value!r}")
     return value

@@ -39,10 +39,14 @@ class Decision:
 
 
 def load_msc_model(model_uri: str):
-    """The MscModel behind ``model_uri`` (backbone and head loaded)."""
+    """The MscModel behind ``model_uri`` (backbone and head loaded), a version logged before the msc
+    package included."""
     import mlflow
 
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    from msc.track.inference import legacy_code
+
+    with legacy_code(model_uri):
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
 
 
 def production_version(client):
