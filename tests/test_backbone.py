@@ -15,8 +15,8 @@ def test_no_backbone_parameter_ever_receives_a_gradient(tiny_clip):
     encoded = backbone.tokenize(["so happy today", "sad"], 77)
     pixels = torch.from_numpy(backbone.preprocess_image(Image.new("RGB", (64, 80), (200, 20, 20))))[None].repeat(2, 1, 1, 1)
     with torch.enable_grad():
-        text_pooled, text_tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
-        image_pooled, image_tokens = backbone.encode_image(pixels)
+        text_pooled, text_tokens, _ = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
+        image_pooled, image_tokens, _ = backbone.encode_image(pixels)
         head = build_head("cross_attention", backbone.dim, hidden_dim=8, dropout=0.0)
         batch = FeatureBatch(text_pooled, image_pooled, text_tokens, encoded["attention_mask"].bool(), image_tokens)
         head(batch).sum().backward()
@@ -40,10 +40,10 @@ def test_unavailable_backbone_names_the_three_ways_out(monkeypatch):
 def test_shapes_of_the_sample_backbone(tiny_clip):
     backbone = load_backbone(str(tiny_clip), device="cpu")
     encoded = backbone.tokenize(["a b c", "love"], 77)
-    pooled, tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
+    pooled, tokens, _ = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
     assert pooled.shape == (2, backbone.dim) and tokens.shape == (2, encoded["input_ids"].shape[1], backbone.dim)
     pixels = torch.zeros(3, 3, 224, 224)
-    pooled, tokens = backbone.encode_image(pixels)
+    pooled, tokens, _ = backbone.encode_image(pixels)
     assert pooled.shape == (3, backbone.dim) and tokens.shape == (3, 50, backbone.dim)  # CLS + 7x7 patches
 
 

@@ -88,9 +88,17 @@ def test_an_unknown_model_type_is_a_sentence(tmp_path):
         load_backbone(str(tmp_path), device="cpu")
 
 
+# The study may also tune trainable top layers (msc/model/top_layers.py): k of K = 2 cached, full or LoRA.
+TOP_LAYERS_SPACE = {"features.top_layers": 2, "tune.search_space": {
+    "train.top_layers": {"type": "int", "low": 1, "high": 2},
+    "train.top_layers_adapter": {"type": "categorical", "choices": ["full", "lora"]},
+    "train.fusion": {"type": "categorical", "choices": ["late", "cross_attention"]}}}
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("family", FAMILIES)
-def test_featurize_tune_predict_and_serve(family, small_sample_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("family,overrides", [(family, {}) for family in FAMILIES] + [("clip", TOP_LAYERS_SPACE)],
+                         ids=[*FAMILIES, "clip-top-layers"])
+def test_featurize_tune_predict_and_serve(family, overrides, small_sample_root, tmp_path, monkeypatch):
     """The stages users type, on the family's backbone; the served probabilities are the ones the
     registered head gives the cached features of the same holdout posts."""
     from mlflow import MlflowClient
@@ -107,7 +115,7 @@ def test_featurize_tune_predict_and_serve(family, small_sample_root, tmp_path, m
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     data = tmp_path / "data"
     shutil.copytree(small_sample_root, data)
-    config = with_overrides(tiny_backbone_config(tmp_path, family, data), {"train.epochs": 2})
+    config = with_overrides(tiny_backbone_config(tmp_path, family, data), {"train.epochs": 2, **overrides})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(asdict(config)))))
     for stage, argv in ((split, []), (featurize_stage, []), (tune, ["--trials", "2"]),
                         (predict, ["--model-uri", "models:/msc/Production"])):
@@ -134,3 +142,6 @@ def test_featurize_tune_predict_and_serve(family, small_sample_root, tmp_path, m
         with urllib.request.urlopen(request, timeout=120) as response:
             served = pd.DataFrame(json.loads(response.read())["predictions"])
     np.testing.assert_allclose(served[["p_positive", "p_neutral", "p_negative"]].to_numpy(), expected, atol=2e-3)
+    if overrides:
+        trained = load_msc_model("models:/msc/Production").head
+        assert trained.hidden_layers in (1, 2)

@@ -59,7 +59,7 @@ def test_a_sample_backbone_can_tokenize_as_the_real_clip(tmp_path):
     assert len(tokenizer) == 49408
     # Whole words are single BPE tokens: start, 3 words, end.
     assert backbone.tokenize(["so happy today"], 77)["input_ids"].shape[1] == 5
-    pooled, _ = backbone.encode_text(**backbone.tokenize(["so happy today #blessed"], 77))
+    pooled = backbone.encode_text(**backbone.tokenize(["so happy today #blessed"], 77)).pooled
     assert pooled.shape == (1, backbone.dim)
 
 

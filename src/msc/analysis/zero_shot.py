@@ -31,7 +31,7 @@ def class_embeddings(backbone: Backbone, prompts: dict[str, list[str]], max_toke
     with torch.inference_mode():
         for label in LABELS:
             tokens = backbone.tokenize(prompts[label], max_tokens)
-            pooled, _ = backbone.encode_text(tokens["input_ids"], tokens["attention_mask"])  # (M, P), M prompts
+            pooled = backbone.encode_text(tokens["input_ids"], tokens["attention_mask"]).pooled  # (M, P), M prompts
             rows.append(F.normalize(F.normalize(pooled.float().cpu(), dim=-1).mean(0), dim=0))  # (P,)
     return torch.stack(rows)
 
@@ -50,7 +50,7 @@ def zero_shot(config: Config, cache: FeatureCache, rows: np.ndarray) -> VariantR
     The backbone is the cache's own (``open_cache`` refused a cache built with another), loaded for
     its text tower and logit scale."""
     model = config.model
-    backbone = load_backbone(model.backbone, model.revision, model.device, model.precision)
+    backbone = load_backbone(model.backbone, model.revision, model.device, model.precision, model.family)
     classes = class_embeddings(backbone, config.ablation.zero_shot_prompts, config.features.max_text_tokens)
     batch = cache.batch(rows)
     # The learned temperature (CLIP's is 100 once trained): it sets how sure each modality is, and so

@@ -70,6 +70,13 @@ class ModelConfig:
     revision: str = "main"  # hub revision; ignored for a local folder
     device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
+    family: str | None = None  # None: the checkpoint's config.json model_type says it; else clip | siglip
+
+    def __post_init__(self) -> None:
+        from msc.model.backbone import BACKBONE_FAMILIES
+
+        require(self.family is None or self.family in BACKBONE_FAMILIES, "model.family", self.family,
+                f"must be null (read from the checkpoint's config.json) or one of {', '.join(BACKBONE_FAMILIES)}")
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,10 @@ class FeaturesConfig:
     max_text_tokens: int = 77  # CLIP's context length; longer tweets are truncated
     seed: int = 0  # seeds the augmentations, so a rebuild gives the same cache
     text_augment_views: int = 0  # augmented texts cached per labelled tweet (word dropout, swaps, tags); 0 = none
+    top_layers: int = 0  # K: also cache the hidden states entering each tower's last K blocks (train.top_layers)
 
     def __post_init__(self) -> None:
+        require(self.top_layers >= 0, "features.top_layers", self.top_layers, "must be 0 or more")
         require(self.augment_views >= 0, "features.augment_views", self.augment_views, "must be 0 or more")
         require(self.text_augment_views >= 0, "features.text_augment_views", self.text_augment_views,
                 "must be 0 or more")
@@ -115,8 +124,18 @@ class TrainConfig:
     select_metric: Literal["val_weighted_f1", "val_macro_f1", "val_accuracy", "val_macro_recall",
                            "val_macro_precision"] = "val_weighted_f1"
     seed: int = 0
+    # k <= features.top_layers: train copies of each tower's last k blocks with the head (msc/model/top_layers.py);
+    # 0 = the frozen backbone. Their learning rate is lr * top_layers_lr_scale; the adapter is full
+    # (every weight of the blocks, their final norm and projection) or lora (peft adapters of rank lora_rank).
+    top_layers: int = 0
+    top_layers_lr_scale: float = 0.1
+    top_layers_adapter: Literal["full", "lora"] = "full"
+    lora_rank: int = 8
 
     def __post_init__(self) -> None:
+        require(self.top_layers >= 0, "train.top_layers", self.top_layers, "must be 0 or more")
+        require(self.top_layers_lr_scale > 0, "train.top_layers_lr_scale", self.top_layers_lr_scale, "must be above 0")
+        require(self.lora_rank >= 1, "train.lora_rank", self.lora_rank, "must be at least 1")
         require(self.fusion in HEADS, "train.fusion", self.fusion, f"must be one of {', '.join(HEADS)}")
         require(self.hidden_dim >= ATTENTION_HEADS and self.hidden_dim % ATTENTION_HEADS == 0, "train.hidden_dim",
                 self.hidden_dim, f"must be a positive multiple of {ATTENTION_HEADS}, the attention heads of the token heads")
@@ -192,6 +211,12 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
+
+    def __post_init__(self) -> None:
+        # Also checks each bound of a tuned train.top_layers: check_search_space builds a Config per bound.
+        require(self.train.top_layers <= self.features.top_layers, "train.top_layers", self.train.top_layers,
+                f"must be at most features.top_layers ({self.features.top_layers}), the blocks whose input states "
+                "featurize caches; raise features.top_layers and run `python -m src.featurize`")
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

@@ -30,10 +30,11 @@ from msc.data.dataset import Dataset, load_dataset
 from msc.data.images import augment, open_image, sharpness, short_side
 from msc.data.text import augment_text, read_tweet
 from msc.features.cache import FeatureCache
-from msc.features.manifest import MANIFEST, CacheManifest, preprocessing_settings, read_manifest
+from msc.features.manifest import MANIFEST, CacheManifest, backbone_identity, preprocessing_settings, read_manifest
 from msc.features.screen import Screening, data_fingerprint, report_screening, screen_samples
 from msc.features.writer import NpyWriter
-from msc.model.backbone import Backbone, backbone_identity, clip_pixels, load_backbone, resolve_device, resolve_dtype
+from msc.model.backbone import Backbone, clip_pixels, load_backbone
+from msc.model.devices import resolve_device, resolve_dtype
 
 
 def cache_fingerprint(config: Config, data_hash: str) -> str:
@@ -88,9 +89,10 @@ class ImageViews(torch.utils.data.Dataset):
 
 
 def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: int, writers: dict[str, NpyWriter],
-                prefix: str, progress: Progress, task) -> None:
+                prefix: str, hidden_layers: int, progress: Progress, task) -> None:
     """Encode every row of ``encoded`` (ids and mask, (N, L')) into the ``<prefix>text_*`` writers,
-    padded to their token length L; rows in ``blank`` are written as a missing text (zeros)."""
+    padded to their token length L, with the hidden states entering the last 1..``hidden_layers``
+    blocks; rows in ``blank`` are written as a missing text (zeros)."""
     text_len = writers[f"{prefix}text_mask"].item_shape[-1]
     # Batches of similar length, each padded only to its own longest text: most tweets are far
     # shorter than the longest. CLIP's text encoder is causal, so padding never changes a real
@@ -101,16 +103,20 @@ def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: 
         rows = by_length[start : start + batch_size]
         mask = encoded["attention_mask"][rows]
         length = int(mask.sum(1).max()) if backbone.causal_text else mask.shape[1]
-        pooled, tokens = backbone.encode_text(encoded["input_ids"][rows, :length], mask[:, :length])
-        tokens = torch.nn.functional.pad(tokens.float().cpu(), (0, 0, 0, text_len - length))  # (b, L, P)
+        out = backbone.encode_text(encoded["input_ids"][rows, :length], mask[:, :length], hidden_layers)
+        pad = (0, 0, 0, text_len - length)  # (b, length, W) -> (b, L, W), zeros after
+        tokens = torch.nn.functional.pad(out.tokens.float().cpu(), pad)  # (b, L, P)
+        hidden = [torch.nn.functional.pad(states.float().cpu(), pad) for states in out.hidden]  # (b, L, D_t) each
         mask = torch.nn.functional.pad(mask[:, :length], (0, text_len - length))  # (b, L)
-        pooled = pooled.float().cpu()
+        pooled = out.pooled.float().cpu()
         missing = [i for i, row in enumerate(rows) if row in blank]
-        pooled[missing], tokens[missing] = 0.0, 0.0  # a missing text looks like modality dropout
+        for values in (pooled, tokens, *hidden):
+            values[missing] = 0.0  # a missing text looks like modality dropout
+        named = {"text_pooled": pooled, "text_tokens": tokens, "text_mask": mask.bool(),
+                 **{f"text_hidden{j}": states for j, states in enumerate(hidden, start=1)}}
         for i, row in enumerate(rows):
-            writers[f"{prefix}text_pooled"].write(row, pooled[i : i + 1].numpy())
-            writers[f"{prefix}text_tokens"].write(row, tokens[i : i + 1].numpy())
-            writers[f"{prefix}text_mask"].write(row, mask[i : i + 1].bool().numpy())
+            for name, values in named.items():
+                writers[prefix + name].write(row, values[i : i + 1].numpy())
         progress.advance(task, len(rows))
 
 
@@ -131,9 +137,18 @@ def read_texts(screening: Screening, blank_text: set[int], encoding: str) -> tup
 
 
 def open_writers(folder: Path, n_total: int, n_labelled: int, views: int, text_views: int, text_len: int,
-                 image_len: int, dim: int) -> dict[str, NpyWriter]:
-    """One NpyWriter per array of the layout in msc/features/manifest.py (augmented ones only when K > 0)."""
-    layout = [
+                 image_len: int, backbone: Backbone, hidden_layers: int) -> dict[str, NpyWriter]:
+    """One NpyWriter per array of the layout in msc/features/manifest.py (augmented ones only when
+    their number of views is above 0, hidden states only for K = ``hidden_layers`` above 0)."""
+    dim, (text_width, image_width) = backbone.dim, backbone.hidden_widths
+    hidden = [(f"{prefix}{name}{j}", shape, np.float16, len(shape) - lead)
+              for j in range(1, hidden_layers + 1)
+              for prefix, name, shape, lead in (
+                  ("", "text_hidden", (n_total, text_len, text_width), 1),
+                  ("", "image_hidden", (n_total, image_len, image_width), 1),
+                  ("aug_", "image_hidden", (n_labelled, views, image_len, image_width), 2),
+                  ("aug_", "text_hidden", (n_labelled, text_views, text_len, text_width), 2))]
+    layout = hidden + [
         ("text_pooled", (n_total, dim), np.float16, 1),
         ("text_tokens", (n_total, text_len, dim), np.float16, 2),
         ("text_mask", (n_total, text_len), np.bool_, 1),
@@ -150,24 +165,27 @@ def open_writers(folder: Path, n_total: int, n_labelled: int, views: int, text_v
 
 
 def write_images(backbone: Backbone, loader, blank_image: set[int], writers: dict[str, NpyWriter],
-                 quality: dict[str, list[float]], progress: Progress, task) -> None:
-    """Encode the loader's (row, view) items, clean views first, into the image writers, and record
-    each clean image's shorter side and sharpness in ``quality``."""
+                 hidden_layers: int, quality: dict[str, list[float]], progress: Progress, task) -> None:
+    """Encode the loader's (row, view) items, clean views first, into the image writers (with the
+    hidden states entering the last 1..``hidden_layers`` blocks), and record each clean image's shorter
+    side and sharpness in ``quality``."""
     for image_rows, view_ids, pixels, sides, blurs in loader:
         for row, view, side, blur in zip(image_rows.tolist(), view_ids.tolist(), sides.tolist(), blurs.tolist()):
             if view == 0:
                 quality["short_side"][row], quality["sharpness"][row] = side, blur
-        pooled, tokens = backbone.encode_image(pixels)
-        pooled, tokens = pooled.float().cpu().numpy(), tokens.float().cpu().numpy()  # (b, P), (b, M, P)
+        pooled, tokens, hidden = backbone.encode_image(pixels, hidden_layers)
+        # (b, P), (b, M, P) and hidden[j - 1] (b, M, D_v); the clean and augmented arrays' names
+        named = [("image_pooled", "aug_pooled", pooled), ("image_tokens", "aug_tokens", tokens),
+                 *((f"image_hidden{j}", f"aug_image_hidden{j}", states) for j, states in enumerate(hidden, start=1))]
         missing = np.isin(image_rows.numpy(), list(blank_image))
-        pooled[missing], tokens[missing] = 0.0, 0.0
         clean = (view_ids == 0).numpy()  # a batch may straddle the clean/augmented boundary
-        if clean.any():
-            writers["image_pooled"].append(pooled[clean])
-            writers["image_tokens"].append(tokens[clean])
-        if not clean.all():
-            writers["aug_pooled"].append(pooled[~clean])
-            writers["aug_tokens"].append(tokens[~clean])
+        for clean_name, augmented_name, values in named:
+            values = values.float().cpu().numpy()
+            values[missing] = 0.0
+            if clean.any():
+                writers[clean_name].append(values[clean])
+            if not clean.all():
+                writers[augmented_name].append(values[~clean])
         progress.advance(task, len(view_ids))
 
 
@@ -189,7 +207,8 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
     augmented_texts = [augment_text(texts[row], random.Random(f"{settings.seed}:{samples[row].guid}:text:{view}"))
                        for row in range(n_labelled) for view in range(1, text_views + 1)]
     image_len = backbone.image_tokens  # M: CLIP's patches and CLS, SigLIP's patches
-    writers = open_writers(folder, n_total, n_labelled, views, text_views, text_len, image_len, backbone.dim)
+    hidden_layers = settings.top_layers  # K
+    writers = open_writers(folder, n_total, n_labelled, views, text_views, text_len, image_len, backbone, hidden_layers)
     # Item order is the arrays' C order: every clean image, then labelled row r's views 1..K.
     items = [(row, 0) for row in range(n_total)] + [(row, v) for row in range(n_labelled) for v in range(1, views + 1)]
     loader = torch.utils.data.DataLoader(
@@ -200,13 +219,13 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
     quality = {"short_side": [-1.0] * n_total, "sharpness": [-1.0] * n_total}
     with _progress() as progress, torch.inference_mode():
         task = progress.add_task("texts", total=n_total)
-        write_texts(backbone, encoded, blank_text, settings.batch_size, writers, "", progress, task)
+        write_texts(backbone, encoded, blank_text, settings.batch_size, writers, "", hidden_layers, progress, task)
         if text_views:
             task = progress.add_task(f"augmented texts ({n_labelled}x{text_views})", total=len(augmented_texts))
             augmented = backbone.tokenize(augmented_texts, text_len)  # never longer than the clean texts: (N_lab*K, <=L)
-            write_texts(backbone, augmented, set(), settings.batch_size, writers, "aug_", progress, task)
+            write_texts(backbone, augmented, set(), settings.batch_size, writers, "aug_", hidden_layers, progress, task)
         task = progress.add_task(f"images ({n_total} clean + {n_labelled}x{views} augmented)", total=len(items))
-        write_images(backbone, loader, blank_image, writers, quality, progress, task)
+        write_images(backbone, loader, blank_image, writers, hidden_layers, quality, progress, task)
     for writer in writers.values():
         writer.close()
     write_handoff(folder / MANIFEST, CacheManifest(
@@ -256,7 +275,11 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
 
 def build_and_swap(screening: Screening, config: Config, folder: Path, fingerprint: str, data_hash: str) -> None:
     """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete."""
-    backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision)
+    backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision,
+                             config.model.family)
+    if config.features.top_layers > backbone.blocks:
+        raise UserError(f"params.yaml: features.top_layers is {config.features.top_layers}, but {config.model.backbone} "
+                        f"has {backbone.blocks} blocks in its shallower tower; set it to {backbone.blocks} or fewer")
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
     staging.mkdir(parents=True)

@@ -10,8 +10,8 @@ import torch
 from msc.config import Config
 from msc.core.labels import LABELS
 from msc.features.manifest import check_settings, read_manifest
-from msc.model.backbone import resolve_device
 from msc.model.batch import FeatureBatch
+from msc.model.devices import resolve_device
 
 
 class FeatureCache:
@@ -26,6 +26,7 @@ class FeatureCache:
         self.text_augment_views: int = self.manifest.text_augment_views
         self.dim: int = self.manifest.dim
         self.fingerprint: str = self.manifest.fingerprint
+        self.top_layers: int = self.manifest.settings.get("top_layers", 0)  # K: hidden states cached per tower
         self.labels = np.array([LABELS.index(y) for y in self.manifest.labels], dtype=np.int64)  # (N_lab,)
         self._arrays: dict[str, np.ndarray] = {}
         self.device = torch.device("cpu")
@@ -53,8 +54,9 @@ class FeatureCache:
                                           for i in index)]
 
     def batch(self, rows: np.ndarray, views: np.ndarray | None = None, tokens: bool = False,
-              text_views: np.ndarray | None = None) -> FeatureBatch:
-        """Features of ``rows`` as float32 tensors on ``self.device``.
+              text_views: np.ndarray | None = None, hidden_layers: int = 0) -> FeatureBatch:
+        """Features of ``rows`` as float32 tensors on ``self.device``; with ``hidden_layers`` k > 0,
+        also the hidden states entering each tower's last k blocks, and the text mask.
 
         ``views[i]`` picks the image view of row i and ``text_views[i]`` its text view: 0 = clean,
         k >= 1 = augmented view k (labelled rows only).
@@ -80,6 +82,12 @@ class FeatureCache:
             batch.text_tokens = viewed("text_tokens", "aug_text_tokens", text_views, slice(None, length)).float()
             batch.text_mask = mask[:, :length]
             batch.image_tokens = viewed("image_tokens", "aug_tokens", views).float()
+        if hidden_layers:
+            # Full length L: a causal text tower trims to the batch's longest itself, SigLIP's cannot.
+            k = hidden_layers
+            batch.text_mask = viewed("text_mask", "aug_text_mask", text_views)  # (B, L)
+            batch.text_hidden = viewed(f"text_hidden{k}", f"aug_text_hidden{k}", text_views).float()  # (B, L, D_t)
+            batch.image_hidden = viewed(f"image_hidden{k}", f"aug_image_hidden{k}", views).float()  # (B, M, D_v)
         return batch
 
 

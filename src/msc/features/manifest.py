@@ -16,6 +16,14 @@ patches, P = joint width):
     aug_text_tokens.npy (N_lab, K_t, L, P)
     aug_text_mask.npy   (N_lab, K_t, L) bool
 
+With features.top_layers: T above 0 (msc/model/top_layers.py), for j = 1..T, the hidden states
+entering each tower's last j blocks (D_t, D_v: the towers' widths; masked by the text masks):
+
+    text_hidden{j}.npy       (N, L, D_t)
+    image_hidden{j}.npy      (N, M, D_v)
+    aug_image_hidden{j}.npy  (N_lab, K, M, D_v)
+    aug_text_hidden{j}.npy   (N_lab, K_t, L, D_t)
+
 The augmented arrays exist only when their K is above 0.
 """
 
@@ -30,6 +38,7 @@ from typing import ClassVar
 from msc.config import Config
 from msc.core.errors import UserError
 from msc.core.handoff import HandOff, read_handoff
+from msc.core.paths import local_folder
 
 MANIFEST = "manifest.json"
 MSC_ROOT = Path(__file__).resolve().parents[1]
@@ -98,12 +107,33 @@ def preprocessing_settings(config: Config) -> dict[str, object]:
         "model.backbone": config.model.backbone,
         "model.revision": config.model.revision,
         "model.precision": config.model.precision,
+        "model.family": config.model.family,
         "features.augment_views": config.features.augment_views,
         "features.text_augment_views": config.features.text_augment_views,
         "features.max_text_tokens": config.features.max_text_tokens,
         "features.seed": config.features.seed,
+        "features.top_layers": config.features.top_layers,
         "preprocessing code": preprocessing_code_hash(),
     }
+
+
+def backbone_identity(name: str, revision: str) -> str:
+    """What decides whether cached features are stale with respect to the backbone.
+
+    A local folder is identified by the content of its config and weights; a hub id by id and
+    revision (pin a commit hash as model.revision for a fully content-addressed cache).
+    """
+    folder = local_folder(name)
+    if folder is None:
+        return f"hub:{name}@{revision}"
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode())
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return f"folder:{digest.hexdigest()}"
 
 
 def check_settings(manifest: CacheManifest, config: Config, folder: Path) -> None:

@@ -9,11 +9,10 @@ image patches share one width and cross-attention can compare them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from PIL import Image
 
 from msc.core.errors import UserError
 from msc.core.paths import local_folder, plainly_a_path
+from msc.model.devices import resolve_device, resolve_dtype
 
 SAMPLE_BACKBONE = "models/tiny-clip"
 
@@ -41,9 +41,25 @@ def register_family(model_type: str):
     """Class decorator: load checkpoints whose config.json says ``model_type`` with this Backbone class."""
     def register(family: type["Backbone"]) -> type["Backbone"]:
         BACKBONE_FAMILIES[model_type] = family
+        family.family = model_type
         return family
 
     return register
+
+
+class Encoded(NamedTuple):
+    """One tower's output for a batch."""
+
+    pooled: torch.Tensor  # (B, P) in the joint space
+    tokens: torch.Tensor  # (B, T, P) per token or patch, in the joint space
+    # hidden[j - 1]: the hidden states entering the tower's last j blocks, (B, T, D), j = 1..K
+    hidden: tuple[torch.Tensor, ...] = ()
+
+
+def entering_last_blocks(out, hidden_layers: int) -> tuple[torch.Tensor, ...]:
+    """From a tower's output with ``output_hidden_states`` (the embeddings, then each block's output),
+    the states entering its last 1, 2, ..., ``hidden_layers`` blocks."""
+    return tuple(out.hidden_states[-(j + 1)] for j in range(1, hidden_layers + 1))
 
 
 @dataclass
@@ -58,6 +74,7 @@ class Backbone:
     name: str
     device: torch.device
     dtype: torch.dtype
+    family: ClassVar[str]  # its model_type, set by register_family
     # True where a real token's state never depends on the padding after it (a causal text tower
     # that pools at the end-of-text token): texts may then be padded to each batch's longest.
     causal_text: ClassVar[bool] = True
@@ -70,6 +87,16 @@ class Backbone:
     @property
     def dim(self) -> int:
         raise NotImplementedError
+
+    @property
+    def blocks(self) -> int:
+        """Transformer blocks of the shallower tower: the most ``features.top_layers`` can be."""
+        return min(self.model.config.text_config.num_hidden_layers, self.model.config.vision_config.num_hidden_layers)
+
+    @property
+    def hidden_widths(self) -> tuple[int, int]:
+        """(D_t, D_v): the widths of the text and image towers' hidden states."""
+        return self.model.config.text_config.hidden_size, self.model.config.vision_config.hidden_size
 
     @property
     def image_tokens(self) -> int:
@@ -112,23 +139,25 @@ class ClipBackbone(Backbone):
     def image_tokens(self) -> int:
         return super().image_tokens + 1  # the patches and CLS
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L) ids -> pooled (B, P) and per-token (B, L, P) features in the joint space."""
-        out = self.model.text_model(
-            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
-        )
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden_layers: int = 0) -> Encoded:
+        """(B, L) ids -> pooled (B, P) and per-token (B, L, P) features in the joint space, and the
+        hidden states (B, L, D_t) entering the last 1..``hidden_layers`` blocks."""
+        out = self.model.text_model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                                    output_hidden_states=hidden_layers > 0)
         # last_hidden_state already went through final_layer_norm: (B, L, D_text)
         pooled = self.model.text_projection(out.pooler_output)
         tokens = self.model.text_projection(out.last_hidden_state)
-        return pooled, tokens
+        return Encoded(pooled, tokens, entering_last_blocks(out, hidden_layers))
 
-    def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) -> pooled (B, P) and per-patch (B, 1 + patches, P) features."""
-        out = self.model.vision_model(pixel_values=pixel_values.to(self.device, self.dtype))
+    def encode_image(self, pixel_values: torch.Tensor, hidden_layers: int = 0) -> Encoded:
+        """(B, 3, H, W) -> pooled (B, P) and per-patch (B, 1 + patches, P) features, and the hidden
+        states (B, 1 + patches, D_v) entering the last 1..``hidden_layers`` blocks."""
+        out = self.model.vision_model(pixel_values=pixel_values.to(self.device, self.dtype),
+                                      output_hidden_states=hidden_layers > 0)
         pooled = self.model.visual_projection(out.pooler_output)  # post_layernorm(CLS) projected
         # The pooled path applies post_layernorm to CLS only; apply it to every patch alike.
         tokens = self.model.visual_projection(self.model.vision_model.post_layernorm(out.last_hidden_state))
-        return pooled, tokens
+        return Encoded(pooled, tokens, entering_last_blocks(out, hidden_layers))
 
 
 @register_family("siglip")
@@ -165,15 +194,21 @@ class SiglipBackbone(Backbone):
         return self.processor.tokenizer(texts, padding="max_length", truncation=True, max_length=length,
                                         return_tensors="pt", return_attention_mask=True)
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L) ids -> pooled (B, P) and per-token (B, L, P); the mask is not the model's (see above)."""
-        out = self.model.text_model(input_ids=input_ids.to(self.device))  # final_layer_norm applied: (B, L, D)
-        return out.pooler_output, self.model.text_model.head(out.last_hidden_state)
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden_layers: int = 0) -> Encoded:
+        """(B, L) ids -> pooled (B, P), per-token (B, L, P) and the hidden states (B, L, D) entering the
+        last 1..``hidden_layers`` blocks; the mask is not the model's (see above)."""
+        out = self.model.text_model(input_ids=input_ids.to(self.device), output_hidden_states=hidden_layers > 0)
+        # final_layer_norm applied: (B, L, D)
+        return Encoded(out.pooler_output, self.model.text_model.head(out.last_hidden_state),
+                       entering_last_blocks(out, hidden_layers))
 
-    def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) -> attention-pooled (B, P) and per-patch (B, patches, P) features."""
-        out = self.model.vision_model(pixel_values=pixel_values.to(self.device, self.dtype))
-        return out.pooler_output, out.last_hidden_state  # post_layernorm applied to every patch
+    def encode_image(self, pixel_values: torch.Tensor, hidden_layers: int = 0) -> Encoded:
+        """(B, 3, H, W) -> attention-pooled (B, P), per-patch (B, patches, P) features and the hidden
+        states (B, patches, D) entering the last 1..``hidden_layers`` blocks."""
+        out = self.model.vision_model(pixel_values=pixel_values.to(self.device, self.dtype),
+                                      output_hidden_states=hidden_layers > 0)
+        # post_layernorm applied to every patch
+        return Encoded(out.pooler_output, out.last_hidden_state, entering_last_blocks(out, hidden_layers))
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
@@ -181,22 +216,6 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval()
-
-
-def resolve_device(device: str, key: str = "model.device") -> torch.device:
-    """``device`` (auto | cpu | cuda | cuda:N, read from params.yaml's ``key``) as a torch device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"params.yaml: {key} is '{device}' but no CUDA device is visible; use auto or cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """auto: fp16 on a GPU (half the memory traffic), fp32 on a CPU (fp16 matmuls are slow there)."""
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
 def offline_help(name: str) -> str:
@@ -234,8 +253,10 @@ def backbone_family(folder: Path | None, name: str, revision: str) -> str:
     return model_type
 
 
-def load_backbone(name: str, revision: str = "main", device: str = "auto", precision: str = "auto") -> Backbone:
-    """Load a backbone of any registered family by hub id or folder, frozen, on ``device`` in ``precision``."""
+def load_backbone(name: str, revision: str = "main", device: str = "auto", precision: str = "auto",
+                  family: str | None = None) -> Backbone:
+    """Load a backbone by hub id or folder, frozen, on ``device`` in ``precision``; its family is
+    ``family`` (``model.family``) when given, else its config.json's model_type."""
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
@@ -250,32 +271,13 @@ def load_backbone(name: str, revision: str = "main", device: str = "auto", preci
     torch_device = resolve_device(device)
     dtype = resolve_dtype(precision, torch_device)
     kwargs = {} if local else {"revision": revision}
-    family = "unknown"
+    named = family or "unknown"
     try:
-        family = backbone_family(folder, name, revision)
-        model, processor = BACKBONE_FAMILIES[family].load(source, dtype, **kwargs)
+        named = family or backbone_family(folder, name, revision)
+        model, processor = BACKBONE_FAMILIES[named].load(source, dtype, **kwargs)
     except (OSError, ValueError) as error:
         if local:
-            raise UserError(f"model.backbone folder '{name}' is not a {family} checkpoint: {error}") from None
+            raise UserError(f"model.backbone folder '{name}' is not a {named} checkpoint: {error}") from None
         raise UserError(offline_help(name)) from None
     model = freeze(model).to(torch_device)
-    return BACKBONE_FAMILIES[family](model, processor, name, torch_device, dtype)
-
-
-def backbone_identity(name: str, revision: str) -> str:
-    """What decides whether cached features are stale with respect to the backbone.
-
-    A local folder is identified by the content of its config and weights; a hub id by id and
-    revision (pin a commit hash as model.revision for a fully content-addressed cache).
-    """
-    folder = local_folder(name)
-    if folder is None:
-        return f"hub:{name}@{revision}"
-    digest = hashlib.sha256()
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
-            digest.update(path.name.encode())
-            with path.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-    return f"folder:{digest.hexdigest()}"
+    return BACKBONE_FAMILIES[named](model, processor, name, torch_device, dtype)

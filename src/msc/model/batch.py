@@ -17,6 +17,10 @@ class FeatureBatch:
     text_tokens: torch.Tensor | None = None  # (B, L, P)
     text_mask: torch.Tensor | None = None  # (B, L) bool, True = real token
     image_tokens: torch.Tensor | None = None  # (B, M, P)
+    # With train.top_layers k > 0 (msc/model/top_layers.py): the hidden states entering each tower's
+    # last k blocks, from which the model computes the fields above. D_t, D_v: the towers' widths.
+    text_hidden: torch.Tensor | None = None  # (B, L, D_t), masked by text_mask
+    image_hidden: torch.Tensor | None = None  # (B, M, D_v)
 
 
 def drop_modality(batch: FeatureBatch, text_rows: np.ndarray, image_rows: np.ndarray) -> FeatureBatch:

@@ -49,9 +49,17 @@ class FusionHead(nn.Module):
     """Base class. ``uses_tokens`` tells the trainer whether to load token-level features."""
 
     uses_tokens = False
+    hidden_layers = 0  # k: a head alone reads no hidden states (msc/model/top_layers.py does)
 
     def forward(self, batch: FeatureBatch) -> torch.Tensor:  # -> logits (B, 3)
         raise NotImplementedError
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """What a logged model keeps of it: every weight."""
+        return self.state_dict()
+
+    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state)
 
 
 @register_head("text")

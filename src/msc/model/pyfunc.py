@@ -5,7 +5,8 @@ file path only for a trusted caller, see msc/model/inputs.py). Output: one row p
 ``label`` and ``p_positive``, ``p_neutral``, ``p_negative``, calibrated with the temperature that
 the registry fitted on the validation split (msc/train/calibration.py).
 
-The logged model holds the head weights (safetensors, never pickle), ``head.json`` (msc/model/spec.py)
+The logged model holds the head weights (safetensors, never pickle; with ``train.top_layers`` k > 0
+also its top blocks, or their LoRA adapters), ``head.json`` (msc/model/spec.py)
 and the code of ``msc.model`` and the layers below it (msc/track/logged_model.py); the backbone is
 referenced by hub id and revision or local folder; the registered version bundles a local folder with
 ``register.bundle_backbone: true``. It is logged as "model from code" (msc/model/pyfunc_entry.py), so
@@ -30,6 +31,7 @@ from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.heads import build_head
 from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
 from msc.model.spec import backbone_reference, read_head_spec
+from msc.model.top_layers import TopLayersModel
 
 PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
 PREDICT_BATCH = 64
@@ -41,9 +43,10 @@ def to_cache_precision(features: torch.Tensor) -> torch.Tensor:
 
 
 def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[np.ndarray | None],
-                  max_text_tokens: int) -> FeatureBatch:
+                  max_text_tokens: int, hidden_layers: int = 0) -> FeatureBatch:
     """Raw tweets and preprocessed images ((3, H, W) from ``backbone.preprocess_image``) -> the
-    FeatureBatch a head reads, with featurize's preprocessing.
+    FeatureBatch a model reads, with featurize's preprocessing; with ``hidden_layers`` k > 0, also the
+    hidden states entering each tower's last k blocks.
 
     A None text or image is a missing modality: its features are zeros, as in modality dropout.
     """
@@ -51,15 +54,18 @@ def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[np.n
     blank = backbone.preprocess_image(Image.new("RGB", (32, 32)))  # a missing image's placeholder; zeroed below
     pixels = torch.from_numpy(np.stack([blank if image is None else image for image in images]))
     with torch.inference_mode():
-        text_pooled, text_tokens = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
-        image_pooled, image_tokens = backbone.encode_image(pixels)
+        text = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"], hidden_layers)
+        image = backbone.encode_image(pixels, hidden_layers)
     batch = FeatureBatch(
-        text_pooled=to_cache_precision(text_pooled.cpu()),
-        image_pooled=to_cache_precision(image_pooled.cpu()),
-        text_tokens=to_cache_precision(text_tokens.cpu()),
+        text_pooled=to_cache_precision(text.pooled.cpu()),
+        image_pooled=to_cache_precision(image.pooled.cpu()),
+        text_tokens=to_cache_precision(text.tokens.cpu()),
         text_mask=encoded["attention_mask"].bool(),
-        image_tokens=to_cache_precision(image_tokens.cpu()),
+        image_tokens=to_cache_precision(image.tokens.cpu()),
     )
+    if hidden_layers:
+        batch.text_hidden = to_cache_precision(text.hidden[hidden_layers - 1].cpu())  # (B, L, D_t)
+        batch.image_hidden = to_cache_precision(image.hidden[hidden_layers - 1].cpu())  # (B, M, D_v)
     missing_text = np.array([i for i, text in enumerate(texts) if text is None], dtype=np.int64)
     missing_image = np.array([i for i, image in enumerate(images) if image is None], dtype=np.int64)
     return drop_modality(batch, missing_text, missing_image)
@@ -71,9 +77,14 @@ class MscModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         spec = read_head_spec(context.artifacts["head_config"])
         backbone_ref = context.artifacts.get("backbone") or backbone_reference(spec)
-        self.backbone = load_backbone(backbone_ref, spec.revision, device="auto", precision="auto")
-        self.head = build_head(spec.fusion, spec.dim, spec.hidden_dim, spec.dropout)
-        self.head.load_state_dict(load_file(context.artifacts["head_weights"]))
+        self.backbone = load_backbone(backbone_ref, spec.revision, device="auto", precision="auto", family=spec.family)
+        head = build_head(spec.fusion, spec.dim, spec.hidden_dim, spec.dropout)
+        top_layers = spec.train.get("top_layers", 0)  # k > 0: its own copies of the top k blocks (msc/model/top_layers.py)
+        # FeatureBatch -> logits: the head, within its own top blocks when k > 0. On the CPU, in fp32,
+        # like the head alone; the backbone below runs on its device.
+        self.head = head if not top_layers else TopLayersModel.from_backbone(
+            self.backbone, top_layers, spec.train["top_layers_adapter"], spec.train["lora_rank"], head).cpu()
+        self.head.load_saved_state(load_file(context.artifacts["head_weights"]))
         self.head.eval()
         # Fitted on the validation split when the version was registered; 1 (none) for a trial's model.
         self.temperature = spec.temperature
@@ -105,7 +116,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
         for start in range(0, len(model_input), PREDICT_BATCH):
             chunk = model_input.iloc[start : start + PREDICT_BATCH]
             texts, images = read(chunk, self.backbone.preprocess_image)
-            batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens)
+            batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens, self.head.hidden_layers)
             with torch.inference_mode():
                 probabilities.append(torch.softmax(self.head(batch) / self.temperature, dim=-1).numpy())
         probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(LABELS)))

@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
-import torch
 from safetensors.torch import save_file
 
 from msc.core.handoff import HandOff, read_handoff, write_handoff
@@ -38,19 +37,22 @@ class HeadSpec(HandOff):
     labels: list  # class order of the head's outputs
     train: dict  # the whole train section it was trained with
     temperature: float = 1.0  # fitted on validation at registration; 1 (none) for a trial's model
+    family: str | None = None  # model.family as set: None reads it from the backbone's config.json
 
 
-def head_spec(train: dict, dim: int, backbone: str, revision: str, max_text_tokens: int) -> HeadSpec:
+def head_spec(train: dict, dim: int, backbone: str, revision: str, max_text_tokens: int,
+              family: str | None = None) -> HeadSpec:
     """The spec of a head trained with the ``train`` section (a dict of TrainConfig) over ``backbone``."""
     folder = local_folder(backbone)
     return HeadSpec(fusion=train["fusion"], dim=dim, hidden_dim=train["hidden_dim"], dropout=train["dropout"],
                     backbone=backbone, backbone_folder=str(folder.resolve()) if folder else None, revision=revision,
-                    max_text_tokens=max_text_tokens, labels=list(LABELS), train=train)
+                    max_text_tokens=max_text_tokens, labels=list(LABELS), train=train, family=family)
 
 
-def write_head(head: torch.nn.Module, spec: HeadSpec, folder: Path) -> dict[str, str]:
-    """Save weights and spec into ``folder``; returns the pyfunc artifacts mapping."""
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(folder / HEAD_WEIGHTS))
+def write_head(model, spec: HeadSpec, folder: Path) -> dict[str, str]:
+    """Save the weights that ``model`` (a FusionHead or TopLayersModel) keeps, and the spec, into ``folder``;
+    returns the pyfunc artifacts mapping."""
+    save_file({k: v.detach().contiguous() for k, v in model.saved_state().items()}, str(folder / HEAD_WEIGHTS))
     write_handoff(folder / HEAD_SPEC, spec)
     return {"head_weights": str(folder / HEAD_WEIGHTS), "head_config": str(folder / HEAD_SPEC)}
 

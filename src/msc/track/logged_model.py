@@ -46,7 +46,7 @@ def pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     packages = ["torch", "transformers", "safetensors", "pillow", "numpy", "pandas", "nltk", "mlflow", "scikit-learn",
-                "rich", "pyyaml"]
+                "rich", "pyyaml", "peft"]
     return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 
 
@@ -78,10 +78,11 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
 
 
 def log_trial_model(head: torch.nn.Module, train: TrainConfig, dim: int, backbone: str, revision: str,
-                    max_text_tokens: int):
-    """A trial's model: the head, with the backbone referenced by hub id or folder, never copied
-    (30 trials would hold 30 copies). Only the registered version may bundle it (registered_copy)."""
-    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens)
+                    max_text_tokens: int, family: str | None = None):
+    """A trial's model: the head (with its trained top layers, if any), with the backbone referenced
+    by hub id or folder, never copied (30 trials would hold 30 copies). Only the registered version
+    may bundle it (registered_copy)."""
+    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, family)
     with tempfile.TemporaryDirectory() as tmp:
         return log_pyfunc(write_head(head, spec, Path(tmp)))
 

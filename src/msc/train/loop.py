@@ -8,6 +8,7 @@ selection by ``train.select_metric`` on the validation split (the study optimise
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from msc.config import TrainConfig
 from msc.core.errors import UserError
 from msc.core.labels import LABELS
 from msc.features.cache import FeatureCache
+from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import drop_modality
 from msc.model.heads import FusionHead, build_head
+from msc.model.top_layers import TopLayersModel
 from msc.train.metrics import classification_metrics, scalar_metrics
 
 EVAL_BATCH = 512
@@ -32,9 +35,42 @@ INIT_LOCK = threading.Lock()
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
+@functools.lru_cache(maxsize=2)
+def frozen_backbone(name: str, revision: str, family: str | None) -> Backbone:
+    """The backbone that featurize ran, in fp32 on the CPU, loaded once per process: trainable top
+    layers start as copies of its blocks."""
+    return load_backbone(name, revision, device="cpu", precision="fp32", family=family)
+
+
+def build_model(config: TrainConfig, cache: FeatureCache) -> FusionHead | TopLayersModel:
+    """``config.fusion``'s head over the cache's features, within trainable copies of each tower's top
+    ``config.top_layers`` blocks when that is above 0."""
+    head = build_head(config.fusion, cache.dim, config.hidden_dim, config.dropout)
+    if not config.top_layers:
+        return head
+    if config.top_layers > cache.top_layers:
+        raise UserError(f"train.top_layers is {config.top_layers}, but the feature cache '{cache.folder}' holds the "
+                        f"hidden states of the last {cache.top_layers} blocks (features.top_layers); raise "
+                        "features.top_layers and run `python -m src.featurize`")
+    settings = cache.manifest.preprocessing
+    backbone = frozen_backbone(settings["model.backbone"], settings["model.revision"], settings.get("model.family"))
+    return TopLayersModel.from_backbone(backbone, config.top_layers, config.top_layers_adapter, config.lora_rank, head)
+
+
+def optimizer_for(model: FusionHead | TopLayersModel, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over every trainable parameter; the top blocks' at ``lr * top_layers_lr_scale``, since
+    pretrained weights need smaller steps than a head trained from scratch."""
+    if not config.top_layers:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    tops = [p for top in (model.text_top, model.image_top) for p in top.parameters() if p.requires_grad]
+    groups = [{"params": list(model.head.parameters())},
+              {"params": tops, "lr": config.lr * config.top_layers_lr_scale}]
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
 @dataclass
 class TrainResult:
-    head: FusionHead  # weights of the best epoch, in eval mode
+    head: FusionHead | TopLayersModel  # weights of the best epoch, in eval mode; with its top layers when k > 0
     history: list[dict[str, float]]  # one dict per epoch: train_* and val_* scalars
     best_epoch: int  # 1-based, the kept epoch: the first with the highest select_metric
     val_scores: dict  # classification_metrics at the kept epoch, confusion included
@@ -60,7 +96,8 @@ def predict_proba(head: FusionHead, cache: FeatureCache, rows: np.ndarray) -> np
     """Class probabilities (n, 3) of ``rows`` on their clean views, in fp32 on the cache's device."""
     head.eval().to(cache.device)
     out = [
-        torch.softmax(head(cache.batch(rows[i : i + EVAL_BATCH], tokens=head.uses_tokens)), dim=-1)
+        torch.softmax(head(cache.batch(rows[i : i + EVAL_BATCH], tokens=head.uses_tokens,
+                                       hidden_layers=head.hidden_layers)), dim=-1)
         for i in range(0, len(rows), EVAL_BATCH)
     ]
     return torch.cat(out).cpu().numpy() if out else np.zeros((0, len(LABELS)), dtype=np.float32)
@@ -83,7 +120,7 @@ def training_autocast(precision: str, head: FusionHead, device: torch.device) ->
     ``auto`` on a GPU: bf16 where the GPU supports it, else fp16, whose small range needs the
     scaler. On a CPU: bf16 for the token heads (early, cross_attention) where bf16 is native
     (AVX512-BF16 or AMX): their attention layers are compute-bound, and bf16 cuts an epoch by about
-    a third there (BENCHMARKS.md). The pooled heads are too small to gain.
+    a third there (BENCHMARKS.md), and for trainable top blocks. The pooled heads are too small to gain.
     """
     cuda = device.type == "cuda"
     if precision == "auto":
@@ -91,7 +128,8 @@ def training_autocast(precision: str, head: FusionHead, device: torch.device) ->
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
             native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-            precision = "bf16" if head.uses_tokens and native else "fp32"
+            compute_bound = head.uses_tokens or head.hidden_layers  # attention layers: the token heads, top blocks
+            precision = "bf16" if compute_bound and native else "fp32"
     if precision == "fp16" and not cuda:
         raise UserError("train.precision fp16 needs a GPU (train.device cuda); use bf16 or fp32 on the CPU")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
@@ -129,7 +167,8 @@ def train_epoch(head: FusionHead, cache: FeatureCache, order: np.ndarray, config
         rows = order[start : start + config.batch_size]
         window = slice(start, start + config.batch_size)
         batch = cache.batch(rows, None if views is None else views[window], tokens=head.uses_tokens,
-                            text_views=None if text_views is None else text_views[window])
+                            text_views=None if text_views is None else text_views[window],
+                            hidden_layers=head.hidden_layers)
         # Modality dropout: a few samples lose one modality, half their text, half their image.
         dropped = np.flatnonzero(rng.random(len(rows)) < config.modality_dropout)
         lose_text = rng.random(len(dropped)) < 0.5
@@ -165,10 +204,10 @@ def train_head(
     device = cache.device
     with INIT_LOCK:  # the trial's own seed decides its initial weights, whatever other threads draw
         torch.manual_seed(config.seed)
-        head = build_head(config.fusion, cache.dim, config.hidden_dim, config.dropout).to(device)
+        head = build_model(config, cache).to(device)
     rng = np.random.default_rng(config.seed)  # the trial's own generator: batch order, views, modality dropout
     weights = class_weights(cache.labels[train_rows], config.class_weight_power, config.neutral_boost)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = optimizer_for(head, config)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
     step = Optimisation(optimizer, scheduler, *training_autocast(config.precision, head, device), weights.to(device))

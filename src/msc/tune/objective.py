@@ -91,7 +91,7 @@ class Objective:
             mlflow.log_metric("objective", score)
             log_confusion(result.val_scores["confusion"], "val")
             info = log_trial_model(result.head, config.train, self.cache.dim, config.model.backbone,
-                                   config.model.revision, config.features.max_text_tokens)
+                                   config.model.revision, config.features.max_text_tokens, config.model.family)
             trial.set_user_attr("model_uri", info.model_uri)
             mlflow.set_tag("optuna_state", "COMPLETE")
         return score
