@@ -24,6 +24,9 @@ Sections (``--only`` picks some; each writes ``<work-dir>/<section>.json``):
   ``--serve-seconds``: throughput, p50/p99 latency and errors, against the raw forward. The served
   model is the backbone with an untrained ``late`` head (speed does not depend on the weights),
   logged into a store under the work dir. The clients run on the same 2 cores as the server.
+- ``top_layers``: for features.top_layers K = 0, 1, 2 on a share of the labelled samples, the
+  featurize time and the cache size; then seconds per epoch of ``late`` and ``cross_attention`` with
+  train.top_layers k = 0, 1, 2, against re-encoding the backbone every epoch (benchmarks/top_layers.py).
 
 On a GPU (``model.device`` auto) the same command reports GPU figures, with forward latency in
 fp32, fp16 and bf16.
@@ -43,14 +46,15 @@ from benchmarks.featurize import bench_featurize
 from benchmarks.predict import bench_predict
 from benchmarks.serve import bench_serve
 from benchmarks.study import bench_study
+from benchmarks.top_layers import bench_top_layers
 from benchmarks.trial import bench_trial
 from msc.core.errors import UserError, cli
 from msc.core.files import atomic_write_text
 from msc.features.manifest import MANIFEST
 
-SECTIONS = ("featurize", "trial", "study", "predict", "serve")
+SECTIONS = ("featurize", "trial", "study", "predict", "serve", "top_layers")
 BENCH = {"featurize": bench_featurize, "trial": bench_trial, "study": bench_study, "predict": bench_predict,
-         "serve": bench_serve}
+         "serve": bench_serve, "top_layers": bench_top_layers}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="caches, studies and the JSON results (default: %(default)s)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
     parser.add_argument("--serve-seconds", type=float, default=60.0, help="load per client count (default: %(default)s)")
+    parser.add_argument("--top-layers-fraction", type=float, default=0.1,
+                        help="share of the labelled samples the top_layers section featurizes (default: %(default)s)")
     args = parser.parse_args(argv)
     args.sections = args.only.split(",")
     if unknown := set(args.sections) - set(SECTIONS):
