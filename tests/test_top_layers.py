@@ -161,3 +161,21 @@ def test_a_missing_modality_stays_zero_through_the_top_layers(top_config, top_ca
     assert not features.text_pooled[1].any() and not features.text_tokens[1].any()
     assert features.text_pooled[0].any() and features.image_pooled[1].any()
     assert isinstance(features, FeatureBatch)
+
+
+@pytest.mark.parametrize("train_section", [{"top_layers": 1}, {}])
+def test_top_layers_above_the_cached_ones_stop_at_load(tmp_path, train_section):
+    """Set, or reachable by the study's search space, a k above K is a sentence when params load."""
+    import yaml
+
+    from msc.config import load_config
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["train"].update(train_section)
+    params["tune"]["search_space"]["train"]["top_layers"] = {"type": "int", "low": 0, "high": 1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(UserError, match=r"train.top_layers.*features.top_layers \(0\)"):
+        load_config(tmp_path / "params.yaml")
+    params["features"]["top_layers"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_config(tmp_path / "params.yaml").features.top_layers == 1
