@@ -20,10 +20,12 @@ from msc.config import load_config
 from msc.core.errors import cli, step
 from msc.core.files import atomic_write_text
 from msc.core.labels import LABELS
+from msc.model.explain import EXPLANATION_COLUMNS
 from msc.track.inference import load_model, predict_test_set, registry_warning, score_against
 from msc.track.store import setup_mlflow
 
 DEFAULT_OUT = Path("results/test_with_label.txt")
+EXPLANATIONS = "test_explanations.csv"  # written beside --out with --explain
 
 
 def write_labels(labels: pd.DataFrame, out: Path) -> None:
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-root", help="dataset folder (default: data.root in params.yaml)")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--explain", action="store_true", help=f"also write {EXPLANATIONS} beside --out: each "
+                        "test post's attr_text, attr_image (the Shapley split of the predicted class's log-probability "
+                        "between text and image) and driver (predict.driver_margin in params.yaml)")
     parser.add_argument("--true-labels", type=Path, help="a CSV of guid,label for the test guids (the offline "
                         "sample's data/cues.csv): also report accuracy and calibration error against it")
     args = parser.parse_args(argv)
@@ -67,17 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     try:
         with step("labelling the test set"):
-            labels = predict_test_set(model, args.data_root or config.data.root, config.data.text_encoding)
+            labels = predict_test_set(model, args.data_root or config.data.root, config.data.text_encoding,
+                                      config.predict.driver_margin if args.explain else None)
     finally:
         logger.removeHandler(handler)
-    write_labels(labels, args.out)
+    write_labels(labels, args.out)  # the course's guid,tag format, with or without --explain
+    if args.explain:
+        explanations = labels[["guid", "tag", *(f"p_{label}" for label in LABELS), *EXPLANATION_COLUMNS]]
+        atomic_write_text(args.out.with_name(EXPLANATIONS), explanations.to_csv(index=False, float_format="%.6f"))
     table, counts = distribution_table(labels)
     Console().print(table)
     scores = score_against(labels, args.true_labels) if args.true_labels else {}
     with mlflow.start_run(experiment_id=experiment_id, run_name="predict", tags={"model_uri": args.model_uri}):
         mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()}, **scores})
         mlflow.log_artifact(str(args.out))
-    print(f"wrote {len(labels)} labels to {args.out}")
+    print(f"wrote {len(labels)} labels to {args.out}" + (f" and their explanations to "
+                                                          f"{args.out.with_name(EXPLANATIONS)}" if args.explain else ""))
     if scores:
         print(f"against {args.true_labels}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
               f"{scores['test_ece']:.4f} (10 bins of the top probability) on {len(labels)} test samples")

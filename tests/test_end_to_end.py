@@ -62,7 +62,7 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
 
     truth = Path(config.data.root) / "cues.csv"  # the sample's true labels, test guids included
     assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params), "--true-labels",
-                         str(truth)]) == 0
+                         str(truth), "--explain"]) == 0
     out = capsys.readouterr().out
     assert f"against {truth}: accuracy " in out and "expected calibration error" in out
     lines = (project / "results" / "test_with_label.txt").read_text().splitlines()
@@ -70,6 +70,12 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
     assert lines[0] == "guid,tag" and len(lines) == len(test_lines)
     assert [line.split(",")[0] for line in lines[1:]] == [line.split(",")[0] for line in test_lines[1:]]
     assert {line.split(",")[1] for line in lines[1:]} <= {"positive", "neutral", "negative"}
+    # --explain leaves the course file as it is and writes the attributions beside it, row for row.
+    explained = pd.read_csv(project / "results" / "test_explanations.csv", dtype={"guid": str})
+    assert list(explained.columns) == ["guid", "tag", "p_positive", "p_neutral", "p_negative", "attr_text",
+                                       "attr_image", "driver"]
+    assert [f"{g},{t}" for g, t in zip(explained["guid"], explained["tag"])] == lines[1:]
+    assert set(explained["driver"]) <= {"text", "image", "both"} and explained["attr_text"].abs().sum() > 0
 
 
 def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):

@@ -31,8 +31,9 @@ def png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def split_body(rows, columns=("text", "image")) -> bytes:
-    return json.dumps({"dataframe_split": {"columns": list(columns), "data": rows}}).encode()
+def split_body(rows, columns=("text", "image"), params: dict | None = None) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": list(columns), "data": rows},
+                       **({"params": params} if params is not None else {})}).encode()
 
 
 def post(port: int, body: bytes, content_type: str = "application/json") -> tuple[int, str]:
@@ -94,6 +95,10 @@ def hostile_requests(image: str, sample_file: str) -> dict[str, bytes]:
         "empty JSON object": (b"{}", "application/json"),
         "ragged rows": (split_body([["hi", image, "extra"]]), "application/json"),
         "wrong content type": (b"text,image\nhi,x", "application/xml"),
+        "explain not a boolean": (split_body([["hi", image]], params={"explain": "perhaps"}), "application/json"),
+        "explain a list": (split_body([["hi", image]], params={"explain": [True]}), "application/json"),
+        "negative driver margin": (split_body([["hi", image]], params={"explain": True, "driver_margin": -1.0}),
+                                   "application/json"),
     })
     return bodies
 
@@ -122,6 +127,7 @@ def test_hostile_requests_get_4xx_and_the_server_stays_up_and_bounded(server, sa
     assert "is not an image file" in answers["base64 of text"]
     assert "missing inputs ['image']" in answers["missing image column"]  # MLflow's schema check, before the model
     assert f"more than {MAX_ROWS}" in answers["too many rows"]
+    assert "explain" in answers["explain not a boolean"] and "driver_margin" in answers["negative driver margin"]
     # A client cannot tell whether a path exists on the server.
     assert answers["absolute path of a server file"].replace("/etc/passwd", "PATH") == \
         answers["absolute path that does not exist"].replace("/etc/passwx", "PATH")
@@ -132,3 +138,12 @@ def test_hostile_requests_get_4xx_and_the_server_stays_up_and_bounded(server, sa
     assert list(predictions.columns) == ["label", "p_positive", "p_neutral", "p_negative"]
     assert len(predictions) == 2 and set(predictions["label"]) <= {"positive", "neutral", "negative"}
     np.testing.assert_allclose(predictions[["p_positive", "p_neutral", "p_negative"]].sum(1), 1.0, atol=1e-5)
+    # Without the switch, or with it off, the answer is today's, byte for byte; with it, the attributions.
+    rows = [["so happy love great", image], ["sad hate awful", image]]
+    assert post(port, split_body(rows, params={"explain": False})) == post(port, split_body(rows))
+    status, text = post(port, split_body(rows, params={"explain": True}))
+    assert status == 200, text
+    explained = pd.DataFrame(json.loads(text)["predictions"])
+    assert list(explained.columns) == ["label", "p_positive", "p_neutral", "p_negative", "attr_text", "attr_image",
+                                       "driver"]
+    assert set(explained["driver"]) <= {"text", "image", "both"}

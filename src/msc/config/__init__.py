@@ -25,6 +25,7 @@ from msc.config.space import as_float, check_search_space, flat_search_space
 from msc.core.errors import UserError
 from msc.core.labels import LABELS
 from msc.data.split import SplitRule
+from msc.model.explain import DRIVER_MARGIN
 from msc.model.heads import ATTENTION_HEADS, HEADS
 
 PARAMS_FILE = "params.yaml"
@@ -173,6 +174,16 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    # `src.predict --explain`: a row's driver is the modality whose Shapley share of the predicted
+    # log-probability exceeds the other's by more than this many nats, else "both" (msc/model/explain.py)
+    driver_margin: float = DRIVER_MARGIN
+
+    def __post_init__(self) -> None:
+        require(self.driver_margin >= 0, "predict.driver_margin", self.driver_margin, "must be 0 or more (nats)")
+
+
+@dataclass(frozen=True)
 class RegisterConfig:
     bundle_backbone: bool = False  # copy a local backbone folder into the model instead of referencing it
 
@@ -209,6 +220,7 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
 

@@ -3,7 +3,8 @@
 Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (the image bytes base64-encoded; a
 file path only for a trusted caller, see msc/model/inputs.py). Output: one row per input with
 ``label`` and ``p_positive``, ``p_neutral``, ``p_negative``, calibrated with the temperature that
-the registry fitted on the validation split (msc/train/calibration.py).
+the registry fitted on the validation split (msc/train/calibration.py); with the inference param
+``explain: true``, also ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py).
 
 The logged model holds the head weights (safetensors, never pickle; with ``train.top_layers`` k > 0
 also its top blocks, or their LoRA adapters), ``head.json`` (msc/model/spec.py)
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -28,6 +29,7 @@ from msc.core.labels import LABELS
 from msc.data.text import normalize_tweet
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
+from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
 from msc.model.heads import build_head
 from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
 from msc.model.spec import backbone_reference, read_head_spec
@@ -96,12 +98,16 @@ class MscModel(mlflow.pyfunc.PythonModel):
             hide_parser_tracebacks()
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """``params`` (MLflow inference params, declared in the signature and type-checked by MLflow):
+        ``explain`` adds the columns ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py),
+        ``driver_margin`` is the margin in nats that ``driver`` needs."""
         check_columns(model_input)
+        explain = explanation_margin(params)
         if self.trusted_input:
-            return self.predict_frame(model_input, read_trusted)
+            return self.predict_frame(model_input, read_trusted, explain)
         check_request(model_input)
         try:
-            return self.predict_frame(model_input, read_untrusted)
+            return self.predict_frame(model_input, read_untrusted, explain)
         except MlflowException:
             raise  # a bad request: its sentence names the row and the problem
         except Exception:
@@ -110,16 +116,39 @@ class MscModel(mlflow.pyfunc.PythonModel):
             raise MlflowException("the model failed on this request with an internal error, logged on the server; "
                                   "retry it, and report it if it persists", error_code=INTERNAL_ERROR) from None
 
-    def predict_frame(self, model_input: pd.DataFrame, read) -> pd.DataFrame:
-        """Labels and calibrated probabilities of the rows, read with ``read`` (the trusted or untrusted rules)."""
-        probabilities = []
+    def predict_frame(self, model_input: pd.DataFrame, read, explain_margin: float | None = None) -> pd.DataFrame:
+        """Labels and calibrated probabilities of the rows, read with ``read`` (the trusted or untrusted
+        rules); with ``explain_margin`` (nats), also each row's modality attribution and driver."""
+        probabilities, attributions = [], []
         for start in range(0, len(model_input), PREDICT_BATCH):
             chunk = model_input.iloc[start : start + PREDICT_BATCH]
             texts, images = read(chunk, self.backbone.preprocess_image)
             batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens, self.head.hidden_layers)
-            with torch.inference_mode():
-                probabilities.append(torch.softmax(self.head(batch) / self.temperature, dim=-1).numpy())
+            if explain_margin is None:
+                with torch.inference_mode():
+                    probabilities.append(torch.softmax(self.head(batch) / self.temperature, dim=-1).numpy())
+            else:
+                probs, attr_text, attr_image = modality_attribution(self.head, batch, self.temperature)
+                probabilities.append(probs)
+                attributions.append(np.stack([attr_text, attr_image], axis=1))  # (b, 2)
         probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(LABELS)))
         out = pd.DataFrame(probs, columns=PROBABILITY_COLUMNS, index=model_input.index)
         out.insert(0, "label", [LABELS[i] for i in probs.argmax(1)])
+        if explain_margin is not None:
+            attributed = np.concatenate(attributions) if attributions else np.zeros((0, 2))
+            out["attr_text"], out["attr_image"] = attributed[:, 0], attributed[:, 1]
+            out["driver"] = drivers(attributed[:, 0], attributed[:, 1], explain_margin)
         return out
+
+
+def explanation_margin(params: dict | None) -> float | None:
+    """The driver margin when the request asks for explanations, else None. MLflow has checked the
+    types against the signature; a margin below 0 is a bad request."""
+    params = params or {}
+    if not params.get("explain", False):
+        return None
+    margin = params.get("driver_margin", DRIVER_MARGIN)
+    if margin is None or not margin >= 0:
+        raise MlflowException(f"params: driver_margin is {margin!r}; it must be a number of nats, 0 or more",
+                              error_code=INVALID_PARAMETER_VALUE)
+    return float(margin)

@@ -21,6 +21,7 @@ from msc.core.errors import UserError
 from msc.core.labels import LABELS
 from msc.data.dataset import load_dataset
 from msc.data.text import decode_text
+from msc.model.explain import EXPLANATION_COLUMNS
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 from msc.train.calibration import expected_calibration_error
 
@@ -86,15 +87,19 @@ def registry_warning(model_uri: str) -> str | None:
                          f"models:/{MODEL_NAME}@{ALIAS}, and the next `python -m src.tune` moves the stage to it")
 
 
-def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.DataFrame:
-    """(guid, tag, p_positive, p_neutral, p_negative) for every test guid, in file order.
+def predict_test_set(model, data_root: str, text_encoding: str = "auto",
+                     driver_margin: float | None = None) -> pd.DataFrame:
+    """(guid, tag, p_positive, p_neutral, p_negative) for every test guid, in file order; with
+    ``driver_margin`` (``--explain``), also attr_text, attr_image and driver (msc/model/explain.py).
 
     No test sample is dropped: one whose text or image file is missing or unreadable is
     predicted from the other modality, and flagged on stderr (the model logs unreadable images).
     """
     dataset = load_dataset(data_root, require_test_files=False)
+    explained = list(EXPLANATION_COLUMNS) if driver_margin is not None else []
     if not dataset.test:  # a header-only test file: nothing to label is an empty, valid output
-        return pd.DataFrame({"guid": [], "tag": [], **{f"p_{label}": [] for label in LABELS}})
+        return pd.DataFrame({"guid": [], "tag": [], **{f"p_{label}": [] for label in LABELS},
+                             **{column: [] for column in explained}})
     for sample in dataset.test:
         lacking = [p.name for p in (sample.text_path, sample.image_path) if not p.is_file()]
         if lacking:
@@ -106,9 +111,14 @@ def predict_test_set(model, data_root: str, text_encoding: str = "auto") -> pd.D
          "image": [str(s.image_path) for s in dataset.test]},
         index=[s.guid for s in dataset.test],  # the model's warnings name rows by guid
     )
-    predictions = model.predict(frame)
+    params = None if driver_margin is None else {"explain": True, "driver_margin": driver_margin}
+    predictions = model.predict(frame, params=params)
+    if explained and not set(explained) <= set(predictions.columns):
+        raise UserError("this model was logged before --explain existed and returns no attributions; predict "
+                        "without --explain, or tune again to log a model that explains")
     return pd.DataFrame({"guid": [s.guid for s in dataset.test], "tag": predictions["label"].tolist(),
-                         **{f"p_{label}": predictions[f"p_{label}"].to_numpy() for label in LABELS}})
+                         **{f"p_{label}": predictions[f"p_{label}"].to_numpy() for label in LABELS},
+                         **{column: predictions[column].to_numpy() for column in explained}})
 
 
 def score_against(labels: pd.DataFrame, truth_file: Path) -> dict[str, float]:

@@ -23,6 +23,7 @@ from PIL import Image
 from msc.config import TrainConfig
 from msc.core.errors import UserError
 from msc.core.paths import local_folder
+from msc.model.explain import DRIVER_MARGIN
 from msc.model.pyfunc import PROBABILITY_COLUMNS
 from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, with_temperature_spec, write_head
 
@@ -57,7 +58,8 @@ def signature_and_example():
     Image.new("RGB", (16, 16), (128, 128, 128)).save(jpeg, format="JPEG")
     example = pd.DataFrame({"text": ["what a lovely day #sunny"], "image": [base64.b64encode(jpeg.getvalue()).decode()]})
     output = pd.DataFrame({"label": ["positive"], **{c: [1 / 3] for c in PROBABILITY_COLUMNS}})
-    return infer_signature(example, output), example
+    # Inference params, checked by MLflow against these types and defaults before predict runs.
+    return infer_signature(example, output, params={"explain": False, "driver_margin": DRIVER_MARGIN}), example
 
 
 def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
