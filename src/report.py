@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results, context, analysed, cases, difference = read_ablation(args.results)
     report = args.results / "report.md"
-    figures = write_report(report, args.results / "figures", context, results.rows, analysed, cases, difference)
+    figures = write_report(report, args.results / "figures", context, results.rows, analysed, cases, difference,
+                           results.attribution)
     from mlflow import MlflowClient
 
     setup_mlflow()

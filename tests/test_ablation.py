@@ -102,7 +102,11 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
         assert heading in text
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert set(images) == {"figures/variants.png", "figures/confusion.png", "figures/training_curves.png",
-                           "figures/reliability.png"}
+                           "figures/reliability.png", "figures/attribution.png"}
+    # What drove the predictions: the modality split by error kind and class; a pooled head has no tokens.
+    assert "## What drove the predictions: `gated`" in text and "| `correct` |" in text
+    assert "No token or patch evidence: `gated` reads one pooled vector per modality" in text
+    assert all(case["attr_text"] and case["attr_image"] for case in cases)
     for image in images:
         assert (results / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
 

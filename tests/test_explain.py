@@ -91,3 +91,58 @@ def test_the_pyfunc_explains_only_when_asked(config, cache, splits, project, sam
     assert explained.loc[2, "attr_text"] == 0.0  # no text: it cannot have moved the prediction
     with pytest.raises(MlflowException, match="explain"):
         model.predict(frame, params={"explain": "perhaps"})
+
+
+def analysed_result(config, cache, splits, fusion):
+    from msc.analysis.variants import Variant, VariantResult
+    from msc.train.loop import predict_proba
+
+    train = replace(config.train, fusion=fusion, epochs=2)
+    head = train_head(cache, splits.train, splits.val, train).head
+    return VariantResult(Variant(fusion, "fusion", train), probs=[predict_proba(head, cache, splits.holdout)],
+                         first_head=head)
+
+
+def test_integrated_gradients_add_up_to_the_logit_change(config, cache, splits):
+    from msc.analysis.attribution import integrated_gradients
+
+    head = analysed_result(config, cache, splits, "early").first_head.eval()
+    batch = cache.batch(splits.holdout[:1], tokens=True)
+    with torch.no_grad():
+        logits = head(batch)[0]
+        zero = head(without(batch, text=True, image=True))[0]
+    target = int(logits.argmax())
+    text, image = integrated_gradients(head, batch, target)
+    assert len(text) == int(batch.text_mask.sum()) and len(image) == batch.image_tokens.shape[1]
+    change = float(logits[target] - zero[target])
+    assert text.sum() + image.sum() == pytest.approx(change, rel=0.05, abs=0.02)
+
+
+def test_the_report_explains_a_token_head_with_tokens_and_patches(config, cache, splits, tmp_path):
+    from msc.analysis.ablation import explain_holdout
+    from msc.analysis.report_attribution import attribution_section
+    from msc.config import with_overrides
+
+    result = analysed_result(config, cache, splits, "cross_attention")
+    kinds = ["confident_error"] * len(splits.holdout)
+    attribution = explain_holdout(with_overrides(config, {"ablation.evidence_cases": 2}), cache, splits, result, kinds)
+    assert len(attribution["attr_text"]) == len(splits.holdout) and attribution["evidence_note"] is None
+    assert len(attribution["evidence"]) == 2
+    case = attribution["evidence"][0]
+    assert case["patch_grid"] == 7 and len(case["patch_attr"]) == 49  # the tiny CLIP's 224 px / 32 px grid
+    assert len(case["tokens"]) == len(case["token_attr"]) >= 2
+    lines = attribution_section(attribution, "cross_attention", [], tmp_path)
+    assert (tmp_path / "attribution.png").is_file() and (tmp_path / f"evidence_{case['guid']}.png").is_file()
+    assert any("integrated gradients" in line for line in lines)
+
+
+def test_the_report_says_why_a_pooled_head_has_no_token_evidence(config, cache, splits, tmp_path):
+    from msc.analysis.ablation import explain_holdout
+    from msc.analysis.report_attribution import attribution_section
+
+    result = analysed_result(config, cache, splits, "late")
+    attribution = explain_holdout(config, cache, splits, result, ["confident_error"] * len(splits.holdout))
+    assert attribution["evidence"] == [] and "pooled" in attribution["evidence_note"]
+    lines = attribution_section(attribution, "late", [], tmp_path)
+    assert any(line.startswith("No token or patch evidence") for line in lines)
+    assert any("| `correct` |" in line for line in lines)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from msc.analysis.attribution import evidence, holdout_attribution
 from msc.analysis.error_kinds import BAD_CASE_COLUMNS, ERROR_KINDS, bad_cases, low_quality_rows, sample_kinds
 from msc.analysis.results import DETAILS, AblationResults, csv_text
 from msc.analysis.variants import (
@@ -31,6 +32,7 @@ from msc.analysis.zero_shot import zero_shot
 from msc.config import Config, TrainConfig, flatten
 from msc.core.files import atomic_write_text
 from msc.core.handoff import write_handoff
+from msc.data.dataset import load_dataset
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits, load_splits
 from msc.track.store import git_commit, setup_mlflow
@@ -89,6 +91,28 @@ def train_rows(config: Config, cache: FeatureCache, splits: Splits, train: Train
     return results
 
 
+def explain_holdout(config: Config, cache: FeatureCache, splits: Splits, analysed: VariantResult,
+                    kinds: list[str]) -> dict:
+    """What drove the analysed head's holdout predictions: every row's modality attribution and,
+    for a token head, the token and patch evidence of its most confident errors."""
+    head, probs = analysed.first_head, analysed.probs[0]
+    attr_text, attr_image = holdout_attribution(head, cache, splits.holdout)
+    predicted = probs.argmax(1)
+    correct = predicted == cache.labels[splits.holdout]
+    summary = {"attr_text": attr_text.tolist(), "attr_image": attr_image.tolist(), "kinds": kinds,
+               "correct": correct.tolist(), "predicted": predicted.tolist(),
+               "driver_margin": config.predict.driver_margin, "evidence": [], "evidence_note": None}
+    if not getattr(head, "head", head).uses_tokens:
+        summary["evidence_note"] = (f"`{analysed.variant.name}` reads one pooled vector per modality: it has no "
+                                    "tokens or patches to attribute a prediction to, only the two modalities")
+        return summary
+    worst = [i for i in np.argsort(-probs.max(1), kind="stable") if not correct[i]][: config.ablation.evidence_cases]
+    samples = {s.guid: s for s in load_dataset(config.data.root, require_test_files=False).labelled}
+    cases = [(splits.holdout[i], samples[cache.guids[splits.holdout[i]]]) for i in worst]
+    summary["evidence"] = evidence(config, head, cache, cases, [int(predicted[i]) for i in worst])
+    return summary
+
+
 def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_dir: Path) -> list[dict]:
     """Train and score every row, analyse the tuned head's errors, write every output."""
     splits = load_splits(config.data, cache)
@@ -102,7 +126,9 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
     kinds = sample_kinds(cache, splits.holdout, analysed.probs[0], text_only, image_only,
                          low_quality_rows(cache, splits.holdout, config.ablation.low_quality_short_side),
                          config.ablation.low_confidence)
-    cases = bad_cases(cache, splits.holdout, analysed.probs[0], kinds, text_only, image_only, config.data)
+    attribution = explain_holdout(config, cache, splits, analysed, kinds)
+    cases = bad_cases(cache, splits.holdout, analysed.probs[0], kinds, text_only, image_only, config.data,
+                      attribution)
     files = {"ablation": out_dir / "ablation.csv", "bad_cases": out_dir / "bad_cases.csv", "details": out_dir / DETAILS}
     tables = {"ablation": csv_text(rows, COLUMNS), "bad_cases": csv_text(cases, BAD_CASE_COLUMNS)}
     tags = {"backbone": cache.manifest.backbone, "feature_fingerprint": cache.fingerprint,
@@ -134,7 +160,8 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
         holdout_labels=holdout_labels.tolist(),
         holdout_kinds={kind: kinds.count(kind) for kind in ERROR_KINDS},  # every holdout sample, right or wrong
         predictions={result.variant.name: [p.tolist() for p in result.predictions] for result in results},
-        mlflow_run_id=run_id, bad_cases_sha256=hashlib.sha256(tables["bad_cases"].encode()).hexdigest())
+        mlflow_run_id=run_id, bad_cases_sha256=hashlib.sha256(tables["bad_cases"].encode()).hexdigest(),
+        attribution=attribution)
     for name in ("ablation", "bad_cases"):
         (staged / files[name].name).replace(files[name])
     write_handoff(files["details"], details, indent=1)

@@ -11,7 +11,7 @@ from msc.data.text import decode_text
 from msc.features.cache import FeatureCache
 
 BAD_CASE_COLUMNS = ("guid", "kind", "true_label", "predicted_label", *(f"p_{label}" for label in LABELS),
-                    "text_only_prediction", "image_only_prediction", "image_path", "text")
+                    "text_only_prediction", "image_only_prediction", "attr_text", "attr_image", "image_path", "text")
 ERROR_KINDS = ("low_quality_image", "modality_conflict", "ambiguous_neutral", "low_confidence", "confident_error")
 SHARPNESS_DECILE = 10  # an image in the dataset's lowest 10 % of sharpness counts as low quality
 
@@ -50,10 +50,11 @@ def sample_kinds(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, text_
 
 
 def bad_cases(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, kinds: list[str], text_only: np.ndarray,
-              image_only: np.ndarray, data: DataConfig) -> list[dict]:
+              image_only: np.ndarray, data: DataConfig, attribution: dict) -> list[dict]:
     """Every misclassified holdout sample of ``probs`` (n, 3), with its kind, text and image path.
 
-    ``text_only`` and ``image_only`` (n,) are the unimodal heads' predictions on the same rows.
+    ``text_only`` and ``image_only`` (n,) are the unimodal heads' predictions on the same rows;
+    ``attribution`` holds the head's per-row ``attr_text`` and ``attr_image`` (msc/analysis/attribution.py).
     """
     samples = {s.guid: s for s in load_dataset(data.root, require_test_files=False).labelled}
     cases = []
@@ -70,6 +71,8 @@ def bad_cases(cache: FeatureCache, rows: np.ndarray, probs: np.ndarray, kinds: l
             **{f"p_{label}": round(float(p), 4) for label, p in zip(LABELS, probs[i])},
             "text_only_prediction": LABELS[int(text_only[i])],
             "image_only_prediction": LABELS[int(image_only[i])],
+            "attr_text": round(attribution["attr_text"][i], 4),
+            "attr_image": round(attribution["attr_image"][i], 4),
             "image_path": str(sample.image_path),
             "text": " ".join(decode_text(sample.text_path.read_bytes(), data.text_encoding)[0].split()),  # one line
         })

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from msc.analysis.report_attribution import attribution_section
 from msc.analysis.report_figures import curves_figure, reliability_figure, save_figure, variants_figure
 from msc.analysis.report_text import Difference, error_section, paired_differences, scores_table, separation, summary_sentence
 from msc.analysis.results import AblationResults, AnalysedHead, ReportContext, read_results
@@ -67,7 +68,7 @@ def zero_shot_caveat(backbone: str) -> str:
 
 
 def write_report(path: Path, figures: Path, context: ReportContext, rows: list[dict], analysed: AnalysedHead,
-                 cases: list[dict], difference: Difference) -> Path:
+                 cases: list[dict], difference: Difference, attribution: dict) -> Path:
     """Write the figures into ``figures/`` and the report to ``path``; returns the figures folder."""
     write_figures(figures, rows, analysed)
     train = context.train
@@ -111,6 +112,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
               "ceiling on these rows.", "",
               scores_table(by_kind["baseline"]), ""]
     lines += error_section(context, analysed, cases)
+    lines += attribution_section(attribution, analysed.name, cases, figures)
     atomic_write_text(path, "\n".join(lines))
     return figures
 

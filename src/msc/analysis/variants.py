@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
@@ -59,6 +60,7 @@ class VariantResult:
     predictions: list[np.ndarray] = field(default_factory=list)  # (n_holdout,) class ids per seed; every row
     histories: list[list[dict]] = field(default_factory=list)  # per-epoch scalars, one list per seed
     trainable_params: int | None = None
+    first_head: torch.nn.Module | None = None  # the first seed's trained head, whose predictions the report explains
     started_ms: int = 0  # wall-clock span of the row's training and scoring, for its MLflow run
     ended_ms: int = 0
 
@@ -102,6 +104,7 @@ def train_variant(variant: Variant, cache: FeatureCache, splits: Splits, seeds: 
         result.predictions.append(probs.argmax(1))
         result.val_probs.append(predict_proba(trained.head, cache, splits.val))
         result.histories.append(trained.history)
+        result.first_head = result.first_head or trained.head
     result.trainable_params = sum(p.numel() for p in trained.head.parameters() if p.requires_grad)
     return result
 

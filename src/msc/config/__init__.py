@@ -202,10 +202,12 @@ class AblationConfig:
     low_quality_short_side: int = 100  # an image whose shorter side is below this many pixels is "low quality"
     # The zero-shot baseline's prompts: label -> texts its text tower embeds (averaged per label).
     zero_shot_prompts: dict[str, list[str]] = field(default_factory=lambda: dict(ZERO_SHOT_PROMPTS))
+    evidence_cases: int = 6  # token heads: the most confident errors whose tokens and patches the report attributes
 
     def __post_init__(self) -> None:
         require(self.seeds >= 1, "ablation.seeds", self.seeds, "must be at least 1")
         require(0 <= self.low_confidence <= 1, "ablation.low_confidence", self.low_confidence, "must be in [0, 1]")
+        require(self.evidence_cases >= 0, "ablation.evidence_cases", self.evidence_cases, "must be 0 or more")
         prompts = self.zero_shot_prompts
         require(all(isinstance(label, str) for label in prompts) and sorted(prompts) == sorted(LABELS) and all(
             isinstance(texts, list) and texts and all(isinstance(t, str) and t.strip() for t in texts)
