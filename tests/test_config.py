@@ -100,3 +100,20 @@ def test_what_dvc_exp_run_set_param_writes_loads(tmp_path):
     assert "weight_decay: 1e-05" in path.read_text()
     config = load_config(path)
     assert config.train.weight_decay == 1e-05 and config.tune.search_space["train.lr"]["high"] == 0.05
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"# only a comment\n\n", "is empty"),
+    ("data:\n  root: caf\u00e9\n".encode("latin-1"), r"is not UTF-8 text \(byte 17 is 0xe9\)"),
+])
+def test_an_empty_or_non_utf8_params_file_is_a_sentence(tmp_path, capsys, content, message):
+    from src import split
+
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        load_config(path)
+    assert split.main(["--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "Traceback" not in err

@@ -306,9 +306,15 @@ def load_config(path: str | os.PathLike = PARAMS_FILE) -> Config:
         raise UserError(f"no params file '{path}' (in {Path.cwd()}): run from the repository root, where "
                         "params.yaml is, or name one with --params FILE")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 text (byte {error.start} is 0x{error.object[error.start]:02x}); save it "
+                        "as UTF-8, or restore it with `git checkout -- params.yaml`") from None
     except yaml.YAMLError as error:
         raise UserError(f"{path} is not valid YAML: {error}") from None
+    if values is None:  # an empty file would run everything on the built-in defaults, silently
+        raise UserError(f"{path} is empty; it needs the pipeline's sections (data, model, features, train, ...): "
+                        "restore it with `git checkout -- params.yaml`, or name another one with --params FILE")
     tune = values.get("tune") if isinstance(values, dict) else None
     if isinstance(tune, dict) and "search_space" in tune:
         values["tune"] = {**tune, "search_space": flat_search_space(tune["search_space"], str(path))}
