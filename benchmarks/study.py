@@ -15,9 +15,8 @@ from benchmarks.common import dataset_view, run_module, write_params
 from msc.config import load_config
 from msc.core.handoff import write_handoff
 from msc.data.dataset import load_dataset
-from msc.features.build import cache_fingerprint
 from msc.features.cache import FeatureCache
-from msc.features.manifest import MANIFEST, preprocessing_settings
+from msc.features.manifest import MANIFEST, array_record, cache_fingerprint, preprocessing_settings
 from msc.features.screen import data_fingerprint
 
 STUDIES = (("all", 1.0, 30), ("half", 0.5, 10), ("quarter", 0.25, 10))  # name, labelled share, trials
@@ -51,7 +50,8 @@ def subset_cache(cache: FeatureCache, params: Path) -> None:
     data_hash = data_fingerprint(dataset)
     manifest = replace(cache.manifest, data_fingerprint=data_hash, n_labelled=len(labelled),
                        fingerprint=cache_fingerprint(config, data_hash), preprocessing=preprocessing_settings(config),
-                       guids=[s.guid for s in dataset.samples], labels=[s.label for s in dataset.labelled])
+                       guids=[s.guid for s in dataset.samples], labels=[s.label for s in dataset.labelled],
+                       arrays={name: array_record(folder / f"{name}.npy") for name in CACHE_ARRAYS})
     write_handoff(folder / MANIFEST, manifest, indent=None)
 
 

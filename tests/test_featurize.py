@@ -171,7 +171,7 @@ def test_stages_that_read_the_cache_stop_when_it_is_missing_or_stale(private_con
 
 
 def test_bf16_precision_changes_the_fingerprint(private_config):
-    from msc.features.build import cache_fingerprint
+    from msc.features.manifest import cache_fingerprint
 
     assert cache_fingerprint(private_config, "data") != cache_fingerprint(
         with_overrides(private_config, {"model.precision": "bf16"}), "data")

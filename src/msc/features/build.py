@@ -9,10 +9,10 @@ once complete, so a killed run never leaves a half-written cache in place.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import errno
 import random
 import shutil
+import sys
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,29 +30,17 @@ from msc.data.dataset import Dataset, load_dataset
 from msc.data.images import augment, open_image, sharpness, short_side
 from msc.data.text import augment_text, read_tweet
 from msc.features.cache import FeatureCache
-from msc.features.manifest import MANIFEST, CacheManifest, backbone_identity, preprocessing_settings, read_manifest
+from msc.features.manifest import (
+    MANIFEST,
+    CacheManifest,
+    array_record,
+    cache_fingerprint,
+    preprocessing_settings,
+    read_checked_manifest,
+)
 from msc.features.screen import Screening, data_fingerprint, report_screening, screen_samples
 from msc.features.writer import NpyWriter
 from msc.model.backbone import Backbone, clip_pixels, load_backbone
-from msc.model.devices import resolve_device, resolve_dtype
-
-
-def cache_fingerprint(config: Config, data_hash: str) -> str:
-    """What decides staleness. Device, batch size and workers change speed, not content; the
-    precision does (bf16 rounds differently from fp32), so its resolved dtype counts."""
-    from importlib.metadata import version
-
-    settings = preprocessing_settings(config)
-    del settings["data.root"]  # the data's content counts, not where it lies
-    del settings["model.precision"]  # the dtype it resolves to counts: auto and fp32 are the same on a CPU
-    key = {
-        **settings,
-        "backbone": backbone_identity(config.model.backbone, config.model.revision),
-        "dtype": str(resolve_dtype(config.model.precision, resolve_device(config.model.device))),
-        "libraries": {name: version(name) for name in ("transformers", "tokenizers", "pillow")},
-        "data": data_hash,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 class ImageViews(torch.utils.data.Dataset):
@@ -237,14 +225,19 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         text_encodings=dict(Counter(codecs.values())), image_quality=quality,
         # Texts read as a fallback codec or with replaced characters: the ones to look at.
         text_fallbacks={guid: how for guid, how in codecs.items() if how.endswith("-replaced") or how == "cp1252"},
+        arrays={name: array_record(writer.path) for name, writer in writers.items()},
     ), indent=None)
 
 
 def fresh_manifest(folder: Path) -> CacheManifest | None:
-    """The manifest of a complete, readable cache in ``folder``, or None (then it is rebuilt)."""
+    """The manifest of a complete, intact cache in ``folder``, or None (then it is rebuilt; a damaged
+    one says why)."""
+    if not (folder / MANIFEST).is_file():
+        return None
     try:
-        return read_manifest(folder)
-    except UserError:
+        return read_checked_manifest(folder)
+    except UserError as error:
+        print(f"rebuilding the feature cache: {error}", file=sys.stderr)
         return None
 
 
@@ -283,7 +276,15 @@ def build_and_swap(screening: Screening, config: Config, folder: Path, fingerpri
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
     staging.mkdir(parents=True)
-    build_cache(screening, backbone, config, staging, fingerprint, data_hash)
+    try:
+        build_cache(screening, backbone, config, staging, fingerprint, data_hash)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed build must not keep its disk space (or a full disk full)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise UserError(f"no space left on the device holding '{staging}' while featurize wrote the cache; it "
+                            "removed what it had written. Free some space, or point features.dir at a larger "
+                            "disk, and run featurize again") from None
+        raise
     # Swap: the old cache is moved aside before the new one takes its name. A kill between the
     # two renames leaves no cache at all, which the next run rebuilds; never a partial one.
     retired = folder.with_name(folder.name + ".old")

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from msc.config import Config
+from msc.core.errors import UserError
 from msc.core.labels import LABELS
-from msc.features.manifest import check_settings, read_manifest
+from msc.features.manifest import CacheManifest, check_settings, read_checked_manifest, read_manifest
 from msc.model.batch import FeatureBatch
 from msc.model.devices import resolve_device
 
@@ -19,7 +20,7 @@ class FeatureCache:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder)
+        self.manifest, self._arrays = self.open_whole()
         self.guids: list[str] = self.manifest.guids
         self.n_labelled: int = self.manifest.n_labelled
         self.augment_views: int = self.manifest.augment_views
@@ -28,20 +29,32 @@ class FeatureCache:
         self.fingerprint: str = self.manifest.fingerprint
         self.top_layers: int = self.manifest.settings.get("top_layers", 0)  # K: hidden states cached per tower
         self.labels = np.array([LABELS.index(y) for y in self.manifest.labels], dtype=np.int64)  # (N_lab,)
-        self._arrays: dict[str, np.ndarray] = {}
         self.device = torch.device("cpu")
         self._resident: dict[str, torch.Tensor] | None = None  # every array on self.device, after to()
 
+    def open_whole(self, attempts: int = 3) -> tuple[CacheManifest, dict[str, np.ndarray]]:
+        """The manifest and every array it lists, memory-mapped at once, all of one build.
+
+        ``featurize --force`` may swap a rebuilt cache in while this opens: the arrays are mapped
+        between two reads of the manifest and kept only when both name the same build. A mapped array
+        stays readable after the swap deletes its file, so a reader never mixes two builds.
+        A damaged array is a sentence here (``check_arrays``), not a crash later."""
+        for _ in range(attempts):
+            manifest = read_checked_manifest(self.folder)
+            arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in manifest.arrays}
+            if read_manifest(self.folder).fingerprint == manifest.fingerprint:
+                return manifest, arrays
+        raise UserError(f"the feature cache '{self.folder}' was rebuilt {attempts} times while it was being opened; "
+                        "run this command again once featurize has finished")
+
     def array(self, name: str) -> np.ndarray:
-        if name not in self._arrays:
-            self._arrays[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r")
         return self._arrays[name]
 
     def to(self, device: torch.device) -> FeatureCache:
         """Copy every array to ``device`` once, in the cache's dtype (fp16: the full real cache is
         about 0.65 GB), so that batches are sliced there with no host-to-device copy per batch.
         Without it, batches are read from the memory-mapped files."""
-        names = [path.stem for path in sorted(self.folder.glob("*.npy"))]
+        names = sorted(self._arrays)
         self._resident = {name: torch.from_numpy(np.ascontiguousarray(self.array(name))).to(device) for name in names}
         self.device = torch.device(device)
         return self

@@ -31,14 +31,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
+
+import numpy as np
 
 from msc.config import Config
 from msc.core.errors import UserError
 from msc.core.handoff import HandOff, read_handoff
 from msc.core.paths import local_folder
+from msc.model.devices import resolve_device, resolve_dtype
 
 MANIFEST = "manifest.json"
 MSC_ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +58,7 @@ class CacheManifest(HandOff):
     """``manifest.json``: what the arrays beside it hold and what made them."""
 
     NAME: ClassVar[str] = "cache-manifest"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: arrays
     WHAT: ClassVar[str] = "feature cache manifest"
     WRITTEN_BY: ClassVar[str] = "`python -m src.featurize` (or `dvc repro featurize`)"
 
@@ -77,11 +81,62 @@ class CacheManifest(HandOff):
     text_encodings: dict  # codec -> texts read with it
     image_quality: dict  # short_side and sharpness per row; -1 where no image
     text_fallbacks: dict  # guid -> codec, for texts read as cp1252 or with replaced characters
+    arrays: dict  # array name -> {"shape", "dtype", "bytes"} as written: what opening the cache checks
+
+
+def array_record(path: Path) -> dict:
+    """What the manifest records of one written array: shape, dtype and file size."""
+    array = np.load(path, mmap_mode="r")
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "bytes": path.stat().st_size}
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """Whether a (memory-mapped) array holds no NaN or infinity, read in chunks of about 64 MB."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return True
+    flat = array.reshape(-1)
+    step = max(1, (64 << 20) // array.dtype.itemsize)
+    return all(np.isfinite(flat[start : start + step]).all() for start in range(0, flat.size, step))
+
+
+def array_problem(path: Path, record: dict) -> str | None:
+    """What is wrong with one array of the cache against its record, or None."""
+    if not path.is_file():
+        return "is missing"
+    if path.stat().st_size != record["bytes"]:
+        return f"is {path.stat().st_size:,} bytes where featurize wrote {record['bytes']:,}"
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as error:
+        return f"cannot be read as an array ({error})"
+    if list(array.shape) != record["shape"] or str(array.dtype) != record["dtype"]:
+        return f"holds a {array.dtype} array of shape {list(array.shape)} where featurize wrote {record['dtype']} " \
+               f"{record['shape']}"
+    if not all_finite(array):
+        return "holds NaN or infinite values"
+    return None
+
+
+def check_arrays(folder: Path, manifest: CacheManifest) -> None:
+    """Stop with a sentence when an array of the cache in ``folder`` is not what featurize wrote:
+    missing, truncated, reshaped, or overwritten with non-finite values (every byte is read)."""
+    for name, record in manifest.arrays.items():
+        path = folder / f"{name}.npy"
+        if (problem := array_problem(path, record)) is not None:
+            raise UserError(f"{path} {problem}: the feature cache was damaged after featurize wrote it; rebuild it "
+                            "with `python -m src.featurize --force` (or `dvc repro --force featurize`)")
 
 
 def read_manifest(folder: str | Path) -> CacheManifest:
     """The manifest of the cache in ``folder``; a sentence when there is none or it cannot be read."""
     return read_handoff(CacheManifest, Path(folder) / MANIFEST)
+
+
+def read_checked_manifest(folder: str | Path) -> CacheManifest:
+    """``read_manifest``, and every array beside it checked against it (``check_arrays``)."""
+    manifest = read_manifest(folder)
+    check_arrays(Path(folder), manifest)
+    return manifest
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,6 +189,24 @@ def backbone_identity(name: str, revision: str) -> str:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
     return f"folder:{digest.hexdigest()}"
+
+
+def cache_fingerprint(config: Config, data_hash: str) -> str:
+    """What decides staleness. Device, batch size and workers change speed, not content; the
+    precision does (bf16 rounds differently from fp32), so its resolved dtype counts."""
+    from importlib.metadata import version
+
+    settings = preprocessing_settings(config)
+    del settings["data.root"]  # the data's content counts, not where it lies
+    del settings["model.precision"]  # the dtype it resolves to counts: auto and fp32 are the same on a CPU
+    key = {
+        **settings,
+        "backbone": backbone_identity(config.model.backbone, config.model.revision),
+        "dtype": str(resolve_dtype(config.model.precision, resolve_device(config.model.device))),
+        "libraries": {name: version(name) for name in ("transformers", "tokenizers", "pillow")},
+        "data": data_hash,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def check_settings(manifest: CacheManifest, config: Config, folder: Path) -> None:

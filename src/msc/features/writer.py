@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from msc.core.errors import UserError
+
 
 class NpyWriter:
     """Streams items into a .npy file in C order, so memory stays one batch deep.
@@ -28,8 +30,14 @@ class NpyWriter:
     def write(self, first: int, block: np.ndarray) -> None:
         """Write items ``first .. first + len(block) - 1``, (b, *item_shape)."""
         assert block.shape[1:] == self.item_shape, (block.shape, self.item_shape)
+        with np.errstate(over="ignore"):  # an overflow becomes infinity, refused below with a sentence
+            values = np.ascontiguousarray(block, dtype=self.dtype)
+        if self.dtype.kind == "f" and not np.isfinite(values).all():  # also what overflows float16 on the way in
+            raise UserError(f"the backbone computed features that are NaN or too large for float16 for "
+                            f"{self.path.name}; nothing was cached. In fp16 its activations can overflow: set "
+                            "model.precision: fp32 (or bf16)")
         self.handle.seek(self.header_bytes + first * self.item_bytes)
-        self.handle.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.handle.write(values.tobytes())
         self.written += len(block)
 
     def append(self, block: np.ndarray) -> None:
