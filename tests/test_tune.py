@@ -194,6 +194,14 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, confi
     assert len(failed) == 1, "the killed trial is failed through its heartbeat"
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retried) == 1 and retried[0].params == failed[0].params
+    # No run is left RUNNING: the killed trial's run is FAILED, with a note naming its retry.
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    (killed_run,) = [r for r in runs if r.data.tags.get("trial_number") == str(failed[0].number)]
+    assert killed_run.info.status == "FAILED"
+    assert f"retried it as trial {retried[0].number}" in killed_run.data.tags["mlflow.note.content"]
+    assert "closed the MLflow trial run trial-" in output
 
 
 @pytest.mark.postgres

@@ -59,16 +59,41 @@ def production_version(client):
         return None
 
 
+def version_tags(scores: dict, tags: dict[str, str]) -> dict[str, str]:
+    return {**tags, **{f"holdout_{k}": f"{v:.6f}" for k, v in scalar_metrics(scores).items()}}
+
+
 def promote(client, model_uri: str, scores: dict, tags: dict[str, str]):
     """Register ``model_uri`` as a new version of ``msc``: stage Production (older versions
     archived) and alias ``production``. Returns the ModelVersion."""
     import mlflow
 
-    version = mlflow.register_model(model_uri, MODEL_NAME, tags={**tags, **{
-        f"holdout_{k}": f"{v:.6f}" for k, v in scalar_metrics(scores).items()}})
+    version = mlflow.register_model(model_uri, MODEL_NAME, tags=version_tags(scores, tags))
+    return finish_promotion(client, version, scores, tags)
+
+
+def finish_promotion(client, version, scores: dict, tags: dict[str, str]):
+    """Give a registered ``version`` its tags, stage Production and alias ``production``: each step is
+    idempotent, so a registration killed halfway is finished by running this again."""
+    for key, value in version_tags(scores, tags).items():
+        client.set_model_version_tag(MODEL_NAME, version.version, key, value)
     move_stage(client, version.version)
     client.set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
     return version
+
+
+def version_of_run(client, run_id: str):
+    """The latest version of ``msc`` registered from run ``run_id`` (a trial's run), or None."""
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{run_id}'")
+    return max(versions, key=lambda version: int(version.version), default=None)
+
+
+def unfinished_versions(client) -> list:
+    """Versions with no stage and no alias: left by a registration that was killed halfway. (Searched
+    versions carry no aliases in every store; ``production`` is this registry's one alias.)"""
+    aliased = production_version(client)
+    return [version for version in client.search_model_versions(f"name = '{MODEL_NAME}'")
+            if version.current_stage in (None, "None") and (aliased is None or version.version != aliased.version)]
 
 
 def move_stage(client, version: str) -> None:

@@ -20,13 +20,17 @@ from msc.track.logged_model import registered_copy
 from msc.track.registry import (
     MODEL_NAME,
     Candidate,
+    Decision,
     compare,
     disagreement,
+    finish_promotion,
     gate,
     load_msc_model,
     move_stage,
     production_version,
     promote,
+    unfinished_versions,
+    version_of_run,
 )
 from msc.train.calibration import calibration_errors, fit_temperature, with_temperature
 from msc.train.loop import predict_proba
@@ -97,7 +101,14 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
     candidate_scores = classification_metrics(labels, candidate_probs.argmax(1))
     current = follow_alias(client)
-    decision = gate(current, candidate, cache.fingerprint, splits.identity, force)
+    # Registration is idempotent per run: a version that a killed tune registered for this candidate is
+    # finished (tags, stage, alias), never registered a second time.
+    left = version_of_run(client, candidate.run_id)
+    if left is not None and (current is None or current.version != left.version):
+        decision = Decision(True, f"version {left.version} was registered for this trial by a tune that was "
+                                  "interrupted; it is finished now, not registered again")
+    else:
+        decision = gate(current, candidate, cache.fingerprint, splits.identity, force)
     probs, probs_temperature = candidate_probs, temperature
     if decision is None:
         current_scores, current_probs, current_temperature = production_scores(current, cache, rows)
@@ -106,11 +117,18 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
             probs, probs_temperature = current_probs, current_temperature
     registered = current
     if decision.promote:
-        with mlflow.start_run(run_id=candidate.run_id):
-            model_uri = registered_copy(candidate.model_uri, temperature, bundle_backbone).model_uri
         tags = {**candidate.tags, "mlflow_run_id": candidate.run_id, "feature_fingerprint": cache.fingerprint,
                 "split_identity": splits.identity, "temperature": f"{temperature:.6f}"}
-        registered = promote(client, model_uri, candidate_scores, tags)
+        if left is not None:
+            registered = finish_promotion(client, left, candidate_scores, tags)
+        else:
+            with mlflow.start_run(run_id=candidate.run_id):
+                model_uri = registered_copy(candidate.model_uri, temperature, bundle_backbone).model_uri
+            registered = promote(client, model_uri, candidate_scores, tags)
+    for version in unfinished_versions(client):
+        print(f"warning: {MODEL_NAME} version {version.version} has no stage and no alias (a registration was "
+              f"interrupted before it finished); archive it, or delete it: MlflowClient().delete_model_version"
+              f"('{MODEL_NAME}', '{version.version}')", file=sys.stderr)
     summary = {
         "model": MODEL_NAME,
         "version": int(registered.version),

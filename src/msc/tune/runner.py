@@ -7,6 +7,7 @@ when either is missing or stale; it never rebuilds them.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 from rich.console import Console
 
@@ -21,7 +22,7 @@ from msc.track.store import setup_mlflow
 from msc.tune.objective import Objective
 from msc.tune.progress import run_study_with_progress
 from msc.tune.registration import register_if_better
-from msc.tune.runs import epoch_curves, log_skipped, log_study_summary, parent_run_id
+from msc.tune.runs import close_dead_runs, epoch_curves, log_skipped, log_study_summary, parent_run_id
 from msc.tune.study import finished_trials, identity_hash, one_sqlite_tuner, open_study, study_identity, trials_seconds
 from msc.tune.summary import TuneSummary, write_results
 
@@ -47,7 +48,11 @@ def tune(config: Config, force: bool = False, console: Console | None = None) ->
 
 
 def run_tuning(config: Config, force: bool, console: Console | None, bundle_backbone: str | None) -> TuneSummary:
-    """The study, its summary and the registration; ``tune`` holds the storage's lock around it."""
+    """The study, its summary and the registration; ``tune`` holds the storage's lock around it.
+
+    However the command ends, the study's MLflow parent run ends with it: FINISHED, KILLED on Ctrl-C or
+    SIGTERM, FAILED on an error. Trial runs that a killed process left RUNNING are closed here, at the
+    start and again after the trials (``close_dead_runs``), whichever tuner of the study gets there."""
     from mlflow import MlflowClient
 
     with step("opening the feature cache and the split"):
@@ -59,22 +64,51 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
         study = open_study(config.tune.storage, study_name, config.tune.seed, identity)
         experiment_id = setup_mlflow()
         parent_id = parent_run_id(study, config.tune.storage, experiment_id, identity)
+        report_closed(close_dead_runs(study, parent_id))
         log_skipped(parent_id, cache)
-    objective = Objective(config, cache, splits, experiment_id, parent_id, config.tune.trials)
-    console = console or Console()
+    client = MlflowClient()
     # A complete study runs nothing: its parent run is left as it was, so that MLflow's duration
     # (first start to last end) does not grow by the time between two `tune` commands.
     runs_trials = finished_trials(study) < config.tune.trials
-    if runs_trials:
-        MlflowClient().update_run(parent_id, status="RUNNING")  # reopened when a study resumes
-        try:
+    try:
+        if runs_trials:
+            client.update_run(parent_id, status="RUNNING")  # reopened when a study resumes
             with step(f"running the trials of study {study_name}"):
-                run_study_with_progress(study, objective, config.tune, console)
-        except KeyboardInterrupt:
-            # Optuna has failed the running trial (its MLflow run ends FAILED); the parent ends KILLED.
-            MlflowClient().set_terminated(parent_id, status="KILLED")
-            raise KeyboardInterrupt(f"study {study_name} stopped: its running trial is marked failed and its MLflow "
-                                    "parent run KILLED; run the same command again to resume it") from None
+                run_study_with_progress(study, Objective(config, cache, splits, experiment_id, parent_id,
+                                                         config.tune.trials), config.tune, console or Console())
+        report_closed(close_dead_runs(study, parent_id))  # also a killed tuner's, whose trial this one retried
+        summary = summarise_and_register(config, study, identity, cache, splits, parent_id, force, bundle_backbone)
+    except KeyboardInterrupt:
+        # Optuna has failed a running trial (its MLflow run ends FAILED); the parent ends KILLED.
+        client.set_terminated(parent_id, status="KILLED")
+        raise KeyboardInterrupt(f"study {study_name} stopped: a trial it was running is marked failed and its MLflow "
+                                "parent run KILLED; run the same command again to resume it") from None
+    except BaseException:
+        client.set_terminated(parent_id, status="FAILED")
+        raise
+    if runs_trials:
+        client.log_dict(parent_id, summary.to_dict(), "holdout_metrics.json")
+        client.log_metric(parent_id, "trials_seconds", trials_seconds(study))
+    # Also when no trial ran: a killed or failed tune left the parent RUNNING, KILLED or FAILED, and the study
+    # it stands for has now finished. It ends when the last trial did, so its duration stays the study's.
+    if runs_trials or client.get_run(parent_id).info.status != "FINISHED":
+        client.set_terminated(parent_id, status="FINISHED", end_time=None if runs_trials else last_trial_end_ms(study))
+    return summary
+
+
+def report_closed(closed: list[str]) -> None:
+    for line in closed:
+        print(f"closed the MLflow trial {line}: its process had died", file=sys.stderr)
+
+
+def last_trial_end_ms(study) -> int | None:
+    ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete]
+    return int(max(ends).timestamp() * 1000) if ends else None
+
+
+def summarise_and_register(config: Config, study, identity: dict, cache, splits, parent_id: str, force: bool,
+                           bundle_backbone: str | None) -> TuneSummary:
+    """The study's summary on its parent run, the best trial through the registry gate, and the results files."""
     metric = config.train.select_metric
     with step("logging the study summary"):
         log_study_summary(study, parent_id, metric)
@@ -91,9 +125,4 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
                           feature_fingerprint=cache.fingerprint, split_identity=splits.identity, best_trial=best.number,
                           select_metric=metric, best_value=best.value, best_params=best.params)
     write_results(summary, cache, splits.holdout, probs, epoch_curves(best.user_attrs["mlflow_run_id"]))
-    if runs_trials:
-        client = MlflowClient()
-        client.log_dict(parent_id, summary.to_dict(), "holdout_metrics.json")
-        client.log_metric(parent_id, "trials_seconds", trials_seconds(study))
-        client.set_terminated(parent_id, status="FINISHED")
     return summary

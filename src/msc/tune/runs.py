@@ -10,7 +10,7 @@ from msc.features.cache import FeatureCache
 from msc.track.locks import shared_lock
 from msc.track.store import git_commit
 from msc.tune.objective import EPOCH_PREFIX
-from msc.tune.study import identity_hash
+from msc.tune.study import FINISHED, identity_hash
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 
@@ -83,3 +83,47 @@ def epoch_curves(run_id: str) -> list[dict[str, float]]:
         for point in client.get_metric_history(run_id, f"{EPOCH_PREFIX}{key}"):
             by_epoch.setdefault(point.step, {"epoch": point.step})[key] = point.value
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def retry_of(study: optuna.Study, number: int) -> int | None:
+    """The trial that Optuna created to retry trial ``number`` after its process died, if any."""
+    retry_history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
+    retries = [t.number for t in study.get_trials(deepcopy=False) if retry_history(t)[-1:] == [number]]
+    return min(retries, default=None)
+
+
+def close_dead_runs(study: optuna.Study, parent_id: str) -> list[str]:
+    """End every trial run of the study that MLflow still shows RUNNING but whose Optuna trial is not
+    running any more (its process was killed: kill -9, a lost machine). Returns one line per run closed.
+
+    - The trial failed (Optuna failed it through its heartbeat): FAILED, with a note naming the retry.
+    - The trial completed or was pruned: FINISHED (a killed registration had reopened its run).
+    - No such trial: KILLED.
+    Trials running elsewhere keep their runs as they are.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    optuna.storages.fail_stale_trials(study)  # a dead trial's heartbeat stopped: FAIL, and a retry
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    parent = client.get_run(parent_id)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and "
+                              "attributes.status = 'RUNNING'")
+    closed = []
+    for run in runs:
+        number = int(run.data.tags.get("trial_number", -1))
+        trial = trials.get(number)
+        state = trial.state if trial else None
+        if state == optuna.trial.TrialState.RUNNING:
+            continue
+        if state == optuna.trial.TrialState.FAIL:
+            retry = retry_of(study, number)
+            note = (f"Trial {number}'s process died; Optuna failed the trial"
+                    + (f" and retried it as trial {retry}." if retry is not None else "."))
+            client.set_tag(run.info.run_id, "mlflow.note.content", note)
+            status = "FAILED"
+        else:
+            status = "FINISHED" if state in FINISHED else "KILLED"
+        client.set_terminated(run.info.run_id, status=status)
+        closed.append(f"run {run.info.run_name} ({run.info.run_id}): {status}")
+    return closed
