@@ -79,6 +79,22 @@ def follow_alias(client):
     return current
 
 
+def resume_decision(current, left) -> Decision | None:
+    """Registration is idempotent per run: a version that a killed tune registered for this candidate
+    (``left``) and did not finish is finished now (tags, stage, alias), never registered a second time."""
+    if left is not None and (current is None or current.version != left.version):
+        return Decision(True, f"version {left.version} was registered for this trial by a tune that was interrupted; "
+                              "it is finished now, not registered again")
+    return None
+
+
+def name_unfinished(client) -> None:
+    for version in unfinished_versions(client):
+        print(f"warning: {MODEL_NAME} version {version.version} has no stage and no alias (a registration was "
+              f"interrupted before it finished); archive it, or delete it: MlflowClient().delete_model_version"
+              f"('{MODEL_NAME}', '{version.version}')", file=sys.stderr)
+
+
 def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits, force: bool,
                        bundle_backbone: str | None = None) -> tuple[dict, np.ndarray]:
     """Score the candidate on the holdout and let the gate decide; promote it when the gate says
@@ -101,14 +117,8 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
     candidate_scores = classification_metrics(labels, candidate_probs.argmax(1))
     current = follow_alias(client)
-    # Registration is idempotent per run: a version that a killed tune registered for this candidate is
-    # finished (tags, stage, alias), never registered a second time.
     left = version_of_run(client, candidate.run_id)
-    if left is not None and (current is None or current.version != left.version):
-        decision = Decision(True, f"version {left.version} was registered for this trial by a tune that was "
-                                  "interrupted; it is finished now, not registered again")
-    else:
-        decision = gate(current, candidate, cache.fingerprint, splits.identity, force)
+    decision = resume_decision(current, left) or gate(current, candidate, cache.fingerprint, splits.identity, force)
     probs, probs_temperature = candidate_probs, temperature
     if decision is None:
         current_scores, current_probs, current_temperature = production_scores(current, cache, rows)
@@ -125,10 +135,7 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
             with mlflow.start_run(run_id=candidate.run_id):
                 model_uri = registered_copy(candidate.model_uri, temperature, bundle_backbone).model_uri
             registered = promote(client, model_uri, candidate_scores, tags)
-    for version in unfinished_versions(client):
-        print(f"warning: {MODEL_NAME} version {version.version} has no stage and no alias (a registration was "
-              f"interrupted before it finished); archive it, or delete it: MlflowClient().delete_model_version"
-              f"('{MODEL_NAME}', '{version.version}')", file=sys.stderr)
+    name_unfinished(client)
     summary = {
         "model": MODEL_NAME,
         "version": int(registered.version),
