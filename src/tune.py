@@ -11,7 +11,7 @@ import optuna
 from msc.config import load_config, with_overrides
 from msc.core.errors import cli, interrupt_on_sigterm
 from msc.track.store import setup_mlflow, tracking_uri, ui_link
-from msc.tune.progress import QuietSurplus
+from msc.tune.progress import QuietInterrupt
 from msc.tune.runner import tune
 from msc.tune.summary import RESULTS, holdout_line
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupt_on_sigterm()  # SIGTERM ends the study as Ctrl-C does: trial failed, parent run KILLED
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for handler in logging.getLogger("optuna").handlers:
-        handler.addFilter(QuietSurplus())
+        handler.addFilter(QuietInterrupt())
     summary = tune(config, force=args.force)
     print(f"study {summary.study_name}: best trial {summary.best_trial} ({summary.select_metric} "
           f"{summary.best_value:.4f}). {summary.gate[0].upper()}{summary.gate[1:]}. Production is msc version "

@@ -217,6 +217,8 @@ def test_two_workers_share_one_postgres_study(project, config):
     assert [w.returncode for w in workers] == [0, 0], outputs
     trials = optuna.load_study(study_name=name, storage=POSTGRES_URL).get_trials()
     assert sum(t.state in FINISHED for t in trials) == n
+    # Each tuner claims a slot before Optuna creates a trial: no surplus trial, so none failed.
+    assert len(trials) == n and [t for t in trials if t.state == optuna.trial.TrialState.FAIL] == []
     assert len({t.user_attrs["worker"] for t in trials if t.state in FINISHED}) == 2, "both workers ran trials"
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("msc")

@@ -9,6 +9,7 @@ names, and the exit status is 1. ``MSC_DEBUG=1`` shows the traceback in place in
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import signal
@@ -60,6 +61,20 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def disk_full(error: BaseException) -> str | None:
+    """What ran out of space, when ``error`` or an error it was raised from is a full disk (ENOSPC, or
+    SQLite's "database or disk is full" through SQLAlchemy and MLflow), else None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return str(error.filename or error.strerror)
+        if "database or disk is full" in str(error) or "No space left on device" in str(error):
+            return (str(error).splitlines() or [""])[0][:200]
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def cli(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a module's ``main(argv)`` so a UserError becomes its message and exit status 2, and any
     other exception one sentence, a log file and exit status 1."""
@@ -79,6 +94,11 @@ def cli(main: Callable[..., int | None]) -> Callable[..., int]:
             if os.environ.get("MSC_DEBUG") == "1":
                 raise
             doing = getattr(error, "msc_step", "running")
+            if (full := disk_full(error)) is not None:
+                print(f"error: `python -m src.{command}` stopped while {doing}: no space left on the device ({full}). "
+                      "Free some space and run the same command again: a study resumes where it stopped, and a "
+                      "cache or output is never left half-written.", file=sys.stderr)
+                return EXIT_FAILURE
             try:
                 where = f"the full traceback is in {write_crash_log(command, traceback.format_exc())}"
             except OSError as log_error:

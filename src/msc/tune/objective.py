@@ -17,7 +17,7 @@ from msc.track.logged_model import log_trial_model
 from msc.track.store import git_commit
 from msc.train.loop import train_head
 from msc.train.metrics import scalar_metrics
-from msc.tune.study import FINISHED, SurplusTrial, suggest
+from msc.tune.study import release_slot, suggest
 
 EPOCH_PREFIX = "epoch_"  # per-epoch curves in a trial run; the plain metric names hold the kept epoch
 
@@ -36,23 +36,15 @@ def cv_score(cache: FeatureCache, splits: Splits, config: Config) -> float:
 class Objective:
     """One trial: sample params, train on the cache, log everything to a nested MLflow run."""
 
-    def __init__(self, config: Config, cache: FeatureCache, splits: Splits, experiment_id: str, parent_id: str,
-                 n_trials: int):
+    def __init__(self, config: Config, cache: FeatureCache, splits: Splits, experiment_id: str, parent_id: str):
         self.config, self.cache, self.splits = config, cache, splits
-        self.experiment_id, self.parent_id, self.n_trials = experiment_id, parent_id, n_trials
+        self.experiment_id, self.parent_id = experiment_id, parent_id
         self.commit = git_commit()
-
-    def guard_surplus(self, trial: optuna.Trial) -> None:
-        busy = FINISHED + (optuna.trial.TrialState.RUNNING,)
-        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=busy) if t.number < trial.number]
-        if len(earlier) >= self.n_trials:
-            trial.set_user_attr("surplus", True)
-            raise SurplusTrial(f"trial {trial.number}: the study already holds {self.n_trials} trials")
 
     def __call__(self, trial: optuna.Trial) -> float:
         import mlflow
 
-        self.guard_surplus(trial)
+        release_slot()  # the trial exists (RUNNING): other tuners may claim the next slot (msc/tune/study.py)
         config = with_overrides(self.config, suggest(trial, self.config.tune.search_space))
         tags = {
             "mlflow.parentRunId": self.parent_id,

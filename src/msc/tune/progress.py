@@ -11,19 +11,16 @@ from rich.table import Table
 
 from msc.config import TuneConfig
 from msc.tune.objective import Objective
-from msc.tune.study import FINISHED, SurplusTrial, finished_trials, run_study
+from msc.tune.study import FINISHED, finished_trials, run_study
 
 
-class QuietSurplus(logging.Filter):
-    """Drops Optuna's warnings about surplus trials: with several tuners, a trial that finds the
-    study already full is a normal end, not the failure with a traceback that Optuna reports. Drops
-    its traceback of an interrupted trial too (Ctrl-C, SIGTERM): tune says so in one sentence."""
+class QuietInterrupt(logging.Filter):
+    """Drops Optuna's traceback of an interrupted trial (Ctrl-C, SIGTERM): tune says so in one sentence."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         message = record.getMessage()
-        return not (isinstance(error, (SurplusTrial, KeyboardInterrupt)) or "SurplusTrial" in message
-                    or "KeyboardInterrupt" in message
+        return not (isinstance(error, KeyboardInterrupt) or "KeyboardInterrupt" in message
                     or (message.startswith("Trial ") and message.endswith(" failed with value None.")))
 
 
@@ -54,10 +51,10 @@ def run_study_with_progress(study: optuna.Study, objective: Objective, settings:
     """``run_study`` with a live table on a terminal, else one printed line per ended trial."""
     if console.is_terminal:
         with Live(trials_table(study), console=console, refresh_per_second=2) as live:
-            run_study(study, objective, settings.trials, settings.n_jobs, lambda s, _t: live.update(trials_table(s)))
+            run_study(study, objective, settings.trials, settings.n_jobs, settings.storage,
+                      lambda s, _t: live.update(trials_table(s)))
     else:
         def report(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
-            if not t.user_attrs.get("surplus"):
-                print(trial_line(s, t), flush=True)
+            print(trial_line(s, t), flush=True)
 
-        run_study(study, objective, settings.trials, settings.n_jobs, report)
+        run_study(study, objective, settings.trials, settings.n_jobs, settings.storage, report)

@@ -74,8 +74,8 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
         if runs_trials:
             client.update_run(parent_id, status="RUNNING")  # reopened when a study resumes
             with step(f"running the trials of study {study_name}"):
-                run_study_with_progress(study, Objective(config, cache, splits, experiment_id, parent_id,
-                                                         config.tune.trials), config.tune, console or Console())
+                run_study_with_progress(study, Objective(config, cache, splits, experiment_id, parent_id),
+                                        config.tune, console or Console())
         report_closed(close_dead_runs(study, parent_id))  # also a killed tuner's, whose trial this one retried
         summary = summarise_and_register(config, study, identity, cache, splits, parent_id, force, bundle_backbone)
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ from typing import Any
 
 import optuna
 
+from msc.core.errors import UserError
 from msc.features.cache import FeatureCache
 from msc.track.locks import shared_lock
 from msc.track.store import git_commit
@@ -33,7 +34,25 @@ def parent_run_id(study: optuna.Study, storage_url: str, experiment_id: str, ide
             run_id = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
             client.log_dict(run_id, identity, "study_identity.json")
             study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    check_parent_exists(client, study, storage_url, run_id)
     return run_id
+
+
+def check_parent_exists(client, study: optuna.Study, storage_url: str, run_id: str) -> None:
+    """A sentence when the study names a parent run this tracking store does not have: the Optuna
+    storage and the MLflow store were separated (mlflow.db emptied or replaced, another tracking URI)."""
+    import mlflow
+
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise UserError(
+            f"study {study.study_name} in {storage_url} has its MLflow parent run {run_id}, and the tracking store "
+            f"{mlflow.get_tracking_uri()} has no such run: the two stores were separated (mlflow.db emptied or "
+            "replaced, or MLFLOW_TRACKING_URI points elsewhere). Either point MLFLOW_TRACKING_URI at the store that "
+            f"holds the study's runs, or start a new study in this store: python -m src.tune --study-name NEW "
+            f"(or delete the old one: optuna delete-study --study-name {study.study_name} --storage {storage_url})"
+        ) from None
 
 
 def log_skipped(parent_id: str, cache: FeatureCache) -> None:

@@ -14,10 +14,12 @@ never counted twice.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
 import json
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -30,6 +32,7 @@ from msc.core.errors import UserError
 from msc.core.files import file_lock
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
+from msc.track.locks import shared_lock
 from msc.track.store import absolute_sqlite_url
 
 HEARTBEAT_SECONDS = 5  # a RUNNING trial with no heartbeat for GRACE_SECONDS is stale: failed, retried
@@ -40,8 +43,8 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 IDENTITY_ATTR = "identity"  # the study's identity, stored in its user attributes
 
 
-class SurplusTrial(Exception):
-    """Raised when a racing worker already filled the study: this trial is not needed."""
+# The trial-slot lock a worker thread holds from claiming a slot until Optuna has created its trial.
+SLOT = threading.local()
 
 
 def study_identity(config: Config, cache: FeatureCache, splits: Splits) -> dict[str, Any]:
@@ -151,19 +154,55 @@ def trials_seconds(study: optuna.Study) -> float:
                if t.state in FINISHED and t.datetime_start and t.datetime_complete)
 
 
+def claim_slot(study: optuna.Study, n_trials: int, storage_url: str) -> bool | None:
+    """Claim the right to start one trial, under the study's trial-slot lock shared by every tuner
+    (msc/track/locks.py): True (the lock stays held until ``release_slot``), False when the other
+    slots are all running elsewhere (wait), None when the study holds ``n_trials`` finished trials.
+
+    So no tuner ever starts a trial the study does not need: there is no surplus trial to fail."""
+    lock = shared_lock(storage_url, f"trial slots of study {study.study_name}")
+    lock.__enter__()
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)  # a retry: Optuna runs it next
+    claimed = None if finished >= n_trials else (waiting or finished + running < n_trials)
+    if claimed:
+        SLOT.lock = lock
+    else:
+        lock.__exit__(None, None, None)
+    return claimed
+
+
+def release_slot() -> None:
+    """Release this thread's claimed slot: the objective calls it first, once Optuna has created its
+    trial (RUNNING, so the next claim counts it)."""
+    lock, SLOT.lock = getattr(SLOT, "lock", None), None
+    if lock is not None:
+        lock.__exit__(None, None, None)
+
+
 def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int, n_jobs: int,
-              on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> None:
-    """Run trials until the study holds ``n_trials`` finished ones, waiting on other workers'."""
-    while True:
-        optuna.storages.fail_stale_trials(study)  # crashed trials: FAIL, and a WAITING retry
-        trials = study.get_trials(deepcopy=False)
-        finished = sum(t.state in FINISHED for t in trials)
-        running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
-        if finished >= n_trials:
-            return
-        missing = n_trials - finished - running
-        if missing <= 0:
-            time.sleep(1.0)  # the rest is running elsewhere; wait for it to finish or go stale
-            continue
-        study.optimize(objective, n_trials=missing, n_jobs=n_jobs, catch=(SurplusTrial,),
-                       callbacks=[on_trial] if on_trial else None, gc_after_trial=False, show_progress_bar=False)
+              storage_url: str, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> None:
+    """Run trials until the study holds ``n_trials`` finished ones, waiting on other workers', in
+    ``n_jobs`` threads; each starts a trial only after claiming a slot for it."""
+    def work() -> None:
+        while True:
+            optuna.storages.fail_stale_trials(study)  # crashed trials: FAIL, and a WAITING retry
+            claimed = claim_slot(study, n_trials, storage_url)
+            if claimed is None:
+                return
+            if not claimed:
+                time.sleep(1.0)  # the rest is running elsewhere; wait for it to finish or go stale
+                continue
+            try:
+                study.optimize(objective, n_trials=1, callbacks=[on_trial] if on_trial else None,
+                               gc_after_trial=False, show_progress_bar=False)
+            finally:
+                release_slot()  # in case the objective never started
+
+    if n_jobs == 1:
+        return work()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        for future in [pool.submit(work) for _ in range(n_jobs)]:
+            future.result()

@@ -1,5 +1,6 @@
-"""A registration killed halfway (issue 24, items 1 and 2): the next tune finishes the version it
-left, never registers the same run twice, ends the study's parent run, and names stray versions."""
+"""Stores after a bad day (issue 24): a registration killed halfway is finished by the next tune, which
+never registers the same run twice, ends the study's parent run and names stray versions; a study
+whose MLflow store was emptied is a sentence; a full disk is a sentence."""
 
 import mlflow
 import pytest
@@ -47,3 +48,44 @@ def test_a_registration_killed_halfway_is_finished_by_the_next_tune(project, con
     capsys.readouterr()
     tune(config)
     assert f"msc version {stray.version} has no stage and no alias" in capsys.readouterr().err
+
+
+def test_a_study_whose_mlflow_store_was_emptied_is_a_sentence_with_two_ways_forward(project, config):
+    import shutil
+
+    from msc.core.errors import UserError
+    from msc.track.store import setup_mlflow
+
+    config = with_overrides(config, {"tune.trials": 1, "train.epochs": 1})
+    tune(config)
+    (project / "mlflow.db").unlink()  # optuna.db is kept
+    shutil.rmtree(project / "mlruns")
+    setup_mlflow()
+    with pytest.raises(UserError, match=r"has its MLflow parent run \w+, and the tracking store .* has no such run.*"
+                                        r"MLFLOW_TRACKING_URI.*--study-name NEW.*optuna delete-study"):
+        tune(config)
+
+
+def test_a_full_disk_during_tune_is_one_sentence_and_the_parent_run_ends(project, config, monkeypatch, capsys):
+    import errno
+
+    import yaml
+
+    from msc.tune import objective
+    from src import tune as tune_stage
+
+    def full(*args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", str(project / "mlruns"))
+        except OSError as cause:  # as MLflow reports it: its own error, raised from the OSError
+            raise AssertionError("Should not reach.") from cause
+
+    monkeypatch.setattr(objective, "log_trial_model", full)
+    params = project / "params.yaml"
+    params.write_text(yaml.safe_dump(__import__("dataclasses").asdict(with_overrides(
+        config, {"tune.trials": 1, "train.epochs": 1}))))
+    assert tune_stage.main(["--params", str(params)]) == 1
+    err = capsys.readouterr().err
+    assert "no space left on the device" in err and "mlruns" in err and "Should not reach" not in err
+    _, runs, _ = store_state()
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
