@@ -126,6 +126,11 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
     assert {"ablation.csv", "bad_cases.csv", "report.md", "figures"} <= artifacts
     assert parent.data.tags["split_identity"] == json.loads((results / "ablation.json").read_text())[
         "context"]["split_identity"]
+    # A killed ablation that replaced ablation.csv but not ablation.json: the report refuses the mix.
+    (results / "ablation.csv").write_text((results / "ablation.csv").read_text().replace(",3,", ",2,", 1))
+    capsys.readouterr()
+    assert report.main([]) == 2
+    assert "ablation.csv' is from another ablation run than ablation.json" in capsys.readouterr().err
 
 
 def test_the_report_without_ablation_results_is_a_sentence(tmp_path):

@@ -111,3 +111,17 @@ def test_a_header_only_train_file_is_a_sentence(tmp_path):
     root = train_file(tmp_path / "data", [])
     with pytest.raises(UserError, match="train.txt has its header but no samples"):
         write_splits(root, tmp_path / "splits", SplitRule(0.15, 0.15, 42))
+
+
+def test_a_splits_csv_that_split_json_does_not_describe_is_refused(tmp_path, small_sample_root):
+    """A split rewritten between a reader's two reads, or one file copied from elsewhere: never mixed."""
+    from msc.data.split import SplitRule
+
+    rule = SplitRule(0.15, 0.15, 42)
+    write_splits(small_sample_root, tmp_path, rule)
+    assert read_splits(small_sample_root, tmp_path, rule)[1]
+    lines = (tmp_path / "splits.csv").read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace(",train", ",holdout") if ",train" in lines[1] else lines[1].replace(",", ",x", 1)
+    (tmp_path / "splits.csv").write_text("".join(lines))
+    with pytest.raises(UserError, match="splits.csv' is not the split that .*split.json' describes"):
+        read_splits(small_sample_root, tmp_path, rule)

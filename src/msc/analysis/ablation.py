@@ -146,7 +146,8 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
         "low_quality_short_side": config.ablation.low_quality_short_side, "git_commit": tags["git_commit"],
     }
     # The CSVs go to MLflow before they replace the old ones: every output of the stage is then
-    # written in one short step at the end, and the result file names the bad_cases.csv it belongs to.
+    # written in one short step at the end, ablation.json last, and it names (by sha256) the CSVs it
+    # belongs to: a run killed between the renames leaves a set the report refuses, never one it mixes.
     staged = out_dir / ".ablation-staging"
     staged.mkdir(parents=True, exist_ok=True)
     for name in ("ablation", "bad_cases"):
@@ -161,6 +162,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
         holdout_kinds={kind: kinds.count(kind) for kind in ERROR_KINDS},  # every holdout sample, right or wrong
         predictions={result.variant.name: [p.tolist() for p in result.predictions] for result in results},
         mlflow_run_id=run_id, bad_cases_sha256=hashlib.sha256(tables["bad_cases"].encode()).hexdigest(),
+        ablation_sha256=hashlib.sha256(tables["ablation"].encode()).hexdigest(),
         attribution=attribution)
     for name in ("ablation", "bad_cases"):
         (staged / files[name].name).replace(files[name])

@@ -119,13 +119,15 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
 
 def read_ablation(folder: Path) -> tuple[AblationResults, ReportContext, AnalysedHead, list[dict], Difference]:
     """The ablation stage's outputs: its result file, context, analysed head, bad cases, and the
-    paired comparisons between its rows. Refuses a bad_cases.csv from another run than the result file."""
+    paired comparisons between its rows. Refuses CSVs from another run than the result file."""
     results, context, analysed = read_results(folder)
+    for name, digest in (("bad_cases.csv", results.bad_cases_sha256), ("ablation.csv", results.ablation_sha256)):
+        path = folder / name
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            state = "missing" if not path.is_file() else "from another ablation run than ablation.json"
+            raise UserError(f"'{path}' is {state} (an ablation run was interrupted, or a file was copied in): run "
+                            "`python -m src.ablation` (or `dvc repro ablation`) again")
     cases_path = folder / "bad_cases.csv"
-    if not cases_path.is_file() or hashlib.sha256(cases_path.read_bytes()).hexdigest() != results.bad_cases_sha256:
-        state = "missing" if not cases_path.is_file() else "from another ablation run than ablation.json"
-        raise UserError(f"'{cases_path}' is {state} (an ablation run was interrupted, or a file was copied in): run "
-                        "`python -m src.ablation` (or `dvc repro ablation`) again")
     with cases_path.open(newline="") as handle:
         cases = [{k: float(v) if k.startswith("p_") else v for k, v in row.items()} for row in csv.DictReader(handle)]
     difference = paired_differences(np.array(results.holdout_labels),

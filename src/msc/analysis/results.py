@@ -31,6 +31,7 @@ class AblationResults(HandOff):
     predictions: dict  # variant -> per seed (n_holdout,) class ids, for the paired comparisons
     mlflow_run_id: str  # the ablation's parent run, where the report adds itself
     bad_cases_sha256: str  # of the bad_cases.csv written with it: the report refuses a mix of two runs
+    ablation_sha256: str  # of the ablation.csv written with it, likewise
     # What drove the analysed head's holdout predictions (msc/analysis/attribution.py): per holdout row
     # attr_text, attr_image, kind and correct; driver_margin; evidence (token heads: the most confident
     # errors' token and patch attributions) or evidence_note (why there is none).

@@ -245,6 +245,9 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     """Return the cache for ``config``, building it when stale. The bool says whether it was built."""
     folder = Path(config.features.dir)
     dataset = load_dataset(config.data.root, require_test_files=False, require_labelled_files=False)
+    if not dataset.labelled:  # nothing to train on: every stage after this one would fail on it
+        raise UserError(f"{Path(config.data.root) / 'train.txt'} has its header but no samples; list the labelled "
+                        "samples as 'guid,tag' lines (or run `python -m src.sample` for a synthetic dataset)")
     # Every file is checked before any work: a bad one stops the run here (on_error: error).
     screening = screen_samples(dataset, config.data.on_error)
     data_hash = data_fingerprint(dataset)
