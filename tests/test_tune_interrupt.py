@@ -22,7 +22,8 @@ def parent_run(project):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_study_says_one_sentence_and_ends_its_parent_run_killed(project, config, signum):
-    write_params(project, config, **{"tune.trials": 1, "train.epochs": 12, "train.patience": 12})
+    # Long enough to be caught mid-trial on a fast machine; the signal ends it within an epoch.
+    write_params(project, config, **{"tune.trials": 1, "train.epochs": 60, "train.patience": 60})
     storage = f"sqlite:///{project / 'optuna.db'}"
     tuner = start_tuner(project)
 
