@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def subset_cache(cache: FeatureCache, params: Path) -> None:
     manifest = replace(cache.manifest, data_fingerprint=data_hash, n_labelled=len(labelled),
                        fingerprint=cache_fingerprint(config, data_hash), preprocessing=preprocessing_settings(config),
                        guids=[s.guid for s in dataset.samples], labels=[s.label for s in dataset.labelled],
-                       arrays={name: array_record(folder / f"{name}.npy") for name in CACHE_ARRAYS})
+                       arrays={name: array_record(folder / f"{name}.npy") for name in CACHE_ARRAYS},
+                       build_id=uuid.uuid4().hex)
     write_handoff(folder / MANIFEST, manifest, indent=None)
 
 

@@ -23,7 +23,7 @@ from msc.config import TrainConfig
 from msc.data.dataset import load_dataset
 from msc.data.split import assign_splits
 from msc.features.cache import FeatureCache
-from msc.train.loop import train_head
+from msc.train.loop import frozen_backbone, train_head
 
 LAYERS = (0, 1, 2)
 
@@ -50,6 +50,7 @@ def bench_top_layers(args, work: Path) -> dict:
     reencode = per_sample * (len(train_rows) + len(val_rows))
     result.update(samples=len(cache.guids), train_samples=len(train_rows), val_samples=len(val_rows),
                   encode_seconds_per_sample=per_sample)
+    frozen_backbone(args.backbone, "main", None)  # loaded once per process: not part of the first k > 0 epoch
     for fusion in ("late", "cross_attention"):
         for k in LAYERS:
             config = replace(TrainConfig(), fusion=fusion, epochs=1, top_layers=k)

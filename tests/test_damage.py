@@ -79,3 +79,24 @@ def test_a_full_disk_during_featurize_is_a_sentence_and_leaves_no_staging(privat
         featurize(private_config)
     folder = Path(private_config.features.dir)
     assert not folder.with_name(folder.name + ".tmp").exists()
+
+
+def test_an_open_that_sees_two_builds_tries_again(private_config, monkeypatch):
+    """A rebuild swapped in between the two reads of the manifest (same settings, so the same
+    fingerprint; another build id): the open maps the arrays again."""
+    from dataclasses import replace
+
+    from msc.features import cache as cache_module
+
+    built, _ = featurize(private_config)
+    real = cache_module.read_manifest
+    calls = []
+
+    def swapped_once(folder):
+        calls.append(folder)
+        manifest = real(folder)
+        return replace(manifest, build_id="another build") if len(calls) == 2 else manifest
+
+    monkeypatch.setattr(cache_module, "read_manifest", swapped_once)
+    opened = FeatureCache(private_config.features.dir)
+    assert len(calls) == 4 and opened.manifest.build_id == built.manifest.build_id

@@ -80,7 +80,7 @@ def test_the_copied_top_blocks_reproduce_the_backbone_features(family_backbone, 
     assert len(text_top.blocks) == len(image_top.blocks) == k
 
 
-def test_k0_is_the_frozen_path_bit_for_bit(top_config, top_cache, config, cache):
+def test_k0_is_the_frozen_path_bit_for_bit(top_config, top_cache):
     """Caching hidden states changes no cached feature, and k = 0 trains the head alone on them."""
     k0_config = replace(top_config, features=replace(top_config.features, top_layers=0, dir=str(
         Path(top_config.features.dir).with_name("features-k0"))))

@@ -104,7 +104,8 @@ def train_variant(variant: Variant, cache: FeatureCache, splits: Splits, seeds: 
         result.predictions.append(probs.argmax(1))
         result.val_probs.append(predict_proba(trained.head, cache, splits.val))
         result.histories.append(trained.history)
-        result.first_head = result.first_head or trained.head
+        if result.first_head is None:
+            result.first_head = trained.head
     result.trainable_params = sum(p.numel() for p in trained.head.parameters() if p.requires_grad)
     return result
 

@@ -145,10 +145,11 @@ def read_splits(data_root: str | Path, splits_dir: str | Path, rule: SplitRule) 
         raise UserError(f"the split in '{folder}/' is stale: {', '.join(changed)} changed since it was made; run {REDO}")
     # The identity is the hash of the bytes read here, so the split used is the one it names: a split
     # rewritten between the two reads (or one file copied from elsewhere) is refused, never mixed.
-    text = (folder / SPLITS_FILE).read_bytes().decode("utf-8")
-    if hashlib.sha256(text.encode()).hexdigest()[:12] != info.identity:
+    raw = (folder / SPLITS_FILE).read_bytes()
+    if hashlib.sha256(raw).hexdigest()[:12] != info.identity:
         raise UserError(f"'{folder / SPLITS_FILE}' is not the split that '{folder / SPLIT_INFO}' describes (the split "
                         f"was rewritten while it was read, or a file was copied in): run {REDO} again")
+    text = raw.decode("utf-8")  # split wrote it as UTF-8, and the hash says these are its bytes
     assignment = {row["guid"]: (row["label"], row["split"]) for row in csv.DictReader(io.StringIO(text, newline=""))}
     return assignment, info.identity
 

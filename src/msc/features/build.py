@@ -13,6 +13,7 @@ import errno
 import random
 import shutil
 import sys
+import uuid
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -35,8 +36,9 @@ from msc.features.manifest import (
     CacheManifest,
     array_record,
     cache_fingerprint,
+    damage,
     preprocessing_settings,
-    read_checked_manifest,
+    read_manifest,
 )
 from msc.features.screen import Screening, data_fingerprint, report_screening, screen_samples
 from msc.features.writer import NpyWriter
@@ -109,10 +111,8 @@ def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: 
 
 
 def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-    )
+    columns = TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    return Progress(*columns, TimeRemainingColumn())
 
 
 def read_texts(screening: Screening, blank_text: set[int], encoding: str) -> tuple[list[str], dict[str, str]]:
@@ -225,20 +225,21 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         text_encodings=dict(Counter(codecs.values())), image_quality=quality,
         # Texts read as a fallback codec or with replaced characters: the ones to look at.
         text_fallbacks={guid: how for guid, how in codecs.items() if how.endswith("-replaced") or how == "cp1252"},
-        arrays={name: array_record(writer.path) for name, writer in writers.items()},
+        arrays={name: array_record(writer.path) for name, writer in writers.items()}, build_id=uuid.uuid4().hex,
     ), indent=None)
 
 
-def fresh_manifest(folder: Path) -> CacheManifest | None:
-    """The manifest of a complete, intact cache in ``folder``, or None (then it is rebuilt; a damaged
-    one says why)."""
-    if not (folder / MANIFEST).is_file():
-        return None
+def fresh_manifest(folder: Path, fingerprint: str) -> CacheManifest | None:
+    """The manifest of the complete cache in ``folder``, or None (then it is rebuilt). One of
+    ``fingerprint`` is also checked whole (``damage``): a damaged one is rebuilt, saying why."""
     try:
-        return read_checked_manifest(folder)
-    except UserError as error:
-        print(f"rebuilding the feature cache: {error}", file=sys.stderr)
+        manifest = read_manifest(folder)
+    except UserError:
         return None
+    if manifest.fingerprint == fingerprint and (problem := damage(folder, manifest)) is not None:
+        print(f"rebuilding the feature cache: {problem}", file=sys.stderr)
+        return None
+    return manifest
 
 
 def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
@@ -253,12 +254,12 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     data_hash = data_fingerprint(dataset)
     fingerprint = cache_fingerprint(config, data_hash)
     settings = preprocessing_settings(config)
-    manifest = fresh_manifest(folder)
+    manifest = fresh_manifest(folder, fingerprint)
     if not force and manifest is not None and manifest.fingerprint == fingerprint and manifest.preprocessing == settings:
         return FeatureCache(folder), False
     # One builder at a time: a second featurize waits, then finds the cache fresh.
     with file_lock(folder.with_name(folder.name + ".lock")):
-        manifest = fresh_manifest(folder)
+        manifest = fresh_manifest(folder, fingerprint)
         if force or manifest is None or manifest.fingerprint != fingerprint:
             report_screening(screening)
             build_and_swap(screening, config, folder, fingerprint, data_hash)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from msc.config import Config
 from msc.core.errors import UserError
 from msc.core.labels import LABELS
-from msc.features.manifest import CacheManifest, check_settings, read_checked_manifest, read_manifest
+from msc.features.manifest import CacheManifest, check_arrays, check_settings, read_manifest
 from msc.model.batch import FeatureBatch
 from msc.model.devices import resolve_device
 
@@ -32,17 +33,35 @@ class FeatureCache:
         self.device = torch.device("cpu")
         self._resident: dict[str, torch.Tensor] | None = None  # every array on self.device, after to()
 
-    def open_whole(self, attempts: int = 3) -> tuple[CacheManifest, dict[str, np.ndarray]]:
+    def open_whole(self, attempts: int = 5) -> tuple[CacheManifest, dict[str, np.ndarray]]:
         """The manifest and every array it lists, memory-mapped at once, all of one build.
 
         ``featurize --force`` may swap a rebuilt cache in while this opens: the arrays are mapped
-        between two reads of the manifest and kept only when both name the same build. A mapped array
-        stays readable after the swap deletes its file, so a reader never mixes two builds.
-        A damaged array is a sentence here (``check_arrays``), not a crash later."""
-        for _ in range(attempts):
-            manifest = read_checked_manifest(self.folder)
-            arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in manifest.arrays}
-            if read_manifest(self.folder).fingerprint == manifest.fingerprint:
+        between two reads of the manifest and kept only when both name the same build (its
+        ``build_id``, new for every build); between the swap's two renames there is no cache for a
+        moment, and the open is tried again. A mapped array stays readable after the swap deletes its
+        file, so a reader never mixes two builds. A damaged array is a sentence here, not a crash later."""
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                manifest = read_manifest(self.folder)
+            except UserError:
+                if last:
+                    raise  # no cache, or not a readable one: the hand-off's sentence
+                time.sleep(0.2)
+                continue
+            try:
+                arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in manifest.arrays}
+            except (OSError, ValueError):
+                check_arrays(self.folder, manifest)  # damaged files: their sentence; else swapped meanwhile
+                time.sleep(0.2)
+                continue
+            try:
+                same_build = read_manifest(self.folder).build_id == manifest.build_id
+            except UserError:
+                same_build = False
+            if same_build:
+                check_arrays(self.folder, manifest, arrays)  # the arrays as mapped, whatever the paths hold now
                 return manifest, arrays
         raise UserError(f"the feature cache '{self.folder}' was rebuilt {attempts} times while it was being opened; "
                         "run this command again once featurize has finished")
@@ -51,18 +70,21 @@ class FeatureCache:
         return self._arrays[name]
 
     def to(self, device: torch.device) -> FeatureCache:
-        """Copy every array to ``device`` once, in the cache's dtype (fp16: the full real cache is
+        """Copy the feature arrays to ``device`` once, in the cache's dtype (fp16: the full real cache is
         about 0.65 GB), so that batches are sliced there with no host-to-device copy per batch.
-        Without it, batches are read from the memory-mapped files."""
-        names = sorted(self._arrays)
+        Without it, batches are read from the memory-mapped files. The hidden states of
+        ``features.top_layers`` (about 2 GB per block on the full data with 4 views) stay mapped and
+        are copied per batch: only a run with trainable top layers reads them."""
+        names = [name for name in sorted(self._arrays) if "_hidden" not in name]
         self._resident = {name: torch.from_numpy(np.ascontiguousarray(self.array(name))).to(device) for name in names}
         self.device = torch.device(device)
         return self
 
     def take(self, name: str, *index) -> torch.Tensor:
         """``array(name)[index]`` as a tensor on ``self.device``, in the stored dtype."""
-        if self._resident is None:
-            return torch.from_numpy(self.array(name)[index])  # fancy indexing copies out of the memmap
+        if self._resident is None or name not in self._resident:
+            # fancy indexing copies out of the memmap
+            return torch.from_numpy(self.array(name)[index]).to(self.device)
         return self._resident[name][tuple(torch.from_numpy(i).to(self.device) if isinstance(i, np.ndarray) else i
                                           for i in index)]
 
@@ -74,6 +96,7 @@ class FeatureCache:
         ``views[i]`` picks the image view of row i and ``text_views[i]`` its text view: 0 = clean,
         k >= 1 = augmented view k (labelled rows only).
         """
+        assert not (tokens and hidden_layers), "the top layers compute the token features: ask for one or the other"
         rows = np.asarray(rows)
 
         def viewed(name: str, aug_name: str, chosen: np.ndarray | None, *index) -> torch.Tensor:

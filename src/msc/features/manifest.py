@@ -62,7 +62,8 @@ class CacheManifest(HandOff):
     WHAT: ClassVar[str] = "feature cache manifest"
     WRITTEN_BY: ClassVar[str] = "`python -m src.featurize` (or `dvc repro featurize`)"
 
-    fingerprint: str  # sha256 of everything that decides the values (build.cache_fingerprint)
+    fingerprint: str  # sha256 of everything that decides the values (cache_fingerprint)
+    build_id: str  # new for every build, even of the same fingerprint: readers tell two builds apart by it
     data_fingerprint: str  # sha256 of the label files and every listed sample's bytes
     preprocessing: dict  # preprocessing_settings() at build time: what readers compare with their config
     backbone: str  # model.backbone as written
@@ -99,16 +100,18 @@ def all_finite(array: np.ndarray) -> bool:
     return all(np.isfinite(flat[start : start + step]).all() for start in range(0, flat.size, step))
 
 
-def array_problem(path: Path, record: dict) -> str | None:
-    """What is wrong with one array of the cache against its record, or None."""
-    if not path.is_file():
-        return "is missing"
-    if path.stat().st_size != record["bytes"]:
-        return f"is {path.stat().st_size:,} bytes where featurize wrote {record['bytes']:,}"
-    try:
-        array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as error:
-        return f"cannot be read as an array ({error})"
+def array_problem(path: Path, record: dict, array: np.ndarray | None = None) -> str | None:
+    """What is wrong with one array of the cache against its record, or None; ``array``: the file as a
+    reader already mapped it (then that is what is checked, whatever happened to the path since)."""
+    if array is None:
+        if not path.is_file():
+            return "is missing"
+        if path.stat().st_size != record["bytes"]:
+            return f"is {path.stat().st_size:,} bytes where featurize wrote {record['bytes']:,}"
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            return f"cannot be read as an array ({error})"
     if list(array.shape) != record["shape"] or str(array.dtype) != record["dtype"]:
         return f"holds a {array.dtype} array of shape {list(array.shape)} where featurize wrote {record['dtype']} " \
                f"{record['shape']}"
@@ -117,26 +120,41 @@ def array_problem(path: Path, record: dict) -> str | None:
     return None
 
 
-def check_arrays(folder: Path, manifest: CacheManifest) -> None:
-    """Stop with a sentence when an array of the cache in ``folder`` is not what featurize wrote:
-    missing, truncated, reshaped, or overwritten with non-finite values (every byte is read)."""
+# (build id, each array's mtime and size) of the caches this process has read whole and found intact:
+# featurize and the FeatureCache it returns, or several opens in one process, scan a cache once.
+INTACT: set[tuple] = set()
+
+
+def damage(folder: Path, manifest: CacheManifest, arrays: dict[str, np.ndarray] | None = None) -> str | None:
+    """What is wrong with the cache in ``folder`` against its manifest ("<file> is missing"), or None:
+    an array missing, truncated, reshaped, or overwritten with non-finite values (every byte is read,
+    once per process for files that have not changed since). ``arrays``: as a reader mapped them."""
+    try:
+        key = (manifest.build_id, *((name, (folder / f"{name}.npy").stat().st_mtime_ns,
+                                     (folder / f"{name}.npy").stat().st_size) for name in manifest.arrays))
+    except OSError:
+        key = None  # a file is gone: checked below
+    if key is not None and key in INTACT:
+        return None
     for name, record in manifest.arrays.items():
         path = folder / f"{name}.npy"
-        if (problem := array_problem(path, record)) is not None:
-            raise UserError(f"{path} {problem}: the feature cache was damaged after featurize wrote it; rebuild it "
-                            "with `python -m src.featurize --force` (or `dvc repro --force featurize`)")
+        if (problem := array_problem(path, record, None if arrays is None else arrays[name])) is not None:
+            return f"{path} {problem}"
+    if key is not None:
+        INTACT.add(key)
+    return None
+
+
+def check_arrays(folder: Path, manifest: CacheManifest, arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Stop with a sentence naming the fix when the cache in ``folder`` is damaged (``damage``)."""
+    if (problem := damage(folder, manifest, arrays)) is not None:
+        raise UserError(f"{problem}: the feature cache was damaged after featurize wrote it; rebuild it with "
+                        "`python -m src.featurize --force` (or `dvc repro --force featurize`)")
 
 
 def read_manifest(folder: str | Path) -> CacheManifest:
     """The manifest of the cache in ``folder``; a sentence when there is none or it cannot be read."""
     return read_handoff(CacheManifest, Path(folder) / MANIFEST)
-
-
-def read_checked_manifest(folder: str | Path) -> CacheManifest:
-    """``read_manifest``, and every array beside it checked against it (``check_arrays``)."""
-    manifest = read_manifest(folder)
-    check_arrays(Path(folder), manifest)
-    return manifest
 
 
 @functools.lru_cache(maxsize=1)

@@ -82,12 +82,6 @@ def finish_promotion(client, version, scores: dict, tags: dict[str, str]):
     return version
 
 
-def version_of_run(client, run_id: str):
-    """The latest version of ``msc`` registered from run ``run_id`` (a trial's run), or None."""
-    versions = client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{run_id}'")
-    return max(versions, key=lambda version: int(version.version), default=None)
-
-
 def unfinished_versions(client) -> list:
     """Versions with no stage and no alias: left by a registration that was killed halfway. (Searched
     versions carry no aliases in every store; ``production`` is this registry's one alias.)"""

@@ -17,7 +17,7 @@ from msc.track.logged_model import log_trial_model
 from msc.track.store import git_commit
 from msc.train.loop import train_head
 from msc.train.metrics import scalar_metrics
-from msc.tune.study import release_slot, suggest
+from msc.tune.study import suggest
 
 EPOCH_PREFIX = "epoch_"  # per-epoch curves in a trial run; the plain metric names hold the kept epoch
 
@@ -44,7 +44,6 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import mlflow
 
-        release_slot()  # the trial exists (RUNNING): other tuners may claim the next slot (msc/tune/study.py)
         config = with_overrides(self.config, suggest(trial, self.config.tune.search_space))
         tags = {
             "mlflow.parentRunId": self.parent_id,

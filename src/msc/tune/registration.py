@@ -30,7 +30,6 @@ from msc.track.registry import (
     production_version,
     promote,
     unfinished_versions,
-    version_of_run,
 )
 from msc.train.calibration import calibration_errors, fit_temperature, with_temperature
 from msc.train.loop import predict_proba
@@ -79,13 +78,15 @@ def follow_alias(client):
     return current
 
 
-def resume_decision(current, left) -> Decision | None:
+def resume_decision(left) -> Decision | None:
     """Registration is idempotent per run: a version that a killed tune registered for this candidate
-    (``left``) and did not finish is finished now (tags, stage, alias), never registered a second time."""
-    if left is not None and (current is None or current.version != left.version):
-        return Decision(True, f"version {left.version} was registered for this trial by a tune that was interrupted; "
-                              "it is finished now, not registered again")
-    return None
+    and did not finish (``left``: no stage, no alias) is finished now (tags, stage, alias), never
+    registered a second time. A version of the run that did finish (archived since, or rolled back
+    from) is history: the gate decides about the candidate as usual."""
+    if left is None:
+        return None
+    return Decision(True, f"version {left.version} was registered for this trial by a tune that was interrupted; "
+                          "it is finished now, not registered again")
 
 
 def name_unfinished(client) -> None:
@@ -117,8 +118,9 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
     candidate_scores = classification_metrics(labels, candidate_probs.argmax(1))
     current = follow_alias(client)
-    left = version_of_run(client, candidate.run_id)
-    decision = resume_decision(current, left) or gate(current, candidate, cache.fingerprint, splits.identity, force)
+    left = max((v for v in unfinished_versions(client) if v.run_id == candidate.run_id), key=lambda v: int(v.version),
+               default=None)
+    decision = resume_decision(left) or gate(current, candidate, cache.fingerprint, splits.identity, force)
     probs, probs_temperature = candidate_probs, temperature
     if decision is None:
         current_scores, current_probs, current_temperature = production_scores(current, cache, rows)

@@ -45,7 +45,9 @@ def check_parent_exists(client, study: optuna.Study, storage_url: str, run_id: s
 
     try:
         client.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # the tracking server is down or refuses: not a separated store
         raise UserError(
             f"study {study.study_name} in {storage_url} has its MLflow parent run {run_id}, and the tracking store "
             f"{mlflow.get_tracking_uri()} has no such run: the two stores were separated (mlflow.db emptied or "
@@ -124,10 +126,12 @@ def close_dead_runs(study: optuna.Study, parent_id: str) -> list[str]:
 
     client = MlflowClient()
     optuna.storages.fail_stale_trials(study)  # a dead trial's heartbeat stopped: FAIL, and a retry
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     parent = client.get_run(parent_id)
+    # The runs first, then the trials: a run starts after its trial exists, so every run found has its
+    # trial in the list read next (the other order would take a run just started elsewhere for an orphan).
     runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and "
                               "attributes.status = 'RUNNING'")
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     closed = []
     for run in runs:
         number = int(run.data.tags.get("trial_number", -1))

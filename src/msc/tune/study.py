@@ -159,14 +159,20 @@ def claim_slot(study: optuna.Study, n_trials: int, storage_url: str) -> bool | N
     (msc/track/locks.py): True (the lock stays held until ``release_slot``), False when the other
     slots are all running elsewhere (wait), None when the study holds ``n_trials`` finished trials.
 
-    So no tuner ever starts a trial the study does not need: there is no surplus trial to fail."""
+    So no tuner ever starts a trial the study does not need: there is no surplus trial to fail. A
+    trial whose process died is failed under the same lock (its heartbeat stopped), and the retry
+    Optuna queues for it is what the next claimed slot runs (``study.ask`` takes a waiting trial first)."""
     lock = shared_lock(storage_url, f"trial slots of study {study.study_name}")
     lock.__enter__()
-    trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state in FINISHED for t in trials)
-    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
-    waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)  # a retry: Optuna runs it next
-    claimed = None if finished >= n_trials else (waiting or finished + running < n_trials)
+    try:
+        optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in FINISHED for t in trials)
+        running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+        claimed = None if finished >= n_trials else finished + running < n_trials
+    except BaseException:
+        lock.__exit__(None, None, None)
+        raise
     if claimed:
         SLOT.lock = lock
     else:
@@ -175,8 +181,8 @@ def claim_slot(study: optuna.Study, n_trials: int, storage_url: str) -> bool | N
 
 
 def release_slot() -> None:
-    """Release this thread's claimed slot: the objective calls it first, once Optuna has created its
-    trial (RUNNING, so the next claim counts it)."""
+    """Release this thread's claimed slot, once Optuna has created its trial (RUNNING, so the next
+    claim counts it), or when it never did."""
     lock, SLOT.lock = getattr(SLOT, "lock", None), None
     if lock is not None:
         lock.__exit__(None, None, None)
@@ -185,24 +191,36 @@ def release_slot() -> None:
 def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int, n_jobs: int,
               storage_url: str, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> None:
     """Run trials until the study holds ``n_trials`` finished ones, waiting on other workers', in
-    ``n_jobs`` threads; each starts a trial only after claiming a slot for it."""
+    ``n_jobs`` threads; each starts a trial only after claiming a slot for it. An exception in any
+    thread (Ctrl-C or SIGTERM reach the main one) stops every thread before its next trial."""
+    stop = threading.Event()
+
+    def run_trial(trial: optuna.Trial) -> float:
+        release_slot()  # the trial exists: other tuners may claim the next slot
+        return objective(trial)
+
     def work() -> None:
-        while True:
-            optuna.storages.fail_stale_trials(study)  # crashed trials: FAIL, and a WAITING retry
+        while not stop.is_set():
             claimed = claim_slot(study, n_trials, storage_url)
             if claimed is None:
                 return
             if not claimed:
-                time.sleep(1.0)  # the rest is running elsewhere; wait for it to finish or go stale
+                stop.wait(1.0)  # the rest is running elsewhere; wait for it to finish or go stale
                 continue
             try:
-                study.optimize(objective, n_trials=1, callbacks=[on_trial] if on_trial else None,
+                study.optimize(run_trial, n_trials=1, callbacks=[on_trial] if on_trial else None,
                                gc_after_trial=False, show_progress_bar=False)
             finally:
-                release_slot()  # in case the objective never started
+                release_slot()  # in case the trial never started
 
     if n_jobs == 1:
         return work()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        for future in [pool.submit(work) for _ in range(n_jobs)]:
-            future.result()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=n_jobs)
+    futures = [pool.submit(work) for _ in range(n_jobs)]
+    try:
+        done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        for future in done:
+            future.result()  # the first error, raised here in the main thread
+    finally:
+        stop.set()  # on an error or an interrupt, no thread starts another trial
+        pool.shutdown(wait=True)
