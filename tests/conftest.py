@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,10 +48,25 @@ def tiny_clip(tmp_path_factory) -> Path:
     return folder
 
 
+def committed_params_text() -> str:
+    """params.yaml as committed: what a user changed in the working copy (the README's `-S` switch, a
+    top-layers experiment) must not change what the tests run. The working copy outside a git checkout."""
+    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
+    return committed.stdout if committed.returncode == 0 else (REPO / "params.yaml").read_text()
+
+
+@functools.lru_cache(maxsize=1)
+def committed_params() -> Path:
+    """A file holding ``committed_params_text()``, written once per test session."""
+    path = Path(tempfile.mkdtemp(prefix="msc-params-")) / "params.yaml"
+    path.write_text(committed_params_text())
+    return path
+
+
 def make_config(data_root: Path, backbone: Path, features_dir: Path, overrides: dict | None = None) -> Config:
-    """The repository's params.yaml pointed at test folders, with dotted-key overrides."""
+    """The repository's committed params.yaml pointed at test folders, with dotted-key overrides."""
     return with_overrides(
-        load_config(REPO / "params.yaml"),
+        load_config(committed_params()),
         {
             "data.root": str(data_root),
             "data.splits_dir": str(features_dir.parent / "splits"),
@@ -121,6 +138,7 @@ def snapshot_repository(root: Path) -> Path:
         if (REPO / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
+    (root / "params.yaml").write_text(committed_params_text())  # not a user's edits of the working copy
     sh("git", "init", "-q", "-b", "main", cwd=root)
     sh("git", *GIT_USER, "add", "-A", cwd=root)
     sh("git", *GIT_USER, "commit", "-qm", "snapshot", cwd=root)

@@ -1,19 +1,16 @@
-import subprocess
 
 import pytest
 import yaml
 
 from msc.config import Config, flatten, load_config, with_overrides
 from msc.core.errors import UserError
-from tests.conftest import REPO
+from tests.conftest import REPO, committed_params_text
 
 
 def test_repository_params_load_with_the_documented_defaults():
     # The committed params.yaml, not the working copy: the README's first command switches
     # model.backbone there with `dvc exp run -S`, and the tests must still pass afterwards.
-    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
-    text = committed.stdout if committed.returncode == 0 else (REPO / "params.yaml").read_text()
-    defaults = yaml.safe_load(text)
+    defaults = yaml.safe_load(committed_params_text())
     assert defaults["tune"]["trials"] == 30 and defaults["features"]["augment_views"] == 4
     assert defaults["model"]["backbone"] == "openai/clip-vit-base-patch32"
     config = load_config(REPO / "params.yaml")  # the working copy, whatever -S switched, loads

@@ -28,7 +28,7 @@ from msc.track.inference import load_model
 from msc.track.logged_model import log_trial_model
 from msc.track.store import setup_mlflow
 from msc.train.loop import build_model, frozen_backbone, predict_proba, train_head
-from tests.conftest import make_config
+from tests.conftest import committed_params_text, make_config
 
 CACHED_LAYERS = 2  # K; the tiny backbones have 2 blocks per tower
 
@@ -170,7 +170,7 @@ def test_top_layers_above_the_cached_ones_stop_at_load(tmp_path, train_section):
 
     from msc.config import load_config
 
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params = yaml.safe_load(committed_params_text())
     params["train"].update(train_section)
     params["tune"]["search_space"]["train"]["top_layers"] = {"type": "int", "low": 0, "high": 1}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -46,7 +46,9 @@ def run(*args: str, cwd: Path) -> None:
 
 def golden_run(work: Path) -> dict[str, Path]:
     """Run the pipeline in the empty folder ``work``; returns output name -> path."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    # params.yaml as committed: a user's edits of the working copy must not change the golden run.
+    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
+    params = yaml.safe_load(committed.stdout if committed.returncode == 0 else (REPO / "params.yaml").read_text())
     for section, values in OVERRIDES.items():
         params[section].update(values)
     work.mkdir(parents=True, exist_ok=True)

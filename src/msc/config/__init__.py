@@ -313,8 +313,8 @@ def load_config(path: str | os.PathLike = PARAMS_FILE) -> Config:
     except yaml.YAMLError as error:
         raise UserError(f"{path} is not valid YAML: {error}") from None
     if values is None:  # an empty file would run everything on the built-in defaults, silently
-        raise UserError(f"{path} is empty; it needs the pipeline's sections (data, model, features, train, ...): "
-                        "restore it with `git checkout -- params.yaml`, or name another one with --params FILE")
+        raise UserError(f"{path} is empty; it needs the pipeline's sections (data, model, features, train, ...): name "
+                        "another one with --params FILE (the repository's: `git checkout -- params.yaml`)")
     tune = values.get("tune") if isinstance(values, dict) else None
     if isinstance(tune, dict) and "search_space" in tune:
         values["tune"] = {**tune, "search_space": flat_search_space(tune["search_space"], str(path))}

@@ -229,7 +229,7 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
     ), indent=None)
 
 
-def fresh_manifest(folder: Path, fingerprint: str) -> CacheManifest | None:
+def fresh_manifest(folder: Path, fingerprint: str, say_why: bool = True) -> CacheManifest | None:
     """The manifest of the complete cache in ``folder``, or None (then it is rebuilt). One of
     ``fingerprint`` is also checked whole (``damage``): a damaged one is rebuilt, saying why."""
     try:
@@ -237,7 +237,8 @@ def fresh_manifest(folder: Path, fingerprint: str) -> CacheManifest | None:
     except UserError:
         return None
     if manifest.fingerprint == fingerprint and (problem := damage(folder, manifest)) is not None:
-        print(f"rebuilding the feature cache: {problem}", file=sys.stderr)
+        if say_why:
+            print(f"rebuilding the feature cache: {problem}", file=sys.stderr)
         return None
     return manifest
 
@@ -254,7 +255,7 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     data_hash = data_fingerprint(dataset)
     fingerprint = cache_fingerprint(config, data_hash)
     settings = preprocessing_settings(config)
-    manifest = fresh_manifest(folder, fingerprint)
+    manifest = fresh_manifest(folder, fingerprint, say_why=False)  # said below, under the lock
     if not force and manifest is not None and manifest.fingerprint == fingerprint and manifest.preprocessing == settings:
         return FeatureCache(folder), False
     # One builder at a time: a second featurize waits, then finds the cache fresh.
@@ -275,7 +276,7 @@ def build_and_swap(screening: Screening, config: Config, folder: Path, fingerpri
     backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision,
                              config.model.family)
     if config.features.top_layers > backbone.blocks:
-        raise UserError(f"params.yaml: features.top_layers is {config.features.top_layers}, but {config.model.backbone} "
+        raise UserError(f"features.top_layers is {config.features.top_layers}, but {config.model.backbone} "
                         f"has {backbone.blocks} blocks in its shallower tower; set it to {backbone.blocks} or fewer")
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind

@@ -177,6 +177,9 @@ class TopLayersModel(nn.Module):
 
     def features(self, batch: FeatureBatch) -> FeatureBatch:
         """The head's input computed from ``batch.text_hidden`` and ``batch.image_hidden``."""
+        if batch.text_hidden is None or batch.image_hidden is None:
+            raise ValueError(f"this model trains {self.hidden_layers} top blocks and reads hidden states: build its "
+                             f"batches with cache.batch(rows, hidden_layers={self.hidden_layers})")
         text_pooled, text_tokens, text_mask = self.text_top(batch.text_hidden, batch.text_mask)
         image_pooled, image_tokens, _ = self.image_top(batch.image_hidden, None)
         text_keep, image_keep = keep_rows(batch.text_pooled), keep_rows(batch.image_pooled)  # (B, 1)
