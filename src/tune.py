@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(QuietInterrupt())
     summary = tune(config, force=args.force)
     print(f"study {summary.study_name}: best trial {summary.best_trial} ({summary.select_metric} "
-          f"{summary.best_value:.4f}). {summary.gate[0].upper()}{summary.gate[1:]}. Production is msc version "
-          f"{summary.version}: {holdout_line(summary.holdout)} on {summary.holdout_samples} holdout samples; wrote "
+          f"{summary.best_value:.4f}). {summary.gate[0].upper()}{summary.gate[1:]}. Production "
+          f"{'is now' if summary.promoted_now else 'stays'} msc version {summary.version}: "
+          f"{holdout_line(summary.holdout)} on {summary.holdout_samples} holdout samples; wrote "
           f"{RESULTS / 'metrics.json'}")
     uri = tracking_uri()
     print(f"compare the trials in the MLflow UI: {ui_link(setup_mlflow())}"
