@@ -83,9 +83,15 @@ class MscModel(mlflow.pyfunc.PythonModel):
         head = build_head(spec.fusion, spec.dim, spec.hidden_dim, spec.dropout)
         top_layers = spec.train.get("top_layers", 0)  # k > 0: its own copies of the top k blocks (msc/model/top_layers.py)
         # FeatureBatch -> logits: the head, within its own top blocks when k > 0. On the CPU, in fp32,
-        # like the head alone; the backbone below runs on its device.
-        self.head = head if not top_layers else TopLayersModel.from_backbone(
-            self.backbone, top_layers, spec.train["top_layers_adapter"], spec.train["lora_rank"], head).cpu()
+        # like the head alone; the backbone below runs on its device. The blocks are copied from the
+        # fp32 weights, as training copied them (LoRA keeps the copied weights): a backbone loaded in
+        # fp16 on a GPU is loaded once more, in fp32 on the CPU, for that.
+        if top_layers:
+            source = self.backbone if self.backbone.dtype == torch.float32 else load_backbone(
+                backbone_ref, spec.revision, device="cpu", precision="fp32", family=spec.family)
+            head = TopLayersModel.from_backbone(source, top_layers, spec.train["top_layers_adapter"],
+                                                spec.train["lora_rank"], head).cpu()
+        self.head = head
         self.head.load_saved_state(load_file(context.artifacts["head_weights"]))
         self.head.eval()
         # Fitted on the validation split when the version was registered; 1 (none) for a trial's model.
