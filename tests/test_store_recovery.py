@@ -89,3 +89,18 @@ def test_a_full_disk_during_tune_is_one_sentence_and_the_parent_run_ends(project
     assert "no space left on the device" in err and "mlruns" in err and "Should not reach" not in err
     _, runs, _ = store_state()
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+
+
+def test_an_archived_version_of_the_same_run_goes_through_the_gate_again(project, config):
+    """Only a version left with no stage and no alias is finished as interrupted; one archived since
+    (or rolled back from) is history, and the gate decides about the candidate as usual."""
+    config = with_overrides(config, {"tune.trials": 1, "train.epochs": 1})
+    tune(config)
+    client = MlflowClient()
+    client.transition_model_version_stage("msc", "1", "Archived")
+    client.delete_registered_model_alias("msc", "production")
+    summary = tune(config)
+    assert "interrupted" not in summary.gate and "no msc version is in Production yet" in summary.gate
+    _, _, versions = store_state()
+    assert [(str(v.version), v.current_stage) for v in sorted(versions, key=lambda v: int(v.version))] == [
+        ("1", "Archived"), ("2", "Production")]
