@@ -23,17 +23,14 @@ from msc.features.cache import FeatureCache
 from msc.model.backbone import load_backbone
 from msc.model.batch import FeatureBatch
 from msc.model.explain import modality_attribution
-from msc.train.loop import EVAL_BATCH
+from msc.train.loop import eval_batches
 
 IG_STEPS = 32  # integration steps: the attributions of a case sum to f(x) - f(0) within about 1 %
 
 
 def holdout_attribution(head: torch.nn.Module, cache: FeatureCache, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(attr_text (n,), attr_image (n,)) of ``head`` on ``rows``' clean cached features, uncalibrated."""
-    head.eval().to(cache.device)
-    parts = [modality_attribution(head, cache.batch(rows[i : i + EVAL_BATCH], tokens=head.uses_tokens,
-                                                    hidden_layers=head.hidden_layers))[1:]
-             for i in range(0, len(rows), EVAL_BATCH)]
+    parts = [modality_attribution(head, batch)[1:] for batch in eval_batches(head, cache, rows)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

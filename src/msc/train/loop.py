@@ -12,7 +12,7 @@ import functools
 import math
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from msc.core.errors import UserError
 from msc.core.labels import LABELS
 from msc.features.cache import FeatureCache
 from msc.model.backbone import Backbone, load_backbone
-from msc.model.batch import drop_modality
+from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.heads import FusionHead, build_head
 from msc.model.top_layers import TopLayersModel
 from msc.train.metrics import classification_metrics, scalar_metrics
@@ -91,15 +91,18 @@ def class_weights(labels: np.ndarray, power: float, neutral_boost: float) -> tor
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
+def eval_batches(head: FusionHead | TopLayersModel, cache: FeatureCache, rows: np.ndarray) -> Iterator[FeatureBatch]:
+    """``rows``' clean views in batches of EVAL_BATCH, with what ``head`` reads; ``head`` is put in
+    eval mode on the cache's device."""
+    head.eval().to(cache.device)
+    for i in range(0, len(rows), EVAL_BATCH):
+        yield cache.batch(rows[i : i + EVAL_BATCH], tokens=head.uses_tokens, hidden_layers=head.hidden_layers)
+
+
 @torch.no_grad()
 def predict_proba(head: FusionHead, cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
     """Class probabilities (n, 3) of ``rows`` on their clean views, in fp32 on the cache's device."""
-    head.eval().to(cache.device)
-    out = [
-        torch.softmax(head(cache.batch(rows[i : i + EVAL_BATCH], tokens=head.uses_tokens,
-                                       hidden_layers=head.hidden_layers)), dim=-1)
-        for i in range(0, len(rows), EVAL_BATCH)
-    ]
+    out = [torch.softmax(head(batch), dim=-1) for batch in eval_batches(head, cache, rows)]
     return torch.cat(out).cpu().numpy() if out else np.zeros((0, len(LABELS)), dtype=np.float32)
 
 
