@@ -50,6 +50,7 @@ def test_a_registration_killed_halfway_is_finished_by_the_next_tune(project, con
     assert f"msc version {stray.version} has no stage and no alias" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # a second full tune: kept out of the one-minute tier
 def test_a_study_whose_mlflow_store_was_emptied_is_a_sentence_with_two_ways_forward(project, config):
     import shutil
 
@@ -91,6 +92,7 @@ def test_a_full_disk_during_tune_is_one_sentence_and_the_parent_run_ends(project
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
 
 
+@pytest.mark.integration  # a second full tune: kept out of the one-minute tier
 def test_an_archived_version_of_the_same_run_goes_through_the_gate_again(project, config):
     """Only a version left with no stage and no alias is finished as interrupted; one archived since
     (or rolled back from) is history, and the gate decides about the candidate as usual."""
