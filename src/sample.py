@@ -7,16 +7,21 @@ import argparse
 from pathlib import Path
 
 from msc.core.errors import cli
-from msc.data.synthetic import write_dataset
+from msc.core.labels import LABELS
+from msc.data.synthetic import FORMATS, parse_labels, write_dataset
 from msc.model.backbone import SAMPLE_BACKBONE
 from msc.model.tiny import FAMILIES, SHAPES, write_backbone
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a synthetic dataset in the course layout and a random-weight CLIP.")
+    parser = argparse.ArgumentParser(description="Write a synthetic dataset and a random-weight CLIP.")
     parser.add_argument("--out", type=Path, default=Path("data"), help="dataset folder (default: data)")
     parser.add_argument("--n", type=int, default=800, help="number of samples, labelled and test (default: 800)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=FORMATS, default="mvsa", help="mvsa (default): the course's layout; "
+                        "table: DIR/posts.csv with id,text,image_path,label and DIR/images/")
+    parser.add_argument("--labels", default=",".join(LABELS),
+                        help=f"comma-separated label names, 2 or more (default: {','.join(LABELS)})")
     parser.add_argument("--backbone-out", type=Path, default=Path(SAMPLE_BACKBONE))
     parser.add_argument("--backbone-shape", choices=sorted(SHAPES), default="tiny",
                         help="tiny (default) or vit-b-32, ViT-B/32's shape for benchmarks")
@@ -27,11 +32,14 @@ def main(argv: list[str] | None = None) -> int:
                         "../shared/clip-bpe): the backbone tokenizes as the real CLIP does (default: the sample's "
                         "small vocabulary)")
     args = parser.parse_args(argv)
+    labels = parse_labels(args.labels)
     if not args.no_data:
-        summary = write_dataset(args.out, args.n, args.seed)
+        summary = write_dataset(args.out, args.n, args.seed, labels, args.format)
         accuracy = summary["bayes_accuracy"]
         print(f"wrote {args.n} samples to {args.out}/ (Bayes-optimal accuracy: text {accuracy['text']:.4f}, "
               f"image {accuracy['image']:.4f}, both {accuracy['both']:.4f}; see {args.out}/bayes.json)")
+        if args.format == "table":
+            print(f"labels {', '.join(labels)}; to use it, set data.format: table and data.table: {args.out}/posts.csv")
     write_backbone(args.backbone_out, args.backbone_shape, args.seed, args.tokenizer, args.backbone_family)
     vocabulary = f"CLIP's BPE from {args.tokenizer}" if args.tokenizer else "the sample's vocabulary"
     print(f"wrote a random-weight {args.backbone_shape} {args.backbone_family} backbone with {vocabulary} to "

@@ -1,34 +1,186 @@
 import csv
+import filecmp
+import importlib.util
+import itertools
 import json
 import random
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from msc.core.labels import LABELS
-from msc.data.synthetic import IMAGE_NOISE, PRIOR, TEXT_NOISE, bayes_accuracy, bayes_predict, noisy_cue
+from msc.data.synthetic import (
+    CUE_COLOURS,
+    CUE_WORDS,
+    FILLER_WORDS,
+    IMAGE_NOISE,
+    PRIOR,
+    TEST_FRACTION,
+    TEXT_NOISE,
+    bayes_accuracy,
+    bayes_predict,
+    cue_colours,
+    cue_words,
+    label_prior,
+    noisy_cue,
+    stored_story,
+    write_dataset,
+)
+from src import sample
+from tests.conftest import REPO
+
+BASE_COMMIT = "352387e3a72afa3daa4aad769c72c955e660a61b"  # the sample before --format and --labels
+
+
+def simulated_accuracy(prior: dict, draws: int, seed: int) -> dict:
+    """The Bayes rule's hit rate on ``draws`` posts of the generative story."""
+    rng = random.Random(seed)
+    labels = list(prior)
+    hits = {"text": 0, "image": 0, "both": 0}
+    for _ in range(draws):
+        y = rng.choices(labels, weights=[prior[c] for c in labels])[0]
+        t, v = noisy_cue(y, TEXT_NOISE, rng, labels), noisy_cue(y, IMAGE_NOISE, rng, labels)
+        hits["text"] += bayes_predict(t, None, prior) == y
+        hits["image"] += bayes_predict(None, v, prior) == y
+        hits["both"] += bayes_predict(t, v, prior) == y
+    return {key: count / draws for key, count in hits.items()}
 
 
 def test_bayes_accuracy_matches_simulation():
     """The exact sums against 200k draws of the generative story."""
-    rng = random.Random(0)
-    hits = {"text": 0, "image": 0, "both": 0}
-    draws = 200_000
-    for _ in range(draws):
-        y = rng.choices(LABELS, weights=[PRIOR[c] for c in LABELS])[0]
-        t, v = noisy_cue(y, TEXT_NOISE, rng), noisy_cue(y, IMAGE_NOISE, rng)
-        hits["text"] += bayes_predict(t, None) == y
-        hits["image"] += bayes_predict(None, v) == y
-        hits["both"] += bayes_predict(t, v) == y
-    exact = bayes_accuracy()
-    for key in hits:
-        assert hits[key] / draws == pytest.approx(exact[key], abs=0.005)
+    simulated, exact = simulated_accuracy(PRIOR, 200_000, seed=0), bayes_accuracy(PRIOR)
+    for key in simulated:
+        assert simulated[key] == pytest.approx(exact[key], abs=0.005)
     assert exact["both"] > max(exact["text"], exact["image"]) + 0.05
+
+
+def brute_force_accuracy(prior: dict, text_noise: float, image_noise: float) -> dict:
+    """Independently of the module: the joint table P(y, t, v) and the sum of its column maxima."""
+    k = len(prior)
+    p_y = np.array(list(prior.values()))  # (K,)
+    text = np.full((k, k), text_noise / (k - 1)) + np.eye(k) * (1 - text_noise - text_noise / (k - 1))  # P(t|y)
+    image = np.full((k, k), image_noise / (k - 1)) + np.eye(k) * (1 - image_noise - image_noise / (k - 1))
+    joint = p_y[:, None, None] * text[:, :, None] * image[:, None, :]  # (K y, K t, K v)
+    return {"text": joint.sum(2).max(0).sum(), "image": joint.sum(1).max(0).sum(), "both": joint.max(0).sum()}
+
+
+@pytest.mark.parametrize("labels", [("yes", "no"), tuple("abcde"), tuple("abcdefghij"), LABELS])
+def test_bayes_accuracy_for_any_label_set(labels):
+    prior = label_prior(labels)
+    assert list(prior) == list(labels) and sum(prior.values()) == pytest.approx(1)
+    exact = bayes_accuracy(prior)
+    assert exact == pytest.approx(brute_force_accuracy(prior, TEXT_NOISE, IMAGE_NOISE), abs=1e-12)
+    simulated = simulated_accuracy(prior, 40_000, seed=len(labels))
+    assert simulated == pytest.approx(exact, abs=0.012)  # about 5 standard errors
+    if len(labels) > 2:  # with two labels a conflict is a coin the prior decides
+        assert exact["both"] > max(exact["text"], exact["image"]) + 0.03
+
+
+def test_other_label_sets_draw_cues_from_the_backbones_words_and_hues():
+    vocabulary = {w for ws in CUE_WORDS.values() for w in ws} | set(FILLER_WORDS)
+    for k in range(2, 11):
+        labels = [f"c{i}" for i in range(k)]
+        words, fillers = cue_words(labels)
+        groups = [set(ws) for ws in words.values()] + [set(fillers)]
+        assert all(len(g) >= 3 for g in groups[:-1]) and fillers
+        assert set().union(*groups) == vocabulary and sum(map(len, groups)) == len(vocabulary)  # a partition
+        assert len(set(cue_colours(labels).values())) == k
+
+
+def test_the_default_story_is_the_course_one():
+    """What keeps ``python -m src.sample``'s files and the tiny backbone's vocabulary as they were."""
+    assert cue_words(LABELS) == (CUE_WORDS, FILLER_WORDS)
+    assert cue_colours(LABELS) == CUE_COLOURS
+    assert label_prior(LABELS) == PRIOR
+
+
+def base_synthetic_module(tmp_path: Path):
+    """msc/data/synthetic.py as it was at BASE_COMMIT, imported from a file; None outside a full clone."""
+    shown = subprocess.run(["git", "show", f"{BASE_COMMIT}:src/msc/data/synthetic.py"], cwd=REPO, capture_output=True)
+    if shown.returncode != 0:
+        return None
+    path = tmp_path / "base_synthetic.py"
+    path.write_bytes(shown.stdout)
+    spec = importlib.util.spec_from_file_location("base_synthetic", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_default_sample_is_byte_identical_to_the_base_code(tmp_path):
+    base = base_synthetic_module(tmp_path)
+    if base is None:
+        pytest.skip(f"needs the git history with {BASE_COMMIT}")
+    base.write_dataset(tmp_path / "base", n=60, seed=3)
+    write_dataset(tmp_path / "new", n=60, seed=3)
+    compared = filecmp.dircmp(tmp_path / "base", tmp_path / "new")
+    assert not compared.left_only and not compared.right_only and not compared.diff_files
+    names = sorted(p.name for p in (tmp_path / "base" / "data").iterdir())
+    assert filecmp.cmpfiles(tmp_path / "base" / "data", tmp_path / "new" / "data", names, shallow=False)[0] == names
+    for name in ("bayes.json", "cues.csv", "train.txt", "test_without_label.txt"):
+        assert (tmp_path / "base" / name).read_bytes() == (tmp_path / "new" / name).read_bytes()
+    from msc.model.tiny import sample_words
+
+    assert sample_words() == [w for ws in base.CUE_WORDS.values() for w in ws] + base.FILLER_WORDS + ["user", "http", "rt"]
+
+
+def read_table(root: Path) -> list[dict]:
+    with (root / "posts.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("labels", ["yes,no", "a,b,c,d,e"])
+def test_a_table_sample_has_the_columns_labels_images_and_ceiling(tmp_path, labels, capsys):
+    root = tmp_path / "table"
+    assert sample.main(["--out", str(root), "--n", "120", "--seed", "4", "--format", "table", "--labels", labels,
+                        "--backbone-out", str(tmp_path / "clip")]) == 0
+    assert f"data.table: {root}/posts.csv" in capsys.readouterr().out
+    names = labels.split(",")
+    posts = read_table(root)
+    assert list(posts[0]) == ["id", "text", "image_path", "label"] and len(posts) == 120
+    n_test = round(120 * TEST_FRACTION)
+    assert [p["label"] for p in posts[-n_test:]] == [""] * n_test
+    assert {p["label"] for p in posts[:-n_test]} == set(names)
+    for post in posts:
+        assert not Path(post["image_path"]).is_absolute() and (root / post["image_path"]).is_file()
+    cues = list(csv.DictReader((root / "cues.csv").open(newline="")))
+    assert [c["guid"] for c in cues] == [p["id"] for p in posts]
+    assert all(c["label"] == p["label"] for c, p in zip(cues, posts) if p["label"])
+    story = stored_story(root)
+    assert list(story["prior"]) == names
+    assert json.loads((root / "bayes.json").read_text())["bayes_accuracy"] == pytest.approx(bayes_accuracy(**story))
+    assert not (root / "train.txt").exists() and not (root / "data").exists()
+
+
+def test_the_written_cues_follow_the_story(tmp_path):
+    """The cues of a written five-label table against the stored ceiling (a Monte-Carlo estimate)."""
+    root = tmp_path / "table"
+    write_dataset(root, n=400, seed=5, labels=tuple("abcde"), layout="table")
+    cues = list(csv.DictReader((root / "cues.csv").open(newline="")))
+    story = stored_story(root)
+    exact = bayes_accuracy(**story)
+    for key, use_text, use_image in (("text", 1, 0), ("image", 0, 1), ("both", 1, 1)):
+        hits = [bayes_predict(c["text_cue"] if use_text else None, c["image_cue"] if use_image else None, **story)
+                == c["label"] for c in cues]
+        assert np.mean(hits) == pytest.approx(exact[key], abs=4 * np.sqrt(0.25 / len(cues)))
+    pairs = {(c["text_cue"], c["image_cue"]) for c in cues}
+    assert any(t != v for t, v in pairs), "some samples must conflict"
+    assert {c["label"] for c in cues} <= set("abcde")
+
+
+@pytest.mark.parametrize("labels", ["a", "a,a", "a,,b", "", ",".join(itertools.islice(map(str, itertools.count()), 11))])
+def test_a_bad_label_list_is_a_sentence(tmp_path, capsys, labels):
+    assert sample.main(["--out", str(tmp_path / "d"), "--labels", labels, "--no-data"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --labels") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
 
 
 def test_sample_writes_course_layout_and_stores_the_ceiling(sample_root):
     summary = json.loads((sample_root / "bayes.json").read_text())
-    assert summary["bayes_accuracy"] == pytest.approx(bayes_accuracy())
+    assert summary["bayes_accuracy"] == pytest.approx(bayes_accuracy(PRIOR))
     rows = list(csv.DictReader((sample_root / "cues.csv").open()))
     assert len(rows) == 240
     assert any(r["text_cue"] != r["image_cue"] for r in rows), "some samples must conflict"

@@ -28,7 +28,7 @@ from msc.config import Config, TrainConfig, with_overrides
 from msc.core.errors import UserError
 from msc.core.handoff import read_handoff
 from msc.core.labels import LABELS
-from msc.data.synthetic import bayes_predict
+from msc.data.synthetic import bayes_predict, stored_story
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
 from msc.model.heads import HEADS
@@ -138,10 +138,12 @@ def bayes_results(data_root: Path, cache: FeatureCache, rows: np.ndarray) -> lis
     with cues_path.open(newline="") as handle:
         cues = {row["guid"]: row for row in csv.DictReader(handle)}
     guids = [cache.guids[i] for i in rows]
+    story = stored_story(data_root)  # the sample's labels, prior and noises, from its bayes.json
     out = []
     for name, use_text, use_image in (("bayes:text", True, False), ("bayes:image", False, True), ("bayes:both", True, True)):
         predictions = [
-            LABELS.index(bayes_predict(cues[g]["text_cue"] if use_text else None, cues[g]["image_cue"] if use_image else None))
+            LABELS.index(bayes_predict(cues[g]["text_cue"] if use_text else None, cues[g]["image_cue"] if use_image else None,
+                                       **story))
             for g in guids
         ]
         scores = classification_metrics(cache.labels[rows], np.array(predictions))
