@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import MAX_TOKENS, dataset_view, forward_inputs, forward_throughput, run_module, write_params
-from msc.data.dataset import Dataset, load_dataset
+from msc.data.dataset import load_dataset
+from msc.data.posts import Dataset, DataSource
 from msc.model.backbone import load_backbone
 
 
@@ -19,7 +20,7 @@ def featurize_runs(args, work: Path, roots: dict[str, Path]) -> dict[str, dict]:
         params = write_params(work / f"featurize-{name}.yaml", root, args.backbone, work / f"features-{name}")
         wall, peak, output = run_module("src.featurize", ["--params", str(params), "--force"], work,
                                         sample_memory=True)
-        n = len(load_dataset(root).samples)
+        n = len(load_dataset(DataSource(root)).samples)
         runs[name] = {"samples": n, "seconds": wall, "samples_per_s": n / wall, "peak_pss_bytes": peak,
                       "output_tail": output[-800:]}  # featurize's own per-phase times
         print(f"featurize {name}: {n} samples in {wall:.1f}s, peak memory (PSS) {peak / 2**30:.2f} GiB")
@@ -45,7 +46,7 @@ def forward_by_precision(backbone_name: str, dataset: Dataset) -> tuple[str, dic
 def bench_featurize(args, work: Path) -> dict:
     full_root = dataset_view(args.data_root, work / "data-all", add_unlisted=True)
     quarter_root = dataset_view(args.data_root, work / "data-quarter", 0.25, add_unlisted=False)
-    dataset = load_dataset(full_root)
+    dataset = load_dataset(DataSource(full_root))
     runs = featurize_runs(args, work, {"quarter": quarter_root, "all": full_root})
     device, forward = forward_by_precision(args.backbone, dataset)
     cache_bytes = sum(p.stat().st_size for p in (work / "features-all").iterdir())

@@ -12,8 +12,10 @@ import pandas as pd
 import torch
 
 from benchmarks.common import MAX_TOKENS, forward_throughput
+from msc.core.labels import COURSE_LABELS
 from msc.data.dataset import load_dataset
 from msc.data.images import open_image
+from msc.data.posts import DataSource
 from msc.data.text import decode_text, normalize_tweet
 from msc.model.backbone import load_backbone
 from msc.model.heads import build_head
@@ -21,7 +23,7 @@ from msc.model.pyfunc import MscModel
 
 
 def bench_predict(args, work: Path) -> dict:
-    dataset = load_dataset(args.data_root)
+    dataset = load_dataset(DataSource(args.data_root))
     backbone = load_backbone(args.backbone)
     frame = pd.DataFrame({"text": [decode_text(s.text_path.read_bytes())[0] for s in dataset.test],
                           "image": [str(s.image_path) for s in dataset.test]})
@@ -31,7 +33,8 @@ def bench_predict(args, work: Path) -> dict:
     model = MscModel()
     model.backbone, model.max_text_tokens, model.trusted_input = backbone, MAX_TOKENS, True  # image paths
     model.temperature = 1.0  # uncalibrated: the speed is the same
-    model.head = build_head("cross_attention", backbone.dim, 256, 0.0).eval()
+    model.labels = COURSE_LABELS
+    model.head = build_head("cross_attention", backbone.dim, 256, 0.0, len(COURSE_LABELS)).eval()
     rates = {}
     for name, params in (("plain", None), ("explain", {"explain": True}), ("plain again", None)):
         started = time.perf_counter()

@@ -21,7 +21,9 @@ import numpy as np
 
 from benchmarks.common import MAX_TOKENS, forward_inputs, forward_throughput
 from msc.config import TrainConfig
-from msc.data.dataset import Dataset, load_dataset
+from msc.core.labels import COURSE_LABELS
+from msc.data.dataset import load_dataset
+from msc.data.posts import Dataset, DataSource
 from msc.data.text import decode_text
 from msc.model.backbone import load_backbone
 from msc.model.heads import build_head
@@ -42,8 +44,8 @@ def log_served_model(store: Path, backbone: str) -> str:
     experiment = mlflow.set_experiment("serve-benchmark")
     dim = load_backbone(backbone, device="cpu").dim
     with mlflow.start_run(experiment_id=experiment.experiment_id):
-        info = log_trial_model(build_head("late", dim, 256, 0.0).eval(), TrainConfig(), dim, backbone, "main",
-                               MAX_TOKENS)
+        info = log_trial_model(build_head("late", dim, 256, 0.0, len(COURSE_LABELS)).eval(), TrainConfig(), dim, backbone,
+                               "main", MAX_TOKENS, COURSE_LABELS)
     return info.model_uri
 
 
@@ -97,7 +99,7 @@ def raw_forward(backbone_name: str, dataset: Dataset) -> float:
 
 
 def bench_serve(args, work: Path) -> dict:
-    dataset = load_dataset(args.data_root)
+    dataset = load_dataset(DataSource(args.data_root))
     bodies = request_bodies(dataset)
     forward = raw_forward(args.backbone, dataset)  # its backbone is freed before the servers start
     store = work / "serve"

@@ -16,6 +16,7 @@ from benchmarks.common import dataset_view, run_module, write_params
 from msc.config import load_config
 from msc.core.handoff import write_handoff
 from msc.data.dataset import load_dataset
+from msc.data.posts import DataSource
 from msc.features.cache import FeatureCache
 from msc.features.manifest import MANIFEST, array_record, cache_fingerprint, preprocessing_settings
 from msc.features.screen import data_fingerprint
@@ -40,7 +41,7 @@ def subset_cache(cache: FeatureCache, params: Path) -> None:
     params file's features.dir, with the fingerprint and settings featurize would have written."""
     config = load_config(params)
     folder = Path(config.features.dir)
-    dataset = load_dataset(config.data.root)
+    dataset = load_dataset(config.data.source)
     index = {guid: i for i, guid in enumerate(cache.guids)}
     rows = np.array([index[s.guid] for s in dataset.samples])
     labelled = rows[: len(dataset.labelled)]
@@ -76,7 +77,7 @@ def run_study(args, work: Path, cache: FeatureCache, name: str, fraction: float,
     study_name = json.loads((project / "results" / "metrics.json").read_text())["study_name"]
     trials_info = study_trials(storage, study_name)
     cumulative = np.cumsum([t["seconds"] or 0.0 for t in trials_info])
-    return {"labelled": len(load_dataset(root).labelled), "trials": trials, "wall_seconds": wall,
+    return {"labelled": len(load_dataset(DataSource(root)).labelled), "trials": trials, "wall_seconds": wall,
             "trial_seconds_cumulative": {str(k): float(cumulative[k - 1]) for k in (10, 20, 30) if k <= trials},
             "trial_list": trials_info}
 

@@ -21,6 +21,7 @@ from benchmarks.common import dataset_view, run_module, write_params
 from benchmarks.trial import encode_seconds_per_sample
 from msc.config import TrainConfig
 from msc.data.dataset import load_dataset
+from msc.data.posts import DataSource
 from msc.data.split import assign_splits
 from msc.features.cache import FeatureCache
 from msc.train.loop import frozen_backbone, train_head
@@ -45,7 +46,7 @@ def bench_top_layers(args, work: Path) -> dict:
     cache = FeatureCache(work / f"features-top-{LAYERS[-1]}")
     names = np.array(assign_splits(cache.manifest.labels, 0.15, 0.15, 42))  # the default split parameters
     train_rows, val_rows = np.flatnonzero(names == "train"), np.flatnonzero(names == "val")
-    by_guid = {s.guid: s for s in load_dataset(root).labelled}
+    by_guid = {s.guid: s for s in load_dataset(DataSource(root)).labelled}
     per_sample = encode_seconds_per_sample(args.backbone, [by_guid[cache.guids[r]] for r in train_rows[:64]])
     reencode = per_sample * (len(train_rows) + len(val_rows))
     result.update(samples=len(cache.guids), train_samples=len(train_rows), val_samples=len(val_rows),

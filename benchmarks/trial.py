@@ -16,8 +16,9 @@ import numpy as np
 
 from benchmarks.common import MAX_TOKENS
 from msc.config import TrainConfig
-from msc.data.dataset import Sample, load_dataset
+from msc.data.dataset import load_dataset
 from msc.data.images import open_image
+from msc.data.posts import DataSource, Sample
 from msc.data.split import assign_splits
 from msc.data.text import decode_text
 from msc.features.cache import FeatureCache
@@ -44,7 +45,7 @@ def bench_trial(args, work: Path) -> dict:
     cache = FeatureCache(args.features)
     names = np.array(assign_splits(cache.manifest.labels, 0.15, 0.15, 42))  # the default split parameters
     splits = SimpleNamespace(train=np.flatnonzero(names == "train"), val=np.flatnonzero(names == "val"))
-    by_guid = {s.guid: s for s in load_dataset(args.data_root).labelled}
+    by_guid = {s.guid: s for s in load_dataset(DataSource(args.data_root)).labelled}
     # Re-encoding cost: what a trial without the cache does per sample and epoch, on real files.
     samples = [by_guid[cache.guids[r]] for r in splits.train[:REENCODE_SAMPLES]]
     per_sample = encode_seconds_per_sample(args.backbone, samples)

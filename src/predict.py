@@ -1,7 +1,10 @@
-"""Stage ``predict``: label test_without_label.txt with a model loaded through MLflow (msc/track/inference.py).
+"""Stage ``predict``: label posts with a model loaded through MLflow (msc/track/inference.py).
 
-Writes ``guid,tag`` with every ``null`` replaced, in the test file's order, atomically; prints the
-predicted class distribution and logs it to MLflow.
+Without ``--input``: the dataset's unlabelled posts (test_without_label.txt, or a table's rows without
+a label), written as ``guid,tag`` with every ``null`` replaced, in file order. With ``--input TABLE``:
+every row of a table of posts, written as ``id,label,p_<label>...`` (and the explanation columns with
+``--explain``) in table order. Outputs are written atomically; the predicted class distribution is
+printed and logged to MLflow.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -19,44 +23,85 @@ from rich.table import Table
 from msc.config import load_config
 from msc.core.errors import cli, step
 from msc.core.files import atomic_write_text
-from msc.core.labels import LABELS
+from msc.core.labels import probability_columns
 from msc.model.explain import EXPLANATION_COLUMNS
-from msc.track.inference import load_model, predict_test_set, registry_warning, score_against
+from msc.track.inference import (
+    load_model,
+    model_labels,
+    predict_table,
+    predict_test_set,
+    read_truth,
+    registry_warning,
+    score_against,
+)
 from msc.track.store import setup_mlflow
 
 DEFAULT_OUT = Path("results/test_with_label.txt")
-EXPLANATIONS = "test_explanations.csv"  # written beside --out with --explain
+DEFAULT_TABLE_OUT = Path("results/predictions.csv")  # with --input
+EXPLANATIONS = "test_explanations.csv"  # written beside --out with --explain (without --input)
 
 
 def write_labels(labels: pd.DataFrame, out: Path) -> None:
     atomic_write_text(out, "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in zip(labels["guid"], labels["tag"])))
 
 
-def distribution_table(labels: pd.DataFrame) -> tuple[Table, dict[str, int]]:
-    counts = Counter(labels["tag"])
-    table = Table(title=f"predicted labels of {len(labels)} test samples")
+def distribution_table(predicted: pd.Series, names: tuple[str, ...]) -> tuple[Table, dict[str, int]]:
+    counts = Counter(predicted)
+    table = Table(title=f"predicted labels of {len(predicted)} posts")
     table.add_column("label")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
-    for label in LABELS:
-        table.add_row(label, str(counts[label]), f"{counts[label] / max(len(labels), 1):.1%}")
-    return table, {label: counts[label] for label in LABELS}
+    for label in names:
+        table.add_row(label, str(counts[label]), f"{counts[label] / max(len(predicted), 1):.1%}")
+    return table, {label: counts[label] for label in names}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Label test_without_label.txt with a model from MLflow.")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Label posts with a model from MLflow: the dataset's unlabelled "
+                                     "posts, or any table of posts (--input).")
     parser.add_argument("--model-uri", default="models:/msc@production", help="models:/msc@production (the default: "
                         "the alias is the production model), models:/msc/<version>, runs:/<run id>/model or a local "
                         "model folder")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--input", type=Path, help="a table of posts (.csv, .jsonl or .parquet; columns id, text or "
+                        "text_path, image_path relative to its folder; data.columns renames them) to label instead "
+                        "of the dataset's unlabelled posts")
+    parser.add_argument("--out", type=Path, help=f"output file (default: {DEFAULT_OUT}, or {DEFAULT_TABLE_OUT} with "
+                        "--input)")
     parser.add_argument("--data-root", help="dataset folder (default: data.root in params.yaml)")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--explain", action="store_true", help=f"also write {EXPLANATIONS} beside --out: each "
-                        "test post's attr_text, attr_image (the Shapley split of the predicted class's log-probability "
-                        "between text and image) and driver (predict.driver_margin in params.yaml)")
-    parser.add_argument("--true-labels", type=Path, help="a CSV of guid,label for the test guids (the offline "
-                        "sample's data/cues.csv): also report accuracy and calibration error against it")
-    args = parser.parse_args(argv)
+    parser.add_argument("--explain", action="store_true", help="also give each post's attr_text, attr_image (the "
+                        "Shapley split of the predicted class's log-probability between text and image) and driver "
+                        f"(predict.driver_margin in params.yaml): in {EXPLANATIONS} beside --out, or as columns of "
+                        "--out with --input")
+    parser.add_argument("--true-labels", type=Path, help="a CSV of guid,label for the predicted posts (the offline "
+                        "sample's data/cues.csv): also report accuracy and calibration error against it; with --input, "
+                        "the table's own labels are used when it has some")
+    return parser.parse_args(argv)
+
+
+def label_posts(args: argparse.Namespace, config, model) -> tuple[pd.DataFrame, Path, dict[str, str]]:
+    """The predictions (id, label, p_<label>..., explanations), where they were written, and the labels
+    the input already had (id -> label: an --input table's labelled rows)."""
+    margin = config.predict.driver_margin if args.explain else None
+    if args.input is not None:
+        with step(f"labelling the posts of {args.input}"):
+            predicted, truth = predict_table(model, args.input, config.data.columns, config.data.text_encoding, margin)
+        out = args.out or DEFAULT_TABLE_OUT
+        atomic_write_text(out, predicted.to_csv(index=False, float_format="%.6f"))
+        return predicted, out, truth
+    source = config.data.source if args.data_root is None else replace(config.data.source, root=Path(args.data_root))
+    with step("labelling the test set"):
+        labels = predict_test_set(model, source, config.data.text_encoding, margin)
+    out = args.out or DEFAULT_OUT
+    write_labels(labels, out)  # the course's guid,tag format, with or without --explain
+    if args.explain:
+        explanations = labels[["guid", "tag", *probability_columns(model_labels(model)), *EXPLANATION_COLUMNS]]
+        atomic_write_text(out.with_name(EXPLANATIONS), explanations.to_csv(index=False, float_format="%.6f"))
+    return labels.rename(columns={"guid": "id", "tag": "label"}), out, {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     config = load_config(args.params)
     import mlflow
 
@@ -71,27 +116,35 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("msc")
     logger.addHandler(handler)
     try:
-        with step("labelling the test set"):
-            labels = predict_test_set(model, args.data_root or config.data.root, config.data.text_encoding,
-                                      config.predict.driver_margin if args.explain else None)
+        predicted, out, given = label_posts(args, config, model)
     finally:
         logger.removeHandler(handler)
-    write_labels(labels, args.out)  # the course's guid,tag format, with or without --explain
-    if args.explain:
-        explanations = labels[["guid", "tag", *(f"p_{label}" for label in LABELS), *EXPLANATION_COLUMNS]]
-        atomic_write_text(args.out.with_name(EXPLANATIONS), explanations.to_csv(index=False, float_format="%.6f"))
-    table, counts = distribution_table(labels)
+    names = model_labels(model)
+    table, counts = distribution_table(predicted["label"], names)
     Console().print(table)
-    scores = score_against(labels, args.true_labels) if args.true_labels else {}
+    scores, truth_name = scores_of(args, predicted, names, given)
     with mlflow.start_run(experiment_id=experiment_id, run_name="predict", tags={"model_uri": args.model_uri}):
         mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()}, **scores})
-        mlflow.log_artifact(str(args.out))
-    print(f"wrote {len(labels)} labels to {args.out}" + (f" and their explanations to "
-                                                          f"{args.out.with_name(EXPLANATIONS)}" if args.explain else ""))
+        mlflow.log_artifact(str(out))
+    explained = args.explain and args.input is None
+    print(f"wrote {len(predicted)} labels to {out}" + (f" and their explanations to {out.with_name(EXPLANATIONS)}"
+                                                        if explained else ""))
     if scores:
-        print(f"against {args.true_labels}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
-              f"{scores['test_ece']:.4f} (10 bins of the top probability) on {len(labels)} test samples")
+        print(f"against {truth_name}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
+              f"{scores['test_ece']:.4f} (10 bins of the top probability) on {int(scores['test_scored'])} posts")
     return 0
+
+
+def scores_of(args: argparse.Namespace, predicted: pd.DataFrame, names: tuple[str, ...],
+              given: dict[str, str]) -> tuple[dict, str]:
+    """Accuracy and calibration against --true-labels, else the labels an --input table ``given``; none
+    without either."""
+    if args.true_labels is not None:
+        truth = read_truth(args.true_labels, predicted["id"].tolist())
+        return score_against(predicted, truth, names, f"--true-labels '{args.true_labels}'"), str(args.true_labels)
+    if given:
+        return score_against(predicted, given, names, f"'{args.input}'"), f"the labelled rows of {args.input}"
+    return {}, ""
 
 
 main = cli(main)

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from msc.core.errors import cli
-from msc.core.labels import LABELS
+from msc.core.labels import COURSE_LABELS
 from msc.data.synthetic import FORMATS, parse_labels, write_dataset
 from msc.model.backbone import SAMPLE_BACKBONE
 from msc.model.tiny import FAMILIES, SHAPES, write_backbone
@@ -20,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", choices=FORMATS, default="mvsa", help="mvsa (default): the course's layout; "
                         "table: DIR/posts.csv with id,text,image_path,label and DIR/images/")
-    parser.add_argument("--labels", default=",".join(LABELS),
-                        help=f"comma-separated label names, 2 or more (default: {','.join(LABELS)})")
+    parser.add_argument("--labels", default=",".join(COURSE_LABELS),
+                        help=f"comma-separated label names, 2 or more (default: {','.join(COURSE_LABELS)})")
     parser.add_argument("--backbone-out", type=Path, default=Path(SAMPLE_BACKBONE))
     parser.add_argument("--backbone-shape", choices=sorted(SHAPES), default="tiny",
                         help="tiny (default) or vit-b-32, ViT-B/32's shape for benchmarks")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.n} samples to {args.out}/ (Bayes-optimal accuracy: text {accuracy['text']:.4f}, "
               f"image {accuracy['image']:.4f}, both {accuracy['both']:.4f}; see {args.out}/bayes.json)")
         if args.format == "table":
-            print(f"labels {', '.join(labels)}; to use it, set data.format: table and data.table: {args.out}/posts.csv")
+            print(f"labels {', '.join(labels)}; to use it, set data.format: table, data.root: {args.out}, data.table: posts.csv")
     write_backbone(args.backbone_out, args.backbone_shape, args.seed, args.tokenizer, args.backbone_family)
     vocabulary = f"CLIP's BPE from {args.tokenizer}" if args.tokenizer else "the sample's vocabulary"
     print(f"wrote a random-weight {args.backbone_shape} {args.backbone_family} backbone with {vocabulary} to "

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     data = load_config(args.params).data
-    info = write_splits(data.root, data.splits_dir, data.split_rule)
+    info = write_splits(data.source, data.splits_dir, data.split_rule)
     counts = ", ".join(f"{info.counts[name]} {name}" for name in SPLIT_NAMES)
     print(f"split {info.identity}: {counts}; wrote {Path(data.splits_dir) / SPLITS_FILE}")
     return 0

@@ -96,7 +96,7 @@ def cache(config):
 
 @pytest.fixture(scope="session")
 def splits(config, cache):
-    write_splits(config.data.root, config.data.splits_dir, config.data.split_rule)
+    write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)
     return load_splits(config.data, cache)
 
 

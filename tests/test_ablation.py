@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import yaml
 
-from msc.analysis.error_kinds import BAD_CASE_COLUMNS, ERROR_KINDS, error_kind, low_quality_rows
+from msc.analysis.error_kinds import ERROR_KINDS, bad_case_columns, error_kind, low_quality_rows
 from msc.analysis.report_text import separation, summary_sentence
-from msc.analysis.variants import COLUMNS, make_variants, tuned_train_config
+from msc.analysis.variants import ablation_columns, make_variants, tuned_train_config
 from msc.config import with_overrides
 from msc.core.errors import UserError
 from msc.core.handoff import write_handoff
-from msc.core.labels import LABELS
+from msc.core.labels import COURSE_LABELS
 from msc.tune.summary import TuneSummary
 from src import ablation, report
 
@@ -55,7 +55,7 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
 
     results = project / "results"
     with (results / "ablation.csv").open(newline="") as handle:
-        assert next(csv.reader(handle)) == list(COLUMNS)
+        assert next(csv.reader(handle)) == list(ablation_columns(COURSE_LABELS))
     rows = {row["variant"]: row for row in read_csv(results / "ablation.csv")}
     assert set(rows) == TRAINED | {"logistic_probe", "zero_shot", "bayes:text", "bayes:image", "bayes:both"}
     client = mlflow.MlflowClient()
@@ -84,13 +84,13 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(project, config
         zero_shot["weighted_f1_ci_high"])
 
     with (results / "bad_cases.csv").open(newline="") as handle:
-        assert next(csv.reader(handle)) == list(BAD_CASE_COLUMNS)
+        assert next(csv.reader(handle)) == list(bad_case_columns(COURSE_LABELS))
     cases = read_csv(results / "bad_cases.csv")
     assert cases, "a 3-epoch head on 240 samples gets some holdout samples wrong"
     for case in cases:
         assert case["kind"] in ERROR_KINDS and case["true_label"] != case["predicted_label"]
-        assert sum(float(case[f"p_{label}"]) for label in LABELS) == pytest.approx(1.0, abs=1e-3)
-        assert max(LABELS, key=lambda label: float(case[f"p_{label}"])) == case["predicted_label"]
+        assert sum(float(case[f"p_{label}"]) for label in COURSE_LABELS) == pytest.approx(1.0, abs=1e-3)
+        assert max(COURSE_LABELS, key=lambda label: float(case[f"p_{label}"])) == case["predicted_label"]
         assert Path(case["image_path"]).is_file() and case["guid"] in case["image_path"]
 
     text = (results / "report.md").read_text()
@@ -151,8 +151,10 @@ def test_error_kinds_apply_in_order():
     positive, neutral, negative = range(3)
     assert error_kind(positive, negative, 0.3, text_only=positive, image_only=negative, low_confidence=0.5) == \
         "modality_conflict"
-    assert error_kind(neutral, negative, 0.3, positive, positive, 0.5) == "ambiguous_neutral"
-    assert error_kind(positive, neutral, 0.9, negative, negative, 0.5) == "ambiguous_neutral"
+    assert error_kind(neutral, negative, 0.3, positive, positive, 0.5, neutral=neutral) == "ambiguous_neutral"
+    assert error_kind(positive, neutral, 0.9, negative, negative, 0.5, neutral=neutral) == "ambiguous_neutral"
+    # A label set without a neutral label has no ambiguous_neutral kind.
+    assert error_kind(positive, neutral, 0.9, negative, negative, 0.5) == "confident_error"
     assert error_kind(positive, negative, 0.4, negative, negative, 0.5) == "low_confidence"
     assert error_kind(positive, negative, 0.9, negative, negative, 0.5) == "confident_error"
     assert error_kind(positive, negative, 0.3, positive, negative, 0.5, low_quality=True) == "low_quality_image"

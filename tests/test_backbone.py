@@ -17,7 +17,7 @@ def test_no_backbone_parameter_ever_receives_a_gradient(tiny_clip):
     with torch.enable_grad():
         text_pooled, text_tokens, _ = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
         image_pooled, image_tokens, _ = backbone.encode_image(pixels)
-        head = build_head("cross_attention", backbone.dim, hidden_dim=8, dropout=0.0)
+        head = build_head("cross_attention", backbone.dim, hidden_dim=8, dropout=0.0, classes=3)
         batch = FeatureBatch(text_pooled, image_pooled, text_tokens, encoded["attention_mask"].bool(), image_tokens)
         head(batch).sum().backward()
     with_grad = [name for name, p in backbone.model.named_parameters() if p.requires_grad or p.grad is not None]

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from msc.core.labels import COURSE_LABELS
 from msc.train.calibration import expected_calibration_error, fit_temperature, reliability, with_temperature
 from msc.train.metrics import bootstrap_intervals, classification_metrics, weighted_f1_of
 
@@ -42,7 +43,7 @@ def test_bootstrap_intervals_contain_the_estimate_and_are_seeded():
     rng = np.random.default_rng(2)
     y_true = rng.integers(0, 3, 600)
     y_pred = np.where(rng.random(600) < 0.7, y_true, rng.integers(0, 3, 600))
-    scores = classification_metrics(y_true, y_pred)
+    scores = classification_metrics(y_true, y_pred, COURSE_LABELS)
     intervals = bootstrap_intervals(y_true, y_pred)
     for metric in ("accuracy", "weighted_f1"):
         low, high = intervals[f"{metric}_ci95"]
@@ -54,5 +55,5 @@ def test_weighted_f1_from_a_confusion_matrix_is_sklearns():
     rng = np.random.default_rng(3)
     for _ in range(20):
         y_true, y_pred = rng.integers(0, 3, 50), rng.integers(0, 3, 50)
-        confusion = np.array(classification_metrics(y_true, y_pred)["confusion"])
+        confusion = np.array(classification_metrics(y_true, y_pred, COURSE_LABELS)["confusion"])
         assert weighted_f1_of(confusion) == pytest.approx(f1_score(y_true, y_pred, average="weighted", zero_division=0))

@@ -4,6 +4,7 @@ import pytest
 
 from msc.core.errors import UserError
 from msc.data.dataset import load_dataset, read_label_file
+from msc.data.posts import DataSource
 from msc.data.text import decode_text, normalize_tweet
 
 
@@ -49,7 +50,7 @@ def write_labels(tmp_path: Path, train: str, test: str = "guid,tag\n9,null\n") -
 def test_label_file_errors_name_file_and_line(tmp_path, train, message):
     root = write_labels(tmp_path, train)
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
-        load_dataset(root)
+        load_dataset(DataSource(root))
 
 
 def test_label_file_normalises_bom_crlf_spaces_and_case(tmp_path):
@@ -60,11 +61,11 @@ def test_label_file_normalises_bom_crlf_spaces_and_case(tmp_path):
 
 def test_missing_root_says_what_to_put_where(tmp_path):
     with pytest.raises(UserError, match="no dataset at .*python -m src.sample"):
-        load_dataset(tmp_path / "nowhere")
+        load_dataset(DataSource(tmp_path / "nowhere"))
 
 
 def test_sample_layout_loads(sample_root):
-    dataset = load_dataset(sample_root)
+    dataset = load_dataset(DataSource(sample_root))
     assert len(dataset.labelled) + len(dataset.test) == 240
     assert all(s.label is None for s in dataset.test)
     assert all(s.image_path.is_file() for s in dataset.samples)

@@ -83,9 +83,13 @@ def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):
 
     truth = tmp_path / "truth.csv"
     truth.write_text("guid,label\n1,positive\n")
-    labels = pd.DataFrame({"guid": ["1", "2"], "tag": ["positive", "neutral"], "p_positive": [0.8, 0.1],
+    labels = pd.DataFrame({"id": ["1", "2"], "label": ["positive", "neutral"], "p_positive": [0.8, 0.1],
                            "p_neutral": [0.1, 0.8], "p_negative": [0.1, 0.1]})
-    with pytest.raises(UserError, match="truth.csv.*1 test guids \\(2\\)"):
-        predict.score_against(labels, truth)
+    course = ("positive", "neutral", "negative")
+    with pytest.raises(UserError, match="truth.csv.*no label for 1 of the predicted posts \\(2\\)"):
+        predict.read_truth(truth, ["1", "2"])
     truth.write_text("guid,label\n1,positive\n2,negative\n")
-    assert predict.score_against(labels, truth)["test_accuracy"] == 0.5
+    assert predict.score_against(labels, predict.read_truth(truth, ["1", "2"]), course, "truth")["test_accuracy"] == 0.5
+    truth.write_text("guid,label\n1,positive\n2,sarcastic\n")
+    with pytest.raises(UserError, match="truth has the label 'sarcastic', which the model does not predict"):
+        predict.score_against(labels, predict.read_truth(truth, ["1", "2"]), course, "truth")

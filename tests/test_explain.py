@@ -59,7 +59,7 @@ def test_the_modality_that_carries_the_label_drives_it(tmp_path, small_sample_ro
     config = make_config(data, tiny_clip, tmp_path / "features",
                          {"features.augment_views": 0, "train.epochs": 15, "train.lr": 0.003, "train.patience": 15})
     cache, _ = featurize(config)
-    write_splits(config.data.root, config.data.splits_dir, config.data.split_rule)
+    write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)
     splits = load_splits(config.data, cache)
     rows = np.concatenate([splits.val, splits.holdout])
     head = train_head(cache, splits.train, splits.val, config.train).head
@@ -78,7 +78,7 @@ def test_the_pyfunc_explains_only_when_asked(config, cache, splits, project, sam
     head = train_head(cache, splits.train, splits.val, replace(config.train, epochs=1)).head
     setup_mlflow()
     with mlflow.start_run():
-        info = log_trial_model(head, config.train, cache.dim, config.model.backbone, "main", 77)
+        info = log_trial_model(head, config.train, cache.dim, config.model.backbone, "main", 77, cache.label_names)
     model = load_model(info.model_uri)
     images = sorted((sample_root / "data").glob("*.jpg"))[:3]
     frame = pd.DataFrame({"text": ["so happy love", "sad awful", None], "image": [str(p) for p in images]})
@@ -131,7 +131,7 @@ def test_the_report_explains_a_token_head_with_tokens_and_patches(config, cache,
     case = attribution["evidence"][0]
     assert case["patch_grid"] == 7 and len(case["patch_attr"]) == 49  # the tiny CLIP's 224 px / 32 px grid
     assert len(case["tokens"]) == len(case["token_attr"]) >= 2
-    lines = attribution_section(attribution, "cross_attention", [], tmp_path)
+    lines = attribution_section(attribution, "cross_attention", [], tmp_path, ("positive", "neutral", "negative"))
     assert (tmp_path / "attribution.png").is_file() and (tmp_path / f"evidence_{case['guid']}.png").is_file()
     assert any("integrated gradients" in line for line in lines)
 
@@ -143,6 +143,6 @@ def test_the_report_says_why_a_pooled_head_has_no_token_evidence(config, cache, 
     result = analysed_result(config, cache, splits, "late")
     attribution = explain_holdout(config, cache, splits, result, ["confident_error"] * len(splits.holdout))
     assert attribution["evidence"] == [] and "pooled" in attribution["evidence_note"]
-    lines = attribution_section(attribution, "late", [], tmp_path)
+    lines = attribution_section(attribution, "late", [], tmp_path, ("positive", "neutral", "negative"))
     assert any(line.startswith("No token or patch evidence") for line in lines)
     assert any("| `correct` |" in line for line in lines)

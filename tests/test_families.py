@@ -50,7 +50,7 @@ def test_every_family_of_the_sample_is_registered():
 def test_the_served_features_equal_the_cached_ones(family_config):
     """Parity: the pyfunc's preprocessing of raw files reproduces what featurize cached."""
     cache, _ = featurize(family_config)
-    dataset = load_dataset(family_config.data.root)
+    dataset = load_dataset(family_config.data.source)
     rows = np.array([0, 3, 7, len(dataset.labelled) + 1])  # labelled and test rows
     samples = [dataset.samples[r] for r in rows]
     backbone = load_backbone(family_config.model.backbone, device="cpu")
@@ -127,7 +127,7 @@ def test_featurize_tune_predict_and_serve(family, overrides, small_sample_root, 
     version = MlflowClient().get_model_version_by_alias("msc", "production")
     expected = with_temperature(predict_proba(load_msc_model("models:/msc/Production").head, cache, holdout),
                                 float(version.tags["temperature"]))
-    dataset = load_dataset(config.data.root)
+    dataset = load_dataset(config.data.source)
     samples = [dataset.samples[r] for r in holdout]
     rows = [[decode_text(s.text_path.read_bytes())[0], base64.b64encode(s.image_path.read_bytes()).decode()]
             for s in samples]

@@ -93,7 +93,7 @@ def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_
     from msc.data.dataset import load_dataset
 
     config = with_overrides(private_config, {"data.on_error": "skip"})
-    dataset = load_dataset(config.data.root)
+    dataset = load_dataset(config.data.source)
     folder = Path(config.data.root) / "data"
     labelled, test = [s.guid for s in dataset.labelled], [s.guid for s in dataset.test]
     (folder / f"{labelled[0]}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")

@@ -16,7 +16,7 @@ def random_batch() -> FeatureBatch:
 @pytest.mark.parametrize("fusion", sorted(HEADS))
 def test_forward_and_backward_shapes(fusion):
     torch.manual_seed(0)
-    head = build_head(fusion, P, hidden_dim=8, dropout=0.1)
+    head = build_head(fusion, P, hidden_dim=8, dropout=0.1, classes=3)
     logits = head(random_batch())
     assert logits.shape == (B, 3)
     logits.sum().backward()
@@ -27,7 +27,7 @@ def test_forward_and_backward_shapes(fusion):
 def test_cross_attention_reads_individual_patches():
     """Attention over one pooled vector is the identity; ours must react to a single patch."""
     torch.manual_seed(0)
-    head = build_head("cross_attention", P, hidden_dim=8, dropout=0.0).eval()
+    head = build_head("cross_attention", P, hidden_dim=8, dropout=0.0, classes=3).eval()
     batch = random_batch()
     before = head(batch)
     batch.image_tokens[:, 4] += 3.0  # change one patch of every image
@@ -37,7 +37,7 @@ def test_cross_attention_reads_individual_patches():
 def test_padding_tokens_are_ignored():
     torch.manual_seed(0)
     for fusion in ("early", "cross_attention"):
-        head = build_head(fusion, P, hidden_dim=8, dropout=0.0).eval()
+        head = build_head(fusion, P, hidden_dim=8, dropout=0.0, classes=3).eval()
         batch = random_batch()
         before = head(batch)[0]
         batch.text_tokens[0, 3:] = 100.0  # only padding positions of sample 0
@@ -45,7 +45,7 @@ def test_padding_tokens_are_ignored():
 
 
 def test_gate_weights_are_per_sample_and_sum_to_one():
-    head = build_head("gated", P, hidden_dim=8, dropout=0.0)
+    head = build_head("gated", P, hidden_dim=8, dropout=0.0, classes=3)
     weights = head.gate_weights(random_batch())
     assert weights.shape == (B, 2)
     assert torch.allclose(weights.sum(1), torch.ones(B))
@@ -67,4 +67,4 @@ def test_a_registered_head_is_a_fusion_the_config_and_the_search_space_accept(mo
     params = tmp_path / "params.yaml"
     params.write_text("tune:\n  search_space:\n    train.fusion: {type: categorical, choices: [late, bilinear]}\n")
     assert load_config(params).tune.search_space["train.fusion"]["choices"] == ["late", "bilinear"]
-    build_head("bilinear", P, hidden_dim=8, dropout=0.0)
+    build_head("bilinear", P, hidden_dim=8, dropout=0.0, classes=3)

@@ -30,7 +30,8 @@ def test_the_model_layers_are_all_that_msc_model_imports():
 def test_a_logged_model_ships_only_the_code_it_runs(project, tiny_clip):
     setup_mlflow()
     with mlflow.start_run():
-        info = log_trial_model(build_head("late", 128, 8, 0.0), TrainConfig(hidden_dim=8), 128, str(tiny_clip), "main", 77)
+        info = log_trial_model(build_head("late", 128, 8, 0.0, 3), TrainConfig(hidden_dim=8), 128, str(tiny_clip), "main", 77,
+                               ("positive", "neutral", "negative"))
     folder = Path(mlflow.artifacts.download_artifacts(info.model_uri))
     code = folder / "code"
     assert sorted(p.name for p in code.iterdir()) == ["msc"]

@@ -1,16 +1,13 @@
 import csv
-import filecmp
-import importlib.util
 import itertools
 import json
 import random
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from msc.core.labels import LABELS
+from msc.core.labels import COURSE_LABELS
 from msc.data.synthetic import (
     CUE_COLOURS,
     CUE_WORDS,
@@ -29,9 +26,6 @@ from msc.data.synthetic import (
     write_dataset,
 )
 from src import sample
-from tests.conftest import REPO
-
-BASE_COMMIT = "352387e3a72afa3daa4aad769c72c955e660a61b"  # the sample before --format and --labels
 
 
 def simulated_accuracy(prior: dict, draws: int, seed: int) -> dict:
@@ -66,7 +60,7 @@ def brute_force_accuracy(prior: dict, text_noise: float, image_noise: float) -> 
     return {"text": joint.sum(2).max(0).sum(), "image": joint.sum(1).max(0).sum(), "both": joint.max(0).sum()}
 
 
-@pytest.mark.parametrize("labels", [("yes", "no"), tuple("abcde"), tuple("abcdefghij"), LABELS])
+@pytest.mark.parametrize("labels", [("yes", "no"), tuple("abcde"), tuple("abcdefghij"), COURSE_LABELS])
 def test_bayes_accuracy_for_any_label_set(labels):
     prior = label_prior(labels)
     assert list(prior) == list(labels) and sum(prior.values()) == pytest.approx(1)
@@ -91,39 +85,9 @@ def test_other_label_sets_draw_cues_from_the_backbones_words_and_hues():
 
 def test_the_default_story_is_the_course_one():
     """What keeps ``python -m src.sample``'s files and the tiny backbone's vocabulary as they were."""
-    assert cue_words(LABELS) == (CUE_WORDS, FILLER_WORDS)
-    assert cue_colours(LABELS) == CUE_COLOURS
-    assert label_prior(LABELS) == PRIOR
-
-
-def base_synthetic_module(tmp_path: Path):
-    """msc/data/synthetic.py as it was at BASE_COMMIT, imported from a file; None outside a full clone."""
-    shown = subprocess.run(["git", "show", f"{BASE_COMMIT}:src/msc/data/synthetic.py"], cwd=REPO, capture_output=True)
-    if shown.returncode != 0:
-        return None
-    path = tmp_path / "base_synthetic.py"
-    path.write_bytes(shown.stdout)
-    spec = importlib.util.spec_from_file_location("base_synthetic", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_default_sample_is_byte_identical_to_the_base_code(tmp_path):
-    base = base_synthetic_module(tmp_path)
-    if base is None:
-        pytest.skip(f"needs the git history with {BASE_COMMIT}")
-    base.write_dataset(tmp_path / "base", n=60, seed=3)
-    write_dataset(tmp_path / "new", n=60, seed=3)
-    compared = filecmp.dircmp(tmp_path / "base", tmp_path / "new")
-    assert not compared.left_only and not compared.right_only and not compared.diff_files
-    names = sorted(p.name for p in (tmp_path / "base" / "data").iterdir())
-    assert filecmp.cmpfiles(tmp_path / "base" / "data", tmp_path / "new" / "data", names, shallow=False)[0] == names
-    for name in ("bayes.json", "cues.csv", "train.txt", "test_without_label.txt"):
-        assert (tmp_path / "base" / name).read_bytes() == (tmp_path / "new" / name).read_bytes()
-    from msc.model.tiny import sample_words
-
-    assert sample_words() == [w for ws in base.CUE_WORDS.values() for w in ws] + base.FILLER_WORDS + ["user", "http", "rt"]
+    assert cue_words(COURSE_LABELS) == (CUE_WORDS, FILLER_WORDS)
+    assert cue_colours(COURSE_LABELS) == CUE_COLOURS
+    assert label_prior(COURSE_LABELS) == PRIOR
 
 
 def read_table(root: Path) -> list[dict]:
@@ -136,7 +100,7 @@ def test_a_table_sample_has_the_columns_labels_images_and_ceiling(tmp_path, labe
     root = tmp_path / "table"
     assert sample.main(["--out", str(root), "--n", "120", "--seed", "4", "--format", "table", "--labels", labels,
                         "--backbone-out", str(tmp_path / "clip")]) == 0
-    assert f"data.table: {root}/posts.csv" in capsys.readouterr().out
+    assert f"data.root: {root}, data.table: posts.csv" in capsys.readouterr().out
     names = labels.split(",")
     posts = read_table(root)
     assert list(posts[0]) == ["id", "text", "image_path", "label"] and len(posts) == 120

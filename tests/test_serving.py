@@ -16,7 +16,7 @@ from msc.tune.runner import tune
 
 def test_predict_and_featurize_give_the_same_features(config, cache):
     """The pyfunc's preprocessing, batch padding included, reproduces the cached features."""
-    dataset = load_dataset(config.data.root)
+    dataset = load_dataset(config.data.source)
     rows = np.array([0, 3, 7, len(dataset.labelled) + 1])  # labelled and test rows
     samples = [dataset.samples[r] for r in rows]
     backbone = load_backbone(config.model.backbone, device="cpu")

@@ -46,7 +46,7 @@ def top_cache(top_config):
     from msc.data.split import write_splits
 
     cache, _ = featurize(top_config)
-    write_splits(top_config.data.root, top_config.data.splits_dir, top_config.data.split_rule)
+    write_splits(top_config.data.source, top_config.data.splits_dir, top_config.data.split_rule)
     return cache
 
 
@@ -137,7 +137,7 @@ def test_the_loaded_model_reproduces_the_training_time_holdout_probabilities(
     setup_mlflow()
     with mlflow.start_run():
         info = log_trial_model(result.head, train, top_cache.dim, str(top_config.model.backbone), "main",
-                               top_config.features.max_text_tokens)
+                               top_config.features.max_text_tokens, top_cache.label_names)
     folder = Path(mlflow.artifacts.download_artifacts(info.model_uri))
     with safe_open(str(folder / "artifacts" / "head.safetensors"), "pt") as weights:
         saved = list(weights.keys())
@@ -145,7 +145,7 @@ def test_the_loaded_model_reproduces_the_training_time_holdout_probabilities(
         assert all(name.startswith("head.") or ".lora_" in name for name in saved)
     else:
         assert any(name.startswith("image_top.blocks.") and name.endswith("mlp.fc1.weight") for name in saved)
-    samples = [load_dataset(top_config.data.root).samples[row] for row in splits.holdout]
+    samples = [load_dataset(top_config.data.source).samples[row] for row in splits.holdout]
     frame = pd.DataFrame({"text": [decode_text(s.text_path.read_bytes())[0] for s in samples],
                           "image": [str(s.image_path) for s in samples]})
     served = load_model(info.model_uri).predict(frame)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from msc.core.errors import UserError
 from msc.model.heads import HEADS
 from msc.train.loop import class_weights, train_head
 
@@ -39,10 +40,26 @@ def test_early_stopping_stops_after_patience(cache, config, splits):
 
 def test_class_weights():
     labels = np.array([0] * 60 + [1] * 10 + [2] * 30)
-    assert torch.allclose(class_weights(labels, 0.0, 1.0), torch.ones(3))
-    weights = class_weights(labels, 1.0, 2.0)
+    assert torch.allclose(class_weights(labels, 0.0, [1.0, 1.0, 1.0]), torch.ones(3))
+    weights = class_weights(labels, 1.0, [1.0, 2.0, 1.0])
     assert weights[1] > weights[2] > weights[0]
     assert weights.mean().item() == pytest.approx(1.0)
+    # Any number of classes: a factor per class, a class absent from the rows counted as one row.
+    five = class_weights(np.array([0, 0, 1, 2, 3]), 1.0, [1.0, 1.0, 1.0, 3.0, 1.0])
+    assert five.shape == (5,) and five[3] > five[1] > five[0] and five.mean().item() == pytest.approx(1.0)
+
+
+def test_class_factors_come_from_class_boost_and_neutral_boost():
+    from msc.config import TrainConfig
+
+    assert TrainConfig(neutral_boost=2.0).class_factors(("positive", "neutral", "negative")) == [1.0, 2.0, 1.0]
+    assert TrainConfig(class_boost={"b": 1.5}).class_factors(("a", "b")) == [1.0, 1.5]
+    with pytest.raises(UserError, match="train.class_boost.*label 'c'.*a, b"):
+        TrainConfig(class_boost={"c": 2.0}).class_factors(("a", "b"))
+    with pytest.raises(UserError, match="train.neutral_boost.*label 'neutral'"):
+        TrainConfig(neutral_boost=2.0).class_factors(("a", "b"))
+    with pytest.raises(UserError, match="keep one"):
+        TrainConfig(neutral_boost=2.0, class_boost={"neutral": 2.0})
 
 
 def test_modality_dropout_zeroes_one_modality_per_chosen_sample(cache):
@@ -148,7 +165,7 @@ def test_a_text_view_cache_trains(tmp_path, small_sample_root, tiny_clip):
     assert built and cache.text_augment_views == 2
     assert cache.array("aug_text_pooled").shape == (cache.n_labelled, 2, cache.dim)
     assert not np.array_equal(cache.array("aug_text_pooled")[:, 0], cache.array("text_pooled")[: cache.n_labelled])
-    write_splits(config.data.root, config.data.splits_dir, config.data.split_rule)
+    write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)
     splits = load_splits(config.data, cache)
     train = replace(config.train, fusion="cross_attention", epochs=2)
     with_views = train_head(cache, splits.train, splits.val, train)

@@ -18,6 +18,7 @@ import yaml
 
 from msc.config import with_overrides
 from msc.core.errors import UserError
+from msc.data.posts import DataSource
 from msc.data.split import write_splits
 from msc.features.build import featurize
 from msc.tune.runner import tune
@@ -262,13 +263,13 @@ def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path)
 
     data = tmp_path / "data"
     shutil.copytree(config.data.root, data)
-    bad = [s.guid for s in load_dataset(data).labelled[:3]]
+    bad = [s.guid for s in load_dataset(DataSource(data)).labelled[:3]]
     for guid in bad:
         (data / "data" / f"{guid}.jpg").write_bytes(b"\xff\xd8 truncated")
     skip = small(config, **{"data.root": str(data), "data.on_error": "skip", "tune.trials": 1,
                             "features.dir": str(tmp_path / "features"), "data.splits_dir": str(tmp_path / "splits")})
     featurize(skip)
-    write_splits(skip.data.root, skip.data.splits_dir, skip.data.split_rule)
+    write_splits(skip.data.source, skip.data.splits_dir, skip.data.split_rule)
     tune(skip)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
@@ -315,7 +316,7 @@ def test_a_changed_split_seed_never_compares_two_models_on_different_splits(proj
 
     first = tune(small(config, **{"tune.trials": 2}))
     resplit = small(config, **{"tune.trials": 2, "data.split_seed": 7, "data.splits_dir": str(tmp_path / "splits-7")})
-    write_splits(resplit.data.root, resplit.data.splits_dir, resplit.data.split_rule)
+    write_splits(resplit.data.source, resplit.data.splits_dir, resplit.data.split_rule)
     scored = []
     real = registry.model_probabilities
     monkeypatch.setattr(registry, "model_probabilities", lambda uri, *a: scored.append(uri) or real(uri, *a))

@@ -26,13 +26,14 @@ def test_the_zero_shot_row_has_one_run_and_a_bootstrap_interval(config, cache, s
     result = zero_shot(config, cache, splits.holdout)
     again = zero_shot(config, cache, splits.holdout)
     assert np.array_equal(result.predictions[0], again.predictions[0]), "no training, no seed: deterministic"
-    row = summary_row(result, cache.labels[splits.holdout])
+    row = summary_row(result, cache.labels[splits.holdout], cache.label_names)
     assert row["variant"] == "zero_shot" and row["kind"] == "baseline" and row["seeds"] == 1
     assert row["weighted_f1_ci_low"] <= row["weighted_f1"] <= row["weighted_f1_ci_high"]
 
 
-def test_prompts_must_cover_every_label(config):
-    with pytest.raises(UserError, match="ablation.zero_shot_prompts.*positive, neutral, negative"):
-        with_overrides(config, {"ablation.zero_shot_prompts": {"positive": ["good"], "negative": ["bad"]}})
+def test_a_label_without_prompts_gets_prompts_from_its_name(config):
+    partial = with_overrides(config, {"ablation.zero_shot_prompts": {"positive": ["good"], "negative": ["bad"]}})
+    assert partial.ablation.prompts_for(("positive", "neutral", "negative")) == {
+        "positive": ["good"], "neutral": ["a neutral photo", "a neutral post"], "negative": ["bad"]}
     with pytest.raises(UserError, match="ablation.zero_shot_prompts"):
         with_overrides(config, {"ablation.zero_shot_prompts": {"positive": ["good"], "neutral": [], "negative": ["x"]}})

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from msc.analysis.attribution import evidence, holdout_attribution
-from msc.analysis.error_kinds import BAD_CASE_COLUMNS, ERROR_KINDS, bad_cases, low_quality_rows, sample_kinds
+from msc.analysis.error_kinds import ERROR_KINDS, bad_case_columns, bad_cases, low_quality_rows, sample_kinds
 from msc.analysis.results import DETAILS, AblationResults, csv_text
 from msc.analysis.variants import (
-    COLUMNS,
-    METRICS,
     VariantResult,
+    ablation_columns,
     bayes_results,
     calibration_of,
     linear_probe,
     make_variants,
+    metric_names,
     summary_row,
     timed,
     train_variant,
@@ -39,7 +39,7 @@ from msc.track.store import git_commit, setup_mlflow
 
 
 def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict], files: list[Path],
-                  tags: dict[str, str]) -> str:
+                  tags: dict[str, str], labels: tuple[str, ...]) -> str:
     """An ``ablation`` parent run with the CSVs as artifacts, and one child run per row; returns
     the parent's id, where the report stage adds the report.
 
@@ -63,7 +63,7 @@ def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict]
         metrics = [Metric(k, float(v), result.ended_ms, 0) for k, v in row.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
         metrics += [Metric(f"holdout_{m}", scores[m], result.ended_ms, step)  # one point per seed
-                    for step, scores in enumerate(result.scores) for m in METRICS]
+                    for step, scores in enumerate(result.scores) for m in metric_names(labels)]
         client.log_batch(child, metrics=metrics, params=params)
         client.set_terminated(child, status="FINISHED", end_time=result.ended_ms)
     for path in files:
@@ -107,7 +107,7 @@ def explain_holdout(config: Config, cache: FeatureCache, splits: Splits, analyse
                                     "tokens or patches to attribute a prediction to, only the two modalities")
         return summary
     worst = [i for i in np.argsort(-probs.max(1), kind="stable") if not correct[i]][: config.ablation.evidence_cases]
-    samples = {s.guid: s for s in load_dataset(config.data.root, require_test_files=False).labelled}
+    samples = {s.guid: s for s in load_dataset(config.data.source, require_test_files=False).labelled}
     cases = [(splits.holdout[i], samples[cache.guids[splits.holdout[i]]]) for i in worst]
     summary["evidence"] = evidence(config, head, cache, cases, [int(predicted[i]) for i in worst])
     return summary
@@ -119,7 +119,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
     train, hyperparameter_source = tuned_train_config(config, metrics_path)
     results = train_rows(config, cache, splits, train)
     holdout_labels = cache.labels[splits.holdout]
-    rows = [summary_row(result, holdout_labels) for result in results]
+    rows = [summary_row(result, holdout_labels, cache.label_names) for result in results]
     by_name = {result.variant.name: result for result in results}
     analysed = by_name[train.fusion]  # the tuned configuration, first seed
     text_only, image_only = by_name["text"].probs[0].argmax(1), by_name["image"].probs[0].argmax(1)
@@ -130,7 +130,8 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
     cases = bad_cases(cache, splits.holdout, analysed.probs[0], kinds, text_only, image_only, config.data,
                       attribution)
     files = {"ablation": out_dir / "ablation.csv", "bad_cases": out_dir / "bad_cases.csv", "details": out_dir / DETAILS}
-    tables = {"ablation": csv_text(rows, COLUMNS), "bad_cases": csv_text(cases, BAD_CASE_COLUMNS)}
+    tables = {"ablation": csv_text(rows, ablation_columns(cache.label_names)),
+              "bad_cases": csv_text(cases, bad_case_columns(cache.label_names))}
     tags = {"backbone": cache.manifest.backbone, "feature_fingerprint": cache.fingerprint,
             "split_identity": splits.identity, "git_commit": git_commit()}
     bayes_file = Path(config.data.root) / "bayes.json"
@@ -144,6 +145,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
         "train": asdict(train), "hyperparameter_source": hyperparameter_source,
         "low_confidence": config.ablation.low_confidence,
         "low_quality_short_side": config.ablation.low_quality_short_side, "git_commit": tags["git_commit"],
+        "labels": list(cache.label_names),
     }
     # The CSVs go to MLflow before they replace the old ones: every output of the stage is then
     # written in one short step at the end, ablation.json last, and it names (by sha256) the CSVs it
@@ -153,7 +155,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
     for name in ("ablation", "bad_cases"):
         atomic_write_text(staged / files[name].name, tables[name])
     run_id = log_to_mlflow(config, results, rows, [staged / files[name].name for name in ("ablation", "bad_cases")],
-                           tags)
+                           tags, cache.label_names)
     details = AblationResults(
         context=context, rows=rows,
         analysed={"variant": analysed.variant.name, "scores": analysed.scores, "histories": analysed.histories,

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from msc.config import Config
-from msc.data.dataset import Sample
-from msc.data.text import read_tweet
+from msc.data.posts import Sample
+from msc.data.text import read_post_text
 from msc.features.cache import FeatureCache
 from msc.model.backbone import load_backbone
 from msc.model.batch import FeatureBatch
@@ -89,8 +89,9 @@ def evidence(config: Config, head: torch.nn.Module, cache: FeatureCache, cases: 
         batch = cache.batch(np.array([row]), tokens=head.uses_tokens, hidden_layers=head.hidden_layers)
         text_attr, image_attr = integrated_gradients(head, batch, target)
         grid, patches = patch_grid(image_attr)
-        text = read_tweet(sample.text_path, config.data.text_encoding)[0]
-        out.append({"guid": sample.guid, "image_path": str(sample.image_path), "predicted": target,
+        text = read_post_text(sample, config.data.text_encoding)[0]
+        out.append({"guid": sample.guid, "image_path": "" if sample.image_path is None else str(sample.image_path),
+                    "predicted": target,
                     "tokens": token_strings(tokenizer, text, config.features.max_text_tokens, len(text_attr)),
                     "token_attr": text_attr.tolist(), "patch_grid": grid, "patch_attr": patches.tolist()})
     return out

@@ -20,10 +20,10 @@ from msc.model.describe import describe_backbone, random_weights
 from msc.track.figures import confusion_figure
 
 
-def write_figures(figures: Path, rows: list[dict], analysed: AnalysedHead) -> None:
+def write_figures(figures: Path, rows: list[dict], analysed: AnalysedHead, labels: tuple[str, ...]) -> None:
     save_figure(variants_figure([r for r in rows if r["kind"] in ("unimodal", "fusion", "baseline")]),
                 figures / "variants.png")
-    save_figure(confusion_figure(analysed.scores[0]["confusion"], f"holdout: {analysed.name}"),
+    save_figure(confusion_figure(analysed.scores[0]["confusion"], f"holdout: {analysed.name}", labels),
                 figures / "confusion.png")
     save_figure(curves_figure(analysed.histories, f"{analysed.name}, {len(analysed.histories)} seeds"),
                 figures / "training_curves.png")
@@ -70,7 +70,7 @@ def zero_shot_caveat(backbone: str) -> str:
 def write_report(path: Path, figures: Path, context: ReportContext, rows: list[dict], analysed: AnalysedHead,
                  cases: list[dict], difference: Difference, attribution: dict) -> Path:
     """Write the figures into ``figures/`` and the report to ``path``; returns the figures folder."""
-    write_figures(figures, rows, analysed)
+    write_figures(figures, rows, analysed, tuple(context.labels))
     train = context.train
     by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("unimodal", "fusion", "augmentation", "baseline")}
     lines = header_lines(context) + [
@@ -112,7 +112,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
               "ceiling on these rows.", "",
               scores_table(by_kind["baseline"]), ""]
     lines += error_section(context, analysed, cases)
-    lines += attribution_section(attribution, analysed.name, cases, figures)
+    lines += attribution_section(attribution, analysed.name, cases, figures, tuple(context.labels))
     atomic_write_text(path, "\n".join(lines))
     return figures
 

@@ -10,7 +10,6 @@ from PIL import Image
 
 from msc.analysis.report_figures import save_figure
 from msc.analysis.report_text import markdown_table, one_line
-from msc.core.labels import LABELS
 from msc.data.images import open_image
 from msc.model.explain import drivers
 from msc.track.figures import plt
@@ -43,7 +42,7 @@ def attribution_figure(by_group: dict[str, np.ndarray]):
     return figure
 
 
-def evidence_figure(case: dict, true_label: str):
+def evidence_figure(case: dict, true_label: str, predicted_label: str):
     """The image's centre square with the patch attributions over it, and the tweet's tokens shaded
     by theirs (red: towards the predicted class, blue: against it)."""
     figure, (image_axes, text_axes) = plt.subplots(1, 2, figsize=(9.0, 3.6), gridspec_kw={"width_ratios": [1, 1.4]})
@@ -72,13 +71,14 @@ def evidence_figure(case: dict, true_label: str):
         text_axes.text(x, y, token, fontsize=9, va="top", bbox={"facecolor": colour, "edgecolor": "none", "pad": 1.5})
         x += width
     text_axes.axis("off")
-    figure.suptitle(f"guid {case['guid']}: true {true_label}, predicted {LABELS[case['predicted']]}", fontsize=10)
+    figure.suptitle(f"guid {case['guid']}: true {true_label}, predicted {predicted_label}", fontsize=10)
     figure.tight_layout()
     return figure
 
 
-def attribution_section(attribution: dict, name: str, cases: list[dict], figures: Path) -> list[str]:
-    """The Markdown lines of the section; writes its figures into ``figures``."""
+def attribution_section(attribution: dict, name: str, cases: list[dict], figures: Path,
+                        labels: tuple[str, ...]) -> list[str]:
+    """The Markdown lines of the section, for class ids into ``labels``; writes its figures into ``figures``."""
     margin = attribution["driver_margin"]
     by_group = groups(attribution)
     save_figure(attribution_figure(by_group), figures / "attribution.png")
@@ -93,7 +93,7 @@ def attribution_section(attribution: dict, name: str, cases: list[dict], figures
     predicted = np.array(attribution["predicted"])
     per_class = [[label, str(int((predicted == i).sum()))]
                  + [f"{(row_drivers[predicted == i] == d).mean():.0%}" if (predicted == i).any() else "–"
-                    for d in ("text", "image", "both")] for i, label in enumerate(LABELS)]
+                    for d in ("text", "image", "both")] for i, label in enumerate(labels)]
     lines = [
         f"## What drove the predictions: `{name}`",
         "",
@@ -122,7 +122,7 @@ def attribution_section(attribution: dict, name: str, cases: list[dict], figures
     for case in attribution["evidence"]:
         bad = truth.get(case["guid"], {})
         figure = figures / f"evidence_{case['guid']}.png"
-        save_figure(evidence_figure(case, bad.get("true_label", "?")), figure)
+        save_figure(evidence_figure(case, bad.get("true_label", "?"), labels[case["predicted"]]), figure)
         lines += [f"![evidence for guid {case['guid']}](figures/{figure.name})", "",
                   f"guid {case['guid']}: {one_line(bad.get('text', ''))}", ""]
     return lines

@@ -8,7 +8,6 @@ from typing import Callable
 import numpy as np
 
 from msc.analysis.results import AnalysedHead, ReportContext
-from msc.core.labels import LABELS
 from msc.train.metrics import paired_bootstrap
 
 EXAMPLES_PER_KIND = 5
@@ -121,10 +120,10 @@ def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[di
     seeds = len(analysed.scores)
     calibration = analysed.calibration
     f1 = {label: np.array([s[f"f1_{label}"] for s in analysed.scores], dtype=float)  # nan: not measured
-          for label in LABELS}
+          for label in context.labels}
     per_class = [[label, str(sum(analysed.scores[0]["confusion"][i])),
                   f"{f1[label].mean():.3f}" + (f" ± {f1[label].std(ddof=1):.3f}" if seeds > 1 else "")]
-                 for i, label in enumerate(LABELS)]
+                 for i, label in enumerate(context.labels)]
     counts = {kind: sum(c["kind"] == kind for c in cases) for kind in KIND_MEANING}
     lines = [
         f"## Error analysis: `{analysed.name}`, seed {context.train.seed}",

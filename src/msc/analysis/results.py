@@ -19,7 +19,7 @@ class AblationResults(HandOff):
     """Everything the report needs and the CSVs (ablation.csv, bad_cases.csv) do not hold."""
 
     NAME: ClassVar[str] = "ablation-results"
-    VERSION: ClassVar[int] = 2  # 2: attribution
+    VERSION: ClassVar[int] = 3  # 2: attribution; 3: context.labels
     WHAT: ClassVar[str] = "ablation result file"
     WRITTEN_BY: ClassVar[str] = "`python -m src.ablation` (or `dvc repro ablation`)"
 
@@ -58,6 +58,7 @@ class ReportContext:
     low_confidence: float
     low_quality_short_side: int
     git_commit: str
+    labels: list  # the label set, in class order: class ids in this file index it
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from sklearn.preprocessing import normalize
 from msc.config import Config, TrainConfig, with_overrides
 from msc.core.errors import UserError
 from msc.core.handoff import read_handoff
-from msc.core.labels import LABELS
 from msc.data.synthetic import bayes_predict, stored_story
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
@@ -38,10 +37,17 @@ from msc.train.metrics import classification_metrics, paired_bootstrap
 from msc.tune.summary import TuneSummary
 
 PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)
-METRICS = ("accuracy", "weighted_f1", "macro_f1", *(f"f1_{label}" for label in LABELS))
-# Each metric column is the mean over seeds; <metric>_std its sample standard deviation.
-COLUMNS = ("variant", "kind", "fusion", "seeds", *(c for m in METRICS for c in (m, f"{m}_std")),
-           "weighted_f1_ci_low", "weighted_f1_ci_high", "trainable_params")
+
+
+def metric_names(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """The scores every ablation row reports: overall, and the F1 of each label."""
+    return ("accuracy", "weighted_f1", "macro_f1", *(f"f1_{label}" for label in labels))
+
+
+def ablation_columns(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """ablation.csv's columns: each metric is the mean over seeds; <metric>_std its sample standard deviation."""
+    return ("variant", "kind", "fusion", "seeds", *(c for m in metric_names(labels) for c in (m, f"{m}_std")),
+            "weighted_f1_ci_low", "weighted_f1_ci_high", "trainable_params")
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,8 @@ class Variant:
 class VariantResult:
     variant: Variant
     scores: list[dict] = field(default_factory=list)  # holdout classification_metrics, one per seed
-    probs: list[np.ndarray] = field(default_factory=list)  # (n_holdout, 3) per seed; trained heads only
-    val_probs: list[np.ndarray] = field(default_factory=list)  # (n_val, 3) per seed; trained heads only
+    probs: list[np.ndarray] = field(default_factory=list)  # (n_holdout, C) per seed; trained heads only
+    val_probs: list[np.ndarray] = field(default_factory=list)  # (n_val, C) per seed; trained heads only
     predictions: list[np.ndarray] = field(default_factory=list)  # (n_holdout,) class ids per seed; every row
     histories: list[list[dict]] = field(default_factory=list)  # per-epoch scalars, one list per seed
     trainable_params: int | None = None
@@ -99,7 +105,7 @@ def train_variant(variant: Variant, cache: FeatureCache, splits: Splits, seeds: 
     for offset in range(seeds):
         trained = train_head(cache, splits.train, splits.val, replace(variant.train, seed=variant.train.seed + offset))
         probs = predict_proba(trained.head, cache, splits.holdout)
-        result.scores.append(classification_metrics(labels, probs.argmax(1)))
+        result.scores.append(classification_metrics(labels, probs.argmax(1), cache.label_names))
         result.probs.append(probs)
         result.predictions.append(probs.argmax(1))
         result.val_probs.append(predict_proba(trained.head, cache, splits.val))
@@ -123,10 +129,10 @@ def linear_probe(cache: FeatureCache, splits: Splits) -> VariantResult:
     y_train, y_val = cache.labels[splits.train], cache.labels[splits.val]
     best = max(
         (LogisticRegression(C=c, max_iter=5000).fit(x_train, y_train) for c in PROBE_C),
-        key=lambda model: classification_metrics(y_val, model.predict(x_val))["weighted_f1"],
+        key=lambda model: classification_metrics(y_val, model.predict(x_val), cache.label_names)["weighted_f1"],
     )
     predictions = best.predict(x_holdout)
-    scores = classification_metrics(cache.labels[splits.holdout], predictions)
+    scores = classification_metrics(cache.labels[splits.holdout], predictions, cache.label_names)
     return VariantResult(Variant("logistic_probe", "baseline"), scores=[scores], predictions=[predictions])
 
 
@@ -142,11 +148,11 @@ def bayes_results(data_root: Path, cache: FeatureCache, rows: np.ndarray) -> lis
     out = []
     for name, use_text, use_image in (("bayes:text", True, False), ("bayes:image", False, True), ("bayes:both", True, True)):
         predictions = [
-            LABELS.index(bayes_predict(cues[g]["text_cue"] if use_text else None, cues[g]["image_cue"] if use_image else None,
-                                       **story))
+            cache.label_names.index(bayes_predict(cues[g]["text_cue"] if use_text else None,
+                                                  cues[g]["image_cue"] if use_image else None, **story))
             for g in guids
         ]
-        scores = classification_metrics(cache.labels[rows], np.array(predictions))
+        scores = classification_metrics(cache.labels[rows], np.array(predictions), cache.label_names)
         out.append(VariantResult(Variant(name, "baseline"), scores=[scores], predictions=[np.array(predictions)]))
     return out
 
@@ -157,13 +163,13 @@ def timed(result: VariantResult, started: float) -> VariantResult:
     return result
 
 
-def summary_row(result: VariantResult, holdout_labels: np.ndarray) -> dict:
+def summary_row(result: VariantResult, holdout_labels: np.ndarray, names: tuple[str, ...]) -> dict:
     """One CSV row: mean and sample standard deviation (ddof 1) of every metric over the seeds, and
     the 95 % bootstrap interval of the seed-mean weighted F1 over the holdout rows."""
     variant = result.variant
     row = {"variant": variant.name, "kind": variant.kind, "fusion": variant.train.fusion if variant.train else "",
            "seeds": len(result.scores), "trainable_params": result.trainable_params}
-    for metric in METRICS:
+    for metric in metric_names(names):
         values = np.array([s[metric] for s in result.scores], dtype=float)  # an unmeasured F1 (None) is nan
         row[metric] = float(values.mean())
         row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None

@@ -19,17 +19,16 @@ import torch.nn.functional as F
 
 from msc.analysis.variants import Variant, VariantResult
 from msc.config import Config
-from msc.core.labels import LABELS
 from msc.features.cache import FeatureCache
 from msc.model.backbone import Backbone, load_backbone
 from msc.train.metrics import classification_metrics
 
 
 def class_embeddings(backbone: Backbone, prompts: dict[str, list[str]], max_tokens: int) -> torch.Tensor:
-    """(3, P) unit vectors in the joint space, one per class in LABELS order."""
+    """(C, P) unit vectors in the joint space, one per class, in ``prompts``' order (the label set's)."""
     rows = []
     with torch.inference_mode():
-        for label in LABELS:
+        for label in prompts:
             tokens = backbone.tokenize(prompts[label], max_tokens)
             pooled = backbone.encode_text(tokens["input_ids"], tokens["attention_mask"]).pooled  # (M, P), M prompts
             rows.append(F.normalize(F.normalize(pooled.float().cpu(), dim=-1).mean(0), dim=0))  # (P,)
@@ -37,7 +36,7 @@ def class_embeddings(backbone: Backbone, prompts: dict[str, list[str]], max_toke
 
 
 def zero_shot_probs(text: torch.Tensor, image: torch.Tensor, classes: torch.Tensor, scale: float) -> torch.Tensor:
-    """(n, P) pooled text and image embeddings and (3, P) class embeddings -> (n, 3) probabilities,
+    """(n, P) pooled text and image embeddings and (C, P) class embeddings -> (n, C) probabilities,
     the mean of the text's and the image's softmax over scaled cosine similarities."""
     text_probs, image_probs = (torch.softmax(scale * F.normalize(x.float(), dim=-1) @ classes.T, dim=-1)
                                for x in (text, image))
@@ -51,11 +50,11 @@ def zero_shot(config: Config, cache: FeatureCache, rows: np.ndarray) -> VariantR
     its text tower and logit scale."""
     model = config.model
     backbone = load_backbone(model.backbone, model.revision, model.device, model.precision, model.family)
-    classes = class_embeddings(backbone, config.ablation.zero_shot_prompts, config.features.max_text_tokens)
+    classes = class_embeddings(backbone, config.ablation.prompts_for(cache.label_names), config.features.max_text_tokens)
     batch = cache.batch(rows)
     # The learned temperature (CLIP's is 100 once trained): it sets how sure each modality is, and so
     # its weight in the average.
     probs = zero_shot_probs(batch.text_pooled.cpu(), batch.image_pooled.cpu(), classes, backbone.logit_scale)
     predictions = probs.argmax(1).numpy()
-    scores = classification_metrics(cache.labels[rows], predictions)
+    scores = classification_metrics(cache.labels[rows], predictions, cache.label_names)
     return VariantResult(Variant("zero_shot", "baseline"), scores=[scores], predictions=[predictions])

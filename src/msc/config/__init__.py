@@ -23,8 +23,10 @@ import yaml
 
 from msc.config.space import as_float, check_search_space, flat_search_space
 from msc.core.errors import UserError
-from msc.core.labels import LABELS
+from msc.core.labels import check_label_set
+from msc.data.posts import DataSource
 from msc.data.split import SplitRule
+from msc.data.table import TABLE_COLUMNS, TABLE_FORMATS
 from msc.model.explain import DRIVER_MARGIN
 from msc.model.heads import ATTENTION_HEADS, HEADS
 
@@ -46,8 +48,20 @@ class DataConfig:
     on_error: Literal["error", "skip"] = "error"  # a missing or undecodable file: stop, or drop the labelled sample
     splits_dir: str = "splits"  # the split stage's output: splits.csv (guid -> train/val/holdout) and split.json
     text_encoding: str = "auto"  # auto: UTF-8, else GB18030 (the course archive), else cp1252; or one codec
+    format: Literal["mvsa", "table"] = "mvsa"  # the course layout, or one table of posts (msc/data/table.py)
+    table: str | None = None  # format table: the .csv, .jsonl or .parquet file, relative to root
+    columns: dict[str, str] = field(default_factory=dict)  # format table: our column name -> the table's
+    labels: list[str] | None = None  # the ordered label set; null: the course's (mvsa) or the table's, sorted
 
     def __post_init__(self) -> None:
+        if self.labels is not None:
+            check_label_set(self.labels, "key 'data.labels'")
+        unknown = sorted(set(self.columns) - set(TABLE_COLUMNS))
+        require(not unknown and all(isinstance(v, str) and v.strip() for v in self.columns.values()), "data.columns",
+                self.columns, f"must map some of {', '.join(TABLE_COLUMNS)} to the table's column names")
+        require(self.format == "mvsa" or bool(self.table and self.table.lower().endswith(TABLE_FORMATS)), "data.table",
+                self.table, f"must name the table of posts ({', '.join(TABLE_FORMATS)}, relative to data.root) when "
+                "data.format is table")
         if self.text_encoding != "auto":
             try:
                 codecs.lookup(self.text_encoding)
@@ -63,6 +77,11 @@ class DataConfig:
     @property
     def split_rule(self) -> SplitRule:
         return SplitRule(self.holdout_fraction, self.val_fraction, self.split_seed)
+
+    @property
+    def source(self) -> DataSource:
+        return DataSource(Path(self.root), self.format, self.table, dict(self.columns),
+                          None if self.labels is None else tuple(self.labels))
 
 
 @dataclass(frozen=True)
@@ -113,7 +132,8 @@ class TrainConfig:
     batch_size: int = 64
     patience: int = 3  # epochs without a better select_metric before stopping
     class_weight_power: float = 0.0  # loss weight = (inverse class frequency) ** power
-    neutral_boost: float = 1.0  # extra factor on the neutral class weight
+    class_boost: dict[str, float] = field(default_factory=dict)  # label -> extra factor on its class weight
+    neutral_boost: float = 1.0  # the course's key: class_boost's factor of the label "neutral"
     modality_dropout: float = 0.1  # share of training samples that lose their text or their image
     use_augmented_views: bool = True  # sample one of the cache's K augmented views per image and epoch
     use_text_views: bool = True  # likewise for the cache's augmented texts (features.text_augment_views)
@@ -148,9 +168,25 @@ class TrainConfig:
         require(self.patience >= 1, "train.patience", self.patience, "must be at least 1")
         require(self.class_weight_power >= 0, "train.class_weight_power", self.class_weight_power, "must be 0 or more")
         require(self.neutral_boost > 0, "train.neutral_boost", self.neutral_boost, "must be above 0")
+        require(all(isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 0
+                    for factor in self.class_boost.values()), "train.class_boost", self.class_boost,
+                "must map labels to factors above 0")
+        require(self.neutral_boost == 1 or "neutral" not in self.class_boost, "train.neutral_boost", self.neutral_boost,
+                "and train.class_boost's neutral both set the neutral factor; keep one")
         require(0 <= self.modality_dropout < 1, "train.modality_dropout", self.modality_dropout, "must be in [0, 1)")
         require(self.device in ("auto", "cpu", "cuda") or self.device.removeprefix("cuda:").isdigit(), "train.device",
                 self.device, "must be auto, cpu, cuda or cuda:N")
+
+    def class_factors(self, labels: tuple[str, ...]) -> list[float]:
+        """Each class's extra loss-weight factor, in class order: ``class_boost``'s, and ``neutral_boost``
+        for a label "neutral"; a UserError for a factor of a label the data does not have."""
+        boost = {**self.class_boost, **({"neutral": self.neutral_boost} if self.neutral_boost != 1 else {})}
+        unknown = sorted(set(boost) - set(labels))
+        if unknown:
+            key = "train.class_boost" if unknown[0] in self.class_boost else "train.neutral_boost"
+            raise UserError(f"key '{key}' sets a factor for label {unknown[0]!r}, which the data does not have (its "
+                            f"labels: {', '.join(labels)}); remove it, or use one of those labels")
+        return [float(boost.get(label, 1.0)) for label in labels]
 
 
 @dataclass(frozen=True)
@@ -209,10 +245,14 @@ class AblationConfig:
         require(0 <= self.low_confidence <= 1, "ablation.low_confidence", self.low_confidence, "must be in [0, 1]")
         require(self.evidence_cases >= 0, "ablation.evidence_cases", self.evidence_cases, "must be 0 or more")
         prompts = self.zero_shot_prompts
-        require(all(isinstance(label, str) for label in prompts) and sorted(prompts) == sorted(LABELS) and all(
+        require(all(isinstance(label, str) for label in prompts) and all(
             isinstance(texts, list) and texts and all(isinstance(t, str) and t.strip() for t in texts)
             for texts in prompts.values()), "ablation.zero_shot_prompts", prompts,
-            f"must map each of {', '.join(LABELS)} to a list of non-empty prompt texts")
+            "must map labels to lists of non-empty prompt texts")
+
+    def prompts_for(self, labels: tuple[str, ...]) -> dict[str, list[str]]:
+        """The zero-shot prompts of each label: ``zero_shot_prompts``' own, else two made from its name."""
+        return {label: self.zero_shot_prompts.get(label) or [f"a {label} photo", f"a {label} post"] for label in labels}
 
 
 @dataclass(frozen=True)
@@ -231,6 +271,14 @@ class Config:
         require(self.train.top_layers <= self.features.top_layers, "train.top_layers", self.train.top_layers,
                 f"must be at most features.top_layers ({self.features.top_layers}), the blocks whose input states "
                 "featurize caches; raise features.top_layers and run `python -m src.featurize`")
+
+
+def check_label_keys(config: Config, labels: tuple[str, ...]) -> None:
+    """Before any trial: every label-named key of ``config`` (set or tuned) names a label of the data."""
+    config.train.class_factors(labels)
+    if "train.neutral_boost" in config.tune.search_space and "neutral" not in labels:
+        raise UserError(f"tune.search_space tunes train.neutral_boost, but the data has no label 'neutral' (its labels: "
+                        f"{', '.join(labels)}); remove it from the search space, and set train.class_boost instead")
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

@@ -1,9 +1,13 @@
-"""The course dataset: its two label files and the sample files they list.
+"""Reading a dataset in either format into posts (msc/data/posts.py), with its label set.
 
-Layout (``data.root``): ``train.txt`` and ``test_without_label.txt`` (``guid,tag``), and the
-samples ``{guid}.txt`` / ``{guid}.jpg`` in ``data.root/data/`` or directly in ``data.root``.
+``data.format: mvsa``, the course layout (``data.root``): ``train.txt`` and ``test_without_label.txt``
+(``guid,tag``), and the samples ``{guid}.txt`` / ``{guid}.jpg`` in ``data.root/data/`` or directly in
+``data.root``. ``data.format: table``: one file of posts (msc/data/table.py).
 
-The split of train.txt into train, validation and holdout is in msc/data/split.py.
+The label set is ``data.labels`` when given; else the course's three labels for the course layout,
+and for a table the labels its labelled rows use, in sorted order.
+
+The split of the labelled posts into train, validation and holdout is in msc/data/split.py.
 
 Label-file normalisation: a UTF-8 BOM, CRLF line ends, blank lines and spaces around fields are
 ignored, and tags are lower-cased; anything else that is not ``guid,tag`` is an error naming the
@@ -12,35 +16,16 @@ file and line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from msc.core.errors import UserError
-from msc.core.labels import LABELS
+from msc.core.labels import COURSE_LABELS, check_label_set
+from msc.data.posts import Dataset, DataSource, Sample
+from msc.data.table import table_posts
 
 TRAIN_FILE = "train.txt"
 TEST_FILE = "test_without_label.txt"
 NULL_TAG = "null"
-
-
-@dataclass(frozen=True)
-class Sample:
-    guid: str
-    label: str | None  # None for test samples
-    text_path: Path
-    image_path: Path
-
-
-@dataclass(frozen=True)
-class Dataset:
-    root: Path
-    labelled: list[Sample]  # train.txt, in file order
-    test: list[Sample]  # test_without_label.txt, in file order
-
-    @property
-    def samples(self) -> list[Sample]:
-        """Labelled then test samples: the row order of the feature cache."""
-        return self.labelled + self.test
 
 
 def sample_folder(root: Path) -> Path:
@@ -49,9 +34,9 @@ def sample_folder(root: Path) -> Path:
     return nested if nested.is_dir() else root
 
 
-def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None, int]]:
+def read_label_file(path: Path, test: bool, labels: tuple[str, ...] = COURSE_LABELS) -> list[tuple[str, str | None, int]]:
     """Parse ``guid,tag`` lines into (guid, label, line number); test files must say ``null``,
-    train files a known label."""
+    train files a label of ``labels``."""
     if not path.is_file():
         raise UserError(
             f"{path} is missing; the dataset folder needs {TRAIN_FILE} and {TEST_FILE} "
@@ -77,10 +62,9 @@ def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None, int]]
         guid, tag = fields[0], fields[1].lower()
         if test and tag != NULL_TAG:
             raise UserError(f"{path}:{line_number}: guid {guid} has tag {tag!r}; test tags must be 'null'")
-        if not test and tag not in LABELS:
-            raise UserError(
-                f"{path}:{line_number}: guid {guid} has unknown tag {tag!r}; use one of {', '.join(LABELS)}"
-            )
+        if not test and tag not in labels:
+            raise UserError(f"{path}:{line_number}: guid {guid} has unknown tag {tag!r}; use one of {', '.join(labels)}"
+                            " (or list the label set in data.labels)")
         if guid in seen:
             raise UserError(f"{path}:{line_number}: guid {guid} repeats line {seen[guid]}; keep one")
         seen[guid] = line_number
@@ -90,40 +74,86 @@ def read_label_file(path: Path, test: bool) -> list[tuple[str, str | None, int]]
     return rows
 
 
-def load_dataset(root: str | Path, require_test_files: bool = True, require_labelled_files: bool = True) -> Dataset:
-    """Read and check both label files; every listed guid must have its text and image.
+def check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise UserError(
+            f"no dataset at '{root}': put the course data there ({TRAIN_FILE}, {TEST_FILE} and "
+            f"data/{{guid}}.txt|jpg) or your table of posts (data.format: table), set data.root in params.yaml, or "
+            "run `python -m src.sample`"
+        )
+
+
+def table_label_set(source: DataSource, labelled: list[Sample]) -> tuple[str, ...]:
+    """``data.labels``, else the labels the table's labelled rows use, sorted."""
+    if source.labels is not None:
+        return source.labels
+    return check_label_set(sorted({s.label for s in labelled}), f"the labelled rows of {source.table_path}")
+
+
+def listing_file(source: DataSource) -> Path:
+    """The file that lists the labelled posts: the table, or train.txt."""
+    return source.table_path if source.format == "table" else Path(source.root) / TRAIN_FILE
+
+
+def course_sample(root: Path, guid: str, label: str | None) -> Sample:
+    folder = sample_folder(root)
+    return Sample(guid, label, folder / f"{guid}.txt", folder / f"{guid}.jpg")
+
+
+def labelled_posts(source: DataSource) -> tuple[list[Sample], tuple[str, ...], Path]:
+    """The labelled posts, their label set and the file that lists them: what the split is drawn from,
+    with no sample file read."""
+    root = Path(source.root)
+    check_root(root)
+    if source.format == "table":
+        labelled = [post for post in table_posts(source.table_path, source.columns, source.labels) if post.label]
+        return labelled, table_label_set(source, labelled), listing_file(source)
+    labels = source.labels or COURSE_LABELS
+    rows = read_label_file(listing_file(source), test=False, labels=labels)
+    return [course_sample(root, guid, label) for guid, label, _ in rows], labels, listing_file(source)
+
+
+def read_course_layout(source: DataSource) -> Dataset:
+    """Both label files of the course layout; a guid in both is refused."""
+    root = Path(source.root)
+    check_root(root)
+    labels = source.labels or COURSE_LABELS
+    train_rows = read_label_file(root / TRAIN_FILE, test=False, labels=labels)
+    test_rows = read_label_file(root / TEST_FILE, test=True)
+    train_lines = {guid: line for guid, _, line in train_rows}
+    for guid, _, line in test_rows:
+        if guid in train_lines:
+            raise UserError(f"{root / TEST_FILE}:{line}: guid {guid} is also in {TRAIN_FILE}:{train_lines[guid]}; a "
+                            "sample is either labelled or test, remove it from one of them")
+    return Dataset(root, [course_sample(root, guid, label) for guid, label, _ in train_rows],
+                   [course_sample(root, guid, None) for guid, _, _ in test_rows], labels,
+                   (root / TRAIN_FILE, root / TEST_FILE))
+
+
+def missing_files(sample: Sample) -> list[str]:
+    """The names of the files ``sample`` lists that do not exist (an absent image is no file listed)."""
+    return [p.name for p in (sample.text_path, sample.image_path) if p is not None and not p.is_file()]
+
+
+def load_dataset(source: DataSource, require_test_files: bool = True, require_labelled_files: bool = True) -> Dataset:
+    """Read and check the dataset in ``source``; every listed file must exist.
 
     ``require_test_files=False`` (prediction) lets a test sample miss a file: it is never
     dropped, but predicted from the modality it has. ``require_labelled_files=False`` leaves
     labelled samples' files to the caller (featurize's ``data.on_error`` policy).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(
-            f"no dataset at '{root}': put the course data there ({TRAIN_FILE}, {TEST_FILE} and "
-            f"data/{{guid}}.txt|jpg), set data.root in params.yaml, or run `python -m src.sample`"
-        )
-    train_rows = read_label_file(root / TRAIN_FILE, test=False)
-    test_rows = read_label_file(root / TEST_FILE, test=True)
-    train_lines = {guid: line for guid, _, line in train_rows}
-    for guid, _, line in test_rows:
-        if guid in train_lines:
-            raise UserError(
-                f"{root / TEST_FILE}:{line}: guid {guid} is also in {TRAIN_FILE}:{train_lines[guid]}; a sample is "
-                "either labelled or test, remove it from one of them"
-            )
-    folder = sample_folder(root)
-    samples = [
-        Sample(guid, label, folder / f"{guid}.txt", folder / f"{guid}.jpg")
-        for guid, label, _ in train_rows + test_rows
-    ]
-    missing = [
-        f"{s.guid} ({', '.join(p.name for p in (s.text_path, s.image_path) if not p.is_file())})"
-        for s in (samples[: len(train_rows)] if require_labelled_files else []) + (
-            samples[len(train_rows) :] if require_test_files else [])
-        if not (s.text_path.is_file() and s.image_path.is_file())
-    ]
+    root = Path(source.root)
+    check_root(root)
+    if source.format == "table":
+        posts = table_posts(source.table_path, source.columns, source.labels)
+        labelled = [post for post in posts if post.label]
+        dataset = Dataset(root, labelled, [post for post in posts if not post.label],
+                          table_label_set(source, labelled), (source.table_path,))
+    else:
+        dataset = read_course_layout(source)
+    checked = (dataset.labelled if require_labelled_files else []) + (dataset.test if require_test_files else [])
+    missing = [f"{s.guid} ({', '.join(found)})" for s in checked if (found := missing_files(s))]
     if missing:
         shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-        raise UserError(f"{len(missing)} listed samples have no files in {folder}: {shown}")
-    return Dataset(root, samples[: len(train_rows)], samples[len(train_rows) :])
+        raise UserError(f"{len(missing)} listed samples have no files in {sample_folder(root)}: {shown}")
+    return dataset

@@ -1,13 +1,13 @@
-"""The split: every guid of train.txt goes to train, validation or holdout, once, for all stages.
+"""The split: every labelled post goes to train, validation or holdout, once, for all stages.
 
 Seeded and stratified by label; the holdout is cut first, so a changed ``val_fraction`` never moves a
-sample into it. The split is drawn from train.txt's guids and labels alone: which files featurize
-skips (``data.on_error: skip``) never moves a row; a skipped sample only leaves its own split one row
-shorter.
+sample into it. The split is drawn from the labelled posts' ids and labels alone (train.txt, or the
+table): which files featurize skips (``data.on_error: skip``) never moves a row; a skipped sample only
+leaves its own split one row shorter. A table whose ``split`` column is filled fixes the split instead.
 
-Writes ``splits.csv`` (``guid,label,split`` in train.txt order) and ``split.json`` (``SplitInfo``: the
-rule, train.txt's sha256, the counts, and the split's identity, a hash of splits.csv). Every other
-stage reads these files; nothing recomputes a split.
+Writes ``splits.csv`` (``guid,label,split`` in file order) and ``split.json`` (``SplitInfo``: the
+rule, the listing file's sha256, the label set, the counts, and the split's identity, a hash of
+splits.csv). Every other stage reads these files; nothing recomputes a split.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from sklearn.model_selection import train_test_split
 from msc.core.errors import UserError
 from msc.core.files import atomic_write_text
 from msc.core.handoff import HandOff, read_handoff, write_handoff
-from msc.data.dataset import TRAIN_FILE, read_label_file
+from msc.data.dataset import labelled_posts, listing_file
+from msc.data.posts import DataSource, Sample
 
 SPLITS_FILE = "splits.csv"
 SPLIT_INFO = "split.json"
@@ -36,7 +37,7 @@ REDO = "`python -m src.split` (or `dvc repro split`)"
 
 @dataclass(frozen=True)
 class SplitRule:
-    """What decides the split besides train.txt (params.yaml's data section)."""
+    """What decides the split besides the labelled posts (params.yaml's data section)."""
 
     holdout_fraction: float
     val_fraction: float
@@ -48,13 +49,23 @@ class SplitInfo(HandOff):
     """``split.json``: how ``splits.csv`` beside it was made."""
 
     NAME: ClassVar[str] = "split"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: labels
     WHAT: ClassVar[str] = "split description"
     WRITTEN_BY: ClassVar[str] = REDO
 
     identity: str  # sha256 of splits.csv, 12 hex digits: two models share a holdout only when these match
-    parameters: dict  # SplitRule's fields and train_file_sha256
+    parameters: dict  # SplitRule's fields, the label set as configured, and the listing file's sha256
     counts: dict  # split name -> rows
+    labels: list  # the label set, in class order: every later stage and model uses it
+
+
+@dataclass(frozen=True)
+class SplitTable:
+    """What the split stage decided, as read back by the later stages."""
+
+    assignment: dict[str, tuple[str, str]]  # guid -> (label, split name)
+    identity: str  # SplitInfo.identity
+    labels: tuple[str, ...]  # the label set, in class order
 
 
 def assign_splits(labels: list[str], holdout_fraction: float, val_fraction: float, seed: int) -> list[str]:
@@ -90,56 +101,67 @@ def thin_classes(labels: list[str], names: list[str], minimum: int = MIN_CLASS_R
             effect = ("without holdout rows it is not measured (metrics.json reports its F1 as null)"
                       if counts["holdout"] == 0 else "its scores there are noise")
             warnings.append(f"class {label} has {', '.join(thin)} (fewer than {minimum}): {effect}; "
-                            "add samples of it to train.txt")
+                            "label more posts of it")
     return warnings
 
 
-def split_parameters(rule: SplitRule, train_file: Path) -> dict:
+def split_parameters(rule: SplitRule, source: DataSource, listing: Path) -> dict:
     """What decides the split: a split file made from other values is stale."""
     return {"holdout_fraction": rule.holdout_fraction, "val_fraction": rule.val_fraction, "seed": rule.seed,
-            "train_file_sha256": hashlib.sha256(train_file.read_bytes()).hexdigest()}
+            "labels": list(source.labels) if source.labels is not None else None,
+            "listing_sha256": hashlib.sha256(listing.read_bytes()).hexdigest()}
 
 
-def write_splits(data_root: str | Path, splits_dir: str | Path, rule: SplitRule) -> SplitInfo:
-    """Assign every guid of ``data_root``'s train.txt and write splits.csv and split.json into ``splits_dir``."""
-    train_file = Path(data_root) / TRAIN_FILE
-    rows = read_label_file(train_file, test=False)
-    if not rows:
-        raise UserError(f"{train_file} has its header but no samples; list the labelled samples as 'guid,tag' "
-                        "lines (or run `python -m src.sample` for a synthetic dataset)")
-    labels = [label for _, label, _ in rows]
-    names = assign_splits(labels, rule.holdout_fraction, rule.val_fraction, rule.seed)
-    for warning in thin_classes(labels, names):
-        print(f"warning: {train_file}: {warning}", file=sys.stderr)
+def split_names(posts: list[Sample], rule: SplitRule, listing: Path) -> list[str]:
+    """Each labelled post's split: the table's fixed ``split`` column when filled, else drawn."""
+    if not posts:
+        raise UserError(f"{listing} has no labelled posts; label some (or run `python -m src.sample` for a synthetic "
+                        "dataset)")
+    if posts[0].split is None:
+        return assign_splits([post.label for post in posts], rule.holdout_fraction, rule.val_fraction, rule.seed)
+    names = [post.split for post in posts]
+    empty = [name for name in SPLIT_NAMES if name not in names]
+    if empty:
+        raise UserError(f"{listing}: the split column puts no labelled post in {' or '.join(empty)}; every split needs "
+                        "posts (train to fit, val to select, holdout to report)")
+    return names
+
+
+def write_splits(source: DataSource, splits_dir: str | Path, rule: SplitRule) -> SplitInfo:
+    """Assign every labelled post of ``source`` and write splits.csv and split.json into ``splits_dir``."""
+    posts, labels, listing = labelled_posts(source)
+    names = split_names(posts, rule, listing)
+    for warning in thin_classes([post.label for post in posts], names):
+        print(f"warning: {listing}: {warning}", file=sys.stderr)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["guid", "label", "split"])
-    writer.writerows((guid, label, name) for (guid, label, _), name in zip(rows, names))
+    writer.writerows((post.guid, post.label, name) for post, name in zip(posts, names))
     text = table.getvalue()
     info = SplitInfo(identity=hashlib.sha256(text.encode()).hexdigest()[:12],
-                     parameters=split_parameters(rule, train_file),
-                     counts={name: names.count(name) for name in SPLIT_NAMES})
+                     parameters=split_parameters(rule, source, listing),
+                     counts={name: names.count(name) for name in SPLIT_NAMES}, labels=list(labels))
     folder = Path(splits_dir)
     atomic_write_text(folder / SPLITS_FILE, text)
     write_handoff(folder / SPLIT_INFO, info)
     return info
 
 
-def read_splits(data_root: str | Path, splits_dir: str | Path, rule: SplitRule) -> tuple[dict[str, tuple[str, str]], str]:
-    """guid -> (label, split) from the split stage's files, and the split's identity.
+def read_splits(source: DataSource, splits_dir: str | Path, rule: SplitRule) -> SplitTable:
+    """The split stage's decision, read back from its files.
 
-    Stops with a sentence when they are missing or were made with another rule or another
-    train.txt than the one in ``data_root``.
+    Stops with a sentence when they are missing or were made with another rule, label set or
+    listing file than ``source``'s.
     """
     folder = Path(splits_dir)
     if not (folder / SPLITS_FILE).is_file():
         raise UserError(f"no split in '{folder}/' ({SPLITS_FILE} and {SPLIT_INFO}): run {REDO} first")
     info = read_handoff(SplitInfo, folder / SPLIT_INFO)
-    train_file = Path(data_root) / TRAIN_FILE
-    if not train_file.is_file():
-        raise UserError(f"{train_file} is missing, so the split in '{folder}/' cannot be checked against it; "
-                        "set data.root in params.yaml to the dataset folder")
-    current = split_parameters(rule, train_file)
+    listing = listing_file(source)
+    if not listing.is_file():
+        raise UserError(f"{listing} is missing, so the split in '{folder}/' cannot be checked against it; "
+                        "set data.root (and data.table) in params.yaml to the dataset")
+    current = split_parameters(rule, source, listing)
     changed = [key for key in current if info.parameters.get(key) != current[key]]
     if changed:
         raise UserError(f"the split in '{folder}/' is stale: {', '.join(changed)} changed since it was made; run {REDO}")
@@ -151,6 +173,4 @@ def read_splits(data_root: str | Path, splits_dir: str | Path, rule: SplitRule) 
                         f"was rewritten while it was read, or a file was copied in): run {REDO} again")
     text = raw.decode("utf-8")  # split wrote it as UTF-8, and the hash says these are its bytes
     assignment = {row["guid"]: (row["label"], row["split"]) for row in csv.DictReader(io.StringIO(text, newline=""))}
-    return assignment, info.identity
-
-
+    return SplitTable(assignment, info.identity, tuple(info.labels))

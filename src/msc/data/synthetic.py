@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from msc.core.errors import UserError
 from msc.core.files import atomic_write_text
-from msc.core.labels import LABELS
+from msc.core.labels import COURSE_LABELS, check_label_set
 
 # Class prior of the real train.txt: 2388 positive, 419 neutral, 1193 negative of 4000.
 PRIOR = {"positive": 2388 / 4000, "neutral": 419 / 4000, "negative": 1193 / 4000}
@@ -61,10 +61,10 @@ MAX_LABELS = (sum(map(len, CUE_WORDS.values())) + len(FILLER_WORDS) - MIN_FILLER
 
 def parse_labels(text: str) -> tuple[str, ...]:
     """The label names of ``--labels a,b,...``, checked: at least two, distinct, non-empty, not null."""
-    labels = tuple(name.strip() for name in text.split(","))
-    if len(labels) < 2 or "" in labels or len(set(labels)) < len(labels) or "null" in labels:
-        raise UserError(f"--labels '{text}' must name at least two distinct, non-empty labels other than null, "
-                        "separated by commas, such as --labels positive,negative")
+    labels = check_label_set(tuple(name.strip() for name in text.split(",")), f"--labels '{text}'")
+    if "null" in labels:  # the course layout's tag of an unlabelled post
+        raise UserError(f"--labels '{text}' names the label null, which the course layout reserves for unlabelled "
+                        "posts; rename it")
     if len(labels) > MAX_LABELS:
         raise UserError(f"--labels names {len(labels)} labels, and the sample's vocabulary has cue words for at most "
                         f"{MAX_LABELS}; name fewer labels")
@@ -236,7 +236,7 @@ def write_table(out: Path, posts: Iterator[Post], n_labelled: int) -> None:
             writer.writerow((post.guid, post.text, f"images/{post.guid}.jpg", label))
 
 
-def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = LABELS, layout: str = "mvsa") -> dict:
+def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_LABELS, layout: str = "mvsa") -> dict:
     """Write ``n`` samples of ``labels`` to ``out`` in ``layout`` (mvsa: the course's; table: ``posts.csv``);
     returns the Bayes summary, also written to ``bayes.json``."""
     if n < 60:

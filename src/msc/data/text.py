@@ -11,6 +11,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from msc.data.posts import Sample
+
 TOKENIZED_CHARS = 2000  # CLIP reads at most 77 tokens; a longer text is cut to this many characters first
 
 
@@ -137,3 +139,19 @@ def read_tweet(path: Path, encoding: str = "auto") -> tuple[str, str]:
     """A sample's normalised text, as the backbone sees it, and the codec ``decode_text`` used."""
     text, how = decode_text(path.read_bytes(), encoding)
     return normalize_tweet(text), how
+
+
+def raw_post_text(sample: Sample, encoding: str = "auto") -> str | None:
+    """A post's text as written, before normalisation: its inline text, or its text file decoded (None
+    when the file is missing)."""
+    if sample.text_path is None:
+        return sample.text or ""
+    return decode_text(sample.text_path.read_bytes(), encoding)[0] if sample.text_path.is_file() else None
+
+
+def read_post_text(sample: Sample, encoding: str = "auto") -> tuple[str, str]:
+    """``read_tweet`` of a post's text file, or its inline text (a table's ``text``) normalised alike;
+    the codec is "inline" then."""
+    if sample.text_path is None:
+        return normalize_tweet(sample.text or ""), "inline"
+    return read_tweet(sample.text_path, encoding)

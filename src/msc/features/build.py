@@ -1,10 +1,9 @@
 """Building the feature cache: run the frozen backbone once over every sample.
 
-The cache is keyed by a fingerprint of everything that changes its content: the backbone
-(weights and processor, or hub id and revision), every data file, the preprocessing settings,
-the precision the backbone runs in, and the preprocessing code itself (``PREPROCESSING_CODE``) and
-libraries. A fresh cache is reused; a stale one is rebuilt in ``<dir>.tmp`` and swapped in only
-once complete, so a killed run never leaves a half-written cache in place.
+The cache is keyed by a fingerprint of everything that changes its content: the backbone (weights and
+processor, or hub id and revision), every data file, the preprocessing settings, the precision the backbone
+runs in, the preprocessing code itself (``PREPROCESSING_CODE``) and libraries. A fresh cache is reused; a stale
+one is rebuilt in ``<dir>.tmp`` and swapped in once complete: a killed run never leaves a half-written cache.
 """
 
 from __future__ import annotations
@@ -27,9 +26,10 @@ from msc.config import Config
 from msc.core.errors import UserError
 from msc.core.files import file_lock
 from msc.core.handoff import write_handoff
-from msc.data.dataset import Dataset, load_dataset
+from msc.data.dataset import listing_file, load_dataset
 from msc.data.images import augment, open_image, sharpness, short_side
-from msc.data.text import augment_text, read_tweet
+from msc.data.posts import Dataset
+from msc.data.text import augment_text, read_post_text
 from msc.features.cache import FeatureCache
 from msc.features.manifest import (
     MANIFEST,
@@ -111,15 +111,15 @@ def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: 
 
 
 def _progress() -> Progress:
-    columns = TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    return Progress(*columns, TimeRemainingColumn())
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn())
 
 
 def read_texts(screening: Screening, blank_text: set[int], encoding: str) -> tuple[list[str], dict[str, str]]:
     """Every row's normalised text ("" for a blank one) and guid -> the codec it was read with."""
     texts, codecs = [], {}
     for row, sample in enumerate(screening.dataset.samples):
-        text, codecs[sample.guid] = ("", "blank") if row in blank_text else read_tweet(sample.text_path, encoding)
+        text, codecs[sample.guid] = ("", "blank") if row in blank_text else read_post_text(sample, encoding)
         texts.append(text)
     return texts, codecs
 
@@ -220,8 +220,8 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         fingerprint=fingerprint, data_fingerprint=data_hash, preprocessing=preprocessing_settings(config),
         backbone=backbone.name, dim=backbone.dim, n_labelled=n_labelled, augment_views=views,
         text_augment_views=text_views, text_tokens=text_len, image_tokens=image_len, settings=asdict(settings),
-        guids=[s.guid for s in samples], labels=[s.label for s in dataset.labelled], skipped=screening.skipped,
-        blank_text=screening.blank_text, blank_image=screening.blank_image,
+        guids=[s.guid for s in samples], labels=[s.label for s in dataset.labelled], label_set=list(dataset.labels),
+        skipped=screening.skipped, blank_text=screening.blank_text, blank_image=screening.blank_image,
         text_encodings=dict(Counter(codecs.values())), image_quality=quality,
         # Texts read as a fallback codec or with replaced characters: the ones to look at.
         text_fallbacks={guid: how for guid, how in codecs.items() if how.endswith("-replaced") or how == "cp1252"},
@@ -246,10 +246,10 @@ def fresh_manifest(folder: Path, fingerprint: str, say_why: bool = True) -> Cach
 def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     """Return the cache for ``config``, building it when stale. The bool says whether it was built."""
     folder = Path(config.features.dir)
-    dataset = load_dataset(config.data.root, require_test_files=False, require_labelled_files=False)
+    dataset = load_dataset(config.data.source, require_test_files=False, require_labelled_files=False)
     if not dataset.labelled:  # nothing to train on: every stage after this one would fail on it
-        raise UserError(f"{Path(config.data.root) / 'train.txt'} has its header but no samples; list the labelled "
-                        "samples as 'guid,tag' lines (or run `python -m src.sample` for a synthetic dataset)")
+        raise UserError(f"{listing_file(config.data.source)} has no labelled samples; label some, or run "
+                        "`python -m src.sample` for a synthetic dataset")
     # Every file is checked before any work: a bad one stops the run here (on_error: error).
     screening = screen_samples(dataset, config.data.on_error)
     data_hash = data_fingerprint(dataset)

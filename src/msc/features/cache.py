@@ -10,7 +10,6 @@ import torch
 
 from msc.config import Config
 from msc.core.errors import UserError
-from msc.core.labels import LABELS
 from msc.features.manifest import CacheManifest, check_arrays, check_settings, read_manifest
 from msc.model.batch import FeatureBatch
 from msc.model.devices import resolve_device
@@ -29,7 +28,8 @@ class FeatureCache:
         self.dim: int = self.manifest.dim
         self.fingerprint: str = self.manifest.fingerprint
         self.top_layers: int = self.manifest.settings.get("top_layers", 0)  # K: hidden states cached per tower
-        self.labels = np.array([LABELS.index(y) for y in self.manifest.labels], dtype=np.int64)  # (N_lab,)
+        self.label_names: tuple[str, ...] = tuple(self.manifest.label_set)  # class order
+        self.labels = np.array([self.label_names.index(y) for y in self.manifest.labels], dtype=np.int64)  # (N_lab,)
         self.device = torch.device("cpu")
         self._resident: dict[str, torch.Tensor] | None = None  # every array on self.device, after to()
 

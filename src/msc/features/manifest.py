@@ -50,7 +50,7 @@ MSC_ROOT = Path(__file__).resolve().parents[1]
 # preprocessing and augmentation, the backbone's forward, the writing. Its hash is part of the
 # cache's identity, so a change to it rebuilds the cache without anybody bumping a version number.
 PREPROCESSING_CODE = ("features/build.py", "features/screen.py", "features/writer.py", "data/dataset.py",
-                      "data/text.py", "data/images.py", "model/backbone.py")
+                      "data/posts.py", "data/table.py", "data/text.py", "data/images.py", "model/backbone.py")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class CacheManifest(HandOff):
     """``manifest.json``: what the arrays beside it hold and what made them."""
 
     NAME: ClassVar[str] = "cache-manifest"
-    VERSION: ClassVar[int] = 2  # 2: arrays
+    VERSION: ClassVar[int] = 3  # 2: arrays; 3: label_set
     WHAT: ClassVar[str] = "feature cache manifest"
     WRITTEN_BY: ClassVar[str] = "`python -m src.featurize` (or `dvc repro featurize`)"
 
@@ -76,6 +76,7 @@ class CacheManifest(HandOff):
     settings: dict  # the features section it was built with
     guids: list  # (N,) row order
     labels: list  # (N_lab,) label names
+    label_set: list  # the dataset's label set, in class order: labels[i] is class label_set.index(labels[i])
     skipped: list  # labelled samples dropped under data.on_error: skip: {guid, reason}
     blank_text: list  # test guids whose text is cached as missing (zeros)
     blank_image: list  # test guids whose image is cached as missing (zeros)
@@ -177,6 +178,10 @@ def preprocessing_settings(config: Config) -> dict[str, object]:
     return {
         "data.root": config.data.root,
         "data.text_encoding": config.data.text_encoding,
+        "data.format": config.data.format,
+        "data.table": config.data.table,
+        "data.columns": dict(config.data.columns),
+        "data.labels": config.data.labels,  # the class order of the cache's label ids
         "model.backbone": config.model.backbone,
         "model.revision": config.model.revision,
         "model.precision": config.model.precision,

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from msc.core.errors import UserError
-from msc.data.dataset import TEST_FILE, TRAIN_FILE, Dataset, Sample
 from msc.data.images import image_problem
+from msc.data.posts import Dataset, Sample
 
 
 def data_fingerprint(dataset: Dataset) -> str:
-    """SHA-256 over both label files and the bytes of every listed sample (a missing file counts
-    as missing). With ``data.on_error: skip`` the rows kept follow from these bytes alone."""
+    """SHA-256 over the files that list the posts (label files, or the table, which holds inline
+    texts) and the bytes of every listed sample file (a missing file counts as missing). With
+    ``data.on_error: skip`` the rows kept follow from these bytes alone."""
     digest = hashlib.sha256()
-    for label_file in (TRAIN_FILE, TEST_FILE):
-        digest.update((dataset.root / label_file).read_bytes())
+    for label_file in dataset.label_files:
+        digest.update(label_file.read_bytes())
     for sample in dataset.samples:
         digest.update(sample.guid.encode())
         for path in (sample.text_path, sample.image_path):
-            digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
+            if path is None:
+                digest.update(b"none")
+            else:
+                digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
     return digest.hexdigest()
 
 
@@ -31,13 +35,17 @@ class Screening:
     dataset: Dataset  # the rows to cache: labelled samples without problems, then every test sample
     skipped: list[dict[str, str]]  # labelled samples dropped under data.on_error: skip: guid, reason
     blank_text: list[str]  # test guids whose text is cached as a missing modality (zeros)
-    blank_image: list[str]  # test guids whose image is cached as a missing modality (zeros)
+    blank_image: list[str]  # guids whose image is cached as a missing modality (zeros): test samples whose image
+    # is unusable, and posts of a table that have none
 
 
 def file_problems(sample: Sample) -> tuple[str | None, str | None]:
-    """Why the text and why the image of ``sample`` cannot be used, or None for each that can."""
-    text = None if sample.text_path.is_file() else f"no file {sample.text_path}"
-    if not sample.image_path.is_file():
+    """Why the text and why the image of ``sample`` cannot be used, or None for each that can (or
+    that the post does not have: inline text, no image)."""
+    text = None if sample.text_path is None or sample.text_path.is_file() else f"no file {sample.text_path}"
+    if sample.image_path is None:
+        image = None
+    elif not sample.image_path.is_file():
         image = f"no file {sample.image_path}"
     else:
         problem = image_problem(sample.image_path)
@@ -59,12 +67,14 @@ def screen_samples(dataset: Dataset, on_error: str) -> Screening:
             "train without them (test samples are never dropped)"
         )
     test_problems = {s.guid: file_problems(s) for s in dataset.test if s.guid in problems}
+    kept = replace(dataset, labelled=[s for s in dataset.labelled if s.guid not in problems])
     return Screening(
-        dataset=Dataset(dataset.root, [s for s in dataset.labelled if s.guid not in problems], dataset.test),
+        dataset=kept,
         skipped=[{"guid": s.guid, "reason": "; ".join(problems[s.guid])} for s in dataset.labelled
                  if s.guid in problems],
         blank_text=[guid for guid, (text, _) in test_problems.items() if text is not None],
-        blank_image=[guid for guid, (_, image) in test_problems.items() if image is not None],
+        blank_image=[s.guid for s in kept.samples if s.image_path is None or (
+            s.guid in test_problems and test_problems[s.guid][1] is not None)],
     )
 
 
@@ -74,6 +84,8 @@ def report_screening(screening: Screening) -> None:
         print(f"skipped labelled sample {item['guid']} (data.on_error: skip): {item['reason']}", file=sys.stderr)
     for guid in screening.blank_text:
         print(f"test sample {guid}: no text; cached as a missing text, predicted from its image", file=sys.stderr)
+    has_image = {s.guid for s in screening.dataset.samples if s.image_path is not None}
     for guid in screening.blank_image:
-        print(f"test sample {guid}: image unusable; cached as a missing image, predicted from its text",
-              file=sys.stderr)
+        if guid in has_image:  # a table's post without an image is no problem: it has none
+            print(f"test sample {guid}: image unusable; cached as a missing image, predicted from its text",
+                  file=sys.stderr)

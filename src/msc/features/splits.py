@@ -25,12 +25,17 @@ class Splits:
 def load_splits(data: DataConfig, cache: FeatureCache) -> Splits:
     """The split stage's split as rows of ``cache``. A labelled sample that featurize skipped is in
     no split; a cached labelled guid the split does not know means one of the two is stale."""
-    assignment, identity = read_splits(data.root, data.splits_dir, data.split_rule)
+    split = read_splits(data.source, data.splits_dir, data.split_rule)
+    if split.labels != cache.label_names:
+        raise UserError(f"the feature cache '{cache.folder}' has the labels {', '.join(cache.label_names)} and the split "
+                        f"in '{data.splits_dir}/' has {', '.join(split.labels)}: they were made from different data or "
+                        "data.labels; run `dvc repro` (or `python -m src.split` and `python -m src.featurize`)")
+    assignment = split.assignment
     rows: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
     for row, (guid, label) in enumerate(zip(cache.guids, cache.manifest.labels)):
         if assignment.get(guid, (None,))[0] != label:
             raise UserError(f"the feature cache '{cache.folder}' and the split in '{data.splits_dir}/' disagree on "
-                            f"guid {guid}: they were made from different train.txt files; run `dvc repro` "
+                            f"guid {guid}: they were made from different label files; run `dvc repro` "
                             "(or `python -m src.split` and `python -m src.featurize`)")
         rows[assignment[guid][1]].append(row)
-    return Splits(*(np.array(rows[name], dtype=np.int64) for name in SPLIT_NAMES), identity=identity)
+    return Splits(*(np.array(rows[name], dtype=np.int64) for name in SPLIT_NAMES), identity=split.identity)

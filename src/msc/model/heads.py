@@ -1,6 +1,7 @@
 """Fusion heads over cached CLIP features, selected by name; all end in the same Classifier.
 
-Shapes: B batch, P joint CLIP width, L text tokens, M image tokens (CLS + patches), H hidden_dim.
+Shapes: B batch, P joint CLIP width, L text tokens, M image tokens (CLS + patches), H hidden_dim,
+C classes (the dataset's label set).
 """
 
 from __future__ import annotations
@@ -9,10 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msc.core.labels import LABELS
 from msc.model.batch import FeatureBatch
 
-NUM_CLASSES = len(LABELS)
 ATTENTION_HEADS = 4  # heads of the token heads' attention layers; TrainConfig checks hidden_dim is a multiple
 HEADS: dict[str, type["FusionHead"]] = {}  # name -> class: the one list of heads (config, search space, tests)
 
@@ -31,17 +30,17 @@ def register_head(name: str):
 class Classifier(nn.Module):
     """Shared classification head: LayerNorm -> Linear -> GELU -> Dropout -> Linear."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, dropout: float):
+    def __init__(self, in_dim: int, hidden_dim: int, dropout: float, classes: int):
         super().__init__()
         self.layers = nn.Sequential(
             nn.LayerNorm(in_dim),  # L2-normalised CLIP features are tiny per dimension; rescale
             nn.Linear(in_dim, hidden_dim),
             nn.GELU(),
             nn.Dropout(dropout),
-            nn.Linear(hidden_dim, NUM_CLASSES),
+            nn.Linear(hidden_dim, classes),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_dim) -> (B, 3)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_dim) -> (B, C)
         return self.layers(x)
 
 
@@ -51,7 +50,7 @@ class FusionHead(nn.Module):
     uses_tokens = False
     hidden_layers = 0  # k: a head alone reads no hidden states (msc/model/top_layers.py does)
 
-    def forward(self, batch: FeatureBatch) -> torch.Tensor:  # -> logits (B, 3)
+    def forward(self, batch: FeatureBatch) -> torch.Tensor:  # -> logits (B, C)
         raise NotImplementedError
 
     def saved_state(self) -> dict[str, torch.Tensor]:
@@ -66,9 +65,9 @@ class FusionHead(nn.Module):
 class TextHead(FusionHead):
     """Unimodal ablation: the pooled text embedding only."""
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float, classes: int):
         super().__init__()
-        self.classifier = Classifier(dim, hidden_dim, dropout)
+        self.classifier = Classifier(dim, hidden_dim, dropout, classes)
 
     def forward(self, batch: FeatureBatch) -> torch.Tensor:
         return self.classifier(F.normalize(batch.text_pooled, dim=-1))
@@ -78,9 +77,9 @@ class TextHead(FusionHead):
 class ImageHead(FusionHead):
     """Unimodal ablation: the pooled image embedding only."""
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float, classes: int):
         super().__init__()
-        self.classifier = Classifier(dim, hidden_dim, dropout)
+        self.classifier = Classifier(dim, hidden_dim, dropout, classes)
 
     def forward(self, batch: FeatureBatch) -> torch.Tensor:
         return self.classifier(F.normalize(batch.image_pooled, dim=-1))
@@ -92,7 +91,7 @@ class EarlyFusion(FusionHead):
 
     uses_tokens = True
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float, classes: int):
         super().__init__()
         self.text_in = nn.Linear(dim, hidden_dim)
         self.image_in = nn.Linear(dim, hidden_dim)
@@ -102,7 +101,7 @@ class EarlyFusion(FusionHead):
             hidden_dim, ATTENTION_HEADS, dim_feedforward=2 * hidden_dim, dropout=dropout,
             batch_first=True, norm_first=True,
         )
-        self.classifier = Classifier(hidden_dim, hidden_dim, dropout)
+        self.classifier = Classifier(hidden_dim, hidden_dim, dropout, classes)
 
     def forward(self, batch: FeatureBatch) -> torch.Tensor:
         text = self.text_in(batch.text_tokens) + self.modality[0]  # (B, L, H)
@@ -119,9 +118,9 @@ class EarlyFusion(FusionHead):
 class LateFusion(FusionHead):
     """Concatenated L2-normalised pooled embeddings: (B, 2P) into the classifier."""
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float, classes: int):
         super().__init__()
-        self.classifier = Classifier(2 * dim, hidden_dim, dropout)
+        self.classifier = Classifier(2 * dim, hidden_dim, dropout, classes)
 
     def forward(self, batch: FeatureBatch) -> torch.Tensor:
         fused = torch.cat([F.normalize(batch.text_pooled, dim=-1), F.normalize(batch.image_pooled, dim=-1)], dim=-1)
@@ -146,7 +145,7 @@ class CrossAttentionFusion(FusionHead):
 
     uses_tokens = True
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float, classes: int):
         super().__init__()
         self.text_in = nn.Linear(dim, hidden_dim)
         self.image_in = nn.Linear(dim, hidden_dim)
@@ -154,7 +153,7 @@ class CrossAttentionFusion(FusionHead):
         self.image_to_text = nn.MultiheadAttention(hidden_dim, ATTENTION_HEADS, dropout=dropout, batch_first=True)
         self.text_norm = nn.LayerNorm(hidden_dim)
         self.image_norm = nn.LayerNorm(hidden_dim)
-        self.classifier = Classifier(2 * hidden_dim, hidden_dim, dropout)
+        self.classifier = Classifier(2 * hidden_dim, hidden_dim, dropout, classes)
 
     def forward(self, batch: FeatureBatch) -> torch.Tensor:
         text = self.text_in(batch.text_tokens)  # (B, L, H)
@@ -177,12 +176,12 @@ class GatedFusion(FusionHead):
     image says little can lean on its text and the other way round.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float, classes: int):
         super().__init__()
         self.text_in = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU())
         self.image_in = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU())
         self.gate = nn.Linear(2 * dim, 2)
-        self.classifier = Classifier(hidden_dim, hidden_dim, dropout)
+        self.classifier = Classifier(hidden_dim, hidden_dim, dropout, classes)
 
     def gate_weights(self, batch: FeatureBatch) -> torch.Tensor:  # (B, 2): [text, image]
         text, image = F.normalize(batch.text_pooled, dim=-1), F.normalize(batch.image_pooled, dim=-1)
@@ -196,6 +195,6 @@ class GatedFusion(FusionHead):
         return self.classifier(fused)
 
 
-def build_head(fusion: str, dim: int, hidden_dim: int, dropout: float) -> FusionHead:
-    """The head named ``fusion`` over P = ``dim`` features."""
-    return HEADS[fusion](dim, hidden_dim, dropout)
+def build_head(fusion: str, dim: int, hidden_dim: int, dropout: float, classes: int) -> FusionHead:
+    """The head named ``fusion`` over P = ``dim`` features, with ``classes`` outputs."""
+    return HEADS[fusion](dim, hidden_dim, dropout, classes)

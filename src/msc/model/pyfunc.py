@@ -2,7 +2,8 @@
 
 Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (the image bytes base64-encoded; a
 file path only for a trusted caller, see msc/model/inputs.py). Output: one row per input with
-``label`` and ``p_positive``, ``p_neutral``, ``p_negative``, calibrated with the temperature that
+``label`` and one probability ``p_<label>`` per label of the model's label set (head.json's
+``labels``; the course's ``p_positive``, ``p_neutral``, ``p_negative``), calibrated with the temperature that
 the registry fitted on the validation split (msc/train/calibration.py); with the inference param
 ``explain: true``, also ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py).
 
@@ -25,7 +26,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from PIL import Image
 from safetensors.torch import load_file
 
-from msc.core.labels import LABELS
+from msc.core.labels import probability_columns
 from msc.data.text import normalize_tweet
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
@@ -35,7 +36,6 @@ from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_t
 from msc.model.spec import backbone_reference, read_head_spec
 from msc.model.top_layers import TopLayersModel
 
-PROBABILITY_COLUMNS = [f"p_{label}" for label in LABELS]
 PREDICT_BATCH = 64
 
 
@@ -80,7 +80,8 @@ class MscModel(mlflow.pyfunc.PythonModel):
         spec = read_head_spec(context.artifacts["head_config"])
         backbone_ref = context.artifacts.get("backbone") or backbone_reference(spec)
         self.backbone = load_backbone(backbone_ref, spec.revision, device="auto", precision="auto", family=spec.family)
-        head = build_head(spec.fusion, spec.dim, spec.hidden_dim, spec.dropout)
+        self.labels = tuple(spec.labels)  # the class order of the head's outputs
+        head = build_head(spec.fusion, spec.dim, spec.hidden_dim, spec.dropout, len(self.labels))
         top_layers = spec.train.get("top_layers", 0)  # k > 0: its own copies of the top k blocks (msc/model/top_layers.py)
         # FeatureBatch -> logits: the head, within its own top blocks when k > 0. On the CPU, in fp32,
         # like the head alone; the backbone below runs on its device. The blocks are copied from the
@@ -137,9 +138,9 @@ class MscModel(mlflow.pyfunc.PythonModel):
                 probs, attr_text, attr_image = modality_attribution(self.head, batch, self.temperature)
                 probabilities.append(probs)
                 attributions.append(np.stack([attr_text, attr_image], axis=1))  # (b, 2)
-        probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(LABELS)))
-        out = pd.DataFrame(probs, columns=PROBABILITY_COLUMNS, index=model_input.index)
-        out.insert(0, "label", [LABELS[i] for i in probs.argmax(1)])
+        probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(self.labels)))  # (n, C)
+        out = pd.DataFrame(probs, columns=probability_columns(self.labels), index=model_input.index)
+        out.insert(0, "label", [self.labels[i] for i in probs.argmax(1)])
         if explain_margin is not None:
             attributed = np.concatenate(attributions) if attributions else np.zeros((0, 2))
             out["attr_text"], out["attr_image"] = attributed[:, 0], attributed[:, 1]

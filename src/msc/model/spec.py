@@ -12,7 +12,6 @@ from typing import ClassVar
 from safetensors.torch import save_file
 
 from msc.core.handoff import HandOff, read_handoff, write_handoff
-from msc.core.labels import LABELS
 from msc.core.paths import local_folder
 
 HEAD_SPEC = "head.json"
@@ -40,13 +39,14 @@ class HeadSpec(HandOff):
     family: str | None = None  # model.family as set: None reads it from the backbone's config.json
 
 
-def head_spec(train: dict, dim: int, backbone: str, revision: str, max_text_tokens: int,
+def head_spec(train: dict, dim: int, backbone: str, revision: str, max_text_tokens: int, labels: tuple[str, ...],
               family: str | None = None) -> HeadSpec:
-    """The spec of a head trained with the ``train`` section (a dict of TrainConfig) over ``backbone``."""
+    """The spec of a head trained with the ``train`` section (a dict of TrainConfig) over ``backbone``,
+    whose outputs are the classes ``labels``."""
     folder = local_folder(backbone)
     return HeadSpec(fusion=train["fusion"], dim=dim, hidden_dim=train["hidden_dim"], dropout=train["dropout"],
                     backbone=backbone, backbone_folder=str(folder.resolve()) if folder else None, revision=revision,
-                    max_text_tokens=max_text_tokens, labels=list(LABELS), train=train, family=family)
+                    max_text_tokens=max_text_tokens, labels=list(labels), train=train, family=family)
 
 
 def write_head(model, spec: HeadSpec, folder: Path) -> dict[str, str]:

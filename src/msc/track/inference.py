@@ -1,4 +1,5 @@
-"""Loading a model through MLflow as a trusted caller and labelling a dataset's test set with it.
+"""Loading a model through MLflow as a trusted caller and labelling posts with it: a dataset's test
+set, or any table of posts.
 
 Accepts ``models:/msc/Production``, ``models:/msc@production``, ``runs:/<id>/model`` or a local model
 folder. Versions logged before the ``msc`` package existed carry their code as a package named
@@ -18,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from msc.core.errors import UserError
-from msc.core.labels import LABELS
-from msc.data.dataset import load_dataset
-from msc.data.text import decode_text
+from msc.core.labels import COURSE_LABELS, probability_columns
+from msc.data.dataset import load_dataset, missing_files
+from msc.data.posts import DataSource, Sample
+from msc.data.table import table_posts
+from msc.data.text import raw_post_text
 from msc.model.explain import EXPLANATION_COLUMNS
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 from msc.train.calibration import expected_calibration_error
@@ -87,54 +90,96 @@ def registry_warning(model_uri: str) -> str | None:
                          f"models:/{MODEL_NAME}@{ALIAS}, and the next `python -m src.tune` moves the stage to it")
 
 
-def predict_test_set(model, data_root: str, text_encoding: str = "auto",
-                     driver_margin: float | None = None) -> pd.DataFrame:
-    """(guid, tag, p_positive, p_neutral, p_negative) for every test guid, in file order; with
-    ``driver_margin`` (``--explain``), also attr_text, attr_image and driver (msc/model/explain.py).
+def model_labels(model) -> tuple[str, ...]:
+    """The label set a loaded pyfunc predicts, in its class order: its head spec's (a model logged
+    before label sets existed predicts the course's three)."""
+    return tuple(getattr(model.unwrap_python_model(), "labels", COURSE_LABELS))
 
-    No test sample is dropped: one whose text or image file is missing or unreadable is
-    predicted from the other modality, and flagged on stderr (the model logs unreadable images).
+
+def check_model_labels(model, labels: tuple[str, ...], where: str) -> None:
+    """A sentence when the model's label set is not the set of ``labels`` (the data's, named by ``where``)."""
+    theirs = model_labels(model)
+    if set(theirs) != set(labels):
+        raise UserError(f"the model predicts the labels {', '.join(theirs)}, but {where} has the labels "
+                        f"{', '.join(labels)}: use a model trained on this label set (tune on this data), or set "
+                        "data.labels and data.root to the data the model was trained on")
+
+
+def predict_posts(model, posts: list[Sample], text_encoding: str = "auto",
+                  driver_margin: float | None = None) -> pd.DataFrame:
+    """(id, label, p_<label>...) for every post, in order; with ``driver_margin`` (``--explain``), also
+    attr_text, attr_image and driver (msc/model/explain.py).
+
+    No post is dropped: one whose text or image file is missing or unreadable is predicted from the
+    other modality, and flagged on stderr (the model logs unreadable images).
     """
-    dataset = load_dataset(data_root, require_test_files=False)
+    probabilities = probability_columns(model_labels(model))
     explained = list(EXPLANATION_COLUMNS) if driver_margin is not None else []
-    if not dataset.test:  # a header-only test file: nothing to label is an empty, valid output
-        return pd.DataFrame({"guid": [], "tag": [], **{f"p_{label}": [] for label in LABELS},
-                             **{column: [] for column in explained}})
-    for sample in dataset.test:
-        lacking = [p.name for p in (sample.text_path, sample.image_path) if not p.is_file()]
-        if lacking:
-            print(f"warning: test guid {sample.guid} has no {' or '.join(lacking)}; predicted from what it has",
-                  file=sys.stderr)
+    if not posts:  # nothing to label is an empty, valid output
+        return pd.DataFrame({"id": [], "label": [], **{column: [] for column in probabilities + explained}})
+    for post in posts:
+        if lacking := missing_files(post):
+            print(f"warning: post {post.guid} has no {' or '.join(lacking)}; predicted from what it has", file=sys.stderr)
     frame = pd.DataFrame(
-        {"text": [decode_text(s.text_path.read_bytes(), text_encoding)[0] if s.text_path.is_file() else None
-                  for s in dataset.test],
-         "image": [str(s.image_path) for s in dataset.test]},
-        index=[s.guid for s in dataset.test],  # the model's warnings name rows by guid
+        {"text": [raw_post_text(post, text_encoding) for post in posts],
+         "image": [None if post.image_path is None else str(post.image_path) for post in posts]},
+        index=[post.guid for post in posts],  # the model's warnings name rows by id
     )
     params = None if driver_margin is None else {"explain": True, "driver_margin": driver_margin}
     predictions = model.predict(frame, params=params)
     if explained and not set(explained) <= set(predictions.columns):
         raise UserError("this model was logged before --explain existed and returns no attributions; predict "
                         "without --explain, or tune again to log a model that explains")
-    return pd.DataFrame({"guid": [s.guid for s in dataset.test], "tag": predictions["label"].tolist(),
-                         **{f"p_{label}": predictions[f"p_{label}"].to_numpy() for label in LABELS},
-                         **{column: predictions[column].to_numpy() for column in explained}})
+    return pd.DataFrame({"id": [post.guid for post in posts], "label": predictions["label"].tolist(),
+                         **{column: predictions[column].to_numpy() for column in probabilities + explained}})
 
 
-def score_against(labels: pd.DataFrame, truth_file: Path) -> dict[str, float]:
-    """Accuracy and expected calibration error of the predictions against ``truth_file``, a CSV
-    with ``guid`` and ``label`` columns (the offline sample's ``data/cues.csv`` has them)."""
+def predict_test_set(model, source: DataSource, text_encoding: str = "auto",
+                     driver_margin: float | None = None) -> pd.DataFrame:
+    """``predict_posts`` of the dataset's test (unlabelled) posts, in file order, with the columns
+    renamed to the course format's guid and tag; refused when the model's label set is not the data's."""
+    dataset = load_dataset(source, require_test_files=False)
+    check_model_labels(model, dataset.labels, f"the data in '{source.root}'")
+    return predict_posts(model, dataset.test, text_encoding, driver_margin).rename(columns={"id": "guid", "label": "tag"})
+
+
+def predict_table(model, table: Path, columns: dict[str, str], text_encoding: str = "auto",
+                  driver_margin: float | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """``predict_posts`` of every row of the table of posts ``table`` (``src.predict --input``), in table
+    order, and the labels its labelled rows have (id -> label); refused when a row's label is one the
+    model does not predict."""
+    posts = table_posts(table, columns, labels=None)
+    truth = {post.guid: post.label for post in posts if post.label}
+    if set(truth.values()) - set(model_labels(model)):
+        check_model_labels(model, tuple(sorted(set(truth.values()))), f"the label column of '{table}'")
+    return predict_posts(model, posts, text_encoding, driver_margin), truth
+
+
+def score_against(predicted: pd.DataFrame, truth: dict[str, str], labels: tuple[str, ...], what: str) -> dict[str, float]:
+    """Accuracy and expected calibration error of ``predicted`` (id, p_<label> columns of ``labels``)
+    against ``truth`` (id -> label), on the ids it has; ``what`` names the truth in sentences."""
+    scored = predicted[[post_id in truth for post_id in predicted["id"]]]
+    unknown = sorted({truth[post_id] for post_id in scored["id"]} - set(labels))
+    if unknown:
+        raise UserError(f"{what} has the label {unknown[0]!r}, which the model does not predict ({', '.join(labels)})")
+    actual = np.array([labels.index(truth[post_id]) for post_id in scored["id"]], dtype=np.int64)
+    probs = scored[probability_columns(labels)].to_numpy()
+    return {"test_accuracy": float((probs.argmax(1) == actual).mean()) if len(actual) else float("nan"),
+            "test_ece": expected_calibration_error(probs, actual) if len(actual) else float("nan"),
+            "test_scored": float(len(actual))}
+
+
+def read_truth(truth_file: Path, ids: list[str]) -> dict[str, str]:
+    """id -> label from ``truth_file``, a CSV with ``guid`` and ``label`` columns (the offline sample's
+    ``data/cues.csv`` has them), for every id of ``ids``."""
     try:
         with truth_file.open(newline="") as handle:
             truth = {row["guid"]: row["label"] for row in csv.DictReader(handle)}
-    except (OSError, KeyError) as error:
+    except (OSError, KeyError, UnicodeDecodeError) as error:
         raise UserError(f"--true-labels '{truth_file}' cannot be read as a CSV with guid and label columns "
                         f"({error})") from None
-    missing = [guid for guid in labels["guid"] if truth.get(guid) not in LABELS]
+    missing = [post_id for post_id in ids if not truth.get(post_id)]
     if missing:
-        raise UserError(f"--true-labels '{truth_file}' has no positive/neutral/negative label for {len(missing)} test "
-                        f"guids ({', '.join(missing[:5])}); it needs one for every guid of test_without_label.txt")
-    actual = np.array([LABELS.index(truth[guid]) for guid in labels["guid"]])
-    probs = labels[[f"p_{label}" for label in LABELS]].to_numpy()
-    return {"test_accuracy": float((probs.argmax(1) == actual).mean()),
-            "test_ece": expected_calibration_error(probs, actual)}
+        raise UserError(f"--true-labels '{truth_file}' has no label for {len(missing)} of the predicted posts "
+                        f"({', '.join(missing[:5])}); it needs one for every post predicted")
+    return truth

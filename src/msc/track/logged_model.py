@@ -22,10 +22,10 @@ from PIL import Image
 
 from msc.config import TrainConfig
 from msc.core.errors import UserError
+from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
-from msc.model.pyfunc import PROBABILITY_COLUMNS
-from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, with_temperature_spec, write_head
+from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, read_head_spec, with_temperature_spec, write_head
 
 MSC_PACKAGE = Path(__file__).resolve().parents[1]
 MODEL_CODE_LAYERS = ("core", "data", "model")  # msc.model and what it imports (tests/test_logged_model.py)
@@ -51,21 +51,21 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 
 
-def signature_and_example():
+def signature_and_example(labels: tuple[str, ...]):
     from mlflow.models import infer_signature
 
     jpeg = io.BytesIO()
     Image.new("RGB", (16, 16), (128, 128, 128)).save(jpeg, format="JPEG")
     example = pd.DataFrame({"text": ["what a lovely day #sunny"], "image": [base64.b64encode(jpeg.getvalue()).decode()]})
-    output = pd.DataFrame({"label": ["positive"], **{c: [1 / 3] for c in PROBABILITY_COLUMNS}})
+    output = pd.DataFrame({"label": [labels[0]], **{c: [1 / len(labels)] for c in probability_columns(labels)}})
     # Inference params, checked by MLflow against these types and defaults before predict runs.
     return infer_signature(example, output, params={"explain": False, "driver_margin": DRIVER_MARGIN}), example
 
 
 def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
     """Log a model with these artifacts (head weights and spec, optionally the backbone folder)
-    into the active MLflow run; returns its ModelInfo."""
-    signature, example = signature_and_example()
+    into the active MLflow run; returns its ModelInfo. Its signature's output has the spec's labels."""
+    signature, example = signature_and_example(tuple(read_head_spec(artifacts["head_config"]).labels))
     with tempfile.TemporaryDirectory() as code:
         return mlflow.pyfunc.log_model(
             name=name,
@@ -80,11 +80,11 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
 
 
 def log_trial_model(head: torch.nn.Module, train: TrainConfig, dim: int, backbone: str, revision: str,
-                    max_text_tokens: int, family: str | None = None):
+                    max_text_tokens: int, labels: tuple[str, ...], family: str | None = None):
     """A trial's model: the head (with its trained top layers, if any), with the backbone referenced
     by hub id or folder, never copied (30 trials would hold 30 copies). Only the registered version
     may bundle it (registered_copy)."""
-    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, family)
+    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family)
     with tempfile.TemporaryDirectory() as tmp:
         return log_pyfunc(write_head(head, spec, Path(tmp)))
 

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from msc.config import TrainConfig
 from msc.core.errors import UserError
-from msc.core.labels import LABELS
 from msc.features.cache import FeatureCache
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
@@ -45,7 +44,7 @@ def frozen_backbone(name: str, revision: str, family: str | None) -> Backbone:
 def build_model(config: TrainConfig, cache: FeatureCache) -> FusionHead | TopLayersModel:
     """``config.fusion``'s head over the cache's features, within trainable copies of each tower's top
     ``config.top_layers`` blocks when that is above 0."""
-    head = build_head(config.fusion, cache.dim, config.hidden_dim, config.dropout)
+    head = build_head(config.fusion, cache.dim, config.hidden_dim, config.dropout, len(cache.label_names))
     if not config.top_layers:
         return head
     if config.top_layers > cache.top_layers:
@@ -80,14 +79,15 @@ class TrainResult:
         return self.val_scores[select_metric.removeprefix("val_")]
 
 
-def class_weights(labels: np.ndarray, power: float, neutral_boost: float) -> torch.Tensor:
-    """(3,) loss weights: (inverse class frequency) ** power, neutral times ``neutral_boost``.
+def class_weights(labels: np.ndarray, power: float, factors: list[float]) -> torch.Tensor:
+    """(C,) loss weights: (inverse class frequency) ** power, times each class's factor
+    (``TrainConfig.class_factors``: class_boost, neutral_boost), for C = len(factors) classes.
 
     Normalised to mean 1, so the loss scale, and with it the learning rate, stays comparable.
     """
-    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
-    weights = (counts.sum() / (len(LABELS) * np.maximum(counts, 1))) ** power
-    weights[LABELS.index("neutral")] *= neutral_boost
+    classes = len(factors)
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    weights = (counts.sum() / (classes * np.maximum(counts, 1))) ** power * np.asarray(factors)
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
@@ -101,16 +101,16 @@ def eval_batches(head: FusionHead | TopLayersModel, cache: FeatureCache, rows: n
 
 @torch.no_grad()
 def predict_proba(head: FusionHead, cache: FeatureCache, rows: np.ndarray) -> np.ndarray:
-    """Class probabilities (n, 3) of ``rows`` on their clean views, in fp32 on the cache's device."""
+    """Class probabilities (n, C) of ``rows`` on their clean views, in fp32 on the cache's device."""
     out = [torch.softmax(head(batch), dim=-1) for batch in eval_batches(head, cache, rows)]
-    return torch.cat(out).cpu().numpy() if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, len(cache.label_names)), dtype=np.float32)
 
 
 def evaluate(head: FusionHead, cache: FeatureCache, rows: np.ndarray, weights: torch.Tensor) -> dict:
     """classification_metrics of ``rows`` plus their weighted cross-entropy ``loss``."""
     probs = predict_proba(head, cache, rows)
     targets = torch.from_numpy(cache.labels[rows])
-    scores = classification_metrics(cache.labels[rows], probs.argmax(1))
+    scores = classification_metrics(cache.labels[rows], probs.argmax(1), cache.label_names)
     scores["loss"] = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), targets, weight=weights))
     return scores
 
@@ -186,7 +186,7 @@ def train_epoch(head: FusionHead, cache: FeatureCache, order: np.ndarray, config
         step.scheduler.step()
         losses.append((loss.detach(), len(rows)))  # read once per epoch: no device sync per step
         predictions.append(logits.argmax(1))
-    scores = classification_metrics(cache.labels[order], torch.cat(predictions).cpu().numpy())
+    scores = classification_metrics(cache.labels[order], torch.cat(predictions).cpu().numpy(), cache.label_names)
     scores["loss"] = sum(loss.item() * n for loss, n in losses) / len(order)
     return scores
 
@@ -209,7 +209,7 @@ def train_head(
         torch.manual_seed(config.seed)
         head = build_model(config, cache).to(device)
     rng = np.random.default_rng(config.seed)  # the trial's own generator: batch order, views, modality dropout
-    weights = class_weights(cache.labels[train_rows], config.class_weight_power, config.neutral_boost)
+    weights = class_weights(cache.labels[train_rows], config.class_weight_power, config.class_factors(cache.label_names))
     optimizer = optimizer_for(head, config)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)

@@ -2,40 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from msc.core.labels import LABELS
 
-CLASS_IDS = list(range(len(LABELS)))
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict:
+    """Accuracy, macro precision/recall/F1, weighted F1, per-class F1 (``f1_<label>``) and the
+    confusion matrix, for class ids into ``labels``.
 
-
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """Accuracy, macro precision/recall/F1, weighted F1, per-class F1 and the confusion matrix.
-
-    ``confusion[i][j]`` counts samples of true class LABELS[i] predicted as LABELS[j]. A class with
+    ``confusion[i][j]`` counts samples of true class labels[i] predicted as labels[j]. A class with
     no sample in ``y_true`` is not measured: its F1 is None (not 0), the macro scores average the
     classes that were, and ``not_measured`` says which.
     """
-    measured = [i for i in CLASS_IDS if (np.asarray(y_true) == i).any()] or CLASS_IDS
+    class_ids = list(range(len(labels)))
+    measured = [i for i in class_ids if (np.asarray(y_true) == i).any()] or class_ids
     precision, recall, macro_f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=measured, average="macro", zero_division=0
     )
-    per_class = f1_score(y_true, y_pred, labels=CLASS_IDS, average=None, zero_division=0)
+    per_class = f1_score(y_true, y_pred, labels=class_ids, average=None, zero_division=0)
     scores = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_precision": float(precision),
         "macro_recall": float(recall),
         "macro_f1": float(macro_f1),
-        "weighted_f1": float(f1_score(y_true, y_pred, labels=CLASS_IDS, average="weighted", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=class_ids, average="weighted", zero_division=0)),
     }
     scores.update({f"f1_{label}": float(value) if i in measured else None
-                   for i, (label, value) in enumerate(zip(LABELS, per_class))})
-    unmeasured = [LABELS[i] for i in CLASS_IDS if i not in measured]
+                   for i, (label, value) in enumerate(zip(labels, per_class))})
+    unmeasured = [labels[i] for i in class_ids if i not in measured]
     if unmeasured:
         scores["not_measured"] = (f"no {' or '.join(unmeasured)} sample in these rows: F1 of {', '.join(unmeasured)} "
                                   "is null, and the macro scores average the other classes")
-    scores["confusion"] = confusion_matrix(y_true, y_pred, labels=CLASS_IDS).tolist()
+    scores["confusion"] = confusion_matrix(y_true, y_pred, labels=class_ids).tolist()
     return scores
 
 
@@ -54,7 +54,7 @@ BOOTSTRAP_RESAMPLES = 1000
 
 
 def weighted_f1_of(confusion: np.ndarray) -> float:
-    """Weighted F1 from a (3, 3) confusion matrix (rows: true), as sklearn's with zero_division=0."""
+    """Weighted F1 from a (C, C) confusion matrix (rows: true), as sklearn's with zero_division=0."""
     support, predicted, hits = confusion.sum(1), confusion.sum(0), np.diag(confusion)
     precision = np.divide(hits, predicted, out=np.zeros(len(hits)), where=predicted > 0)
     recall = np.divide(hits, support, out=np.zeros(len(hits)), where=support > 0)
@@ -62,10 +62,16 @@ def weighted_f1_of(confusion: np.ndarray) -> float:
     return float((f1 * support).sum() / max(support.sum(), 1))
 
 
-def confusion_of(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """(3, 3) confusion matrix, rows true, by one bincount (the bootstrap computes thousands)."""
-    k = len(LABELS)
+def confusion_of(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
+    """(C, C) confusion matrix of C = ``classes``, rows true, by one bincount (the bootstrap computes thousands)."""
+    k = classes
     return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def classes_in(*class_ids: np.ndarray) -> int:
+    """A class count that holds every id in ``class_ids``: enough for a confusion matrix whose weighted
+    F1 and accuracy are the full label set's (a class with no row and no prediction adds nothing)."""
+    return 1 + max((int(ids.max()) for ids in class_ids if len(ids)), default=0)
 
 
 def interval95(values: np.ndarray) -> list[float]:
@@ -78,10 +84,11 @@ def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, resamples: int =
     the rows (with replacement): ``accuracy_ci95`` and ``weighted_f1_ci95`` as [low, high]."""
     rng = np.random.default_rng(seed)
     n = len(y_true)
+    classes = classes_in(y_true, y_pred)
     accuracy, weighted_f1 = np.empty(resamples), np.empty(resamples)
     for i in range(resamples):
         rows = rng.integers(0, n, n)
-        confusion = confusion_of(y_true[rows], y_pred[rows])
+        confusion = confusion_of(y_true[rows], y_pred[rows], classes)
         accuracy[i], weighted_f1[i] = np.trace(confusion) / n, weighted_f1_of(confusion)
     return {"accuracy_ci95": interval95(accuracy), "weighted_f1_ci95": interval95(weighted_f1)}
 
@@ -93,9 +100,10 @@ def paired_bootstrap(y_true: np.ndarray, predictions: list[np.ndarray], baseline
     comparison, which sees through the noise the two share."""
     rng = np.random.default_rng(seed)
     n = len(y_true)
+    classes = classes_in(y_true, *predictions, *(baseline or []))
 
     def mean_f1(runs: list[np.ndarray], rows: np.ndarray) -> float:
-        return float(np.mean([weighted_f1_of(confusion_of(y_true[rows], run[rows])) for run in runs]))
+        return float(np.mean([weighted_f1_of(confusion_of(y_true[rows], run[rows], classes)) for run in runs]))
 
     values = np.empty(resamples)
     for i in range(resamples):

@@ -80,9 +80,10 @@ class Objective:
                 score = cv_score(self.cache, self.splits, config)
                 mlflow.log_metric(f"cv_{config.train.select_metric}", score)
             mlflow.log_metric("objective", score)
-            log_confusion(result.val_scores["confusion"], "val")
+            log_confusion(result.val_scores["confusion"], "val", self.cache.label_names)
             info = log_trial_model(result.head, config.train, self.cache.dim, config.model.backbone,
-                                   config.model.revision, config.features.max_text_tokens, config.model.family)
+                                   config.model.revision, config.features.max_text_tokens, self.cache.label_names,
+                                   config.model.family)
             trial.set_user_attr("model_uri", info.model_uri)
             mlflow.set_tag("optuna_state", "COMPLETE")
         return score

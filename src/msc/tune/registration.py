@@ -37,22 +37,23 @@ from msc.train.metrics import bootstrap_intervals, classification_metrics, repor
 
 
 def model_probabilities(model_uri: str, cache: FeatureCache, rows: np.ndarray) -> tuple[np.ndarray, float]:
-    """(n, 3) probabilities of the logged model on cached features of ``rows``, with its own
+    """(n, C) probabilities of the logged model on cached features of ``rows``, with its own
     temperature, and that temperature (1 for a trial's model, which is not calibrated)."""
     model = load_msc_model(model_uri)
     return with_temperature(predict_proba(model.head, cache, rows), model.temperature), model.temperature
 
 
-def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float) -> dict:
-    """Scores of calibrated ``probs`` (n, 3): point estimates, 95 % bootstrap intervals, and the
-    expected calibration error with and without the temperature."""
+def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float, names: tuple[str, ...]) -> dict:
+    """Scores of calibrated ``probs`` (n, C) of the classes ``names``: point estimates, 95 % bootstrap
+    intervals, and the expected calibration error with and without the temperature."""
     predictions = probs.argmax(1)
-    return {**reported_metrics(classification_metrics(labels, predictions)), **bootstrap_intervals(labels, predictions),
+    return {**reported_metrics(classification_metrics(labels, predictions, names)),
+            **bootstrap_intervals(labels, predictions),
             **calibration_errors(with_temperature(probs, 1 / temperature), labels, temperature)}
 
 
 def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[dict, np.ndarray, float]:
-    """The Production version's holdout scores, (n, 3) calibrated probabilities and temperature; a
+    """The Production version's holdout scores, (n, C) calibrated probabilities and temperature; a
     sentence when it cannot load."""
     uri = f"models:/{MODEL_NAME}/{current.version}"
     try:
@@ -64,7 +65,7 @@ def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[d
             f"candidate with it: {reason}. Repair or archive that version, or run tune again with --force to "
             "register the candidate without a comparison"
         ) from None
-    return classification_metrics(cache.labels[rows], probs.argmax(1)), probs, temperature
+    return classification_metrics(cache.labels[rows], probs.argmax(1), cache.label_names), probs, temperature
 
 
 def follow_alias(client):
@@ -102,7 +103,7 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     so, or when it has the higher weighted F1 than a comparable Production version.
 
     ``bundle_backbone`` (a local backbone folder): register a copy of the candidate with that folder
-    inside. Returns the summary for results/metrics.json and the (n, 3) holdout probabilities,
+    inside. Returns the summary for results/metrics.json and the (n, C) holdout probabilities,
     both of whichever model is in Production afterwards.
     """
     import mlflow
@@ -116,7 +117,7 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     candidate_head = load_msc_model(candidate.model_uri).head
     temperature = fit_temperature(predict_proba(candidate_head, cache, splits.val), cache.labels[splits.val])
     candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
-    candidate_scores = classification_metrics(labels, candidate_probs.argmax(1))
+    candidate_scores = classification_metrics(labels, candidate_probs.argmax(1), cache.label_names)
     current = follow_alias(client)
     left = max((v for v in unfinished_versions(client) if v.run_id == candidate.run_id), key=lambda v: int(v.version),
                default=None)
@@ -130,7 +131,8 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     registered = current
     if decision.promote:
         tags = {**candidate.tags, "mlflow_run_id": candidate.run_id, "feature_fingerprint": cache.fingerprint,
-                "split_identity": splits.identity, "temperature": f"{temperature:.6f}"}
+                "split_identity": splits.identity, "temperature": f"{temperature:.6f}",
+                "labels": ",".join(cache.label_names)}  # the class order of its p_<label> outputs
         if left is not None:
             registered = finish_promotion(client, left, candidate_scores, tags)
         else:
@@ -145,7 +147,7 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
         "gate": decision.reason,
         "compared_with_version": decision.compared_with,
         "holdout_samples": int(len(rows)),
-        "holdout": holdout_summary(labels, probs, probs_temperature),
+        "holdout": holdout_summary(labels, probs, probs_temperature, cache.label_names),
         "candidate_holdout_weighted_f1": candidate_scores["weighted_f1"],
     }
     return summary, probs

@@ -12,7 +12,7 @@ import numpy as np
 
 from msc.core.files import atomic_write_text
 from msc.core.handoff import HandOff, write_handoff
-from msc.core.labels import LABELS
+from msc.core.labels import probability_columns
 from msc.features.cache import FeatureCache
 
 RESULTS = Path("results")
@@ -51,9 +51,10 @@ def write_results(summary: TuneSummary, cache: FeatureCache, holdout_rows: np.nd
     write_handoff(RESULTS / "metrics.json", summary)
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
-    writer.writerow(["guid", "actual", "predicted", *(f"p_{label}" for label in LABELS)])
+    names = cache.label_names
+    writer.writerow(["guid", "actual", "predicted", *probability_columns(names)])
     for row, p in zip(holdout_rows, probs):
-        writer.writerow([cache.guids[row], LABELS[cache.labels[row]], LABELS[int(p.argmax())], *(f"{x:.4f}" for x in p)])
+        writer.writerow([cache.guids[row], names[cache.labels[row]], names[int(p.argmax())], *(f"{x:.4f}" for x in p)])
     atomic_write_text(RESULTS / "holdout_predictions.csv", rows.getvalue())
     if curves:
         rows = io.StringIO()
