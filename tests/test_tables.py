@@ -1,0 +1,234 @@
+"""A table of posts as the dataset (data.format: table), label sets from the data, and predictions for
+any table (issue 22). The end-to-end runs of a binary and a five-class table are integration tests."""
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+from msc.core.errors import UserError
+from msc.core.labels import COURSE_LABELS
+from msc.data.dataset import load_dataset
+from msc.data.posts import DataSource
+from msc.data.table import table_posts
+from msc.track.inference import predict_table, predict_test_set
+from src import split as split_stage
+from tests.conftest import committed_params
+
+HEADER = "id,text,image_path,label\n"
+
+
+def write_table(folder: Path, body: str, name: str = "posts.csv") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(HEADER + body, encoding="utf-8")
+    return folder / name
+
+
+def write_params(folder: Path, data: dict) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump({"data": {"root": str(folder / "data"), "format": "table", "table": "posts.csv",
+                                             "splits_dir": str(folder / "splits"), **data}}))
+    return path
+
+
+def balanced_rows(labels: tuple[str, ...], per_label: int) -> str:
+    return "".join(f"{label}{i},a post about {label},,{label}\n" for label in labels for i in range(per_label))
+
+
+@pytest.mark.parametrize("body, data, message", [
+    ("1,hi,,yes\n", {"columns": {"id": "post_id"}},
+     "posts.csv has no column 'post_id' (data.columns maps id to it); its columns are id, text, image_path, label"),
+    ("1,hi,,yes\n2,ho,,no\n1,again,,no\n", {}, "posts.csv, row 3, column 'id': id '1' repeats row 1"),
+    ("1,hi,,yes\n2,ho,,maybe\n", {"labels": ["yes", "no"]},
+     "posts.csv, row 2, column 'label' is 'maybe', which is not in the label set (yes, no)"),
+    ("1,hi,../secret.jpg,yes\n", {}, "posts.csv, row 1, column 'image_path' is '../secret.jpg', which is outside"),
+    ("1,hi,/etc/passwd,yes\n", {}, "column 'image_path' is '/etc/passwd', which is outside the table's folder"),
+    ("", {}, "posts.csv has no rows"),
+    ("1,hi,,yes\n2,ho,,yes\n", {}, "1 label (yes); a classifier needs at least two labels"),
+])
+def test_a_bad_table_is_one_sentence_and_exit_2(tmp_path, capsys, body, data, message):
+    write_table(tmp_path / "data", body)
+    assert split_stage.main(["--params", str(write_params(tmp_path, data))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_text_path_outside_the_folder_and_a_partly_filled_split_are_refused(tmp_path):
+    table = tmp_path / "posts.csv"
+    table.write_text("id,text_path,label\n1,../../etc/hostname,yes\n")
+    with pytest.raises(UserError, match="row 1, column 'text_path' is '../../etc/hostname', which is outside"):
+        table_posts(table, {}, None)
+    table.write_text("id,text,label,split\n1,a,yes,train\n2,b,no,\n")
+    with pytest.raises(UserError, match="row 2, column 'split' is empty, but the column fixes the split"):
+        table_posts(table, {}, None)
+    table.write_text("id,text,label,split\n1,a,yes,test\n")
+    with pytest.raises(UserError, match="row 1, column 'split' is 'test'; use one of train, val, holdout"):
+        table_posts(table, {}, None)
+
+
+def test_non_utf8_and_broken_jsonl_tables_are_sentences(tmp_path):
+    latin = tmp_path / "posts.csv"
+    latin.write_bytes(HEADER.encode() + "1,café,,yes\n".encode("latin-1"))
+    with pytest.raises(UserError, match="posts.csv is not UTF-8 text"):
+        table_posts(latin, {}, None)
+    lines = tmp_path / "posts.jsonl"
+    lines.write_text('{"id": 1, "text": "a", "label": "yes"}\n[1, 2]\n')
+    with pytest.raises(UserError, match="posts.jsonl:2: a list, not a JSON object"):
+        table_posts(lines, {}, None)
+
+
+def test_csv_jsonl_and_parquet_with_renamed_columns_read_the_same_posts(tmp_path):
+    frame = pd.DataFrame({"post": [7, 8, 9], "caption": ["sunny day", "", "rain again"],
+                          "picture": ["images/7.jpg", None, "images/9.jpg"], "y": ["pos", "neg", None]})
+    frame.to_csv(tmp_path / "posts.csv", index=False)
+    frame.to_json(tmp_path / "posts.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "posts.parquet")
+    mapping = {"id": "post", "text": "caption", "image_path": "picture", "label": "y"}
+    read = [table_posts(tmp_path / name, mapping, None) for name in ("posts.csv", "posts.jsonl", "posts.parquet")]
+    assert read[0] == read[1] == read[2]
+    posts = read[0]
+    assert [p.guid for p in posts] == ["7", "8", "9"] and [p.label for p in posts] == ["pos", "neg", None]
+    assert posts[0].image_path == tmp_path / "images" / "7.jpg" and posts[1].image_path is None
+    assert posts[0].text == "sunny day" and posts[0].text_path is None
+
+
+def test_the_label_set_is_the_datas_sorted_or_data_labels_in_its_order(tmp_path):
+    write_table(tmp_path / "data", balanced_rows(("cat", "ant", "bee"), 12) + "q1,unlabelled post,,\n")
+    for data, expected in (({}, ("ant", "bee", "cat")), ({"labels": ["cat", "bee", "ant"]}, ("cat", "bee", "ant"))):
+        assert split_stage.main(["--params", str(write_params(tmp_path, data))]) == 0
+        assert tuple(json.loads((tmp_path / "splits" / "split.json").read_text())["labels"]) == expected
+    dataset = load_dataset(DataSource(tmp_path / "data", "table", "posts.csv"), require_test_files=False)
+    assert dataset.labels == ("ant", "bee", "cat") and [s.guid for s in dataset.test] == ["q1"]
+
+
+def test_a_filled_split_column_fixes_the_split(tmp_path):
+    rows = [f"{i},post {i},,{'ab'[i % 2]},{('train', 'train', 'val', 'holdout')[i % 4]}\n" for i in range(16)]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "posts.csv").write_text("id,text,image_path,label,split\n" + "".join(rows))
+    assert split_stage.main(["--params", str(write_params(tmp_path, {}))]) == 0
+    written = pd.read_csv(tmp_path / "splits" / "splits.csv", dtype=str)
+    assert written["split"].tolist() == [("train", "train", "val", "holdout")[i % 4] for i in range(16)]
+
+
+class FixedLabelModel:
+    """Stands in for a loaded pyfunc that predicts ``labels``; predicting is never reached here."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def unwrap_python_model(self):
+        return SimpleNamespace(labels=self.labels)
+
+    def predict(self, frame, params=None):
+        raise AssertionError("a label-set mismatch must be refused before the model runs")
+
+
+def test_a_model_of_another_label_set_is_refused(sample_root, tmp_path):
+    with pytest.raises(UserError, match="the model predicts the labels yes, no, but the data in .* has the labels "
+                                        "positive, neutral, negative"):
+        predict_test_set(FixedLabelModel(("yes", "no")), DataSource(sample_root))
+    table = write_table(tmp_path, "1,hi,,positive\n2,ho,,\n")
+    with pytest.raises(UserError, match="the model predicts the labels yes, no, but the label column of .* has "
+                                        "the labels positive"):
+        predict_table(FixedLabelModel(("yes", "no")), table, {})
+    with pytest.raises(AssertionError, match="refused before"):  # the course's model takes the course's labels
+        predict_table(FixedLabelModel(COURSE_LABELS), table, {})
+
+
+TABLE_SPACE = {"lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True},
+               "fusion": {"type": "categorical", "choices": ["late", "cross_attention"]}}
+
+
+@pytest.mark.integration
+def test_binary_and_five_class_tables_run_end_to_end_and_serve(tmp_path, monkeypatch, tiny_clip, capsys):
+    """split → featurize → tune (2 trials) → predict --input → serve, as a user types them, on a binary and a
+    five-class table sample; every output has the data's labels. Then the five-class model is refused on the
+    binary data."""
+    from src import sample
+
+    models = {}
+    for name, labels in (("binary", "hateful,benign"), ("five", "a,b,c,d,e")):
+        project = tmp_path / name
+        project.mkdir()
+        monkeypatch.chdir(project)
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the previous project's, which MLflow exported
+        assert sample.main(["--out", "data", "--n", "200", "--seed", "3", "--format", "table", "--labels", labels,
+                            "--backbone-out", "unused-backbone"]) == 0
+        write_project_params(project, tiny_clip)
+        models[name] = check_table_project(project, tuple(sorted(labels.split(","))))
+    monkeypatch.chdir(tmp_path / "binary")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'five' / 'mlflow.db'}")
+    from src import predict
+
+    capsys.readouterr()
+    assert predict.main(["--model-uri", models["five"], "--input", "data/posts.csv", "--out", "x.csv"]) == 2
+    assert "the model predicts the labels a, b, c, d, e, but the label column of 'data/posts.csv' has the labels " \
+           "benign, hateful" in capsys.readouterr().err
+    assert not Path("x.csv").exists()
+    assert predict.main(["--model-uri", models["five"]]) == 2  # the binary dataset's unlabelled posts
+    assert "but the data in 'data' has the labels benign, hateful" in capsys.readouterr().err
+
+
+def write_project_params(project: Path, backbone: Path) -> None:
+    """The committed params.yaml pointed at the project's table and the tiny backbone, with a search space of
+    keys any label set has (train.neutral_boost names a course label)."""
+    params = yaml.safe_load(Path(committed_params()).read_text())
+    params["data"].update({"format": "table", "table": "posts.csv"})
+    params["model"].update({"backbone": str(backbone), "device": "cpu"})
+    params["features"].update({"augment_views": 1, "num_workers": 0})
+    params["train"].update({"epochs": 2})
+    params["tune"]["search_space"] = {"train": TABLE_SPACE}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def check_table_project(project: Path, labels: tuple[str, ...]) -> str:
+    """Runs the stages in ``project`` and checks their outputs carry ``labels``; returns the registered
+    version's URI (a runs:/ URI would do too, but the registry is what users predict with)."""
+    from mlflow import MlflowClient
+
+    from src import featurize, predict, tune
+
+    for stage, argv in ((split_stage, []), (featurize, []), (tune, ["--trials", "2"]),
+                        (predict, ["--model-uri", "models:/msc/Production", "--input", "data/posts.csv",
+                                   "--out", "predictions.csv", "--explain"])):
+        assert stage.main(argv) == 0, stage.__name__
+    columns = [f"p_{label}" for label in labels]
+    predictions = pd.read_csv(project / "predictions.csv", dtype={"id": str})
+    posts = pd.read_csv(project / "data" / "posts.csv", dtype={"id": str})
+    assert list(predictions.columns) == ["id", "label", *columns, "attr_text", "attr_image", "driver"]
+    assert predictions["id"].tolist() == posts["id"].tolist()  # every row, in input order
+    assert set(predictions["label"]) <= set(labels)
+    assert predictions[columns].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-4)
+    holdout = pd.read_csv(project / "results" / "holdout_predictions.csv")
+    assert list(holdout.columns) == ["guid", "actual", "predicted", *columns]
+    metrics = json.loads((project / "results" / "metrics.json").read_text())["holdout"]
+    assert {f"f1_{label}" for label in labels} <= set(metrics)
+    version = MlflowClient().get_model_version_by_alias("msc", "production")
+    assert version.tags["labels"] == ",".join(labels)
+    assert served_columns(project, "models:/msc/Production") == ["label", *columns]
+    return f"models:/msc/{version.version}"
+
+
+def served_columns(project: Path, model_uri: str) -> list[str]:
+    """The output columns `mlflow models serve` gives for two posts."""
+    import base64
+    import urllib.request
+
+    from tests.helpers import free_port, serve_model
+
+    image = next((project / "data" / "images").glob("*.jpg")).read_bytes()
+    rows = [["a post", base64.b64encode(image).decode()], ["another post", base64.b64encode(image).decode()]]
+    body = json.dumps({"dataframe_split": {"columns": ["text", "image"], "data": rows}}).encode()
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    with serve_model(model_uri, project, env, port):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            served = pd.DataFrame(json.loads(response.read())["predictions"])
+    assert len(served) == 2
+    return list(served.columns)
