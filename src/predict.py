@@ -10,6 +10,8 @@ printed and logged to MLflow.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import logging
 import sys
 from collections import Counter
@@ -20,8 +22,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from msc.config import load_config
-from msc.core.errors import cli, step
+from msc.config import Config, load_config
+from msc.core.errors import UserError, cli, step
 from msc.core.files import atomic_write_text
 from msc.core.labels import probability_columns
 from msc.model.explain import EXPLANATION_COLUMNS
@@ -42,7 +44,10 @@ EXPLANATIONS = "test_explanations.csv"  # written beside --out with --explain (w
 
 
 def write_labels(labels: pd.DataFrame, out: Path) -> None:
-    atomic_write_text(out, "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in zip(labels["guid"], labels["tag"])))
+    """The course format, ``guid,tag``; a table's id with a comma or quote is quoted as CSV quotes it."""
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows([("guid", "tag"), *zip(labels["guid"], labels["tag"])])
+    atomic_write_text(out, table.getvalue())
 
 
 def distribution_table(predicted: pd.Series, names: tuple[str, ...]) -> tuple[Table, dict[str, int]]:
@@ -79,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def label_posts(args: argparse.Namespace, config, model) -> tuple[pd.DataFrame, Path, dict[str, str]]:
+def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.DataFrame, Path, dict[str, str]]:
     """The predictions (id, label, p_<label>..., explanations), where they were written, and the labels
     the input already had (id -> label: an --input table's labelled rows)."""
     margin = config.predict.driver_margin if args.explain else None
@@ -102,6 +107,8 @@ def label_posts(args: argparse.Namespace, config, model) -> tuple[pd.DataFrame, 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.input is not None and args.out is not None and args.out.resolve() == args.input.resolve():
+        raise UserError(f"--out {args.out} is the --input table itself; write the predictions to another file")
     config = load_config(args.params)
     import mlflow
 

@@ -70,10 +70,92 @@ def test_a_text_path_outside_the_folder_and_a_partly_filled_split_are_refused(tm
         table_posts(table, {}, None)
 
 
+def test_no_path_leaves_the_tables_folder_also_from_the_working_directory_or_through_links(tmp_path, monkeypatch):
+    """A table in the working directory (`predict --input posts.csv`) has the folder "."; a link inside the
+    folder may point out of it. Neither lets a cell name a file elsewhere."""
+    (tmp_path / "outside.jpg").write_bytes(b"x")
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    (folder / "link").symlink_to(tmp_path)
+    monkeypatch.chdir(folder)
+    for cell in ("../outside.jpg", "./../outside.jpg", "images/../../outside.jpg", "link/outside.jpg",
+                 "..\\outside.jpg", "C:/outside.jpg", "/etc/passwd"):
+        Path("posts.csv").write_text(HEADER + f"1,hi,{cell},yes\n")
+        with pytest.raises(UserError, match="column 'image_path' is .*, which is outside the table's folder"):
+            table_posts(Path("posts.csv"), {}, None)
+    Path("posts.csv").write_text(HEADER + f"1,hi,{'a' * 300}.jpg,yes\n")
+    with pytest.raises(UserError, match="row 1, column 'image_path' is a path of 304 characters"):
+        table_posts(Path("posts.csv"), {}, None)
+    Path("posts.csv").write_text(HEADER + "1,hi,images/1.jpg,yes\n")
+    assert table_posts(Path("posts.csv"), {}, None)[0].image_path == folder / "images" / "1.jpg"
+
+
+@pytest.mark.parametrize("label, message", [
+    ("null", "a name tables read as a missing value"), ("NaN", "a name tables read as a missing value"),
+    ("a/b", "not a usable label name")])
+def test_a_label_that_cannot_name_a_class_is_refused_at_its_row(tmp_path, label, message):
+    table = write_table(tmp_path, f"1,hi,,yes\n2,ho,,{label}\n")
+    with pytest.raises(UserError, match=f"posts.csv, row 2, column 'label' is '{label}': {message}"):
+        table_posts(table, {}, None)
+
+
+def test_repeated_columns_and_cells_that_are_no_single_value_are_refused(tmp_path):
+    from msc.config import DataConfig
+
+    (tmp_path / "posts.csv").write_text("id,text,id\n1,hi,2\n")
+    with pytest.raises(UserError, match="posts.csv has the column 'id' twice"):
+        table_posts(tmp_path / "posts.csv", {}, None)
+    (tmp_path / "posts.jsonl").write_text('{"id": "1", "text": ["a", "b"]}\n')
+    with pytest.raises(UserError, match="posts.jsonl, row 1, column 'text' holds a list, not a single value"):
+        table_posts(tmp_path / "posts.jsonl", {}, None)
+    with pytest.raises(UserError, match="data.columns.*maps two of our columns to one of yours"):
+        DataConfig(columns={"text": "body", "text_path": "body"})
+
+
+def test_missing_parquet_values_are_empty_cells_not_text(tmp_path):
+    frame = pd.DataFrame({"id": pd.array([1, 2, None], dtype="Int64"), "text": ["a", "b", "c"],
+                          "label": pd.array(["x", None, "y"], dtype="string")})
+    frame.to_parquet(tmp_path / "posts.parquet")
+    with pytest.raises(UserError, match="row 3, column 'id' is empty"):
+        table_posts(tmp_path / "posts.parquet", {}, None)
+    frame.iloc[:2].to_parquet(tmp_path / "posts.parquet")
+    assert [(p.guid, p.label) for p in table_posts(tmp_path / "posts.parquet", {}, None)] == [("1", "x"), ("2", None)]
+
+
+def test_an_evidence_figure_is_named_so_that_no_id_leaves_the_figures_folder():
+    from msc.analysis.report_attribution import evidence_file
+
+    assert evidence_file("1234") == "evidence_1234.png"
+    for guid in ("../../x", "a/b", "x" * 100, "é:?"):
+        name = evidence_file(guid)
+        assert "/" not in name and ".." not in name and len(name) < 40
+
+
+def test_a_tuned_neutral_boost_is_left_out_for_labels_without_neutral(config):
+    from msc.config import for_labels
+
+    assert "train.neutral_boost" in config.tune.search_space
+    same, warning = for_labels(config, COURSE_LABELS)
+    assert same is config and warning is None
+    binary, warning = for_labels(config, ("benign", "hateful"))
+    assert "train.neutral_boost" not in binary.tune.search_space and "leaves out" in warning
+    assert set(binary.tune.search_space) == set(config.tune.search_space) - {"train.neutral_boost"}
+
+
+def test_predict_will_not_write_over_its_input(tmp_path, capsys):
+    from src import predict
+
+    table = write_table(tmp_path, "1,hi,,\n")
+    (tmp_path / "params.yaml").write_text("data:\n  root: .\n")
+    assert predict.main(["--params", str(tmp_path / "params.yaml"), "--model-uri", str(tmp_path / "no-model"),
+                         "--input", str(table), "--out", str(table)]) == 2
+    assert "is the --input table itself" in capsys.readouterr().err and table.read_text() == HEADER + "1,hi,,\n"
+
+
 def test_non_utf8_and_broken_jsonl_tables_are_sentences(tmp_path):
     latin = tmp_path / "posts.csv"
     latin.write_bytes(HEADER.encode() + "1,café,,yes\n".encode("latin-1"))
-    with pytest.raises(UserError, match="posts.csv is not UTF-8 text"):
+    with pytest.raises(UserError, match="posts.csv:2: not UTF-8 text \\(byte 0xe9\\)"):
         table_posts(latin, {}, None)
     lines = tmp_path / "posts.jsonl"
     lines.write_text('{"id": 1, "text": "a", "label": "yes"}\n[1, 2]\n')
@@ -139,10 +221,6 @@ def test_a_model_of_another_label_set_is_refused(sample_root, tmp_path):
         predict_table(FixedLabelModel(COURSE_LABELS), table, {})
 
 
-TABLE_SPACE = {"lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True},
-               "fusion": {"type": "categorical", "choices": ["late", "cross_attention"]}}
-
-
 @pytest.mark.integration
 def test_binary_and_five_class_tables_run_end_to_end_and_serve(tmp_path, monkeypatch, tiny_clip, capsys):
     """split → featurize → tune (2 trials) → predict --input → serve, as a user types them, on a binary and a
@@ -174,14 +252,13 @@ def test_binary_and_five_class_tables_run_end_to_end_and_serve(tmp_path, monkeyp
 
 
 def write_project_params(project: Path, backbone: Path) -> None:
-    """The committed params.yaml pointed at the project's table and the tiny backbone, with a search space of
-    keys any label set has (train.neutral_boost names a course label)."""
+    """The committed params.yaml pointed at the project's table and the tiny backbone; its search space's
+    train.neutral_boost names a course label, which tune leaves out for these labels."""
     params = yaml.safe_load(Path(committed_params()).read_text())
     params["data"].update({"format": "table", "table": "posts.csv"})
     params["model"].update({"backbone": str(backbone), "device": "cpu"})
     params["features"].update({"augment_views": 1, "num_workers": 0})
     params["train"].update({"epochs": 2})
-    params["tune"]["search_space"] = {"train": TABLE_SPACE}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 

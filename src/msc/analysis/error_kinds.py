@@ -43,7 +43,8 @@ def low_quality_rows(cache: FeatureCache, rows: np.ndarray, min_short_side: int)
     blurry (sharpness in the lowest decile of every image in the cache), from featurize's manifest."""
     quality = cache.manifest.image_quality
     side, sharpness = np.array(quality["short_side"]), np.array(quality["sharpness"])
-    threshold = np.percentile(sharpness[sharpness >= 0], SHARPNESS_DECILE)
+    measured = sharpness[sharpness >= 0]  # none when no post has an image (a text-only table)
+    threshold = np.percentile(measured, SHARPNESS_DECILE) if len(measured) else -np.inf
     usable = side[rows] >= 0
     return usable & ((side[rows] < min_short_side) | (sharpness[rows] < threshold))
 

@@ -3,6 +3,8 @@ error kind and by class, and the token and patch evidence of its most confident 
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,14 @@ def evidence_figure(case: dict, true_label: str, predicted_label: str):
     return figure
 
 
+def evidence_file(guid: str) -> str:
+    """The evidence figure's file name: the guid itself when it is a plain name (the course's numbers), else
+    a hash of it, so that an id from a table (``../x``, ``a/b``) can never name a file outside figures/."""
+    if re.fullmatch(r"[\w-]{1,64}", guid):
+        return f"evidence_{guid}.png"
+    return f"evidence_{hashlib.sha256(guid.encode()).hexdigest()[:16]}.png"
+
+
 def attribution_section(attribution: dict, name: str, cases: list[dict], figures: Path,
                         labels: tuple[str, ...]) -> list[str]:
     """The Markdown lines of the section, for class ids into ``labels``; writes its figures into ``figures``."""
@@ -121,8 +131,9 @@ def attribution_section(attribution: dict, name: str, cases: list[dict], figures
               "towards the predicted class, blue against it.", ""]
     for case in attribution["evidence"]:
         bad = truth.get(case["guid"], {})
-        figure = figures / f"evidence_{case['guid']}.png"
+        figure = figures / evidence_file(case["guid"])
         save_figure(evidence_figure(case, bad.get("true_label", "?"), labels[case["predicted"]]), figure)
-        lines += [f"![evidence for guid {case['guid']}](figures/{figure.name})", "",
-                  f"guid {case['guid']}: {one_line(bad.get('text', ''))}", ""]
+        guid = one_line(case["guid"])  # a table's id is text like any other: one escaped line
+        lines += [f"![evidence for guid {guid}](figures/{figure.name})", "", f"guid {guid}: {one_line(bad.get('text', ''))}",
+                  ""]
     return lines

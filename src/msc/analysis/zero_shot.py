@@ -1,13 +1,13 @@
 """The zero-shot baseline: the backbone ranks the classes with no training at all.
 
 Each class's prompts (``ablation.zero_shot_prompts``) go through the backbone's text tower; their
-L2-normalised pooled embeddings are averaged per class and normalised again (CLIP's prompt
-ensembling). A post's cached image embedding and its tweet's cached text embedding are each
-compared with the three class embeddings (cosine similarity times the backbone's learned logit
-scale, softmax over the classes), and the two distributions are averaged: equal weights, since
-before any training nothing says which modality to trust more. A missing modality is cached as
-zeros: its similarities are 0 for every class, so it adds a uniform distribution and the other
-decides. The cached embeddings are the ones the backbone itself computes, so no image or tweet is
+L2-normalised pooled embeddings are averaged per class and normalised again (CLIP's prompt ensembling).
+A post's cached image embedding and its tweet's cached text embedding are each compared with the class
+embeddings, one per label (a label without prompts gets two made from its name): cosine similarity times
+the backbone's learned logit scale, softmax over the classes. The two distributions are averaged with
+equal weights, since before any training nothing says which modality to trust more. A missing modality
+is cached as zeros: its similarities are 0 for every class, so it adds a uniform distribution and the
+other decides. The cached embeddings are the ones the backbone itself computes, so no image or tweet is
 encoded again; only the few prompts are.
 """
 

@@ -59,6 +59,9 @@ class DataConfig:
         unknown = sorted(set(self.columns) - set(TABLE_COLUMNS))
         require(not unknown and all(isinstance(v, str) and v.strip() for v in self.columns.values()), "data.columns",
                 self.columns, f"must map some of {', '.join(TABLE_COLUMNS)} to the table's column names")
+        theirs = list(self.columns.values())
+        require(len(set(theirs)) == len(theirs), "data.columns", self.columns,
+                "maps two of our columns to one of yours; map each to its own column")
         require(self.format == "mvsa" or bool(self.table and self.table.lower().endswith(TABLE_FORMATS)), "data.table",
                 self.table, f"must name the table of posts ({', '.join(TABLE_FORMATS)}, relative to data.root) when "
                 "data.format is table")
@@ -168,9 +171,9 @@ class TrainConfig:
         require(self.patience >= 1, "train.patience", self.patience, "must be at least 1")
         require(self.class_weight_power >= 0, "train.class_weight_power", self.class_weight_power, "must be 0 or more")
         require(self.neutral_boost > 0, "train.neutral_boost", self.neutral_boost, "must be above 0")
-        require(all(isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 0
-                    for factor in self.class_boost.values()), "train.class_boost", self.class_boost,
-                "must map labels to factors above 0")
+        require(all(isinstance(label, str) and isinstance(factor, (int, float)) and not isinstance(factor, bool)
+                    and factor > 0 for label, factor in self.class_boost.items()), "train.class_boost",
+                self.class_boost, "must map labels to factors above 0 (quote a label YAML reads as a boolean: 'yes')")
         require(self.neutral_boost == 1 or "neutral" not in self.class_boost, "train.neutral_boost", self.neutral_boost,
                 "and train.class_boost's neutral both set the neutral factor; keep one")
         require(0 <= self.modality_dropout < 1, "train.modality_dropout", self.modality_dropout, "must be in [0, 1)")
@@ -273,12 +276,21 @@ class Config:
                 "featurize caches; raise features.top_layers and run `python -m src.featurize`")
 
 
-def check_label_keys(config: Config, labels: tuple[str, ...]) -> None:
-    """Before any trial: every label-named key of ``config`` (set or tuned) names a label of the data."""
+def for_labels(config: Config, labels: tuple[str, ...]) -> tuple[Config, str | None]:
+    """``config`` for data of the label set ``labels``, checked before any trial, and a warning or None.
+
+    A set factor of a label the data lacks is a UserError. A tuned train.neutral_boost (the committed
+    search space's, made for the course's labels) is left out of the study of data without a "neutral"
+    label, where it would change nothing but the sampler's work; the warning says so.
+    """
     config.train.class_factors(labels)
-    if "train.neutral_boost" in config.tune.search_space and "neutral" not in labels:
-        raise UserError(f"tune.search_space tunes train.neutral_boost, but the data has no label 'neutral' (its labels: "
-                        f"{', '.join(labels)}); remove it from the search space, and set train.class_boost instead")
+    space = config.tune.search_space
+    if "train.neutral_boost" not in space or "neutral" in labels:
+        return config, None
+    kept = {key: spec for key, spec in space.items() if key != "train.neutral_boost"}
+    warning = (f"the data's labels ({', '.join(labels)}) have no 'neutral', so the study leaves out "
+               "tune.search_space's train.neutral_boost; set train.class_boost to weight a label")
+    return dataclasses.replace(config, tune=dataclasses.replace(config.tune, search_space=kept)), warning
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

@@ -17,16 +17,29 @@ COURSE_LABELS = ("positive", "neutral", "negative")  # MVSA-Single's, in the cou
 # Letters, digits, spaces, "_", "-" and ".": a label names MLflow metrics (f1_<label>) and
 # DataFrame columns (p_<label>), and the course's label files are comma-separated.
 LABEL_NAME = re.compile(r"[\w.\- ]+")
+# What tables and pandas read as "no value", and the course layout's tag of an unlabelled post: a class of
+# that name would vanish from every CSV it is written to.
+RESERVED = ("null", "none", "nan", "na")
+
+
+def label_problem(name) -> str | None:
+    """Why ``name`` cannot be a label (a sentence's second half), or None when it can."""
+    if isinstance(name, bool):  # YAML reads yes/no/true/false unquoted as booleans
+        return "YAML read it as a boolean; quote the label, as in ['yes', 'no']"
+    if not isinstance(name, str) or not LABEL_NAME.fullmatch(name) or name != name.strip():
+        return "not a usable label name; use letters, digits, spaces, '_', '-' or '.', with no space at either end"
+    if name.lower() in RESERVED:
+        return f"a name tables read as a missing value ({', '.join(RESERVED)}); rename the label"
+    return None
 
 
 def check_label_set(labels: Sequence[str], where: str) -> tuple[str, ...]:
     """``labels`` as a tuple, or a UserError naming ``where`` (a params key or a file) when it is not
     an ordered set of at least two valid, distinct names."""
     names = tuple(labels)
-    bad = [name for name in names if not isinstance(name, str) or not LABEL_NAME.fullmatch(name) or name != name.strip()]
-    if bad:
-        raise UserError(f"{where}: label {bad[0]!r} is not a usable name; use letters, digits, spaces, '_', '-' or "
-                        "'.', with no space at either end")
+    for name in names:
+        if problem := label_problem(name):
+            raise UserError(f"{where}: label {name!r}: {problem}")
     if len(set(names)) != len(names):
         repeated = sorted({name for name in names if names.count(name) > 1})
         raise UserError(f"{where}: label {repeated[0]!r} is listed twice; list every label once")

@@ -100,26 +100,19 @@ def course_sample(root: Path, guid: str, label: str | None) -> Sample:
     return Sample(guid, label, folder / f"{guid}.txt", folder / f"{guid}.jpg")
 
 
-def labelled_posts(source: DataSource) -> tuple[list[Sample], tuple[str, ...], Path]:
-    """The labelled posts, their label set and the file that lists them: what the split is drawn from,
-    with no sample file read."""
+def read_posts(source: DataSource, with_test: bool = True) -> Dataset:
+    """Every post ``source`` lists and its label set, with no sample file read. ``with_test=False`` (the
+    split) leaves out the course layout's test file, which the split does not need."""
     root = Path(source.root)
     check_root(root)
     if source.format == "table":
-        labelled = [post for post in table_posts(source.table_path, source.columns, source.labels) if post.label]
-        return labelled, table_label_set(source, labelled), listing_file(source)
-    labels = source.labels or COURSE_LABELS
-    rows = read_label_file(listing_file(source), test=False, labels=labels)
-    return [course_sample(root, guid, label) for guid, label, _ in rows], labels, listing_file(source)
-
-
-def read_course_layout(source: DataSource) -> Dataset:
-    """Both label files of the course layout; a guid in both is refused."""
-    root = Path(source.root)
-    check_root(root)
+        posts = table_posts(source.table_path, source.columns, source.labels)
+        labelled = [post for post in posts if post.label]
+        return Dataset(root, labelled, [post for post in posts if not post.label], table_label_set(source, labelled),
+                       (source.table_path,))
     labels = source.labels or COURSE_LABELS
     train_rows = read_label_file(root / TRAIN_FILE, test=False, labels=labels)
-    test_rows = read_label_file(root / TEST_FILE, test=True)
+    test_rows = read_label_file(root / TEST_FILE, test=True) if with_test else []
     train_lines = {guid: line for guid, _, line in train_rows}
     for guid, _, line in test_rows:
         if guid in train_lines:
@@ -131,7 +124,7 @@ def read_course_layout(source: DataSource) -> Dataset:
 
 
 def missing_files(sample: Sample) -> list[str]:
-    """The names of the files ``sample`` lists that do not exist (an absent image is no file listed)."""
+    """The files ``sample`` lists that do not exist (an absent image is no file listed), by name."""
     return [p.name for p in (sample.text_path, sample.image_path) if p is not None and not p.is_file()]
 
 
@@ -142,18 +135,11 @@ def load_dataset(source: DataSource, require_test_files: bool = True, require_la
     dropped, but predicted from the modality it has. ``require_labelled_files=False`` leaves
     labelled samples' files to the caller (featurize's ``data.on_error`` policy).
     """
-    root = Path(source.root)
-    check_root(root)
-    if source.format == "table":
-        posts = table_posts(source.table_path, source.columns, source.labels)
-        labelled = [post for post in posts if post.label]
-        dataset = Dataset(root, labelled, [post for post in posts if not post.label],
-                          table_label_set(source, labelled), (source.table_path,))
-    else:
-        dataset = read_course_layout(source)
+    dataset = read_posts(source)
     checked = (dataset.labelled if require_labelled_files else []) + (dataset.test if require_test_files else [])
     missing = [f"{s.guid} ({', '.join(found)})" for s in checked if (found := missing_files(s))]
     if missing:
         shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-        raise UserError(f"{len(missing)} listed samples have no files in {sample_folder(root)}: {shown}")
+        where = dataset.root if source.format == "table" else sample_folder(dataset.root)
+        raise UserError(f"{len(missing)} listed samples have no files in {where}: {shown}")
     return dataset

@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from msc.core.errors import UserError
 from msc.core.files import atomic_write_text
 from msc.core.handoff import HandOff, read_handoff, write_handoff
-from msc.data.dataset import labelled_posts, listing_file
+from msc.data.dataset import listing_file, read_posts
 from msc.data.posts import DataSource, Sample
 
 SPLITS_FILE = "splits.csv"
@@ -90,10 +90,11 @@ def assign_splits(labels: list[str], holdout_fraction: float, val_fraction: floa
 MIN_CLASS_ROWS = 5  # fewer rows of a class in a split make its scores there noise, or leave it unmeasured
 
 
-def thin_classes(labels: list[str], names: list[str], minimum: int = MIN_CLASS_ROWS) -> list[str]:
-    """One warning per class with fewer than ``minimum`` rows in some split."""
+def thin_classes(labels: list[str], names: list[str], label_set: tuple[str, ...],
+                 minimum: int = MIN_CLASS_ROWS) -> list[str]:
+    """One warning per class of ``label_set`` with fewer than ``minimum`` rows in some split (none at all, too)."""
     warnings = []
-    for label in sorted(set(labels)):
+    for label in label_set:
         counts = {split: sum(1 for lab, name in zip(labels, names) if lab == label and name == split)
                   for split in SPLIT_NAMES}
         thin = [f"{count} in {split}" for split, count in counts.items() if count < minimum]
@@ -108,7 +109,8 @@ def thin_classes(labels: list[str], names: list[str], minimum: int = MIN_CLASS_R
 def split_parameters(rule: SplitRule, source: DataSource, listing: Path) -> dict:
     """What decides the split: a split file made from other values is stale."""
     return {"holdout_fraction": rule.holdout_fraction, "val_fraction": rule.val_fraction, "seed": rule.seed,
-            "labels": list(source.labels) if source.labels is not None else None,
+            "labels": list(source.labels) if source.labels is not None else None, "format": source.format,
+            "table": source.table, "columns": dict(source.columns),
             "listing_sha256": hashlib.sha256(listing.read_bytes()).hexdigest()}
 
 
@@ -129,9 +131,10 @@ def split_names(posts: list[Sample], rule: SplitRule, listing: Path) -> list[str
 
 def write_splits(source: DataSource, splits_dir: str | Path, rule: SplitRule) -> SplitInfo:
     """Assign every labelled post of ``source`` and write splits.csv and split.json into ``splits_dir``."""
-    posts, labels, listing = labelled_posts(source)
+    dataset = read_posts(source, with_test=False)
+    posts, labels, listing = dataset.labelled, dataset.labels, listing_file(source)
     names = split_names(posts, rule, listing)
-    for warning in thin_classes([post.label for post in posts], names):
+    for warning in thin_classes([post.label for post in posts], names, labels):
         print(f"warning: {listing}: {warning}", file=sys.stderr)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")

@@ -62,9 +62,6 @@ MAX_LABELS = (sum(map(len, CUE_WORDS.values())) + len(FILLER_WORDS) - MIN_FILLER
 def parse_labels(text: str) -> tuple[str, ...]:
     """The label names of ``--labels a,b,...``, checked: at least two, distinct, non-empty, not null."""
     labels = check_label_set(tuple(name.strip() for name in text.split(",")), f"--labels '{text}'")
-    if "null" in labels:  # the course layout's tag of an unlabelled post
-        raise UserError(f"--labels '{text}' names the label null, which the course layout reserves for unlabelled "
-                        "posts; rename it")
     if len(labels) > MAX_LABELS:
         raise UserError(f"--labels names {len(labels)} labels, and the sample's vocabulary has cue words for at most "
                         f"{MAX_LABELS}; name fewer labels")

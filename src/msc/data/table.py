@@ -17,14 +17,20 @@ header); every error names the file, the row and the column.
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
-import math
 import os
-from pathlib import Path, PurePath
+import re
+from pathlib import Path, PurePosixPath
 from typing import Mapping
 
+import numpy as np
+import pandas as pd
+
 from msc.core.errors import UserError
+from msc.core.labels import label_problem
 from msc.data.posts import Sample
 
 TABLE_COLUMNS = ("id", "text", "text_path", "image_path", "label", "split")
@@ -33,12 +39,47 @@ FIXED_SPLITS = ("train", "val", "holdout")
 
 
 def cell_text(value) -> str:
-    """A cell as text: missing (None, NaN) is "", an integral number has no ".0", the rest is str()."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A cell as text: missing (None, NaN, pandas' NA) is "", an integral number has no ".0", the rest is
+    str(); a ValueError naming the type for a cell that is no single value (a list, a mapping, bytes)."""
+    if isinstance(value, (dict, list, tuple, bytes, bytearray, np.ndarray)):
+        raise ValueError(type(value).__name__)
+    if value is None or pd.isna(value):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+def text_rows(path: Path, records: list[dict]) -> list[dict[str, str]]:
+    """Each record's cells as text (``cell_text``), naming the row and column of a cell that is not one value."""
+    rows = []
+    for number, record in enumerate(records, start=1):
+        row = {}
+        for key, value in record.items():
+            try:
+                row[str(key).strip()] = cell_text(value)
+            except ValueError as kind:
+                raise UserError(f"{path}, row {number}, column '{key}' holds a {kind}, not a single value; write text, "
+                                "a number or a path there") from None
+        rows.append(row)
+    return rows
+
+
+def utf8_text(path: Path) -> str:
+    """The file's text; a UTF-8 BOM is dropped. Not UTF-8: a sentence naming the line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save the table as UTF-8") \
+            from None
+
+
+def check_unique(columns: list[str], path: Path) -> None:
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise UserError(f"{path} has the column '{repeated[0]}' twice; rename or remove one")
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -49,30 +90,29 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise UserError(f"no table of posts at '{path}': set data.table (relative to data.root) to your .csv, .jsonl "
                         "or .parquet file, or run `python -m src.sample --format table` for a synthetic one")
+    if path.suffix.lower() == ".jsonl":
+        return read_jsonl(path)
     try:
-        if path.suffix.lower() == ".jsonl":
-            return read_jsonl(path)
-        import pandas as pd
-
-        frame = (pd.read_parquet(path) if path.suffix.lower() == ".parquet"
-                 else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not UTF-8 text (byte {error.start} is 0x{error.object[error.start]:02x}); save it "
-                        "as UTF-8") from None
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            text = utf8_text(path)
+            check_unique([name.strip() for name in next(csv.reader(io.StringIO(text)), [])], path)  # pandas renames
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except UserError:
         raise
     except Exception as error:  # pandas' and pyarrow's parse errors have no common base class
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise UserError(f"{path} cannot be read as a {path.suffix} table ({reason}); fix the file") from None
     columns = [str(name).strip() for name in frame.columns]
-    return columns, [{name: cell_text(value) for name, value in zip(columns, row)}
-                     for row in frame.itertuples(index=False, name=None)]
+    check_unique(columns, path)
+    return columns, text_rows(path, frame.to_dict(orient="records"))
 
 
 def read_jsonl(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """One JSON object per non-blank line; its columns are the keys any row has, in first-seen order."""
-    rows, columns = [], {}
-    for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    records, columns = [], {}
+    for line_number, line in enumerate(utf8_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -82,20 +122,30 @@ def read_jsonl(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         if not isinstance(record, dict):
             raise UserError(f"{path}:{line_number}: a {type(record).__name__}, not a JSON object; write one object "
                             "per line, such as {\"id\": \"1\", \"text\": \"...\"}")
+        check_unique([str(key).strip() for key in record], path)
         columns.update(dict.fromkeys(str(key).strip() for key in record))
-        rows.append({str(key).strip(): cell_text(value) for key, value in record.items()})
-    return list(columns), rows
+        records.append(record)
+    return list(columns), text_rows(path, records)
+
+
+MAX_PATH = 1024  # characters of a path cell; a longer one is no file name any system takes
 
 
 def inside(folder: Path, cell: str, where: str) -> Path:
-    """``cell``, a path relative to ``folder``, as a path under it; refused when it is absolute or leaves
-    the folder (``..``): a table names files of its own dataset, never others."""
-    relative = PurePath(cell)
-    resolved = Path(os.path.normpath(folder / relative))
-    if relative.is_absolute() or Path(cell).anchor or not resolved.is_relative_to(Path(os.path.normpath(folder))):
+    """``cell``, a path relative to ``folder`` ("/" or "\\" separated), as an absolute path under it; refused
+    when it is absolute, names a drive, leaves the folder (``..``, also through a symbolic link) or is too
+    long: a table names files of its own dataset, never others."""
+    relative = PurePosixPath(cell.replace("\\", "/"))
+    base = Path(os.path.abspath(folder))
+    target = Path(os.path.abspath(base / relative))
+    if len(cell) > MAX_PATH or any(len(part) > 255 for part in relative.parts):
+        raise UserError(f"{where} is a path of {len(cell)} characters, longer than any file name; fix the cell")
+    if (relative.is_absolute() or re.match(r"[A-Za-z]:", cell) or not target.is_relative_to(base)
+            or not target.resolve().is_relative_to(base.resolve())):
         raise UserError(f"{where} is {cell!r}, which is outside the table's folder '{folder}'; paths in a table are "
-                        "relative to its folder and stay inside it: move the file there and write its relative path")
-    return resolved
+                        "relative to its folder and stay inside it (also through symbolic links): move the file there "
+                        "and write its relative path")
+    return target
 
 
 def column_names(present: list[str], mapping: Mapping[str, str], path: Path) -> dict[str, str]:
@@ -146,6 +196,8 @@ def table_posts(path: Path, mapping: Mapping[str, str], labels: tuple[str, ...] 
             raise UserError(f"{where('id')}: id {post_id!r} repeats row {seen[post_id]}; ids must be unique")
         seen[post_id] = number
         label = cells.get("label", "")
+        if label and (problem := label_problem(label)):
+            raise UserError(f"{where('label')} is {label!r}: {problem}")
         if label and labels is not None and label not in labels:
             raise UserError(f"{where('label')} is {label!r}, which is not in the label set ({', '.join(labels)}); fix "
                             "the row, or add the label to data.labels")

@@ -57,7 +57,7 @@ class ImageViews(torch.utils.data.Dataset):
         self.items = items
         self.image_processor = image_processor
         self.seed = seed
-        self.blank_rows = blank_rows  # test rows without a usable image: a placeholder, zeroed later
+        self.blank_rows = blank_rows  # rows without a usable image (or, in a table, without one): a placeholder, zeroed later
 
     def __len__(self) -> int:
         return len(self.items)

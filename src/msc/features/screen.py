@@ -62,9 +62,9 @@ def screen_samples(dataset: Dataset, on_error: str) -> Screening:
         listed = [f"{guid} ({'; '.join(found)})" for guid, found in problems.items()]
         shown = ", ".join(listed[:20]) + (f", and {len(listed) - 20} more" if len(listed) > 20 else "")
         raise UserError(
-            f"{len(listed)} listed samples cannot be used: {shown}. Replace the files with the course archive's "
-            "originals, remove those guids from the label files, or set data.on_error: skip in params.yaml to "
-            "train without them (test samples are never dropped)"
+            f"{len(listed)} listed samples cannot be used: {shown}. Replace the files with the originals (the course "
+            "archive's, for its data), remove those posts from the label file or table, or set data.on_error: skip in "
+            "params.yaml to train without them (unlabelled posts are never dropped)"
         )
     test_problems = {s.guid: file_problems(s) for s in dataset.test if s.guid in problems}
     kept = replace(dataset, labelled=[s for s in dataset.labelled if s.guid not in problems])

@@ -150,8 +150,10 @@ def predict_table(model, table: Path, columns: dict[str, str], text_encoding: st
     model does not predict."""
     posts = table_posts(table, columns, labels=None)
     truth = {post.guid: post.label for post in posts if post.label}
-    if set(truth.values()) - set(model_labels(model)):
-        check_model_labels(model, tuple(sorted(set(truth.values()))), f"the label column of '{table}'")
+    if unknown := sorted(set(truth.values()) - set(model_labels(model))):
+        raise UserError(f"the model predicts the labels {', '.join(model_labels(model))}, but the label column of "
+                        f"'{table}' has the labels {', '.join(unknown)} too: use a model trained on this label set, or "
+                        "empty the label column")
     return predict_posts(model, posts, text_encoding, driver_margin), truth
 
 

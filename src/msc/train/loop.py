@@ -148,7 +148,7 @@ class Optimisation:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     autocast: torch.autocast
     scaler: torch.amp.GradScaler
-    weights: torch.Tensor  # (3,) class weights of the loss, on the head's device
+    weights: torch.Tensor  # (C,) class weights of the loss, on the head's device
 
 
 def train_epoch(head: FusionHead, cache: FeatureCache, order: np.ndarray, config: TrainConfig, rng: np.random.Generator,
@@ -177,7 +177,7 @@ def train_epoch(head: FusionHead, cache: FeatureCache, order: np.ndarray, config
         lose_text = rng.random(len(dropped)) < 0.5
         drop_modality(batch, dropped[lose_text], dropped[~lose_text])
         with step.autocast:
-            logits = head(batch).float()  # (B, 3)
+            logits = head(batch).float()  # (B, C)
         loss = F.cross_entropy(logits, labels[torch.from_numpy(rows).to(device)], weight=step.weights)
         step.optimizer.zero_grad(set_to_none=True)
         step.scaler.scale(loss).backward()

@@ -11,7 +11,7 @@ import sys
 
 from rich.console import Console
 
-from msc.config import Config, check_label_keys
+from msc.config import Config, for_labels
 from msc.core.errors import UserError, step
 from msc.core.paths import local_folder
 from msc.features.cache import open_cache
@@ -58,7 +58,9 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     with step("opening the feature cache and the split"):
         cache = open_cache(config)
         splits = load_splits(config.data, cache)
-        check_label_keys(config, cache.label_names)
+        config, warning = for_labels(config, cache.label_names)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     identity = study_identity(config, cache, splits)
     study_name = config.tune.study_name or f"msc-{identity_hash(identity)}"
     with step(f"opening study {study_name} in {config.tune.storage} and the MLflow store"):
