@@ -49,7 +49,7 @@ def test_sigkill_during_predict_leaves_the_previous_output_whole(project, config
         cwd=project, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
-        if f"test guid {first_test}" in line:  # the model is loaded; prediction starts now
+        if f"post {first_test} has no" in line:  # the model is loaded; prediction starts now
             process.send_signal(signal.SIGKILL)
             break
     process.wait()

@@ -71,9 +71,9 @@ def test_every_test_sample_gets_a_label_even_without_a_file(project, config, sam
     assert [line.split(",")[0] for line in lines[1:]] == test_guids
     assert all(line.split(",")[1] in {"positive", "neutral", "negative"} for line in lines[1:])
     err = capsys.readouterr().err
-    assert f"test guid {test_guids[0]} has no {test_guids[0]}.jpg" in err
+    assert f"post {test_guids[0]} has no {test_guids[0]}.jpg" in err
     assert f"row {test_guids[1]}: image unusable" in err
-    assert f"test guid {test_guids[2]} has no {test_guids[2]}.txt" in err
+    assert f"post {test_guids[2]} has no {test_guids[2]}.txt" in err
 
 
 def test_a_missing_modality_is_zeros_like_modality_dropout(config):
