@@ -84,13 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     Console().print(table)
     scores = score_against(labels, args.true_labels) if args.true_labels else {}
     with mlflow.start_run(experiment_id=experiment_id, run_name="predict", tags={"model_uri": args.model_uri}):
-        mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()}, **scores})
+        mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()},
+                            **{key: value for key, value in scores.items() if not isinstance(value, list)}})
         mlflow.log_artifact(str(args.out))
     print(f"wrote {len(labels)} labels to {args.out}" + (f" and their explanations to "
                                                           f"{args.out.with_name(EXPLANATIONS)}" if args.explain else ""))
     if scores:
         print(f"against {args.true_labels}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
-              f"{scores['test_ece']:.4f} (10 bins of the top probability) on {len(labels)} test samples")
+              f"{scores['test_ece']:.4f} [{scores['test_ece_ci95'][0]:.4f}, {scores['test_ece_ci95'][1]:.4f}] (10 "
+              f"bins of the top probability; 95 % bootstrap interval) on {len(labels)} test samples")
     return 0
 
 

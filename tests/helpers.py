@@ -90,3 +90,21 @@ def tree_peak_rss(pid: int) -> int:
         except (OSError, StopIteration):
             continue  # the process ended between two reads
     return total
+
+
+def write_noisy_sample(out: Path, labelled: int, test: int, seed: int, text_noise: float = 0.25,
+                       image_noise: float = 0.30) -> dict:
+    """The offline sample's generator (msc/data/synthetic.py) with other cue noises and test share:
+    ``labelled`` rows in train.txt, ``test`` in test_without_label.txt, the text showing the true label
+    with probability 1 - ``text_noise`` and the image with 1 - ``image_noise`` (issue 25's set: 1000, 300,
+    0.25, 0.30). The generator reads its module constants when it runs, so patching them is enough;
+    bayes.json then holds the Bayes rule of these noises."""
+    from unittest import mock
+
+    from msc.data import synthetic
+
+    n = labelled + test
+    with mock.patch.multiple(synthetic, TEXT_NOISE=text_noise, IMAGE_NOISE=image_noise, TEST_FRACTION=test / n):
+        summary = synthetic.write_dataset(out, n, seed)
+    assert sum(1 for _ in (out / "test_without_label.txt").open()) - 1 == test
+    return summary

@@ -23,7 +23,7 @@ from msc.data.dataset import load_dataset
 from msc.data.text import decode_text
 from msc.model.explain import EXPLANATION_COLUMNS
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
-from msc.train.calibration import expected_calibration_error
+from msc.train.calibration import ece_interval, expected_calibration_error
 
 
 def registered_models_listing() -> str:
@@ -122,7 +122,8 @@ def predict_test_set(model, data_root: str, text_encoding: str = "auto",
 
 
 def score_against(labels: pd.DataFrame, truth_file: Path) -> dict[str, float]:
-    """Accuracy and expected calibration error of the predictions against ``truth_file``, a CSV
+    """Accuracy and expected calibration error (with its 95 % bootstrap interval, ``test_ece_ci95``) of
+    the predictions against ``truth_file``, a CSV
     with ``guid`` and ``label`` columns (the offline sample's ``data/cues.csv`` has them)."""
     try:
         with truth_file.open(newline="") as handle:
@@ -137,4 +138,4 @@ def score_against(labels: pd.DataFrame, truth_file: Path) -> dict[str, float]:
     actual = np.array([LABELS.index(truth[guid]) for guid in labels["guid"]])
     probs = labels[[f"p_{label}" for label in LABELS]].to_numpy()
     return {"test_accuracy": float((probs.argmax(1) == actual).mean()),
-            "test_ece": expected_calibration_error(probs, actual)}
+            "test_ece": expected_calibration_error(probs, actual), "test_ece_ci95": ece_interval(probs, actual)}
