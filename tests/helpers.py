@@ -108,3 +108,30 @@ def write_noisy_sample(out: Path, labelled: int, test: int, seed: int, text_nois
         summary = synthetic.write_dataset(out, n, seed)
     assert sum(1 for _ in (out / "test_without_label.txt").open()) - 1 == test
     return summary
+
+
+def run_noisy_project(work: Path, labelled: int, test: int, seed: int, trials: int = 6) -> str:
+    """Issue 25's recipe in the empty folder ``work``: ``write_noisy_sample``, the tiny random CLIP, then
+    split, featurize, ``tune --trials`` and ``predict --true-labels`` as a user types them, on the CPU
+    with the committed params.yaml; returns what predict printed."""
+    import yaml
+
+    from tests.conftest import REPO, committed_params_text
+
+    params = yaml.safe_load(committed_params_text())
+    params["model"].update(backbone="models/tiny-clip", device="cpu")
+    params["features"].update(num_workers=0)
+    params["train"].update(device="cpu")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_noisy_sample(work / "data", labelled, test, seed)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = ""
+    for args in (["src.sample", "--no-data", "--backbone-out", "models/tiny-clip"], ["src.split"], ["src.featurize"],
+                 ["src.tune", "--trials", str(trials)],
+                 ["src.predict", "--model-uri", "models:/msc/Production", "--true-labels", "data/cues.csv"]):
+        result = subprocess.run([sys.executable, "-m", *args], cwd=work, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        out = result.stdout
+    return out

@@ -65,7 +65,8 @@ def ece_interval(probs: np.ndarray, labels: np.ndarray, resamples: int = BOOTSTR
 
     A 10-bin ECE on a few hundred rows is noisy, and biased upwards: perfectly calibrated
     probabilities score above 0 (the offline sample's true posteriors score about 0.03-0.05 on 300
-    rows, README). Two ECEs whose intervals overlap are not told apart by these rows."""
+    rows, README). Two ECEs whose intervals overlap are not told apart by these rows. Resampling adds
+    that noise once more, so for an ECE near 0 the whole interval can lie above the estimate."""
     rng = np.random.default_rng(seed)
     n = len(labels)
     values = [expected_calibration_error(probs[rows], labels[rows]) for rows in
