@@ -131,14 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     Console().print(table)
     scores, truth_name = scores_of(args, predicted, names, given)
     with mlflow.start_run(experiment_id=experiment_id, run_name="predict", tags={"model_uri": args.model_uri}):
-        mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()}, **scores})
+        mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()},
+                            **{key: value for key, value in scores.items() if not isinstance(value, list)}})
         mlflow.log_artifact(str(out))
     explained = args.explain and args.input is None
     print(f"wrote {len(predicted)} labels to {out}" + (f" and their explanations to {out.with_name(EXPLANATIONS)}"
                                                         if explained else ""))
     if scores:
+        low, high = scores["test_ece_ci95"]
         print(f"against {truth_name}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
-              f"{scores['test_ece']:.4f} (10 bins of the top probability) on {int(scores['test_scored'])} posts")
+              f"{scores['test_ece']:.4f} [{low:.4f}, {high:.4f}] (10 bins of the top probability; 95 % bootstrap "
+              f"interval) on {int(scores['test_scored'])} posts")
     return 0
 
 

@@ -90,3 +90,48 @@ def tree_peak_rss(pid: int) -> int:
         except (OSError, StopIteration):
             continue  # the process ended between two reads
     return total
+
+
+def write_noisy_sample(out: Path, labelled: int, test: int, seed: int, text_noise: float = 0.25,
+                       image_noise: float = 0.30) -> dict:
+    """The offline sample's generator (msc/data/synthetic.py) with other cue noises and test share:
+    ``labelled`` rows in train.txt, ``test`` in test_without_label.txt, the text showing the true label
+    with probability 1 - ``text_noise`` and the image with 1 - ``image_noise`` (issue 25's set: 1000, 300,
+    0.25, 0.30). The generator reads its module constants when it runs, so patching them is enough;
+    bayes.json then holds the Bayes rule of these noises."""
+    from unittest import mock
+
+    from msc.data import synthetic
+
+    n = labelled + test
+    with mock.patch.multiple(synthetic, TEXT_NOISE=text_noise, IMAGE_NOISE=image_noise, TEST_FRACTION=test / n):
+        summary = synthetic.write_dataset(out, n, seed)
+    assert sum(1 for _ in (out / "test_without_label.txt").open()) - 1 == test
+    return summary
+
+
+def run_noisy_project(work: Path, labelled: int, test: int, seed: int, trials: int = 6) -> str:
+    """Issue 25's recipe in the empty folder ``work``: ``write_noisy_sample``, the tiny random CLIP, then
+    split, featurize, ``tune --trials`` and ``predict --true-labels`` as a user types them, on the CPU
+    with the committed params.yaml; returns what predict printed."""
+    import yaml
+
+    from tests.conftest import REPO, committed_params_text
+
+    params = yaml.safe_load(committed_params_text())
+    params["model"].update(backbone="models/tiny-clip", device="cpu")
+    params["features"].update(num_workers=0)
+    params["train"].update(device="cpu")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_noisy_sample(work / "data", labelled, test, seed)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = ""
+    for args in (["src.sample", "--no-data", "--backbone-out", "models/tiny-clip"], ["src.split"], ["src.featurize"],
+                 ["src.tune", "--trials", str(trials)],
+                 ["src.predict", "--model-uri", "models:/msc/Production", "--true-labels", "data/cues.csv"]):
+        result = subprocess.run([sys.executable, "-m", *args], cwd=work, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        out = result.stdout
+    return out

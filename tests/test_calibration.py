@@ -3,7 +3,14 @@ import pytest
 from sklearn.metrics import f1_score
 
 from msc.core.labels import COURSE_LABELS
-from msc.train.calibration import expected_calibration_error, fit_temperature, reliability, with_temperature
+from msc.train.calibration import (
+    calibration_errors,
+    ece_interval,
+    expected_calibration_error,
+    fit_temperature,
+    reliability,
+    with_temperature,
+)
 from msc.train.metrics import bootstrap_intervals, classification_metrics, weighted_f1_of
 
 
@@ -57,3 +64,32 @@ def test_weighted_f1_from_a_confusion_matrix_is_sklearns():
         y_true, y_pred = rng.integers(0, 3, 50), rng.integers(0, 3, 50)
         confusion = np.array(classification_metrics(y_true, y_pred, COURSE_LABELS)["confusion"])
         assert weighted_f1_of(confusion) == pytest.approx(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+
+
+@pytest.mark.parametrize("classes", [2, 5])
+def test_temperature_and_ece_take_any_number_of_classes(classes):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(3000, classes)) * 3
+    labels = np.array([rng.choice(classes, p=p) for p in softmax(logits / 2.0)])  # outcomes follow logits / 2
+    assert fit_temperature(softmax(logits), labels) == pytest.approx(2.0, rel=0.1)
+    errors = calibration_errors(softmax(logits), labels, fit_temperature(softmax(logits), labels))
+    assert errors["ece"] < 0.03 < errors["ece_uncalibrated"]
+    low, high = errors["ece_ci95"]
+    # Resampling adds noise, which a 10-bin ECE reads as miscalibration: near 0 the whole interval can
+    # lie above the estimate (here about 0.003, the interval about [0.005, 0.02]); it is not below it.
+    assert 0 <= low < high and errors["ece"] < high
+
+
+def test_the_ece_interval_covers_the_estimate_is_seeded_and_narrows_with_rows():
+    rng = np.random.default_rng(5)
+    probs = softmax(rng.normal(size=(2000, 3)) * 2)
+    labels = np.array([rng.choice(3, p=p) for p in probs])  # calibrated by construction
+    widths = []
+    for n in (200, 2000):
+        low, high = ece_interval(probs[:n], labels[:n])
+        assert low <= expected_calibration_error(probs[:n], labels[:n]) <= high
+        assert ece_interval(probs[:n], labels[:n]) == [low, high]
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2
+    # Calibrated probabilities score above 0 on a few hundred rows: the 10-bin ECE's own noise.
+    assert expected_calibration_error(probs[:300], labels[:300]) > 0.01

@@ -14,6 +14,7 @@ import yaml
 from msc.config import with_overrides
 from msc.track.registry import load_msc_model
 from msc.train.calibration import fit_temperature, with_temperature
+from msc.train.crossfit import out_of_fold_probabilities
 from msc.train.loop import predict_proba
 from src import predict, tune
 
@@ -40,17 +41,24 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
         assert low <= holdout[metric] <= high and high - low > 0
     assert 0 <= holdout["ece"] <= 1 and 0 <= holdout["ece_uncalibrated"] <= 1
 
-    # The temperature is fitted on validation only, and the registered model applies it.
-    trial_uri = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}") \
-        .best_trial.user_attrs["model_uri"]
-    # The head's own probabilities, as the registration fits them (model_probabilities renormalises
-    # through log and exp, which moves the flat optimum of the likelihood in the fourth digit).
+    assert holdout["ece_ci95"][0] < holdout["ece_ci95"][1]
+
+    # The temperature is fitted on out-of-fold predictions of train + validation (the best trial's
+    # config trained again on 5 folds for its kept epochs), never on the holdout, and the registered
+    # model applies it.
+    best = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}").best_trial
+    trial_uri = best.user_attrs["model_uri"]
+    epochs = int(mlflow.get_run(best.user_attrs["mlflow_run_id"]).data.metrics["best_epoch"])
+    pool = np.concatenate([splits.train, splits.val])
+    out_of_fold = out_of_fold_probabilities(cache, pool, with_overrides(small, best.params).train, epochs, 5,
+                                            small.data.split_seed)
     head = load_msc_model(trial_uri).head
-    fitted = {name: fit_temperature(predict_proba(head, cache, rows), cache.labels[rows])
-              for name, rows in (("validation", splits.val), ("holdout", splits.holdout))}
+    fitted = {"out_of_fold": fit_temperature(out_of_fold, cache.labels[pool])}
+    fitted.update({name: fit_temperature(predict_proba(head, cache, rows), cache.labels[rows])
+                   for name, rows in (("validation", splits.val), ("holdout", splits.holdout))})
     temperature = float(version.tags["temperature"])
-    assert temperature == pytest.approx(fitted["validation"], rel=1e-4) == pytest.approx(holdout["temperature"])
-    assert abs(temperature - fitted["holdout"]) > 1e-3
+    assert temperature == pytest.approx(fitted["out_of_fold"], rel=1e-4) == pytest.approx(holdout["temperature"])
+    assert abs(temperature - fitted["holdout"]) > 1e-3 and abs(temperature - fitted["validation"]) > 1e-3
     frame = pd.DataFrame({"text": ["so happy today", "awful"],
                           "image": [str(p) for p in sorted((Path(config.data.root) / "data").glob("*.jpg"))[:2]]})
     trusted = {"trusted_input": True}

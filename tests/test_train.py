@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from msc.core.errors import UserError
+from msc.core.labels import COURSE_LABELS
 from msc.model.heads import HEADS
+from msc.train.crossfit import out_of_fold_probabilities
 from msc.train.loop import class_weights, train_head
 
 # A batch of training rows and half one of validation rows: every code path, two epochs, in seconds.
@@ -172,3 +174,17 @@ def test_a_text_view_cache_trains(tmp_path, small_sample_root, tiny_clip):
     without = train_head(cache, splits.train, splits.val, replace(train, use_text_views=False))
     assert all(np.isfinite(h["train_loss"]) for h in with_views.history)
     assert with_views.history[0]["train_loss"] != without.history[0]["train_loss"], "the views reach training"
+
+
+def test_stop_at_trains_to_that_epoch_and_keeps_it(cache, config, splits):
+    """Out-of-fold calibration rows choose nothing: the epoch is fixed, not picked by their scores."""
+    result = train_head(cache, splits.train, splits.val, replace(config.train, epochs=3), stop_at=2)
+    assert len(result.history) == 2 and result.best_epoch == 2
+
+
+def test_out_of_fold_probabilities_predict_every_pool_row_once(cache, config, splits):
+    pool = np.concatenate([splits.train, splits.val])
+    probs = out_of_fold_probabilities(cache, pool, config.train, epochs=1, folds=3, seed=0)
+    assert probs.shape == (len(pool), len(COURSE_LABELS)) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (probs > 0).all()  # no row left unpredicted (zeros)
+    assert np.array_equal(out_of_fold_probabilities(cache, pool, config.train, 1, 3, 0), probs)

@@ -225,6 +225,13 @@ class PredictConfig:
 @dataclass(frozen=True)
 class RegisterConfig:
     bundle_backbone: bool = False  # copy a local backbone folder into the model instead of referencing it
+    # The temperature is fitted on out-of-fold predictions: the chosen configuration trained again on this
+    # many folds of train + validation (msc/train/crossfit.py); 0 fits it on the validation split alone
+    calibration_folds: int = 5
+
+    def __post_init__(self) -> None:
+        require(self.calibration_folds == 0 or self.calibration_folds >= 2, "register.calibration_folds",
+                self.calibration_folds, "must be 0 (fit on the validation split) or at least 2")
 
 
 ZERO_SHOT_PROMPTS = {

@@ -262,7 +262,7 @@ def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_L
         "prior": prior,
         "text_noise": TEXT_NOISE,
         "image_noise": IMAGE_NOISE,
-        "bayes_accuracy": bayes_accuracy(prior),
+        "bayes_accuracy": bayes_accuracy(prior, TEXT_NOISE, IMAGE_NOISE),  # read now: tests patch the noises
     }
     atomic_write_text(out / "bayes.json", json.dumps(summary, indent=2) + "\n")
     return summary

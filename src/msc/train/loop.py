@@ -197,12 +197,14 @@ def train_head(
     val_rows: np.ndarray,
     config: TrainConfig,
     on_epoch: EpochCallback | None = None,
+    stop_at: int | None = None,
 ) -> TrainResult:
     """Train ``config.fusion`` on ``train_rows``; keep the epoch with the best ``config.select_metric``
     on ``val_rows``, and stop after ``config.patience`` epochs without a better one.
 
     ``on_epoch(epoch, scalars)`` runs after each epoch; raising from it (an Optuna prune)
-    stops training.
+    stops training. ``stop_at`` (an epoch): train to it and keep it, whatever ``val_rows`` score, so
+    that they choose nothing (msc/train/crossfit.py: out-of-fold rows for calibration).
     """
     device = cache.device
     with INIT_LOCK:  # the trial's own seed decides its initial weights, whatever other threads draw
@@ -222,12 +224,12 @@ def train_head(
         val_scores = evaluate(head, cache, val_rows, weights)
         scalars = {**scalar_metrics(train_scores, "train_"), **scalar_metrics(val_scores, "val_")}
         history.append(scalars)
-        if scalars[config.select_metric] > best_value:
+        if (scalars[config.select_metric] > best_value) if stop_at is None else epoch == stop_at:
             best_value, best_epoch, best_scores = scalars[config.select_metric], epoch, val_scores
             best_state = copy.deepcopy(head.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, scalars)
-        if epoch - best_epoch >= config.patience:
+        if epoch == stop_at or (stop_at is None and epoch - best_epoch >= config.patience):
             break
     head.load_state_dict(best_state)
     head.eval()

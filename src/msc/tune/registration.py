@@ -4,15 +4,18 @@ The holdout is scored from the feature cache with the head of the logged model, 
 describes exactly the artifact that gets registered. The best trial's model is registered as
 trained (on the training split, early-stopped on validation), not retrained on train+validation:
 a retrained model would be a different artifact from the one tracked and selected, with no
-validation split left to stop it.
+validation split left to stop it. Its temperature is fitted on out-of-fold predictions of its
+configuration (msc/train/crossfit.py), not on the validation rows that chose it.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
+from msc.config import TrainConfig
 from msc.core.errors import UserError
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
@@ -32,8 +35,30 @@ from msc.track.registry import (
     unfinished_versions,
 )
 from msc.train.calibration import calibration_errors, fit_temperature, with_temperature
+from msc.train.crossfit import out_of_fold_probabilities
 from msc.train.loop import predict_proba
 from msc.train.metrics import bootstrap_intervals, classification_metrics, reported_metrics
+
+
+@dataclass(frozen=True)
+class Refit:
+    """The candidate's configuration, trained again on folds for its out-of-fold calibration rows."""
+
+    config: TrainConfig  # the train section the candidate was trained with
+    epochs: int  # its kept epoch: each fold trains exactly this long
+    folds: int  # register.calibration_folds; 0 fits the temperature on the validation split
+    seed: int  # data.split_seed, which draws the folds
+
+
+def fitted_temperature(head, cache: FeatureCache, splits: Splits, refit: Refit | None) -> float:
+    """The candidate's temperature, fitted on the out-of-fold predictions of train + validation that
+    ``refit`` makes; with no ``refit`` (or 0 folds) on the validation split, whose rows also chose the
+    kept epoch and the trial, so that its probabilities there are optimistic (README, issue 25)."""
+    if refit is None or refit.folds == 0:
+        return fit_temperature(predict_proba(head, cache, splits.val), cache.labels[splits.val])
+    pool = np.concatenate([splits.train, splits.val])
+    probs = out_of_fold_probabilities(cache, pool, refit.config, refit.epochs, refit.folds, refit.seed)
+    return fit_temperature(probs, cache.labels[pool])
 
 
 def model_probabilities(model_uri: str, cache: FeatureCache, rows: np.ndarray) -> tuple[np.ndarray, float]:
@@ -45,7 +70,7 @@ def model_probabilities(model_uri: str, cache: FeatureCache, rows: np.ndarray) -
 
 def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float, names: tuple[str, ...]) -> dict:
     """Scores of calibrated ``probs`` (n, C) of the classes ``names``: point estimates, 95 % bootstrap
-    intervals, and the expected calibration error with and without the temperature."""
+    intervals, and the expected calibration error with the temperature (and its interval) and without it."""
     predictions = probs.argmax(1)
     return {**reported_metrics(classification_metrics(labels, predictions, names)),
             **bootstrap_intervals(labels, predictions),
@@ -98,13 +123,14 @@ def name_unfinished(client) -> None:
 
 
 def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits, force: bool,
-                       bundle_backbone: str | None = None) -> tuple[dict, np.ndarray]:
+                       bundle_backbone: str | None = None, refit: Refit | None = None) -> tuple[dict, np.ndarray]:
     """Score the candidate on the holdout and let the gate decide; promote it when the gate says
     so, or when it has the higher weighted F1 than a comparable Production version.
 
     ``bundle_backbone`` (a local backbone folder): register a copy of the candidate with that folder
-    inside. Returns the summary for results/metrics.json and the (n, C) holdout probabilities,
-    both of whichever model is in Production afterwards.
+    inside. ``refit``: how to calibrate it (``fitted_temperature``). Returns the summary for
+    results/metrics.json and the (n, C) holdout probabilities, both of whichever model is in
+    Production afterwards.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -112,10 +138,10 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     client = MlflowClient()
     rows = splits.holdout
     labels = cache.labels[rows]
-    # The candidate's temperature, fitted on the validation split only; the holdout only reports it.
-    # A trial's model has none yet, so its head's probabilities are the raw ones.
+    # The candidate's temperature, fitted on out-of-fold rows of train + validation; the holdout only
+    # reports it. A trial's model has none yet, so its head's probabilities are the raw ones.
     candidate_head = load_msc_model(candidate.model_uri).head
-    temperature = fit_temperature(predict_proba(candidate_head, cache, splits.val), cache.labels[splits.val])
+    temperature = fitted_temperature(candidate_head, cache, splits, refit)
     candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
     candidate_scores = classification_metrics(labels, candidate_probs.argmax(1), cache.label_names)
     current = follow_alias(client)

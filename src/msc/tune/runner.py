@@ -11,7 +11,7 @@ import sys
 
 from rich.console import Console
 
-from msc.config import Config, for_labels
+from msc.config import Config, for_labels, with_overrides
 from msc.core.errors import UserError, step
 from msc.core.paths import local_folder
 from msc.features.cache import open_cache
@@ -21,7 +21,7 @@ from msc.track.registry import MODEL_NAME, Candidate
 from msc.track.store import setup_mlflow
 from msc.tune.objective import Objective
 from msc.tune.progress import run_study_with_progress
-from msc.tune.registration import register_if_better
+from msc.tune.registration import Refit, register_if_better
 from msc.tune.runs import close_dead_runs, epoch_curves, log_skipped, log_study_summary, parent_run_id
 from msc.tune.study import finished_trials, identity_hash, one_sqlite_tuner, open_study, study_identity, trials_seconds
 from msc.tune.summary import TuneSummary, write_results
@@ -123,9 +123,22 @@ def summarise_and_register(config: Config, study, identity: dict, cache, splits,
     # version (or none), and both register.
     with step("scoring the best trial on the holdout and registering it"), \
             shared_lock(config.tune.storage, f"register {MODEL_NAME}"):
-        registration, probs = register_if_better(candidate, cache, splits, force, bundle_backbone)
+        registration, probs = register_if_better(candidate, cache, splits, force, bundle_backbone,
+                                                 candidate_refit(config, best))
     summary = TuneSummary(**registration, study_name=study.study_name, study_identity=identity_hash(identity),
                           feature_fingerprint=cache.fingerprint, split_identity=splits.identity, best_trial=best.number,
                           select_metric=metric, best_value=best.value, best_params=best.params)
     write_results(summary, cache, splits.holdout, probs, epoch_curves(best.user_attrs["mlflow_run_id"]))
     return summary
+
+
+def candidate_refit(config: Config, best) -> Refit | None:
+    """How to train the best trial's configuration again for its out-of-fold calibration rows: its
+    sampled values over the config, for its kept epoch (None when its run logged none)."""
+    from mlflow import MlflowClient
+
+    epochs = MlflowClient().get_run(best.user_attrs["mlflow_run_id"]).data.metrics.get("best_epoch")
+    if epochs is None:
+        return None
+    return Refit(with_overrides(config, best.params).train, int(epochs), config.register.calibration_folds,
+                 config.data.split_seed)

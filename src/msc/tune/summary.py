@@ -33,7 +33,7 @@ class TuneSummary(HandOff):
     gate: str  # the registry gate's sentence
     compared_with_version: int | None
     holdout_samples: int
-    holdout: dict  # scores, ci95 intervals, ece, ece_uncalibrated, temperature of the Production version
+    holdout: dict  # scores, ci95 intervals, ece, ece_ci95, ece_uncalibrated, temperature of the Production version
     candidate_holdout_weighted_f1: float
     study_name: str
     study_identity: str
@@ -70,6 +70,8 @@ def holdout_line(holdout: dict) -> str:
         low, high = holdout[f"{key}_ci95"]
         return f"{name} {holdout[key]:.4f} [{low:.4f}, {high:.4f}]"
 
+    # A metrics.json written before issue 25 has no ece_ci95.
+    ece_interval = "" if "ece_ci95" not in holdout else " [{:.4f}, {:.4f}]".format(*holdout["ece_ci95"])
     return (f"{scored('weighted F1', 'weighted_f1')}, {scored('accuracy', 'accuracy')} (95 % bootstrap intervals), "
-            f"ECE {holdout['ece']:.4f} at temperature {holdout['temperature']:.3f} ({holdout['ece_uncalibrated']:.4f} "
-            "without)")
+            f"ECE {holdout['ece']:.4f}{ece_interval} at temperature {holdout['temperature']:.3f} "
+            f"({holdout['ece_uncalibrated']:.4f} without)")

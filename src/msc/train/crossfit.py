@@ -1,0 +1,33 @@
+"""Out-of-fold probabilities: rows that took no part in choosing the model, for calibration.
+
+The registered head's validation rows chose its kept epoch and, among the trials, the head itself,
+so its probabilities there are optimistic, and there are few of them (15 % of the labelled rows):
+a temperature fitted on them follows their noise. Here the chosen configuration is trained again on
+``folds`` stratified folds of train + validation, each for exactly the kept number of epochs (no
+early stopping, no selection on the left-out fold), and every row of the pool is predicted by the one
+model that never saw it. A calibrator fitted on those predictions sees, for every labelled row
+outside the holdout, the probabilities of a model like the registered one on a row it did not train
+on or choose by.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from msc.config import TrainConfig
+from msc.features.cache import FeatureCache
+from msc.train.loop import predict_proba, train_head
+
+
+def out_of_fold_probabilities(cache: FeatureCache, pool: np.ndarray, config: TrainConfig, epochs: int,
+                              folds: int, seed: int) -> np.ndarray:
+    """(len(pool), C) probabilities of ``pool``'s rows, each from the head trained with ``config`` for
+    ``epochs`` epochs on the other ``folds - 1`` folds; the folds are stratified and seeded by ``seed``."""
+    labels = cache.labels[pool]
+    probs = np.zeros((len(pool), len(cache.label_names)), dtype=np.float32)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_idx, left_idx in splitter.split(pool, labels):
+        result = train_head(cache, pool[fit_idx], pool[left_idx], config, stop_at=epochs)
+        probs[left_idx] = predict_proba(result.head, cache, pool[left_idx])
+    return probs
