@@ -142,7 +142,8 @@ def error_section(context: ReportContext, analysed: AnalysedHead, cases: list[di
         f"**Calibration.** A temperature fitted on the validation split (T = {calibration['temperature']:.3f}) "
         f"moves the holdout's expected calibration error (10 equal-width bins of the top probability) from "
         f"{calibration['ece_uncalibrated']:.3f} to {calibration['ece']:.3f}. The registered model carries its own "
-        "temperature, fitted the same way (`results/metrics.json`: `holdout.ece`).",
+        "temperature, fitted on out-of-fold rows of train + validation instead (README, \"Calibrated probabilities\"; "
+        "`results/metrics.json`: `holdout.ece`), since validation rows that chose the kept epoch flatter a head.",
         "",
         "![reliability diagram, before and after the temperature](figures/reliability.png)",
         "",

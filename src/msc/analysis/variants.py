@@ -178,7 +178,8 @@ def summary_row(result: VariantResult, holdout_labels: np.ndarray, names: tuple[
 
 
 def calibration_of(result: VariantResult, val_labels: np.ndarray, holdout_labels: np.ndarray) -> dict:
-    """The first seed's temperature, fitted on validation, and its holdout reliability before and after."""
+    """The first seed's temperature, fitted on validation (the report's quick view; the registered model's is
+    fitted on out-of-fold rows), and its holdout reliability before and after."""
     temperature = fit_temperature(result.val_probs[0], val_labels)
     raw = result.probs[0]
     return {**calibration_errors(raw, holdout_labels, temperature), "before": reliability(raw, holdout_labels),

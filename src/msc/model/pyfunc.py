@@ -4,7 +4,7 @@ Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (the image bytes 
 file path only for a trusted caller, see msc/model/inputs.py). Output: one row per input with
 ``label`` and one probability ``p_<label>`` per label of the model's label set (head.json's
 ``labels``; the course's ``p_positive``, ``p_neutral``, ``p_negative``), calibrated with the temperature that
-the registry fitted on the validation split (msc/train/calibration.py); with the inference param
+the registry fitted on out-of-fold rows (msc/tune/registration.py, msc/train/crossfit.py); with the inference param
 ``explain: true``, also ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py).
 
 The logged model holds the head weights (safetensors, never pickle; with ``train.top_layers`` k > 0
@@ -95,7 +95,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
         self.head = head
         self.head.load_saved_state(load_file(context.artifacts["head_weights"]))
         self.head.eval()
-        # Fitted on the validation split when the version was registered; 1 (none) for a trial's model.
+        # Fitted on out-of-fold rows when the version was registered; 1 (none) for a trial's model.
         self.temperature = spec.temperature
         self.max_text_tokens = spec.max_text_tokens
         # Set by the caller at load time, never by a request: src.predict and in-process code pass

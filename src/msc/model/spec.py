@@ -35,7 +35,7 @@ class HeadSpec(HandOff):
     max_text_tokens: int
     labels: list  # class order of the head's outputs
     train: dict  # the whole train section it was trained with
-    temperature: float = 1.0  # fitted on validation at registration; 1 (none) for a trial's model
+    temperature: float = 1.0  # fitted at registration (msc/tune/registration.py); 1 (none) for a trial's model
     family: str | None = None  # model.family as set: None reads it from the backbone's config.json
 
 

@@ -3,7 +3,7 @@ expected calibration error, with its bootstrap interval).
 
 Temperature scaling divides the head's logits by T > 0 before the softmax. It never changes the
 predicted label (the argmax), so it changes no accuracy or F1, only what the probabilities claim.
-It is fitted on rows that chose nothing (out-of-fold predictions, msc/train/crossfit.py), never on
+It is fitted on rows that chose no epoch (out-of-fold predictions, msc/train/crossfit.py), never on
 the holdout, which reports it. Every function takes (n, C) probabilities, C the number of classes.
 """
 

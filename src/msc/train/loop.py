@@ -206,6 +206,7 @@ def train_head(
     stops training. ``stop_at`` (an epoch): train to it and keep it, whatever ``val_rows`` score, so
     that they choose nothing (msc/train/crossfit.py: out-of-fold rows for calibration).
     """
+    assert stop_at is None or 1 <= stop_at <= config.epochs, f"stop_at {stop_at} is outside 1..{config.epochs}"
     device = cache.device
     with INIT_LOCK:  # the trial's own seed decides its initial weights, whatever other threads draw
         torch.manual_seed(config.seed)

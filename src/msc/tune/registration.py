@@ -52,12 +52,20 @@ class Refit:
 
 def fitted_temperature(head, cache: FeatureCache, splits: Splits, refit: Refit | None) -> float:
     """The candidate's temperature, fitted on the out-of-fold predictions of train + validation that
-    ``refit`` makes; with no ``refit`` (or 0 folds) on the validation split, whose rows also chose the
-    kept epoch and the trial, so that its probabilities there are optimistic (README, issue 25)."""
-    if refit is None or refit.folds == 0:
-        return fit_temperature(predict_proba(head, cache, splits.val), cache.labels[splits.val])
+    ``refit`` makes (with fewer folds than asked when the rarest class has fewer rows); with no
+    ``refit``, 0 folds or a class of one row, on the validation split, whose rows also chose the kept
+    epoch and, with the other rows' help, the trial, so that its probabilities there are optimistic
+    (README, issue 25)."""
     pool = np.concatenate([splits.train, splits.val])
-    probs = out_of_fold_probabilities(cache, pool, refit.config, refit.epochs, refit.folds, refit.seed)
+    counts = np.bincount(cache.labels[pool])
+    rarest = int(counts[counts > 0].min())  # stratified folds need every class in each: at most this many
+    folds = 0 if refit is None else min(refit.folds, rarest)
+    if refit is not None and refit.folds and folds < 2:
+        print(f"warning: a class has {rarest} row(s) in train + validation, too few for register.calibration_folds: "
+              f"{refit.folds}; the temperature is fitted on the validation split instead", file=sys.stderr)
+    if folds < 2:
+        return fit_temperature(predict_proba(head, cache, splits.val), cache.labels[splits.val])
+    probs = out_of_fold_probabilities(cache, pool, refit.config, refit.epochs, folds, refit.seed)
     return fit_temperature(probs, cache.labels[pool])
 
 
@@ -138,24 +146,26 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     client = MlflowClient()
     rows = splits.holdout
     labels = cache.labels[rows]
-    # The candidate's temperature, fitted on out-of-fold rows of train + validation; the holdout only
-    # reports it. A trial's model has none yet, so its head's probabilities are the raw ones.
     candidate_head = load_msc_model(candidate.model_uri).head
-    temperature = fitted_temperature(candidate_head, cache, splits, refit)
-    candidate_probs = with_temperature(predict_proba(candidate_head, cache, rows), temperature)
-    candidate_scores = classification_metrics(labels, candidate_probs.argmax(1), cache.label_names)
+    raw = predict_proba(candidate_head, cache, rows)  # (n, C), uncalibrated: a temperature never moves the argmax
+    candidate_scores = classification_metrics(labels, raw.argmax(1), cache.label_names)
     current = follow_alias(client)
     left = max((v for v in unfinished_versions(client) if v.run_id == candidate.run_id), key=lambda v: int(v.version),
                default=None)
     decision = resume_decision(left) or gate(current, candidate, cache.fingerprint, splits.identity, force)
-    probs, probs_temperature = candidate_probs, temperature
+    production = None  # (probabilities, temperature) of the Production version on the holdout, once loaded
     if decision is None:
-        current_scores, current_probs, current_temperature = production_scores(current, cache, rows)
+        current_scores, *production = production_scores(current, cache, rows)
         decision = compare(current, candidate_scores["weighted_f1"], current_scores["weighted_f1"], len(rows))
-        if not decision.promote:
-            probs, probs_temperature = current_probs, current_temperature
-    registered = current
-    if decision.promote:
+    if not decision.promote:  # what metrics.json reports is what is served: Production, with its own temperature
+        probs, temperature = production or production_scores(current, cache, rows)[1:]
+        registered = current
+    else:
+        # Calibrated only when promoted (five trainings, README); a version that a killed tune registered
+        # for this candidate keeps the temperature it was logged with.
+        temperature = (load_msc_model(f"models:/{MODEL_NAME}/{left.version}").temperature if left is not None
+                       else fitted_temperature(candidate_head, cache, splits, refit))
+        probs = with_temperature(raw, temperature)
         tags = {**candidate.tags, "mlflow_run_id": candidate.run_id, "feature_fingerprint": cache.fingerprint,
                 "split_identity": splits.identity, "temperature": f"{temperature:.6f}",
                 "labels": ",".join(cache.label_names)}  # the class order of its p_<label> outputs
@@ -173,7 +183,7 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
         "gate": decision.reason,
         "compared_with_version": decision.compared_with,
         "holdout_samples": int(len(rows)),
-        "holdout": holdout_summary(labels, probs, probs_temperature, cache.label_names),
+        "holdout": holdout_summary(labels, probs, temperature, cache.label_names),
         "candidate_holdout_weighted_f1": candidate_scores["weighted_f1"],
     }
     return summary, probs

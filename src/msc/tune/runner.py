@@ -138,7 +138,9 @@ def candidate_refit(config: Config, best) -> Refit | None:
     from mlflow import MlflowClient
 
     epochs = MlflowClient().get_run(best.user_attrs["mlflow_run_id"]).data.metrics.get("best_epoch")
-    if epochs is None:
+    if epochs is None:  # a run logged before out-of-fold calibration existed
+        print(f"warning: trial {best.number} logged no best_epoch, so its temperature is fitted on the validation "
+              "split, not on out-of-fold rows", file=sys.stderr)
         return None
     return Refit(with_overrides(config, best.params).train, int(epochs), config.register.calibration_folds,
                  config.data.split_seed)
