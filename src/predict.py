@@ -153,7 +153,8 @@ def scores_of(args: argparse.Namespace, predicted: pd.DataFrame, names: tuple[st
         truth = read_truth(args.true_labels, predicted["id"].tolist())
         return score_against(predicted, truth, names, f"--true-labels '{args.true_labels}'"), str(args.true_labels)
     if given:
-        return score_against(predicted, given, names, f"'{args.input}'"), f"the labelled rows of {args.input}"
+        return score_against(predicted, given, names, f"'{args.input}'"), (
+            f"the labelled rows of {args.input} (any the model trained on included: not a held-out score)")
     return {}, ""
 
 

@@ -85,8 +85,8 @@ def check_unique(columns: list[str], path: Path) -> None:
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """The table's column names and its rows as text cells, or a UserError naming the file (and line)."""
     if path.suffix.lower() not in TABLE_FORMATS:
-        raise UserError(f"data.table '{path}' is a {path.suffix or 'suffix-less'} file; a table of posts is "
-                        f"{', '.join(TABLE_FORMATS)}")
+        raise UserError(f"the table of posts '{path}' is a {path.suffix or 'suffix-less'} file; save it as "
+                        f"{', '.join(TABLE_FORMATS[:-1])} or {TABLE_FORMATS[-1]}")
     if not path.is_file():
         raise UserError(f"no table of posts at '{path}': set data.table (relative to data.root) to your .csv, .jsonl "
                         "or .parquet file, or run `python -m src.sample --format table` for a synthetic one")
