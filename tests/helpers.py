@@ -97,15 +97,12 @@ def write_noisy_sample(out: Path, labelled: int, test: int, seed: int, text_nois
     """The offline sample's generator (msc/data/synthetic.py) with other cue noises and test share:
     ``labelled`` rows in train.txt, ``test`` in test_without_label.txt, the text showing the true label
     with probability 1 - ``text_noise`` and the image with 1 - ``image_noise`` (issue 25's set: 1000, 300,
-    0.25, 0.30). The generator reads its module constants when it runs, so patching them is enough;
-    bayes.json then holds the Bayes rule of these noises."""
-    from unittest import mock
-
+    0.25, 0.30); bayes.json holds the Bayes rule of these noises."""
     from msc.data import synthetic
 
     n = labelled + test
-    with mock.patch.multiple(synthetic, TEXT_NOISE=text_noise, IMAGE_NOISE=image_noise, TEST_FRACTION=test / n):
-        summary = synthetic.write_dataset(out, n, seed)
+    summary = synthetic.write_dataset(out, n, seed, text_noise=text_noise, image_noise=image_noise,
+                                      test_fraction=test / n)
     assert sum(1 for _ in (out / "test_without_label.txt").open()) - 1 == test
     return summary
 

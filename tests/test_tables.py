@@ -94,9 +94,13 @@ def test_no_path_leaves_the_tables_folder_also_from_the_working_directory_or_thr
     ("null", "a name tables read as a missing value"), ("NaN", "a name tables read as a missing value"),
     ("a/b", "not a usable label name")])
 def test_a_label_that_cannot_name_a_class_is_refused_at_its_row(tmp_path, label, message):
+    from msc.config import DataConfig
+
     table = write_table(tmp_path, f"1,hi,,yes\n2,ho,,{label}\n")
     with pytest.raises(UserError, match=f"posts.csv, row 2, column 'label' is '{label}': {message}"):
         table_posts(table, {}, None)
+    with pytest.raises(UserError, match=f"key 'data.labels': label '{label}': {message}"):  # the same name in params
+        DataConfig(labels=["yes", label])
 
 
 def test_repeated_columns_and_cells_that_are_no_single_value_are_refused(tmp_path):

@@ -190,7 +190,7 @@ class Post(NamedTuple):
     image: Image.Image
 
 
-def draw_posts(n: int, seed: int, prior: Mapping[str, float]) -> Iterator[Post]:
+def draw_posts(n: int, seed: int, prior: Mapping[str, float], text_noise: float, image_noise: float) -> Iterator[Post]:
     """The ``n`` posts of the generative story, one at a time (their images are large)."""
     rng = random.Random(seed)
     labels = list(prior)
@@ -198,7 +198,7 @@ def draw_posts(n: int, seed: int, prior: Mapping[str, float]) -> Iterator[Post]:
     colours = cue_colours(labels)
     for index in range(n):
         label = rng.choices(labels, weights=[prior[c] for c in labels])[0]
-        text_cue, image_cue = noisy_cue(label, TEXT_NOISE, rng, labels), noisy_cue(label, IMAGE_NOISE, rng, labels)
+        text_cue, image_cue = noisy_cue(label, text_noise, rng, labels), noisy_cue(label, image_noise, rng, labels)
         text = make_text(words[text_cue], fillers, rng)
         # About a quarter of the real texts are GB18030; mirror that with curly quotes and €.
         decorated = rng.random() < 0.25
@@ -233,9 +233,12 @@ def write_table(out: Path, posts: Iterator[Post], n_labelled: int) -> None:
             writer.writerow((post.guid, post.text, f"images/{post.guid}.jpg", label))
 
 
-def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_LABELS, layout: str = "mvsa") -> dict:
-    """Write ``n`` samples of ``labels`` to ``out`` in ``layout`` (mvsa: the course's; table: ``posts.csv``);
-    returns the Bayes summary, also written to ``bayes.json``."""
+def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_LABELS, layout: str = "mvsa",
+                  text_noise: float = TEXT_NOISE, image_noise: float = IMAGE_NOISE,
+                  test_fraction: float = TEST_FRACTION) -> dict:
+    """Write ``n`` samples of ``labels`` to ``out`` in ``layout`` (mvsa: the course's; table: ``posts.csv``),
+    with the cues' noises and the unlabelled share given (the sample's by default); returns the Bayes
+    summary, also written to ``bayes.json``."""
     if n < 60:
         raise UserError(f"--n {n} is too small for stratified train/validation/holdout splits; use at least 60")
     if layout not in FORMATS:
@@ -244,7 +247,7 @@ def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_L
     cue_words(labels)  # refuses more labels than the words allow, before anything is deleted
     if out.exists():
         shutil.rmtree(out)
-    n_labelled = n - max(1, round(n * TEST_FRACTION))
+    n_labelled = n - max(1, round(n * test_fraction))
     cues = []
 
     def keeping_cues(posts: Iterator[Post]) -> Iterator[Post]:
@@ -253,16 +256,16 @@ def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_L
             yield post
 
     write = write_course_layout if layout == "mvsa" else write_table
-    write(out, keeping_cues(draw_posts(n, seed, prior)), n_labelled)
+    write(out, keeping_cues(draw_posts(n, seed, prior, text_noise, image_noise)), n_labelled)
     with (out / "cues.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([("guid", "label", "text_cue", "image_cue"), *cues])
     summary = {
         "n": n,
         "seed": seed,
         "prior": prior,
-        "text_noise": TEXT_NOISE,
-        "image_noise": IMAGE_NOISE,
-        "bayes_accuracy": bayes_accuracy(prior, TEXT_NOISE, IMAGE_NOISE),  # read now: tests patch the noises
+        "text_noise": text_noise,
+        "image_noise": image_noise,
+        "bayes_accuracy": bayes_accuracy(prior, text_noise, image_noise),
     }
     atomic_write_text(out / "bayes.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from msc.train.metrics import BOOTSTRAP_RESAMPLES, interval95
+
 TEMPERATURE_RANGE = (0.05, 20.0)
 ECE_BINS = 10
-BOOTSTRAP_RESAMPLES = 1000  # as msc/train/metrics.py's intervals
 
 
 def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -71,7 +72,7 @@ def ece_interval(probs: np.ndarray, labels: np.ndarray, resamples: int = BOOTSTR
     n = len(labels)
     values = [expected_calibration_error(probs[rows], labels[rows]) for rows in
               (rng.integers(0, n, n) for _ in range(resamples))]
-    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+    return interval95(np.array(values))
 
 
 def calibration_errors(raw_probs: np.ndarray, labels: np.ndarray, temperature: float) -> dict:

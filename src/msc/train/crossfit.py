@@ -12,6 +12,8 @@ on or choose by.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
@@ -24,10 +26,14 @@ def out_of_fold_probabilities(cache: FeatureCache, pool: np.ndarray, config: Tra
                               folds: int, seed: int) -> np.ndarray:
     """(len(pool), C) probabilities of ``pool``'s rows, each from the head trained with ``config`` for
     ``epochs`` epochs on the other ``folds - 1`` folds; the folds are stratified and seeded by ``seed``."""
-    labels = cache.labels[pool]
     probs = np.zeros((len(pool), len(cache.label_names)), dtype=np.float32)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fit_idx, left_idx in splitter.split(pool, labels):
+    for fit_idx, left_idx in pool_folds(cache, pool, folds, seed):
         result = train_head(cache, pool[fit_idx], pool[left_idx], config, stop_at=epochs)
         probs[left_idx] = predict_proba(result.head, cache, pool[left_idx])
     return probs
+
+
+def pool_folds(cache: FeatureCache, pool: np.ndarray, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(fit, left-out) positions into ``pool`` for each of ``folds`` stratified, ``seed``-shuffled folds:
+    the folds of out-of-fold calibration and of ``tune.folds`` cross-validation."""
+    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(pool, cache.labels[pool])

@@ -7,7 +7,6 @@ import socket
 
 import numpy as np
 import optuna
-from sklearn.model_selection import StratifiedKFold
 
 from msc.config import Config, flatten, with_overrides
 from msc.features.cache import FeatureCache
@@ -15,6 +14,7 @@ from msc.features.splits import Splits
 from msc.track.figures import log_confusion
 from msc.track.logged_model import log_trial_model
 from msc.track.store import git_commit
+from msc.train.crossfit import pool_folds
 from msc.train.loop import train_head
 from msc.train.metrics import scalar_metrics
 from msc.tune.study import suggest
@@ -25,9 +25,8 @@ EPOCH_PREFIX = "epoch_"  # per-epoch curves in a trial run; the plain metric nam
 def cv_score(cache: FeatureCache, splits: Splits, config: Config) -> float:
     """Mean kept-epoch ``train.select_metric`` over ``tune.folds`` stratified folds of train+validation."""
     pool = np.concatenate([splits.train, splits.val])
-    folds = StratifiedKFold(n_splits=config.tune.folds, shuffle=True, random_state=config.data.split_seed)
     scores = []
-    for train_idx, val_idx in folds.split(pool, cache.labels[pool]):
+    for train_idx, val_idx in pool_folds(cache, pool, config.tune.folds, config.data.split_seed):
         result = train_head(cache, pool[train_idx], pool[val_idx], config.train)
         scores.append(result.score(config.train.select_metric))
     return float(np.mean(scores))
