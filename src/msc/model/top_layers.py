@@ -81,13 +81,16 @@ class ClipTops:
             return text.encoder.layers, text.final_layer_norm, model.text_projection, text.config
 
         def forward(self, hidden, mask):
-            from transformers.masking_utils import create_causal_mask
-
             # Causal: a real token never sees the padding after it, so trimming to the batch's
-            # longest text is exact, and cheaper.
+            # longest text is exact, and cheaper, and the padding needs no mask of its own. The
+            # additive mask is built here rather than by transformers.masking_utils, whose
+            # signature changed within 5.x (5.17 takes cache_position and past_key_values, 5.25
+            # a cache), and it works for the eager and SDPA attention CLIP runs with.
             length = max(int(mask.sum(1).max()), 1)
             hidden, mask = hidden[:, :length], mask[:, :length]
-            causal = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask.long(), cache=None)
+            blocked = torch.ones(length, length, dtype=torch.bool, device=hidden.device).triu(1)  # (L', L') future
+            causal = torch.zeros(length, length, dtype=hidden.dtype, device=hidden.device)
+            causal = causal.masked_fill(blocked, torch.finfo(hidden.dtype).min)[None, None]  # (1, 1, L', L')
             for block in self.blocks:
                 hidden = block(hidden, causal, is_causal=True)
             tokens = self.projection(self.norm(hidden))  # (B, L', P)
