@@ -40,18 +40,27 @@ def processed_pixels(width: int, height: int, side: int = 224) -> int:
     return round(side * side * aspect)
 
 
+class PixelValueError(ValueError):
+    """An image whose pixel values have no grey level: NaN or infinite floats."""
+
+
 def to_8_bit(image: Image.Image) -> Image.Image:
     """An 8-bit grayscale ("L") image with the grey levels of a wider one; other modes as they are.
 
     16-bit modes are scaled by their full range (65535 -> 255). Modes "I" (32-bit integers) and "F"
     (floats) say nothing of their range, so the smallest usual one that holds the image's largest
-    value is taken: 1 (floats in [0, 1]), 255, 65535, or 2**32 - 1.
+    value is taken: 1 (floats in [0, 1]), 255, 65535 or 2**32 - 1, and above that the largest value
+    itself. A NaN or infinite pixel has no grey level: ``PixelValueError``, which every reader turns
+    into a sentence naming the image (featurize's screen, predict, and a 400 for a served request).
     """
     if image.mode not in WIDE_MODES:
         return image
-    values = np.asarray(image, dtype=np.float32)  # (H, W)
-    top = WIDE_MODES[image.mode] or next(limit for limit in (1.0, 255.0, 65535.0, 2.0**32 - 1)
-                                         if values.max(initial=0.0) <= limit)
+    values = np.asarray(image, dtype=np.float64)  # (H, W)
+    if not np.isfinite(values).all():
+        raise PixelValueError(f"{int((~np.isfinite(values)).sum())} of its {values.size} pixels are not finite "
+                              "numbers (NaN or infinity); save it with finite values, or as an 8-bit image")
+    peak = values.max(initial=0.0)
+    top = WIDE_MODES[image.mode] or next((limit for limit in (1.0, 255.0, 65535.0, 2.0**32 - 1) if peak <= limit), peak)
     return Image.fromarray(np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8))  # mode L
 
 
@@ -120,11 +129,16 @@ def augment(image: Image.Image, rng: random.Random) -> Image.Image:
 def image_problem(path) -> str | None:
     """Why ``path`` cannot be used as an image, or None when its structure checks out.
 
-    ``verify()`` reads the file without decoding pixels, so checking a whole dataset is cheap.
+    ``verify()`` reads the file without decoding pixels, so checking a whole dataset is cheap; only
+    32-bit integer and float images, whose values may have no grey level, are decoded as well.
     """
     try:
         with Image.open(path) as image:
+            wide = image.mode in ("I", "F")
             image.verify()
+        if wide:  # rare, and only decoding shows a NaN pixel; verify() leaves the image unusable
+            with Image.open(path) as image:
+                to_8_bit(image)
     except (OSError, SyntaxError, ValueError) as error:  # PIL reports bad structure in these
         return str(error) or type(error).__name__
     return None
