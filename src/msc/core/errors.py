@@ -1,9 +1,11 @@
 """Failures reach a user as one sentence on stderr and a non-zero exit, never as a traceback.
 
-A ``UserError`` (something the user can fix) is its own sentence, exit status 2. Any other
-exception is a failure the user did not cause: one sentence names the command and the step it
-was in (``step``), the full traceback goes to a log file under ``logs/`` whose path the sentence
-names, and the exit status is 1. ``MSC_DEBUG=1`` shows the traceback in place instead.
+A ``UserError`` (something the user can fix) is its own sentence, exit status 2, and so is a full
+disk. Any other exception is a failure the user did not cause: one sentence names the command and
+the step it was in (``step``), the full traceback goes to a log file under ``logs/`` whose path the
+sentence names, and the exit status is 1. A library that logs a traceback while the command runs
+(Optuna's failed trial, MLflow's failed write) has it written to the same file instead of the
+console (``TracebacksToLog``). ``MSC_DEBUG=1`` shows every traceback in place instead.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import logging
 import os
 import signal
 import sys
@@ -44,12 +47,67 @@ def step(doing: str) -> Iterator[None]:
         raise
 
 
-def write_crash_log(command: str, details: str) -> Path:
-    """The traceback in ``logs/<command>-<time>-<pid>.log``; returns the path."""
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    path = LOG_DIR / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    path.write_text(f"python -m src.{command} {' '.join(sys.argv[1:])}\n\n{details}")
-    return path
+class CommandLog:
+    """``logs/<command>-<time>-<pid>.log``, created at the first write: tracebacks of one command run."""
+
+    def __init__(self, command: str):
+        self.command = command
+        self.path: Path | None = None
+
+    def write(self, details: str) -> Path:
+        """Append ``details``; returns the path. Raises OSError when it cannot be written (a full disk)."""
+        if self.path is None:
+            LOG_DIR.mkdir(parents=True, exist_ok=True)
+            path = LOG_DIR / f"{self.command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text(f"python -m src.{self.command} {' '.join(sys.argv[1:])}\n\n")
+            self.path = path
+        with self.path.open("a") as log:
+            log.write(details + "\n")
+        return self.path
+
+
+class TracebacksToLog:
+    """While installed, a log record that carries a traceback, from any library, goes whole to the
+    command's log file and not to the console: a full disk made MLflow and Optuna print 15 tracebacks
+    before the command's own sentence (issue 33). A record factory sees every logger's records, and a
+    filter on the console handlers (the ones the libraries set up when imported, found when the first
+    such record comes) drops them there."""
+
+    def __init__(self, log: CommandLog):
+        self.log = log
+        self.previous = logging.getLogRecordFactory()
+
+    def __enter__(self) -> "TracebacksToLog":
+        logging.setLogRecordFactory(self.make_record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.setLogRecordFactory(self.previous)
+
+    def make_record(self, *args, **kwargs) -> logging.LogRecord:
+        record = self.previous(*args, **kwargs)
+        if record.exc_info and record.exc_info[0] is not None:
+            try:
+                self.log.write(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s").format(record))
+            except OSError:  # the disk is full: the traceback is lost, the command's sentence says why
+                pass
+            record.msc_traceback_logged = True
+            self.filter_console_handlers()
+        return record
+
+    @staticmethod
+    def filter_console_handlers() -> None:
+        loggers = [logging.getLogger()] + [item for item in logging.Logger.manager.loggerDict.values()
+                                           if isinstance(item, logging.Logger)]
+        for handler in {handler for logger in loggers for handler in logger.handlers}:
+            console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            if console and not any(isinstance(f, DropLoggedTracebacks) for f in handler.filters):
+                handler.addFilter(DropLoggedTracebacks())
+
+
+class DropLoggedTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "msc_traceback_logged", False)
 
 
 def interrupt_on_sigterm() -> None:
@@ -82,8 +140,12 @@ def cli(main: Callable[..., int | None]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
+        log = CommandLog(command)
         try:
-            return main(argv) or 0
+            if os.environ.get("MSC_DEBUG") == "1":
+                return main(argv) or 0
+            with TracebacksToLog(log):
+                return main(argv) or 0
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USER_ERROR
@@ -98,9 +160,9 @@ def cli(main: Callable[..., int | None]) -> Callable[..., int]:
                 print(f"error: `python -m src.{command}` stopped while {doing}: no space left on the device ({full}). "
                       "Free some space and run the same command again: a study resumes where it stopped, and a "
                       "cache or output is never left half-written.", file=sys.stderr)
-                return EXIT_FAILURE
+                return EXIT_USER_ERROR  # the user frees the space; nothing in msc failed
             try:
-                where = f"the full traceback is in {write_crash_log(command, traceback.format_exc())}"
+                where = f"the full traceback is in {log.write(traceback.format_exc())}"
             except OSError as log_error:
                 where = f"no log could be written ({log_error})"
             reason = (str(error).splitlines() or [""])[0][:300]
