@@ -5,7 +5,12 @@ file path only for a trusted caller, see msc/model/inputs.py). Output: one row p
 ``label`` and one probability ``p_<label>`` per label of the model's label set (head.json's
 ``labels``; the course's ``p_positive``, ``p_neutral``, ``p_negative``), calibrated with the temperature that
 the registry fitted on out-of-fold rows (msc/tune/registration.py, msc/train/crossfit.py); with the inference param
-``explain: true``, also ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py).
+``explain: true``, also ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py). Last, always,
+``used`` (``text+image``, ``text``, ``image`` or ``none``: the modalities the prediction read) and
+``input_note`` (empty, or why a text or image the caller sent was not used), msc/model/usage.py: a
+trusted caller's unusable image is in that call's output, not only in a log. A trusted batch in which
+more than ``model_config["max_unusable_image_share"]`` (default 0.5) of the images sent could not be
+used raises an MlflowException (a bad request) naming the first rows and why.
 
 The logged model holds the head weights (safetensors, never pickle; with ``train.top_layers`` k > 0
 also its top blocks, or their LoRA adapters), ``head.json`` (msc/model/spec.py)
@@ -32,9 +37,25 @@ from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
 from msc.model.heads import build_head
-from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
+from msc.model.inputs import (
+    LOGGER,
+    check_columns,
+    check_request,
+    hide_parser_tracebacks,
+    read_trusted,
+    read_untrusted,
+)
 from msc.model.spec import backbone_reference, read_head_spec
 from msc.model.top_layers import TopLayersModel
+from msc.model.usage import (
+    MAX_UNUSABLE_IMAGE_SHARE,
+    NOTE,
+    USED,
+    images_sent,
+    unusable_images,
+    unusable_images_sentence,
+    used_modalities,
+)
 
 PREDICT_BATCH = 64
 
@@ -100,7 +121,11 @@ class MscModel(mlflow.pyfunc.PythonModel):
         self.max_text_tokens = spec.max_text_tokens
         # Set by the caller at load time, never by a request: src.predict and in-process code pass
         # model_config={"trusted_input": True}; `mlflow models serve` keeps the logged False.
-        self.trusted_input = bool((context.model_config or {}).get("trusted_input", False))
+        config = context.model_config or {}
+        self.trusted_input = bool(config.get("trusted_input", False))
+        # A trusted batch stops when more than this share of its images could not be used (src.predict
+        # passes 1 and checks predict.max_unusable_image_share itself, after printing the counts).
+        self.max_unusable_image_share = float(config.get("max_unusable_image_share", MAX_UNUSABLE_IMAGE_SHARE))
         if not self.trusted_input:
             hide_parser_tracebacks()
 
@@ -126,10 +151,12 @@ class MscModel(mlflow.pyfunc.PythonModel):
     def predict_frame(self, model_input: pd.DataFrame, read, explain_margin: float | None = None) -> pd.DataFrame:
         """Labels and calibrated probabilities of the rows, read with ``read`` (the trusted or untrusted
         rules); with ``explain_margin`` (nats), also each row's modality attribution and driver."""
-        probabilities, attributions = [], []
+        probabilities, attributions, used, notes = [], [], [], []
         for start in range(0, len(model_input), PREDICT_BATCH):
             chunk = model_input.iloc[start : start + PREDICT_BATCH]
-            texts, images = read(chunk, self.backbone.preprocess_image)
+            texts, images, chunk_notes = read(chunk, self.backbone.preprocess_image)
+            used += used_modalities(texts, images)
+            notes += chunk_notes
             batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens, self.head.hidden_layers)
             if explain_margin is None:
                 with torch.inference_mode():
@@ -145,6 +172,12 @@ class MscModel(mlflow.pyfunc.PythonModel):
             attributed = np.concatenate(attributions) if attributions else np.zeros((0, 2))
             out["attr_text"], out["attr_image"] = attributed[:, 0], attributed[:, 1]
             out["driver"] = drivers(attributed[:, 0], attributed[:, 1], explain_margin)
+        out[USED], out[NOTE] = used, notes
+        unusable = unusable_images(out.index, notes)
+        sentence = unusable_images_sentence(unusable, images_sent(used, unusable), self.max_unusable_image_share,
+                                            'model_config["max_unusable_image_share"]')
+        if sentence:
+            raise MlflowException(sentence, error_code=INVALID_PARAMETER_VALUE)
         return out
 
 
