@@ -37,14 +37,7 @@ from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
 from msc.model.heads import build_head
-from msc.model.inputs import (
-    LOGGER,
-    check_columns,
-    check_request,
-    hide_parser_tracebacks,
-    read_trusted,
-    read_untrusted,
-)
+from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
 from msc.model.spec import backbone_reference, read_head_spec
 from msc.model.top_layers import TopLayersModel
 from msc.model.usage import (
@@ -150,7 +143,9 @@ class MscModel(mlflow.pyfunc.PythonModel):
 
     def predict_frame(self, model_input: pd.DataFrame, read, explain_margin: float | None = None) -> pd.DataFrame:
         """Labels and calibrated probabilities of the rows, read with ``read`` (the trusted or untrusted
-        rules); with ``explain_margin`` (nats), also each row's modality attribution and driver."""
+        rules); with ``explain_margin`` (nats), also each row's modality attribution and driver; then what
+        each row used and why something was dropped. A bad request when more than
+        ``max_unusable_image_share`` of the images sent could not be used."""
         probabilities, attributions, used, notes = [], [], [], []
         for start in range(0, len(model_input), PREDICT_BATCH):
             chunk = model_input.iloc[start : start + PREDICT_BATCH]

@@ -21,7 +21,8 @@ USED = "used"
 NOTE = "input_note"
 USAGE_COLUMNS = (USED, NOTE)
 # A batch in which more than this share of the images sent could not be used stops (params.yaml's
-# predict.max_unusable_image_share; the pyfunc's model_config key of the same name).
+# predict.max_unusable_image_share; the pyfunc's model_config key of the same name, checked per call:
+# per Arrow batch under spark_udf).
 MAX_UNUSABLE_IMAGE_SHARE = 0.5
 SHOWN_ROWS = 3  # rows a sentence names
 IMAGE_UNUSABLE = "image unusable: "  # how the note of a row whose image was sent but not used begins
