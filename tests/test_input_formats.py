@@ -129,8 +129,12 @@ def posts_table(folder: Path, sample_root: Path, bad: int) -> Path:
     return table
 
 
-def test_src_predict_prints_the_counts_and_stops_when_most_images_are_unusable(model_folder, sample_root, project,
-                                                                                 capsys):
+def test_src_predict_prints_the_counts_and_stops_when_most_images_are_unusable(model_folder, sample_root, tmp_path,
+                                                                                 monkeypatch, capsys):
+    project = tmp_path
+    monkeypatch.chdir(project)
+    # The predict run is recorded in the store the model was logged to (a new sqlite store costs seconds).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{model_folder.parent / 'mlflow.db'}")
     params = project / "params.yaml"
     params.write_text("predict:\n  max_unusable_image_share: 0.5\n")
     table = posts_table(project, sample_root, bad=1)
@@ -147,3 +151,21 @@ def test_src_predict_prints_the_counts_and_stops_when_most_images_are_unusable(m
     assert "error: 3 of the 4 images sent could not be used (75%" in err and "row p1: image unusable" in err
     assert "predict.max_unusable_image_share in params.yaml" in err and "Traceback" not in err
     assert pd.read_csv(project / "out.csv", keep_default_na=False).loc[1, "used"] == "text+image", "not overwritten"
+
+
+def test_the_threshold_is_a_share_and_an_older_model_is_reported_as_not_counted(config):
+    from msc.config import with_overrides
+    from msc.core.errors import UserError
+    from msc.track.inference import image_usage
+
+    with pytest.raises(UserError, match="key 'predict.max_unusable_image_share' is 1.5; it must be a share from 0 to 1"):
+        with_overrides(config, {"predict.max_unusable_image_share": 1.5})
+    older = pd.DataFrame({"id": ["a"], "label": ["positive"], "p_positive": [1.0]})  # logged before issue 30
+    assert image_usage(older, 0.5) == ({}, "this model was logged before it reported the inputs each prediction used; "
+                                           "not counted", None)
+    half = pd.DataFrame({"id": ["a", "b"], "used": ["text+image", "text"], "input_note": ["", "image unusable: x"]})
+    counts, report, refusal = image_usage(half, 0.5)
+    assert counts["images_sent"] == 2 and counts["images_unusable"] == 1 and refusal is None  # half is not most
+    assert report == ("inputs used: 1 posts text+image, 1 text only, 0 image only, 0 neither; 1 of the 2 images the "
+                      "posts name could not be used (row b: image unusable: x)")
+    assert image_usage(half, 0.4)[2].startswith("1 of the 2 images sent could not be used (50%, more than the 40%")
