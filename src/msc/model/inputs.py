@@ -209,7 +209,7 @@ def read_trusted_image(value) -> Image.Image:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str):
-        raise ValueError(f"image is a {type(value).__name__}; send a file path, image bytes or base64")
+        raise ValueError(f"image is of type {type(value).__name__}; send a file path, image bytes or base64")
     if is_file(value):
         try:
             raw = Path(value).read_bytes()

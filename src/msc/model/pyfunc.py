@@ -90,6 +90,8 @@ def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[np.n
 class MscModel(mlflow.pyfunc.PythonModel):
     """The pyfunc. msc/model/pyfunc_entry.py hands an instance to MLflow (model from code)."""
 
+    max_unusable_image_share = MAX_UNUSABLE_IMAGE_SHARE  # load_context reads the model_config's; also set by hand
+
     def load_context(self, context) -> None:
         spec = read_head_spec(context.artifacts["head_config"])
         backbone_ref = context.artifacts.get("backbone") or backbone_reference(spec)
@@ -118,7 +120,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
         self.trusted_input = bool(config.get("trusted_input", False))
         # A trusted batch stops when more than this share of its images could not be used (src.predict
         # passes 1 and checks predict.max_unusable_image_share itself, after printing the counts).
-        self.max_unusable_image_share = float(config.get("max_unusable_image_share", MAX_UNUSABLE_IMAGE_SHARE))
+        self.max_unusable_image_share = float(config.get("max_unusable_image_share", self.max_unusable_image_share))
         if not self.trusted_input:
             hide_parser_tracebacks()
 
