@@ -3,8 +3,11 @@
 Without ``--input``: the dataset's unlabelled posts (test_without_label.txt, or a table's rows without
 a label), written as ``guid,tag`` with every ``null`` replaced, in file order. With ``--input TABLE``:
 every row of a table of posts, written as ``id,label,p_<label>...`` (and the explanation columns with
-``--explain``) in table order. Outputs are written atomically; the predicted class distribution is
-printed and logged to MLflow.
+``--explain``, then ``used`` and ``input_note``: msc/model/usage.py) in table order. Outputs are written
+atomically; the predicted class distribution and what the predictions used (text+image, text only,
+image only; the images that could not be used, first rows and why) are printed and logged to MLflow.
+A batch in which more than predict.max_unusable_image_share of the images could not be used stops
+(exit 2) before anything is written.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from msc.core.files import atomic_write_text
 from msc.core.labels import probability_columns
 from msc.model.explain import EXPLANATION_COLUMNS
 from msc.track.inference import (
+    image_usage,
     load_model,
     model_labels,
     predict_table,
@@ -84,25 +88,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.DataFrame, Path, dict[str, str]]:
-    """The predictions (id, label, p_<label>..., explanations), where they were written, and the labels
-    the input already had (id -> label: an --input table's labelled rows)."""
+def checked_usage(predicted: pd.DataFrame, config: Config) -> dict[str, int]:
+    """Prints what the predictions used (text+image, text only, ...; the images that could not be used)
+    and returns the counts; refuses the batch, before anything is written, when more than
+    predict.max_unusable_image_share of its images could not be used."""
+    counts, report, refusal = image_usage(predicted, config.predict.max_unusable_image_share)
+    print(report)
+    if refusal:
+        raise UserError(refusal)
+    return counts
+
+
+def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.DataFrame, Path, dict[str, str], dict]:
+    """The predictions (id, label, p_<label>..., explanations, used, input_note), where they were
+    written, the labels the input already had (id -> label: an --input table's labelled rows) and the
+    counts of what the predictions used."""
     margin = config.predict.driver_margin if args.explain else None
     if args.input is not None:
         with step(f"labelling the posts of {args.input}"):
             predicted, truth = predict_table(model, args.input, config.data.columns, config.data.text_encoding, margin)
+        usage = checked_usage(predicted, config)
         out = args.out or DEFAULT_TABLE_OUT
         atomic_write_text(out, predicted.to_csv(index=False, float_format="%.6f"))
-        return predicted, out, truth
+        return predicted, out, truth, usage
     source = config.data.source if args.data_root is None else replace(config.data.source, root=Path(args.data_root))
     with step("labelling the test set"):
         labels = predict_test_set(model, source, config.data.text_encoding, margin)
+    usage = checked_usage(labels.rename(columns={"guid": "id"}), config)
     out = args.out or DEFAULT_OUT
     write_labels(labels, out)  # the course's guid,tag format, with or without --explain
     if args.explain:
         explanations = labels[["guid", "tag", *probability_columns(model_labels(model)), *EXPLANATION_COLUMNS]]
         atomic_write_text(out.with_name(EXPLANATIONS), explanations.to_csv(index=False, float_format="%.6f"))
-    return labels.rename(columns={"guid": "id", "tag": "label"}), out, {}
+    return labels.rename(columns={"guid": "id", "tag": "label"}), out, {}, usage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("msc")
     logger.addHandler(handler)
     try:
-        predicted, out, given = label_posts(args, config, model)
+        predicted, out, given, usage = label_posts(args, config, model)
     finally:
         logger.removeHandler(handler)
     names = model_labels(model)
@@ -131,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     Console().print(table)
     scores, truth_name = scores_of(args, predicted, names, given)
     with mlflow.start_run(experiment_id=experiment_id, run_name="predict", tags={"model_uri": args.model_uri}):
-        mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()},
+        mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()}, **usage,
                             **{key: value for key, value in scores.items() if not isinstance(value, list)}})
         mlflow.log_artifact(str(out))
     explained = args.explain and args.input is None

@@ -26,7 +26,8 @@ def test_a_header_only_test_file_gives_a_header_only_output(sample_root, tmp_pat
     shutil.copytree(sample_root, data)
     (data / "test_without_label.txt").write_text(header, encoding="utf-8")
     labels = predict_test_set(NeverCalled(), DataSource(data))
-    assert len(labels) == 0 and list(labels.columns) == ["guid", "tag", "p_positive", "p_neutral", "p_negative"]
+    assert len(labels) == 0 and list(labels.columns) == ["guid", "tag", "p_positive", "p_neutral", "p_negative", "used",
+                                                     "input_note"]
     out = tmp_path / "test_with_label.txt"
     write_labels(labels, out)
     assert out.read_text() == "guid,tag\n"

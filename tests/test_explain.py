@@ -83,11 +83,11 @@ def test_the_pyfunc_explains_only_when_asked(config, cache, splits, project, sam
     images = sorted((sample_root / "data").glob("*.jpg"))[:3]
     frame = pd.DataFrame({"text": ["so happy love", "sad awful", None], "image": [str(p) for p in images]})
     plain = model.predict(frame)
-    assert list(plain.columns) == ["label", "p_positive", "p_neutral", "p_negative"]
+    assert list(plain.columns) == ["label", "p_positive", "p_neutral", "p_negative", "used", "input_note"]
     pd.testing.assert_frame_equal(model.predict(frame, params={"explain": False}), plain)
     explained = model.predict(frame, params={"explain": True, "driver_margin": 0.0})
     pd.testing.assert_frame_equal(explained[plain.columns], plain, atol=1e-6)
-    assert list(explained.columns[4:]) == ["attr_text", "attr_image", "driver"]
+    assert list(explained.columns[4:]) == ["attr_text", "attr_image", "driver", "used", "input_note"]
     assert explained.loc[2, "attr_text"] == 0.0  # no text: it cannot have moved the prediction
     with pytest.raises(MlflowException, match="explain"):
         model.predict(frame, params={"explain": "perhaps"})

@@ -70,7 +70,10 @@ def test_every_test_sample_gets_a_label_even_without_a_file(project, config, sam
     lines = (project / "results" / "test_with_label.txt").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == test_guids
     assert all(line.split(",")[1] in {"positive", "neutral", "negative"} for line in lines[1:])
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    # The missing and the undecodable image are counted, named and said why (issue 30).
+    assert f"2 text only, 1 image only, 0 neither; 2 of the {len(test_guids)} images the posts name could not be used" in out
+    assert f"(row {test_guids[0]}: image unusable: " in out and f"; row {test_guids[1]}: image unusable: the file" in out
     assert f"post {test_guids[0]} has no {test_guids[0]}.jpg" in err
     assert f"row {test_guids[1]}: image unusable" in err
     assert f"post {test_guids[2]} has no {test_guids[2]}.txt" in err

@@ -135,7 +135,8 @@ def test_hostile_requests_get_4xx_and_the_server_stays_up_and_bounded(server, sa
     status, text = post(port, good)
     assert status == 200, text
     predictions = pd.DataFrame(json.loads(text)["predictions"])
-    assert list(predictions.columns) == ["label", "p_positive", "p_neutral", "p_negative"]
+    assert list(predictions.columns) == ["label", "p_positive", "p_neutral", "p_negative", "used", "input_note"]
+    assert predictions["used"].tolist() == ["text+image"] * 2 and predictions["input_note"].tolist() == ["", ""]
     assert len(predictions) == 2 and set(predictions["label"]) <= {"positive", "neutral", "negative"}
     np.testing.assert_allclose(predictions[["p_positive", "p_neutral", "p_negative"]].sum(1), 1.0, atol=1e-5)
     # Without the switch, or with it off, the answer is today's, byte for byte; with it, the attributions.
@@ -145,5 +146,12 @@ def test_hostile_requests_get_4xx_and_the_server_stays_up_and_bounded(server, sa
     assert status == 200, text
     explained = pd.DataFrame(json.loads(text)["predictions"])
     assert list(explained.columns) == ["label", "p_positive", "p_neutral", "p_negative", "attr_text", "attr_image",
-                                       "driver"]
+                                       "driver", "used", "input_note"]
     assert set(explained["driver"]) <= {"text", "image", "both"}
+    # MIME base64 (a CRLF every 76 characters, as Spark's base64() writes it) and a data URL of it: the same image.
+    mime = "\r\n".join(image[start : start + 76] for start in range(0, len(image), 76))
+    status, text = post(port, split_body([["so happy", image], ["so happy", mime],
+                                          ["so happy", "data:image/jpeg;base64,\n" + mime]]))
+    assert status == 200, text
+    same = pd.DataFrame(json.loads(text)["predictions"])[["p_positive", "p_neutral", "p_negative"]].to_numpy()
+    np.testing.assert_allclose(same[1:], same[[0, 0]], atol=1e-6)

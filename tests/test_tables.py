@@ -280,7 +280,7 @@ def check_table_project(project: Path, labels: tuple[str, ...]) -> str:
     columns = [f"p_{label}" for label in labels]
     predictions = pd.read_csv(project / "predictions.csv", dtype={"id": str})
     posts = pd.read_csv(project / "data" / "posts.csv", dtype={"id": str})
-    assert list(predictions.columns) == ["id", "label", *columns, "attr_text", "attr_image", "driver"]
+    assert list(predictions.columns) == ["id", "label", *columns, "attr_text", "attr_image", "driver", "used", "input_note"]
     assert predictions["id"].tolist() == posts["id"].tolist()  # every row, in input order
     assert set(predictions["label"]) <= set(labels)
     assert predictions[columns].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-4)
@@ -290,7 +290,7 @@ def check_table_project(project: Path, labels: tuple[str, ...]) -> str:
     assert {f"f1_{label}" for label in labels} <= set(metrics)
     version = MlflowClient().get_model_version_by_alias("msc", "production")
     assert version.tags["labels"] == ",".join(labels)
-    assert served_columns(project, "models:/msc/Production") == ["label", *columns]
+    assert served_columns(project, "models:/msc/Production") == ["label", *columns, "used", "input_note"]
     return f"models:/msc/{version.version}"
 
 

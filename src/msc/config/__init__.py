@@ -29,6 +29,7 @@ from msc.data.split import SplitRule
 from msc.data.table import TABLE_COLUMNS, TABLE_FORMATS
 from msc.model.explain import DRIVER_MARGIN
 from msc.model.heads import ATTENTION_HEADS, HEADS
+from msc.model.usage import MAX_UNUSABLE_IMAGE_SHARE
 
 PARAMS_FILE = "params.yaml"
 
@@ -217,9 +218,14 @@ class PredictConfig:
     # `src.predict --explain`: a row's driver is the modality whose Shapley share of the predicted
     # log-probability exceeds the other's by more than this many nats, else "both" (msc/model/explain.py)
     driver_margin: float = DRIVER_MARGIN
+    # `src.predict` stops (exit 2) when more than this share of the images the posts name could not be
+    # used, rather than predict most posts from their text alone (msc/model/usage.py); 1 = never stop
+    max_unusable_image_share: float = MAX_UNUSABLE_IMAGE_SHARE
 
     def __post_init__(self) -> None:
         require(self.driver_margin >= 0, "predict.driver_margin", self.driver_margin, "must be 0 or more (nats)")
+        require(0 <= self.max_unusable_image_share <= 1, "predict.max_unusable_image_share",
+                self.max_unusable_image_share, "must be a share from 0 to 1")
 
 
 @dataclass(frozen=True)

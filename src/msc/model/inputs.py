@@ -1,16 +1,19 @@
 """What the model accepts, row by row: strict rules for untrusted requests, and the trusted path.
 
 Untrusted (the default, and what ``mlflow models serve`` runs): every row needs a string ``text`` (null
-is read as an empty text) and an ``image`` that is the image bytes base64-encoded, optionally as a
+is read as an empty text) and an ``image`` that is the image bytes base64-encoded, with or without
+line breaks (RFC 2045 MIME base64, as Spark's ``base64()`` writes it) and optionally as a
 ``data:image/...;base64,`` URL. Nothing a request sends is read as a file name, so no client can make the server open or
 probe its own files. Each request is capped (``MAX_*`` below), and a decompression bomb is refused
 from its header, before any pixel is decoded. A violation raises an MlflowException with a
 bad-request code, which the scoring server answers with HTTP 400 and the sentence naming the row.
 
 Trusted: a caller that loads the model with ``model_config={"trusted_input": True}`` (``src.predict``,
-the tests, in-process code) may also pass image file paths, and a null or unreadable text or image
-is a missing modality, predicted from the other one and logged. The switch is read at load time;
-a request cannot set it.
+the tests, in-process code, ``mlflow.pyfunc.spark_udf``) may also pass image file paths and raw image
+bytes (``bytes``, ``bytearray``, ``memoryview``: a pandas column of bytes, a Spark binary column), and
+texts as bytes (decoded like a text file). A null or unreadable text or image is a missing modality,
+predicted from the other one, logged, and named in the output's ``used`` and ``input_note`` columns
+(msc/model/usage.py). The switch is read at load time; a request cannot set it.
 
 Images are preprocessed to CLIP's pixel array as soon as they are decoded, so one decoded image
 at a time is held in memory, whatever the number of rows.
@@ -23,9 +26,10 @@ import binascii
 import io
 import logging
 import math
+import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,11 +38,16 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
 from msc.data.images import open_image, processed_pixels
+from msc.data.text import decode_text
+from msc.model.usage import IMAGE_UNUSABLE
 
 LOGGER = logging.getLogger("msc.serving")
 MAX_ROWS = 256  # rows in one request
 MAX_TEXT_CHARS = 10_000  # a post is at most a few hundred characters; CLIP reads 77 tokens of it
-MAX_IMAGE_BASE64_CHARS = 20 * 2**20  # per image: about 15 MB of image bytes
+MAX_IMAGE_BYTES = 15 * 2**20  # per image, once base64-decoded
+# Per image, the base64 string, checked before decoding: the limit's base64 (4 characters per 3 bytes),
+# a CRLF every 76 characters (MIME) and room for a data-URL prefix.
+MAX_IMAGE_BASE64_CHARS = (MAX_IMAGE_BYTES + 2) // 3 * 4 * 78 // 76 + 1024
 MAX_IMAGE_PIXELS = 40_000_000  # per image, read from the header before decoding (a 7000x5000 photo passes)
 # Per request: the pixels decoded plus the pixels after resizing (msc/data/images.py processed_pixels),
 # summed over the rows and checked from the image headers before any image is decoded. A request the
@@ -46,9 +55,20 @@ MAX_IMAGE_PIXELS = 40_000_000  # per image, read from the header before decoding
 # scoring server answers 504 after its timeout but cannot stop the computation). 256 photos of 1.5
 # megapixels pass, as do 9 images at the per-image limit.
 MAX_REQUEST_PIXELS = 400_000_000
-DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+# "data:image/jpeg;base64,", also with parameters ("data:image/png;name=x.png;base64,") or no type.
+DATA_URL = re.compile(r"^\s*data:(?:[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[^;,]*)*;base64,", re.IGNORECASE)
+WHITESPACE = re.compile(r"\s+")
 
 Preprocess = Callable[[Image.Image], np.ndarray]  # PIL image -> (3, H, W) float32
+
+
+class Read(NamedTuple):
+    """A chunk as the model reads it: per row, its text and preprocessed image, (3, H, W), None where
+    missing or unusable, and a note saying why something the caller sent was dropped ("" if nothing)."""
+
+    texts: list[str | None]
+    images: list[np.ndarray | None]
+    notes: list[str]
 
 
 def bad_request(row, problem: str) -> MlflowException:
@@ -83,13 +103,25 @@ def decode_image_bytes(raw: bytes, row) -> Image.Image:
         raise bad_request(row, "image cannot be decoded: the file is truncated or corrupt") from None
 
 
+def decode_base64(value: str) -> bytes:
+    """The bytes of a base64 string, with or without a data-URL prefix and whitespace (the line breaks
+    of MIME base64); raises ValueError when it is not base64."""
+    try:
+        return base64.b64decode(WHITESPACE.sub("", DATA_URL.sub("", value, count=1)), validate=True)
+    except binascii.Error as error:
+        raise ValueError(str(error)) from None
+
+
 def base64_bytes(value: str, row) -> bytes:
     if len(value) > MAX_IMAGE_BASE64_CHARS:
         raise bad_request(row, f"image is {len(value):,} base64 characters, more than {MAX_IMAGE_BASE64_CHARS:,}")
     try:
-        return base64.b64decode(DATA_URL.sub("", value, count=1), validate=True)
-    except (binascii.Error, ValueError):
+        raw = decode_base64(value)
+    except ValueError:
         raise bad_request(row, "image is not valid base64; send the image file's bytes base64-encoded") from None
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise bad_request(row, f"image is {len(raw):,} bytes once base64-decoded, more than {MAX_IMAGE_BYTES:,}")
+    return raw
 
 
 def decode_base64_image(value: str, row) -> Image.Image:
@@ -134,14 +166,16 @@ def check_request(frame: pd.DataFrame) -> None:
     check_pixel_budget(frame)
 
 
-def read_untrusted(chunk: pd.DataFrame, preprocess: Preprocess) -> tuple[list[str], list[np.ndarray]]:
-    """Texts and preprocessed images of a chunk of a checked request (``check_request``).
+def read_untrusted(chunk: pd.DataFrame, preprocess: Preprocess) -> Read:
+    """Texts, preprocessed images and (empty) notes of a chunk of a checked request (``check_request``):
+    a row that cannot be read in full was refused.
 
     A null text is an empty one, a post without text: CSV has no other way to send an empty text
     (pandas reads an empty field as null), and JSON's null and "" then mean the same.
     """
     texts = ["" if is_null(text) else text for text in chunk["text"]]
-    return texts, [preprocess(decode_base64_image(image, row)) for row, image in zip(chunk.index, chunk["image"])]
+    images = [preprocess(decode_base64_image(image, row)) for row, image in zip(chunk.index, chunk["image"])]
+    return Read(texts, images, [""] * len(texts))
 
 
 def hide_parser_tracebacks() -> None:
@@ -167,34 +201,69 @@ def hide_parser_tracebacks() -> None:
 
 
 def read_trusted_image(value) -> Image.Image:
-    """A path to an image file, or base64-encoded image bytes (a trusted caller's input)."""
-    if isinstance(value, str) and len(value) < 4096:
+    """A trusted caller's image: raw bytes (``bytes``, numpy's bytes, ``bytearray``, ``memoryview``), a
+    path to an image file, or base64 (MIME line breaks and a data-URL prefix allowed); ValueError
+    with the reason when it is none of these or not an image."""
+    if isinstance(value, (bytes, bytearray, memoryview)):  # np.bytes_ is a bytes
+        return image_from_bytes(bytes(value), "the raw image")
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise ValueError(f"image is of type {type(value).__name__}; send a file path, image bytes or base64")
+    if is_file(value):
         try:
-            if Path(value).is_file():
-                return open_image(value)
-        except (OSError, ValueError):  # a base64 string is no valid file name
-            pass
+            raw = Path(value).read_bytes()
+        except OSError as error:
+            raise ValueError(f"the file {value!r} cannot be read ({error.strerror})") from None
+        return image_from_bytes(raw, f"the file {value!r}")
     try:
-        raw = base64.b64decode(DATA_URL.sub("", str(value), count=1), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{str(value)[:60]!r} is neither an existing file nor base64-encoded image bytes") from None
-    return open_image(raw)
+        raw = decode_base64(value)
+    except ValueError:
+        raise ValueError(f"{value[:60]!r} is neither an existing file nor base64-encoded image bytes") from None
+    return image_from_bytes(raw, "the base64-decoded image")
 
 
-def read_trusted(frame: pd.DataFrame, preprocess: Preprocess) -> tuple[list[str | None], list[np.ndarray | None]]:
-    """Texts and preprocessed images; a null or unreadable field becomes None (a missing modality),
-    logged with its row, so the sample is predicted from its other modality."""
-    texts = [None if is_null(text) else str(text) for text in frame["text"]]
+def is_file(value: str) -> bool:
+    try:
+        return len(value) < 4096 and Path(value).is_file()
+    except (OSError, ValueError):  # a base64 string is no valid file name
+        return False
+
+
+def image_from_bytes(raw: bytes, what: str) -> Image.Image:
+    try:
+        return open_image(raw)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # PIL: OSError when corrupt
+        kind = "not an image file" if isinstance(error, UnidentifiedImageError) else f"a truncated or corrupt image ({error})"
+        raise ValueError(f"{what} ({len(raw):,} bytes) is {kind}") from None
+
+
+def read_trusted_text(value) -> str | None:
+    """A trusted caller's text: a string, bytes decoded as a text file is (msc/data/text.py), else None."""
+    if is_null(value):
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return decode_text(bytes(value))[0]
+    return str(value)
+
+
+def read_trusted(frame: pd.DataFrame, preprocess: Preprocess) -> Read:
+    """Texts, preprocessed images and notes; a null or unreadable field becomes None (a missing
+    modality), logged with its row and noted, so the sample is predicted from its other modality."""
+    texts = [read_trusted_text(text) for text in frame["text"]]
     pixels: list[np.ndarray | None] = []
+    notes: list[str] = []
     for row, value in zip(frame.index, frame["image"]):
         try:
             pixels.append(None if is_null(value) else preprocess(read_trusted_image(value)))
-        except (OSError, ValueError, SyntaxError) as error:  # PIL raises OSError for corrupt files
+            notes.append("")
+        except (OSError, ValueError, SyntaxError) as error:
             LOGGER.warning("row %s: image unusable (%s); predicting from its text alone", row, error)
             pixels.append(None)
+            notes.append(f"{IMAGE_UNUSABLE}{error}")
     for row, text, image in zip(frame.index, texts, pixels):
         if text is None and image is None:
             LOGGER.warning("row %s: neither text nor image; predicting from the class prior the head learned", row)
         elif text is None:
             LOGGER.warning("row %s: no text; predicting from its image alone", row)
-    return texts, pixels
+    return Read(texts, pixels, notes)

@@ -5,7 +5,12 @@ file path only for a trusted caller, see msc/model/inputs.py). Output: one row p
 ``label`` and one probability ``p_<label>`` per label of the model's label set (head.json's
 ``labels``; the course's ``p_positive``, ``p_neutral``, ``p_negative``), calibrated with the temperature that
 the registry fitted on out-of-fold rows (msc/tune/registration.py, msc/train/crossfit.py); with the inference param
-``explain: true``, also ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py).
+``explain: true``, also ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py). Last, always,
+``used`` (``text+image``, ``text``, ``image`` or ``none``: the modalities the prediction read) and
+``input_note`` (empty, or why a text or image the caller sent was not used), msc/model/usage.py: a
+trusted caller's unusable image is in that call's output, not only in a log. A trusted batch in which
+more than ``model_config["max_unusable_image_share"]`` (default 0.5) of the images sent could not be
+used raises an MlflowException (a bad request) naming the first rows and why.
 
 The logged model holds the head weights (safetensors, never pickle; with ``train.top_layers`` k > 0
 also its top blocks, or their LoRA adapters), ``head.json`` (msc/model/spec.py)
@@ -35,6 +40,15 @@ from msc.model.heads import build_head
 from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
 from msc.model.spec import backbone_reference, read_head_spec
 from msc.model.top_layers import TopLayersModel
+from msc.model.usage import (
+    MAX_UNUSABLE_IMAGE_SHARE,
+    NOTE,
+    USED,
+    images_sent,
+    unusable_images,
+    unusable_images_sentence,
+    used_modalities,
+)
 
 PREDICT_BATCH = 64
 
@@ -76,6 +90,8 @@ def encode_inputs(backbone: Backbone, texts: list[str | None], images: list[np.n
 class MscModel(mlflow.pyfunc.PythonModel):
     """The pyfunc. msc/model/pyfunc_entry.py hands an instance to MLflow (model from code)."""
 
+    max_unusable_image_share = MAX_UNUSABLE_IMAGE_SHARE  # load_context reads the model_config's; also set by hand
+
     def load_context(self, context) -> None:
         spec = read_head_spec(context.artifacts["head_config"])
         backbone_ref = context.artifacts.get("backbone") or backbone_reference(spec)
@@ -100,7 +116,11 @@ class MscModel(mlflow.pyfunc.PythonModel):
         self.max_text_tokens = spec.max_text_tokens
         # Set by the caller at load time, never by a request: src.predict and in-process code pass
         # model_config={"trusted_input": True}; `mlflow models serve` keeps the logged False.
-        self.trusted_input = bool((context.model_config or {}).get("trusted_input", False))
+        config = context.model_config or {}
+        self.trusted_input = bool(config.get("trusted_input", False))
+        # A trusted batch stops when more than this share of its images could not be used (src.predict
+        # passes 1 and checks predict.max_unusable_image_share itself, after printing the counts).
+        self.max_unusable_image_share = float(config.get("max_unusable_image_share", self.max_unusable_image_share))
         if not self.trusted_input:
             hide_parser_tracebacks()
 
@@ -125,11 +145,15 @@ class MscModel(mlflow.pyfunc.PythonModel):
 
     def predict_frame(self, model_input: pd.DataFrame, read, explain_margin: float | None = None) -> pd.DataFrame:
         """Labels and calibrated probabilities of the rows, read with ``read`` (the trusted or untrusted
-        rules); with ``explain_margin`` (nats), also each row's modality attribution and driver."""
-        probabilities, attributions = [], []
+        rules); with ``explain_margin`` (nats), also each row's modality attribution and driver; then what
+        each row used and why something was dropped. A bad request when more than
+        ``max_unusable_image_share`` of the images sent could not be used."""
+        probabilities, attributions, used, notes = [], [], [], []
         for start in range(0, len(model_input), PREDICT_BATCH):
             chunk = model_input.iloc[start : start + PREDICT_BATCH]
-            texts, images = read(chunk, self.backbone.preprocess_image)
+            texts, images, chunk_notes = read(chunk, self.backbone.preprocess_image)
+            used += used_modalities(texts, images)
+            notes += chunk_notes
             batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens, self.head.hidden_layers)
             if explain_margin is None:
                 with torch.inference_mode():
@@ -145,6 +169,12 @@ class MscModel(mlflow.pyfunc.PythonModel):
             attributed = np.concatenate(attributions) if attributions else np.zeros((0, 2))
             out["attr_text"], out["attr_image"] = attributed[:, 0], attributed[:, 1]
             out["driver"] = drivers(attributed[:, 0], attributed[:, 1], explain_margin)
+        out[USED], out[NOTE] = used, notes
+        unusable = unusable_images(out.index, notes)
+        sentence = unusable_images_sentence(unusable, images_sent(used, unusable), self.max_unusable_image_share,
+                                            'model_config["max_unusable_image_share"]')
+        if sentence:
+            raise MlflowException(sentence, error_code=INVALID_PARAMETER_VALUE)
         return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +26,7 @@ from msc.data.posts import DataSource, Sample
 from msc.data.table import table_posts
 from msc.data.text import raw_post_text
 from msc.model.explain import EXPLANATION_COLUMNS
+from msc.model.usage import NOTE, USAGE_COLUMNS, USED, first_rows, images_sent, unusable_images, unusable_images_sentence
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 from msc.train.calibration import ece_interval, expected_calibration_error
 
@@ -71,12 +73,22 @@ def load_model(model_uri: str):
 
     try:
         with legacy_code(model_uri):
-            return mlflow.pyfunc.load_model(model_uri, model_config={"trusted_input": True})
+            return mlflow.pyfunc.load_model(model_uri, model_config=trusted_config(model_uri))
     except (mlflow.exceptions.MlflowException, OSError) as error:
         reason = str(error).splitlines()[0][:200]
         raise UserError(
             f"cannot load model '{model_uri}' ({reason}); registered models: {registered_models_listing()}"
         ) from None
+
+
+def trusted_config(model_uri: str) -> dict:
+    """``model_config`` for src.predict: trusted input, and, where the model has the setting (logged since
+    issue 30), no stop for unusable images: src.predict checks predict.max_unusable_image_share itself,
+    after printing the counts (``image_usage``). MLflow ignores, with a warning, a key not logged."""
+    import mlflow
+
+    logged = mlflow.models.Model.load(model_uri).flavors.get("python_function", {}).get("config") or {}
+    return {"trusted_input": True, **({"max_unusable_image_share": 1.0} if "max_unusable_image_share" in logged else {})}
 
 
 def registry_warning(model_uri: str) -> str | None:
@@ -108,15 +120,17 @@ def check_model_labels(model, labels: tuple[str, ...], where: str) -> None:
 def predict_posts(model, posts: list[Sample], text_encoding: str = "auto",
                   driver_margin: float | None = None) -> pd.DataFrame:
     """(id, label, p_<label>...) for every post, in order; with ``driver_margin`` (``--explain``), also
-    attr_text, attr_image and driver (msc/model/explain.py).
+    attr_text, attr_image and driver (msc/model/explain.py); then ``used`` and ``input_note``
+    (msc/model/usage.py), unless the model was logged before it reported them.
 
     No post is dropped: one whose text or image file is missing or unreadable is predicted from the
-    other modality, and flagged on stderr (the model logs unreadable images).
+    other modality, flagged on stderr (the model logs unreadable images) and in ``used``.
     """
     probabilities = probability_columns(model_labels(model))
     explained = list(EXPLANATION_COLUMNS) if driver_margin is not None else []
     if not posts:  # nothing to label is an empty, valid output
-        return pd.DataFrame({"id": [], "label": [], **{column: [] for column in probabilities + explained}})
+        return pd.DataFrame({"id": [], "label": [], **{column: [] for column in probabilities + explained},
+                             **{column: [] for column in USAGE_COLUMNS}})
     for post in posts:
         if lacking := missing_files(post):
             print(f"warning: post {post.guid} has no {' or '.join(lacking)}; predicted from what it has", file=sys.stderr)
@@ -130,8 +144,27 @@ def predict_posts(model, posts: list[Sample], text_encoding: str = "auto",
     if explained and not set(explained) <= set(predictions.columns):
         raise UserError("this model was logged before --explain existed and returns no attributions; predict "
                         "without --explain, or tune again to log a model that explains")
+    usage = [column for column in USAGE_COLUMNS if column in predictions.columns]  # none from an older model
     return pd.DataFrame({"id": [post.guid for post in posts], "label": predictions["label"].tolist(),
-                         **{column: predictions[column].to_numpy() for column in probabilities + explained}})
+                         **{column: predictions[column].to_numpy() for column in probabilities + explained + usage}})
+
+
+def image_usage(predicted: pd.DataFrame, threshold: float) -> tuple[dict[str, int], str, str | None]:
+    """What the predictions (``predict_posts``'s) used: counts for MLflow, a report in one line (the
+    unusable images with the first rows and why), and the sentence refusing the batch when more than
+    ``threshold`` of the images sent could not be used (predict.max_unusable_image_share), else None."""
+    if USED not in predicted.columns:
+        return {}, "this model was logged before it reported the inputs each prediction used; not counted", None
+    used = Counter(predicted[USED])
+    unusable = unusable_images(predicted["id"], predicted[NOTE])
+    sent = images_sent(predicted[USED], unusable)
+    counts = {"used_text_image": used["text+image"], "used_text_only": used["text"], "used_image_only": used["image"],
+              "used_neither": used["none"], "images_sent": sent, "images_unusable": len(unusable)}
+    report = (f"inputs used: {used['text+image']} posts text+image, {used['text']} text only, {used['image']} image "
+              f"only, {used['none']} neither; {len(unusable)} of the {sent} images the posts name could not be used"
+              + (f" ({first_rows(unusable)})" if unusable else ""))
+    return counts, report, unusable_images_sentence(unusable, sent, threshold,
+                                                    "predict.max_unusable_image_share in params.yaml")
 
 
 def predict_test_set(model, source: DataSource, text_encoding: str = "auto",

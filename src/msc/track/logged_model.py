@@ -26,6 +26,7 @@ from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
 from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, read_head_spec, with_temperature_spec, write_head
+from msc.model.usage import MAX_UNUSABLE_IMAGE_SHARE, NOTE, USED
 
 MSC_PACKAGE = Path(__file__).resolve().parents[1]
 MODEL_CODE_LAYERS = ("core", "data", "model")  # msc.model and what it imports (tests/test_logged_model.py)
@@ -57,7 +58,8 @@ def signature_and_example(labels: tuple[str, ...]):
     jpeg = io.BytesIO()
     Image.new("RGB", (16, 16), (128, 128, 128)).save(jpeg, format="JPEG")
     example = pd.DataFrame({"text": ["what a lovely day #sunny"], "image": [base64.b64encode(jpeg.getvalue()).decode()]})
-    output = pd.DataFrame({"label": [labels[0]], **{c: [1 / len(labels)] for c in probability_columns(labels)}})
+    output = pd.DataFrame({"label": [labels[0]], **{c: [1 / len(labels)] for c in probability_columns(labels)},
+                           USED: ["text+image"], NOTE: [""]})  # what each row used (msc/model/usage.py)
     # Inference params, checked by MLflow against these types and defaults before predict runs.
     return infer_signature(example, output, params={"explain": False, "driver_margin": DRIVER_MARGIN}), example
 
@@ -72,7 +74,9 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
             python_model=str(MODEL_ENTRY),
             artifacts=artifacts,
             code_paths=[str(model_code(Path(code)))],
-            model_config={"trusted_input": False},  # what `mlflow models serve` runs with: see msc/model/inputs.py
+            # What `mlflow models serve` runs with (msc/model/inputs.py, msc/model/usage.py); a loader may
+            # override only the keys logged here.
+            model_config={"trusted_input": False, "max_unusable_image_share": MAX_UNUSABLE_IMAGE_SHARE},
             signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
