@@ -62,3 +62,20 @@ def test_featurize_screen_names_the_image_with_nan_pixels(small_sample_root, tmp
     test_victim = dataclasses.replace(victim, label=None)
     with_test = dataclasses.replace(dataset, labelled=dataset.labelled[1:], test=[test_victim, *dataset.test])
     assert victim.guid in screen_samples(with_test, "skip").blank_image
+
+
+def test_a_served_request_with_nan_pixels_is_a_400_naming_the_row(tmp_path):
+    import base64
+
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from msc.model.inputs import check_pixel_budget, decode_base64_image
+
+    values = np.ones((16, 16))
+    values[2, 2] = np.nan
+    encoded = base64.b64encode(float_tiff(tmp_path / "nan.tif", values).read_bytes()).decode()
+    check_pixel_budget(pd.DataFrame({"text": ["a"], "image": [encoded]}))  # the header is fine
+    with pytest.raises(MlflowException, match="row 7: image cannot be used: 1 of its 256 pixels are not finite") as caught:
+        decode_base64_image(encoded, 7)
+    assert caught.value.get_http_status_code() == 400

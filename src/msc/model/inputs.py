@@ -37,7 +37,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
-from msc.data.images import open_image, processed_pixels
+from msc.data.images import PixelValueError, open_image, processed_pixels
 from msc.data.text import decode_text
 from msc.model.usage import IMAGE_UNUSABLE
 
@@ -99,6 +99,8 @@ def decode_image_bytes(raw: bytes, row) -> Image.Image:
     image_size(raw, row)
     try:
         return open_image(raw)
+    except PixelValueError as error:  # decodes, but NaN or infinite pixels have no grey level
+        raise bad_request(row, f"image cannot be used: {error}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise bad_request(row, "image cannot be decoded: the file is truncated or corrupt") from None
 
