@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from msc.config import load_config
 from msc.core.errors import cli, step
+from msc.core.owned import refuse_foreign
 from msc.features.build import featurize
 from msc.features.manifest import MANIFEST
 
@@ -15,9 +17,12 @@ from msc.features.manifest import MANIFEST
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compute or reuse the frozen-backbone feature cache.")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh, and replace "
+                        "features.dir even when it is not a feature cache")
     args = parser.parse_args(argv)
     config = load_config(args.params)
+    folder = Path(config.features.dir)  # a rebuild replaces the whole folder: refuse one that is not a cache
+    refuse_foreign([("features.dir", folder, args.force or (folder / MANIFEST).is_file())], "featurize", "--force")
     started = time.perf_counter()
     with step(f"checking the data in {config.data.root} and computing the feature cache {config.features.dir}"):
         cache, built = featurize(config, force=args.force)

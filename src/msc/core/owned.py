@@ -1,0 +1,47 @@
+"""No command replaces what it did not write.
+
+A command that replaces a whole folder (the sample's dataset and backbone, the benchmark's work
+folder, the feature cache) first asks ``refuse_foreign``: a folder that is missing, empty, or holds
+the command's own mark may be replaced; any other folder is a user's, and the command stops with
+one sentence naming the folder and the flag that allows it. ``mark`` leaves the mark: a small file
+inside the folder, so that re-running a command over its own previous output still works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from msc.core.errors import UserError
+from msc.core.files import atomic_write_text
+
+SAMPLE_MARK = ".msc-sample"  # in the dataset and the backbone folders that `python -m src.sample` writes
+BENCHMARK_MARK = ".msc-benchmark"  # in the work folder of `python -m src.benchmark`
+
+
+def is_empty_or_missing(folder: Path) -> bool:
+    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+
+
+def refuse_foreign(targets: list[tuple[str, Path, bool]], command: str, flag: str) -> None:
+    """Stop before ``command`` replaces any of ``targets`` (``(where, folder, ours)``: the option or key
+    naming the folder, such as ``--out``, the folder, and whether it is known to be the command's own)
+    when it holds files and is not known to be ours; ``flag`` allows it. All are checked before any is
+    written, and one sentence names every such folder."""
+    foreign = [(where, folder) for where, folder, ours in targets if not ours and not is_empty_or_missing(folder)]
+    if not foreign:
+        return
+    named = " and ".join(f"{where} '{folder}'" for where, folder in foreign)
+    it = "them" if len(foreign) > 1 else "it"
+    raise UserError(f"{named} already {'hold' if len(foreign) > 1 else 'holds'} files that `python -m src.{command}` "
+                    f"did not write, and writing there would replace {it}; choose another "
+                    f"{' and '.join(where for where, _ in foreign)}, or add {flag} to replace {it}")
+
+
+def has_mark(folder: Path, mark: str) -> bool:
+    return (folder / mark).is_file()
+
+
+def mark(folder: Path, mark_name: str, command: str) -> None:
+    """Leave ``command``'s mark in ``folder`` (a constant text, so the folder's digest stays reproducible)."""
+    atomic_write_text(folder / mark_name, f"written by `python -m src.{command}`; it replaces this folder when run "
+                      "again. Delete this file to keep the folder from being replaced.\n")
