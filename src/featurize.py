@@ -30,9 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     skipped = len(cache.manifest.skipped)
     if fallbacks := cache.manifest.text_fallbacks:
         shown = ", ".join(f"{guid} ({how})" for guid, how in list(fallbacks.items())[:10])
-        print(f"warning: {len(fallbacks)} texts were not UTF-8 or GB18030 and were read as cp1252 or with replaced "
-              f"characters: {shown}{', …' if len(fallbacks) > 10 else ''}. If they read wrong, set "
-              f"data.text_encoding to their codec (list in {cache.folder / MANIFEST}, key text_fallbacks)",
+        print(f"warning: {len(fallbacks)} texts were not UTF-8 or GB18030 and were read as cp1252, as UTF-16 or "
+              "UTF-32 without a byte-order mark, or with replaced characters: "
+              f"{shown}{', …' if len(fallbacks) > 10 else ''}. If they read wrong, set data.text_encoding to their "
+              f"codec (list in {cache.folder / MANIFEST}, key text_fallbacks)",
               file=sys.stderr)
     print(f"feature cache {cache.folder}/ {state}: {len(cache.guids)} samples "
           f"({cache.n_labelled} labelled, {cache.augment_views} augmented views each"
