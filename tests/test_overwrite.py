@@ -12,9 +12,9 @@ import yaml
 from msc.core.errors import UserError
 from msc.core.owned import SAMPLE_MARK
 from msc.data.split import write_splits
-from src import benchmark, featurize, sample
+from src import benchmark, featurize, predict, sample
 
-from tests.conftest import committed_params_text
+from tests.conftest import committed_params, committed_params_text
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP_BPE = REPO.parent / "shared" / "clip-bpe"
@@ -119,3 +119,13 @@ def test_benchmark_refuses_a_users_work_dir(tmp_path, capsys):
     (work / "paper.tex").write_text("x")
     assert benchmark.main(["--work-dir", str(work), "--data-root", str(tmp_path), "--only", "trial"]) == 2
     assert "--work-dir" in capsys.readouterr().err and [p.name for p in work.iterdir()] == ["paper.tex"]
+
+
+def test_predict_refuses_an_out_that_is_the_datasets_own_file(sample_root, capsys):
+    """The course layout's sibling of --out being the --input table: the test file predict reads."""
+    test_file = sample_root / "test_without_label.txt"
+    before = test_file.read_bytes()
+    args = ["--params", str(committed_params()), "--data-root", str(sample_root), "--model-uri", "models:/none/1"]
+    assert predict.main([*args, "--out", str(test_file)]) == 2
+    assert f"--out {test_file} is a file of the dataset" in capsys.readouterr().err
+    assert test_file.read_bytes() == before
