@@ -12,7 +12,7 @@ import yaml
 from msc.core.errors import UserError
 from msc.core.owned import SAMPLE_MARK
 from msc.data.split import write_splits
-from src import benchmark, featurize, predict, sample
+from src import ablation, benchmark, featurize, predict, sample
 
 from tests.conftest import committed_params, committed_params_text
 
@@ -45,7 +45,7 @@ def test_the_readme_vit_b_32_line_leaves_a_users_data_and_model_alone(tmp_path):
                             text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2, result.stderr
     assert unchanged(files)
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and "not written by" in result.stderr
     assert "--out 'data'" in result.stderr and "--backbone-out 'models/tiny-clip'" in result.stderr
     assert "--force" in result.stderr
 
@@ -55,7 +55,7 @@ def test_sample_refuses_a_users_folders_in_process(tmp_path, monkeypatch, capsys
     files = users_folders(tmp_path)
     assert sample.main(VIT_B_32_LINE) == 2
     assert unchanged(files)
-    assert "did not write" in capsys.readouterr().err
+    assert "were not written by `python -m src.sample`" in capsys.readouterr().err
 
 
 def test_the_readme_names_no_folder_of_the_first_command_for_vit_b_32():
@@ -94,7 +94,7 @@ def test_split_refuses_a_users_splits_file(private_config):
     folder = Path(data.splits_dir)
     folder.mkdir(parents=True)
     (folder / "splits.csv").write_text("guid,split\n1,train\n")
-    with pytest.raises(UserError, match="data.splits_dir .*splits.csv.* did not write.*--force"):
+    with pytest.raises(UserError, match="data.splits_dir .*splits.csv.* was not written by `python -m src.split`.*--force"):
         write_splits(data.source, folder, data.split_rule)
     assert (folder / "splits.csv").read_text() == "guid,split\n1,train\n"
     write_splits(data.source, folder, data.split_rule, force=True)
@@ -111,6 +111,13 @@ def test_featurize_refuses_a_features_dir_it_did_not_write(tmp_path, capsys):
     assert featurize.main(["--params", str(tmp_path / "params.yaml")]) == 2
     assert f"features.dir '{folder}'" in capsys.readouterr().err
     assert [p.name for p in folder.iterdir()] == ["embeddings.npy"]
+
+
+def test_ablation_refuses_a_users_csv_in_its_out_dir(tmp_path, capsys):
+    (tmp_path / "ablation.csv").write_text("my own table\n")
+    assert ablation.main(["--out-dir", str(tmp_path), "--params", str(tmp_path / "none.yaml")]) == 2
+    assert f"--out-dir '{tmp_path / 'ablation.csv'}' already exists and was not written" in capsys.readouterr().err
+    assert (tmp_path / "ablation.csv").read_text() == "my own table\n"
 
 
 def test_benchmark_refuses_a_users_work_dir(tmp_path, capsys):

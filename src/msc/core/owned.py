@@ -9,10 +9,12 @@ inside the folder, so that re-running a command over its own previous output sti
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from msc.core.errors import UserError
 from msc.core.files import atomic_write_text
+from msc.core.handoff import SCHEMA_KEY
 
 SAMPLE_MARK = ".msc-sample"  # in the dataset and the backbone folders that `python -m src.sample` writes
 BENCHMARK_MARK = ".msc-benchmark"  # in the work folder of `python -m src.benchmark`
@@ -31,10 +33,21 @@ def refuse_foreign(targets: list[tuple[str, Path, bool]], command: str, flag: st
     if not foreign:
         return
     named = " and ".join(f"{where} '{folder}'" for where, folder in foreign)
-    it = "them" if len(foreign) > 1 else "it"
-    raise UserError(f"{named} already {'hold' if len(foreign) > 1 else 'holds'} files that `python -m src.{command}` "
-                    f"did not write, and writing there would replace {it}; choose another "
-                    f"{' and '.join(where for where, _ in foreign)}, or add {flag} to replace {it}")
+    many = len(foreign) > 1
+    raise UserError(f"{named} already {'exist' if many else 'exists'} and {'were' if many else 'was'} not written by "
+                    f"`python -m src.{command}`, which would replace {'them' if many else 'it'}; choose another "
+                    f"{' and '.join(dict.fromkeys(where for where, _ in foreign))}, or add {flag} to replace "
+                    f"{'them' if many else 'it'}")
+
+
+def holds_handoff(path: Path, name: str) -> bool:
+    """Whether ``path`` is a hand-off file of schema ``name`` (any version; msc/core/handoff.py): the mark of
+    a stage whose outputs are files in a folder that may hold others, such as results/."""
+    try:
+        tag = json.loads(path.read_text(encoding="utf-8")).get(SCHEMA_KEY, "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return str(tag).partition("@")[0] == name
 
 
 def has_mark(folder: Path, mark: str) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ from sklearn.model_selection import train_test_split
 
 from msc.core.errors import UserError
 from msc.core.files import atomic_write_text
-from msc.core.handoff import SCHEMA_KEY, HandOff, read_handoff, write_handoff
-from msc.core.owned import refuse_foreign
+from msc.core.handoff import HandOff, read_handoff, write_handoff
+from msc.core.owned import holds_handoff, refuse_foreign
 from msc.data.dataset import listing_file, read_posts
 from msc.data.posts import DataSource, Sample
 
@@ -131,20 +130,11 @@ def split_names(posts: list[Sample], rule: SplitRule, listing: Path) -> list[str
     return names
 
 
-def split_files_are_ours(folder: Path) -> bool:
-    """Whether ``folder``'s split.json is a split record (of any version): then its two files are the split's."""
-    try:
-        tag = json.loads((folder / SPLIT_INFO).read_text(encoding="utf-8")).get(SCHEMA_KEY, "")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return str(tag).partition("@")[0] == SplitInfo.NAME
-
-
 def write_splits(source: DataSource, splits_dir: str | Path, rule: SplitRule, force: bool = False) -> SplitInfo:
     """Assign every labelled post of ``source`` and write splits.csv and split.json into ``splits_dir``;
     refuses to replace such files that the split stage did not write, unless ``force``."""
     folder = Path(splits_dir)
-    ours = force or split_files_are_ours(folder)
+    ours = force or holds_handoff(folder / SPLIT_INFO, SplitInfo.NAME)
     refuse_foreign([("data.splits_dir", folder / name, ours) for name in (SPLITS_FILE, SPLIT_INFO)], "split", "--force")
     dataset = read_posts(source, with_test=False)
     posts, labels, listing = dataset.labelled, dataset.labels, listing_file(source)
