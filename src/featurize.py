@@ -9,9 +9,9 @@ from pathlib import Path
 
 from msc.config import load_config
 from msc.core.errors import cli, step
-from msc.core.owned import refuse_foreign
+from msc.core.owned import holds_handoff, refuse_foreign
 from msc.features.build import featurize
-from msc.features.manifest import MANIFEST
+from msc.features.manifest import MANIFEST, CacheManifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.params)
     folder = Path(config.features.dir)  # a rebuild replaces the whole folder: refuse one that is not a cache
-    refuse_foreign([("features.dir", folder, args.force or (folder / MANIFEST).is_file())], "featurize", "--force")
+    ours = args.force or holds_handoff(folder / MANIFEST, CacheManifest.NAME)
+    refuse_foreign([("features.dir", folder, ours)], "featurize", "--force")
     started = time.perf_counter()
     with step(f"checking the data in {config.data.root} and computing the feature cache {config.features.dir}"):
         cache, built = featurize(config, force=args.force)

@@ -1,11 +1,12 @@
 """No command replaces what it did not write.
 
-A command that replaces a whole folder (the sample's dataset and backbone, the benchmark's work
-folder, the feature cache) first asks ``refuse_foreign``: a folder that is missing, empty, or holds
-the command's own mark may be replaced; any other folder is a user's, and the command stops with
-one sentence naming the folder and the flag that allows it. ``mark`` leaves the mark: a small file
-inside the folder, so that re-running a command over its own previous output still works.
-"""
+A command that replaces a folder (the sample's dataset and backbone, the benchmark's work folder,
+the feature cache) or files of fixed names in a folder a user chose (the split's, the ablation's)
+first asks ``refuse_foreign``: what is missing, empty, or known to be the command's own may be
+replaced; anything else is a user's, and the command stops with one sentence naming it and the flag
+that allows it. A folder is known as the command's own by a mark file inside it (``mark``), or by
+the hand-off file the command writes beside its outputs (``holds_handoff``; the cache's manifest),
+so that re-running a command over its own previous output still works."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ def holds_handoff(path: Path, name: str) -> bool:
     return str(tag).partition("@")[0] == name
 
 
-def has_mark(folder: Path, mark: str) -> bool:
-    return (folder / mark).is_file()
+def has_mark(folder: Path, mark_name: str) -> bool:
+    return (folder / mark_name).is_file()
 
 
 def mark(folder: Path, mark_name: str, command: str) -> None:
