@@ -17,6 +17,7 @@ import yaml
 from sklearn.model_selection import train_test_split
 
 from msc.core.errors import UserError
+from msc.core.yamlfile import load_yaml
 from msc.data.dataset import TEST_FILE, TRAIN_FILE, read_label_file
 from msc.data.images import open_image
 from msc.data.text import decode_text, normalize_tweet
@@ -52,7 +53,7 @@ def run_module(module: str, args: list[str], cwd: Path, sample_memory: bool = Fa
 
 def write_params(path: Path, data_root: Path, backbone: str, features_dir: Path, **sections) -> Path:
     """A params.yaml: the repository's, pointed at the benchmark's data, backbone and cache."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = load_yaml((REPO / "params.yaml").read_text(), str(REPO / "params.yaml"))
     params["data"]["root"] = str(data_root)
     params["model"]["backbone"] = backbone
     params["features"].update(dir=str(features_dir), augment_views=0)

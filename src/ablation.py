@@ -10,9 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from msc.analysis.ablation import run_ablation
-from msc.analysis.results import DETAILS
+from msc.analysis.results import DETAILS, AblationResults
 from msc.config import load_config
 from msc.core.errors import cli, step
+from msc.core.owned import holds_handoff, refuse_foreign
 from msc.features.cache import open_cache
 
 RESULTS = Path("results")
@@ -40,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", type=Path, default=RESULTS / "metrics.json",
                         help="the tune stage's summary, for the tuned hyperparameters (default: %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the CSVs and ablation.json go")
+    parser.add_argument("--force", action="store_true", help="replace ablation.csv, bad_cases.csv and "
+                        f"{DETAILS} in --out-dir even when the ablation did not write them")
     args = parser.parse_args(argv)
+    ours = args.force or holds_handoff(args.out_dir / DETAILS, AblationResults.NAME)
+    refuse_foreign([("--out-dir", args.out_dir / name, ours) for name in ("ablation.csv", "bad_cases.csv", DETAILS)],
+                   "ablation", "--force")
     config = load_config(args.params)
     cache = open_cache(config)
     console = Console()

@@ -50,6 +50,7 @@ from benchmarks.top_layers import bench_top_layers
 from benchmarks.trial import bench_trial
 from msc.core.errors import UserError, cli
 from msc.core.files import atomic_write_text
+from msc.core.owned import BENCHMARK_MARK, has_mark, mark, refuse_foreign
 from msc.features.manifest import MANIFEST
 
 SECTIONS = ("featurize", "trial", "study", "predict", "serve", "top_layers")
@@ -67,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--serve-seconds", type=float, default=60.0, help="load per client count (default: %(default)s)")
     parser.add_argument("--top-layers-fraction", type=float, default=0.1,
                         help="share of the labelled samples the top_layers section featurizes (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="use --work-dir even when it holds files that the "
+                        "benchmark did not write (it replaces folders inside it)")
     args = parser.parse_args(argv)
     args.sections = args.only.split(",")
     if unknown := set(args.sections) - set(SECTIONS):
@@ -80,7 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.work_dir.resolve()
+    # The sections replace folders inside the work folder (caches, studies, data views).
+    refuse_foreign([("--work-dir", work, args.force or has_mark(work, BENCHMARK_MARK))], "benchmark", "--force")
     work.mkdir(parents=True, exist_ok=True)
+    mark(work, BENCHMARK_MARK, "benchmark")
     args.features = work / "features-all"  # the featurize section's full cache, reused by trial and study
     torch.manual_seed(0)
     for section in args.sections:

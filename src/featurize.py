@@ -5,19 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from msc.config import load_config
 from msc.core.errors import cli, step
+from msc.core.owned import holds_handoff, refuse_foreign
 from msc.features.build import featurize
-from msc.features.manifest import MANIFEST
+from msc.features.manifest import MANIFEST, CacheManifest
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compute or reuse the frozen-backbone feature cache.")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh, and replace "
+                        "features.dir even when it is not a feature cache")
     args = parser.parse_args(argv)
     config = load_config(args.params)
+    folder = Path(config.features.dir)  # a rebuild replaces the whole folder: refuse one that is not a cache
+    ours = args.force or holds_handoff(folder / MANIFEST, CacheManifest.NAME)
+    refuse_foreign([("features.dir", folder, ours)], "featurize", "--force")
     started = time.perf_counter()
     with step(f"checking the data in {config.data.root} and computing the feature cache {config.features.dir}"):
         cache, built = featurize(config, force=args.force)
@@ -25,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     skipped = len(cache.manifest.skipped)
     if fallbacks := cache.manifest.text_fallbacks:
         shown = ", ".join(f"{guid} ({how})" for guid, how in list(fallbacks.items())[:10])
-        print(f"warning: {len(fallbacks)} texts were not UTF-8 or GB18030 and were read as cp1252 or with replaced "
-              f"characters: {shown}{', …' if len(fallbacks) > 10 else ''}. If they read wrong, set "
-              f"data.text_encoding to their codec (list in {cache.folder / MANIFEST}, key text_fallbacks)",
+        print(f"warning: {len(fallbacks)} texts were not UTF-8 or GB18030 and were read as cp1252, as UTF-16 or "
+              "UTF-32 without a byte-order mark, or with replaced characters: "
+              f"{shown}{', …' if len(fallbacks) > 10 else ''}. If they read wrong, set data.text_encoding to their "
+              f"codec (list in {cache.folder / MANIFEST}, key text_fallbacks)",
               file=sys.stderr)
     print(f"feature cache {cache.folder}/ {state}: {len(cache.guids)} samples "
           f"({cache.n_labelled} labelled, {cache.augment_views} augmented views each"

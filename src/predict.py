@@ -29,6 +29,7 @@ from msc.config import Config, load_config
 from msc.core.errors import UserError, cli, step
 from msc.core.files import atomic_write_text
 from msc.core.labels import probability_columns
+from msc.data.dataset import TEST_FILE, listing_file
 from msc.model.explain import EXPLANATION_COLUMNS
 from msc.track.inference import (
     image_usage,
@@ -99,6 +100,21 @@ def checked_usage(predicted: pd.DataFrame, config: Config) -> dict[str, int]:
     return counts
 
 
+def refuse_input_as_out(args: argparse.Namespace, config: Config) -> None:
+    """Stop before --out replaces what predict reads: the --input table, or the dataset's own files."""
+    if args.out is None:
+        return
+    if args.input is not None:
+        inputs = {args.input: "the --input table itself"}
+    else:
+        root = Path(args.data_root or config.data.root)
+        source = replace(config.data.source, root=root)
+        inputs = {listing_file(source): "a file of the dataset", root / TEST_FILE: "a file of the dataset"}
+    for path, what in inputs.items():
+        if args.out.resolve() == path.resolve():
+            raise UserError(f"--out {args.out} is {what}, which predict reads; write the predictions to another file")
+
+
 def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.DataFrame, Path, dict[str, str], dict]:
     """The predictions (id, label, p_<label>..., explanations, used, input_note), where they were
     written, the labels the input already had (id -> label: an --input table's labelled rows) and the
@@ -125,9 +141,8 @@ def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.Dat
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.input is not None and args.out is not None and args.out.resolve() == args.input.resolve():
-        raise UserError(f"--out {args.out} is the --input table itself; write the predictions to another file")
     config = load_config(args.params)
+    refuse_input_as_out(args, config)
     import mlflow
 
     with step(f"loading the model {args.model_uri}"):

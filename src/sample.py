@@ -8,6 +8,7 @@ from pathlib import Path
 
 from msc.core.errors import cli
 from msc.core.labels import COURSE_LABELS
+from msc.core.owned import SAMPLE_MARK, has_mark, refuse_foreign
 from msc.data.synthetic import FORMATS, parse_labels, write_dataset
 from msc.model.backbone import SAMPLE_BACKBONE
 from msc.model.tiny import FAMILIES, SHAPES, write_backbone
@@ -28,11 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone-family", choices=FAMILIES, default="clip",
                         help="the backbone's family: clip (default) or siglip")
     parser.add_argument("--no-data", action="store_true", help="write only the backbone")
+    parser.add_argument("--force", action="store_true", help="replace --out and --backbone-out even when they hold "
+                        f"files that src.sample did not write (it marks its own with a {SAMPLE_MARK} file)")
     parser.add_argument("--tokenizer", type=Path, help="a folder with CLIP's BPE vocab.json and merges.txt (such as "
                         "../shared/clip-bpe): the backbone tokenizes as the real CLIP does (default: the sample's "
                         "small vocabulary)")
     args = parser.parse_args(argv)
     labels = parse_labels(args.labels)
+    # Both folders are checked before either is written: a refusal leaves everything as it was.
+    targets = ([] if args.no_data else [("--out", args.out)]) + [("--backbone-out", args.backbone_out)]
+    refuse_foreign([(where, folder, args.force or has_mark(folder, SAMPLE_MARK)) for where, folder in targets],
+                   "sample", "--force")
     if not args.no_data:
         summary = write_dataset(args.out, args.n, args.seed, labels, args.format)
         accuracy = summary["bayes_accuracy"]

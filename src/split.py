@@ -13,9 +13,11 @@ from msc.data.split import SPLIT_NAMES, SPLITS_FILE, write_splits
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Assign every labelled guid to train, validation or holdout.")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--force", action="store_true", help="replace splits.csv and split.json in data.splits_dir "
+                        "even when the split stage did not write them")
     args = parser.parse_args(argv)
     data = load_config(args.params).data
-    info = write_splits(data.source, data.splits_dir, data.split_rule)
+    info = write_splits(data.source, data.splits_dir, data.split_rule, args.force)
     counts = ", ".join(f"{info.counts[name]} {name}" for name in SPLIT_NAMES)
     print(f"split {info.identity}: {counts}; wrote {Path(data.splits_dir) / SPLITS_FILE}")
     return 0

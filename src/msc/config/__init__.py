@@ -24,6 +24,7 @@ import yaml
 from msc.config.space import as_float, check_search_space, flat_search_space
 from msc.core.errors import UserError
 from msc.core.labels import check_label_set
+from msc.core.yamlfile import load_yaml
 from msc.data.posts import DataSource
 from msc.data.split import SplitRule
 from msc.data.table import TABLE_COLUMNS, TABLE_FORMATS
@@ -379,7 +380,7 @@ def load_config(path: str | os.PathLike = PARAMS_FILE) -> Config:
         raise UserError(f"no params file '{path}' (in {Path.cwd()}): run from the repository root, where "
                         "params.yaml is, or name one with --params FILE")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except UnicodeDecodeError as error:
         raise UserError(f"{path} is not UTF-8 text (byte {error.start} is 0x{error.object[error.start]:02x}); save it "
                         "as UTF-8, or restore it with `git checkout -- params.yaml`") from None

@@ -9,7 +9,8 @@ logged model in its head spec.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+import unicodedata
+from typing import Mapping, Sequence
 
 from msc.core.errors import UserError
 
@@ -47,6 +48,34 @@ def check_label_set(labels: Sequence[str], where: str) -> tuple[str, ...]:
         raise UserError(f"{where}: {len(names)} label ({', '.join(names) or 'none'}); a classifier needs at least two "
                         "labels: label more posts, or list the label set in data.labels")
     return names
+
+
+def fold(name: str) -> str:
+    """The form two spellings of one label share: NFC, then case-folded ('Positive' and 'POSITIVE' give
+    'positive'; 'e' followed by a combining acute accent gives the one character 'é')."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def spelling_hint(name: str, labels: Sequence[str]) -> str:
+    """", which differs from 'positive' only in case or Unicode form" when ``name`` folds to a label of
+    ``labels``, else "": for sentences that refuse a label outside the set."""
+    same = [label for label in labels if fold(label) == fold(name)]
+    return f", which differs from {same[0]!r} only in case or Unicode form (write it as {same[0]!r})" if same else ""
+
+
+def refuse_spellings(first_rows: Mapping[str, str], declared: Sequence[str] | None, where: str) -> None:
+    """Refuse two labels of ``first_rows`` (each label as written -> its first row, e.g. "row 3, id '12'")
+    that are equal after ``fold``: they would train as two classes. Labels that ``declared`` (data.labels)
+    lists, both of them, are distinct on purpose."""
+    groups: dict[str, list[str]] = {}
+    for name in first_rows:
+        groups.setdefault(fold(name), []).append(name)
+    for names in groups.values():
+        if len(names) > 1 and not (declared is not None and all(name in declared for name in names)):
+            a, b = names[:2]
+            raise UserError(f"{where}: the labels {a!r} ({first_rows[a]}) and {b!r} ({first_rows[b]}) are equal after "
+                            "case folding and Unicode normalisation (NFC), and would be trained as two classes; write "
+                            "them one way, or list both in data.labels if they are different classes on purpose")
 
 
 def probability_columns(labels: Sequence[str]) -> list[str]:

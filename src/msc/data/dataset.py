@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from msc.core.errors import UserError
-from msc.core.labels import COURSE_LABELS, check_label_set
+from msc.core.labels import COURSE_LABELS, check_label_set, refuse_spellings, spelling_hint
 from msc.data.posts import Dataset, DataSource, Sample
 from msc.data.table import table_posts
 
@@ -45,6 +45,7 @@ def read_label_file(path: Path, test: bool, labels: tuple[str, ...] = COURSE_LAB
     lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     rows: list[tuple[str, str | None, int]] = []
     seen: dict[str, int] = {}
+    spellings: dict[str, str] = {}  # each tag as written -> its first line
     header_seen = False
     for line_number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -59,18 +60,25 @@ def read_label_file(path: Path, test: bool, labels: tuple[str, ...] = COURSE_LAB
             continue
         if len(fields) != 2 or not fields[0]:
             raise UserError(f"{path}:{line_number}: expected 'guid,tag', found {line.strip()!r}")
-        guid, tag = fields[0], fields[1].lower()
+        # Tags are case-insensitive, as the course writes them; a label set with two spellings of one
+        # label (data.labels, on purpose) is matched exactly.
+        guid, written = fields[0], fields[1]
+        tag = written if not test and written in labels else written.lower()
         if test and tag != NULL_TAG:
             raise UserError(f"{path}:{line_number}: guid {guid} has tag {tag!r}; test tags must be 'null'")
         if not test and tag not in labels:
-            raise UserError(f"{path}:{line_number}: guid {guid} has unknown tag {tag!r}; use one of {', '.join(labels)}"
-                            " (or list the label set in data.labels)")
+            raise UserError(f"{path}:{line_number}: guid {guid} has unknown tag {written!r}"
+                            f"{spelling_hint(written, labels)}; use one of {', '.join(labels)} (or list the label set "
+                            "in data.labels)")
+        if not test:
+            spellings.setdefault(written, f"line {line_number}, guid {guid}")
         if guid in seen:
             raise UserError(f"{path}:{line_number}: guid {guid} repeats line {seen[guid]}; keep one")
         seen[guid] = line_number
         rows.append((guid, None if test else tag, line_number))
     if not header_seen:
         raise UserError(f"{path} is empty; expected the header 'guid,tag' and one line per sample")
+    refuse_spellings(spellings, labels, str(path))
     return rows
 
 

@@ -26,6 +26,7 @@ from sklearn.model_selection import train_test_split
 from msc.core.errors import UserError
 from msc.core.files import atomic_write_text
 from msc.core.handoff import HandOff, read_handoff, write_handoff
+from msc.core.owned import holds_handoff, refuse_foreign
 from msc.data.dataset import listing_file, read_posts
 from msc.data.posts import DataSource, Sample
 
@@ -129,8 +130,12 @@ def split_names(posts: list[Sample], rule: SplitRule, listing: Path) -> list[str
     return names
 
 
-def write_splits(source: DataSource, splits_dir: str | Path, rule: SplitRule) -> SplitInfo:
-    """Assign every labelled post of ``source`` and write splits.csv and split.json into ``splits_dir``."""
+def write_splits(source: DataSource, splits_dir: str | Path, rule: SplitRule, force: bool = False) -> SplitInfo:
+    """Assign every labelled post of ``source`` and write splits.csv and split.json into ``splits_dir``;
+    refuses to replace such files that the split stage did not write, unless ``force``."""
+    folder = Path(splits_dir)
+    ours = force or holds_handoff(folder / SPLIT_INFO, SplitInfo.NAME)
+    refuse_foreign([("data.splits_dir", folder / name, ours) for name in (SPLITS_FILE, SPLIT_INFO)], "split", "--force")
     dataset = read_posts(source, with_test=False)
     posts, labels, listing = dataset.labelled, dataset.labels, listing_file(source)
     names = split_names(posts, rule, listing)
@@ -144,7 +149,6 @@ def write_splits(source: DataSource, splits_dir: str | Path, rule: SplitRule) ->
     info = SplitInfo(identity=hashlib.sha256(text.encode()).hexdigest()[:12],
                      parameters=split_parameters(rule, source, listing),
                      counts={name: names.count(name) for name in SPLIT_NAMES}, labels=list(labels))
-    folder = Path(splits_dir)
     atomic_write_text(folder / SPLITS_FILE, text)
     write_handoff(folder / SPLIT_INFO, info)
     return info

@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw
 from msc.core.errors import UserError
 from msc.core.files import atomic_write_text
 from msc.core.labels import COURSE_LABELS, check_label_set
+from msc.core.owned import SAMPLE_MARK, mark
 
 # Class prior of the real train.txt: 2388 positive, 419 neutral, 1193 negative of 4000.
 PRIOR = {"positive": 2388 / 4000, "neutral": 419 / 4000, "negative": 1193 / 4000}
@@ -247,6 +248,8 @@ def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_L
     cue_words(labels)  # refuses more labels than the words allow, before anything is deleted
     if out.exists():
         shutil.rmtree(out)
+    out.mkdir(parents=True)
+    mark(out, SAMPLE_MARK, "sample")  # first, so a folder left half-written by a killed run is still ours
     n_labelled = n - max(1, round(n * test_fraction))
     cues = []
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from msc.core.errors import UserError
-from msc.core.labels import label_problem
+from msc.core.labels import label_problem, refuse_spellings, spelling_hint
 from msc.data.posts import Sample
 
 TABLE_COLUMNS = ("id", "text", "text_path", "image_path", "label", "split")
@@ -184,6 +184,7 @@ def table_posts(path: Path, mapping: Mapping[str, str], labels: tuple[str, ...] 
         raise UserError(f"{path} has no rows; add one row per post (columns {', '.join(columns.values())})")
     folder = path.parent
     seen: dict[str, int] = {}
+    spellings: dict[str, str] = {}  # each label as written -> its first row
     posts = []
     for number, row in enumerate(rows, start=1):
         cells = {ours: row.get(theirs, "") for ours, theirs in columns.items()}
@@ -199,8 +200,10 @@ def table_posts(path: Path, mapping: Mapping[str, str], labels: tuple[str, ...] 
         if label and (problem := label_problem(label)):
             raise UserError(f"{where('label')} is {label!r}: {problem}")
         if label and labels is not None and label not in labels:
-            raise UserError(f"{where('label')} is {label!r}, which is not in the label set ({', '.join(labels)}); fix "
-                            "the row, or add the label to data.labels")
+            raise UserError(f"{where('label')} is {label!r}{spelling_hint(label, labels)}, which is not in the label set "
+                            f"({', '.join(labels)}); fix the row, or add the label to data.labels")
+        if label:
+            spellings.setdefault(label, f"row {number}, id {post_id!r}")
         split = cells.get("split", "")
         if label and split and split not in FIXED_SPLITS:
             raise UserError(f"{where('split')} is {split!r}; use one of {', '.join(FIXED_SPLITS)}, or leave the "
@@ -212,6 +215,7 @@ def table_posts(path: Path, mapping: Mapping[str, str], labels: tuple[str, ...] 
             text_path=inside(folder, text_path, where("text_path")) if text_path else None,
             image_path=inside(folder, image_path, where("image_path")) if image_path else None,
             text=None if text_path else cells.get("text", ""), split=split or None))
+    refuse_spellings(spellings, labels, str(path))
     labelled = [s for s in posts if s.label]
     fixed = [s for s in labelled if s.split]
     if fixed and len(fixed) != len(labelled):

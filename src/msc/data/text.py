@@ -11,6 +11,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from msc.core.errors import UserError
 from msc.data.posts import Sample
 
 TOKENIZED_CHARS = 2000  # CLIP reads at most 77 tokens; a longer text is cut to this many characters first
@@ -50,11 +51,50 @@ def decode_by_bom(raw: bytes) -> tuple[str, str] | None:
     return None
 
 
+# C0 and C1 control characters other than tab and line breaks: none is in a tweet.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def decode_without_bom(raw: bytes) -> tuple[str, str] | None:
+    """(text, "<codec>-no-bom") for UTF-32 or UTF-16 bytes without a byte-order mark, else None.
+
+    Told by where the NUL bytes fall, which a text in any 8-bit codec or UTF-8 never holds (UTF-8
+    reads them as U+0000, valid, so this runs first): UTF-32 has a NUL as the top byte of every
+    4-byte unit (code points end at U+10FFFF); UTF-16 has a NUL as the high byte of every Latin
+    character, so more NULs in the high bytes than in the low ones (U+4E00 has one in its low byte).
+    Only a strict decode without a control character (U+0000 included; a tweet has none) counts.
+    """
+    if b"\x00" not in raw:
+        return None
+    candidates = []
+    if len(raw) % 4 == 0:
+        candidates += [("utf-32-le", not any(raw[3::4])), ("utf-32-be", not any(raw[0::4]))]
+    if len(raw) % 2 == 0:
+        even, odd = raw[0::2].count(0), raw[1::2].count(0)
+        candidates += [("utf-16-le", odd > even), ("utf-16-be", even > odd)]
+    for codec, fits in candidates:
+        if fits:
+            try:
+                text = raw.decode(codec)
+            except UnicodeDecodeError:
+                continue
+            if not CONTROL_CHARACTER.search(text):
+                return text, f"{codec}-no-bom"
+    return None
+
+
+def is_fallback(how: str) -> bool:
+    """Whether a text decoded as ``how`` was guessed rather than known: read as cp1252, as UTF-16 or UTF-32
+    without a byte-order mark, or with replaced characters. The cache manifest lists every such text."""
+    return how == "cp1252" or how.endswith(("-replaced", "-no-bom"))
+
+
 def decode_text(raw: bytes, encoding: str = "auto") -> tuple[str, str]:
     """Decode tweet bytes; returns (text, how) where ``how`` names the codec that was used.
 
     ``auto``: the codec a byte-order mark names (UTF-8, UTF-16 LE/BE, UTF-32 LE/BE), checked per file
     before anything else (UTF-16 text is valid GB18030 and cp1252 bytes, read as mojibake); else
+    UTF-32 or UTF-16 told by their NUL bytes (``decode_without_bom``); else
     UTF-8; else GB18030, the course archive's other encoding, unless the
     result looks like Latin-1 read as GB18030 (``implausible_gb18030``); else cp1252; else UTF-8 with
     U+FFFD for the bytes no codec took. Any other ``encoding`` is that codec alone. ``how`` ends in
@@ -65,7 +105,7 @@ def decode_text(raw: bytes, encoding: str = "auto") -> tuple[str, str]:
             return raw.decode(encoding), encoding
         except UnicodeDecodeError:
             return raw.decode(encoding, errors="replace"), f"{encoding}-replaced"
-    if (by_bom := decode_by_bom(raw)) is not None:
+    if (by_bom := decode_by_bom(raw) or decode_without_bom(raw)) is not None:
         return by_bom
     try:
         return raw.decode("utf-8"), "utf-8"
@@ -135,9 +175,22 @@ def augment_text(text: str, rng: random.Random) -> str:
     return " ".join(kept)
 
 
+def decode_file(path: Path, encoding: str = "auto") -> tuple[str, str]:
+    """``decode_text`` of the file ``path``; refuses a text that holds NUL characters: bytes of UTF-16 or
+    UTF-32 read with an 8-bit codec, or a binary file, never a tweet."""
+    text, how = decode_text(path.read_bytes(), encoding)
+    if "\x00" in text:
+        hint = ("set data.text_encoding to auto, or to the file's codec" if encoding != "auto" else
+                "it is no UTF-8, UTF-16 or UTF-32 text msc recognises; save it as UTF-8, or set data.text_encoding to "
+                "its codec")
+        raise UserError(f"the text file '{path}' read as {how} holds NUL characters ({text.count(chr(0))}), so it was "
+                        f"decoded wrongly: {hint}")
+    return text, how
+
+
 def read_tweet(path: Path, encoding: str = "auto") -> tuple[str, str]:
     """A sample's normalised text, as the backbone sees it, and the codec ``decode_text`` used."""
-    text, how = decode_text(path.read_bytes(), encoding)
+    text, how = decode_file(path, encoding)
     return normalize_tweet(text), how
 
 
@@ -146,7 +199,7 @@ def raw_post_text(sample: Sample, encoding: str = "auto") -> str | None:
     when the file is missing)."""
     if sample.text_path is None:
         return sample.text or ""
-    return decode_text(sample.text_path.read_bytes(), encoding)[0] if sample.text_path.is_file() else None
+    return decode_file(sample.text_path, encoding)[0] if sample.text_path.is_file() else None
 
 
 def read_post_text(sample: Sample, encoding: str = "auto") -> tuple[str, str]:

@@ -29,7 +29,7 @@ from msc.core.handoff import write_handoff
 from msc.data.dataset import listing_file, load_dataset
 from msc.data.images import augment, open_image, sharpness, short_side
 from msc.data.posts import Dataset
-from msc.data.text import augment_text, read_post_text
+from msc.data.text import augment_text, is_fallback, read_post_text
 from msc.features.cache import FeatureCache
 from msc.features.manifest import (
     MANIFEST,
@@ -224,7 +224,7 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         skipped=screening.skipped, blank_text=screening.blank_text, blank_image=screening.blank_image,
         text_encodings=dict(Counter(codecs.values())), image_quality=quality,
         # Texts read as a fallback codec or with replaced characters: the ones to look at.
-        text_fallbacks={guid: how for guid, how in codecs.items() if how.endswith("-replaced") or how == "cp1252"},
+        text_fallbacks={guid: how for guid, how in codecs.items() if is_fallback(how)},
         arrays={name: array_record(writer.path) for name, writer in writers.items()}, build_id=uuid.uuid4().hex,
     ), indent=None)
 

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from msc.core.errors import UserError
+from msc.core.owned import SAMPLE_MARK, mark
 from msc.data.synthetic import CUE_WORDS, FILLER_WORDS
 
 SHAPES = {
@@ -87,6 +88,7 @@ def write_backbone(out: Path, shape: str, seed: int, tokenizer_folder: Path | No
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
+    mark(staging, SAMPLE_MARK, "sample")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
 
