@@ -169,3 +169,16 @@ def test_the_threshold_is_a_share_and_an_older_model_is_reported_as_not_counted(
     assert report == ("inputs used: 1 posts text+image, 1 text only, 0 image only, 0 neither; 1 of the 2 images the "
                       "posts name could not be used (row b: image unusable: x)")
     assert image_usage(half, 0.4)[2].startswith("1 of the 2 images sent could not be used (50%, more than the 40%")
+
+
+def test_a_lone_surrogate_is_replaced_and_noted_not_a_failed_batch(model_folder, sample_root):
+    """Issue 33, kind 2: '\\ud83d' (half an emoji) failed the whole in-process batch with UnicodeEncodeError."""
+    model = mlflow.pyfunc.load_model(str(model_folder), model_config={"trusted_input": True})
+    image = str(images(sample_root, 1)[0])
+    # pandas 3's Arrow strings cannot hold one; an object column (a caller's own frame) can.
+    frame = pd.DataFrame({"text": ["so happy", "so happy \ud83d", "so happy \ufffd"], "image": [image] * 3}, dtype=object)
+    out = model.predict(frame)
+    assert out["used"].tolist() == ["text+image"] * 3
+    assert out["input_note"].tolist() == ["", "text changed: 1 unpaired surrogate code point(s) replaced with U+FFFD", ""]
+    np.testing.assert_allclose(out.loc[1, PROBABILITIES].to_numpy(float), out.loc[2, PROBABILITIES].to_numpy(float),
+                               atol=1e-6)

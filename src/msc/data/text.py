@@ -15,6 +15,12 @@ from msc.core.errors import UserError
 from msc.data.posts import Sample
 
 TOKENIZED_CHARS = 2000  # CLIP reads at most 77 tokens; a longer text is cut to this many characters first
+# A text file is read up to this many bytes: TOKENIZED_CHARS characters take at most 8000 (UTF-32), and
+# a 2 GiB file read whole cost 4.7 GB of memory (issue 33). A multiple of 4, so UTF-16 and UTF-32 units
+# stay whole; a text cut here is decoded as "<codec>+truncated" and counted as such.
+MAX_TEXT_BYTES = 64 * 1024
+TRUNCATED = "+truncated"
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def implausible_gb18030(text: str) -> bool:
@@ -84,12 +90,29 @@ def decode_without_bom(raw: bytes) -> tuple[str, str] | None:
 
 
 def is_fallback(how: str) -> bool:
-    """Whether a text decoded as ``how`` was guessed rather than known: read as cp1252, as UTF-16 or UTF-32
-    without a byte-order mark, or with replaced characters. The cache manifest lists every such text."""
-    return how == "cp1252" or how.endswith(("-replaced", "-no-bom"))
+    """Whether a text decoded as ``how`` was guessed or changed rather than read as it is: read as cp1252,
+    as UTF-16 or UTF-32 without a byte-order mark, with replaced characters, or cut at ``MAX_TEXT_BYTES``.
+    The cache manifest lists every such text (``text_fallbacks``)."""
+    return how == "cp1252" or how.endswith(("-replaced", "-no-bom", TRUNCATED))
 
 
-def decode_text(raw: bytes, encoding: str = "auto") -> tuple[str, str]:
+def strict_decode(raw: bytes, codec: str, complete: bool = True) -> str:
+    """``raw.decode(codec)``; with ``complete=False`` (bytes cut from a longer file) a character the cut
+    split at the end is left out instead of failing the codec."""
+    return codecs.getincrementaldecoder(codec)().decode(raw, final=complete)
+
+
+def without_lone_surrogates(text: str) -> tuple[str, int]:
+    """``text`` with every unpaired UTF-16 surrogate (U+D800-U+DFFF: JSON's "\\ud83d", half an emoji)
+    replaced by U+FFFD, and how many were: no codec encodes one, so the tokenizer failed on it and a
+    whole in-process batch with it (issue 33). A pair written as two code points becomes its character."""
+    if not LONE_SURROGATE.search(text):
+        return text, 0
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return joined, len(LONE_SURROGATE.findall(text)) - 2 * (len(text) - len(joined))
+
+
+def decode_text(raw: bytes, encoding: str = "auto", complete: bool = True) -> tuple[str, str]:
     """Decode tweet bytes; returns (text, how) where ``how`` names the codec that was used.
 
     ``auto``: the codec a byte-order mark names (UTF-8, UTF-16 LE/BE, UTF-32 LE/BE), checked per file
@@ -99,20 +122,21 @@ def decode_text(raw: bytes, encoding: str = "auto") -> tuple[str, str]:
     result looks like Latin-1 read as GB18030 (``implausible_gb18030``); else cp1252; else UTF-8 with
     U+FFFD for the bytes no codec took. Any other ``encoding`` is that codec alone. ``how`` ends in
     ``-replaced`` when characters were replaced: those texts are counted and reported by featurize.
+    ``complete=False``: ``raw`` was cut from a longer file, and may end inside a character.
     """
     if encoding != "auto":
         try:
-            return raw.decode(encoding), encoding
+            return strict_decode(raw, encoding, complete), encoding
         except UnicodeDecodeError:
             return raw.decode(encoding, errors="replace"), f"{encoding}-replaced"
     if (by_bom := decode_by_bom(raw) or decode_without_bom(raw)) is not None:
         return by_bom
     try:
-        return raw.decode("utf-8"), "utf-8"
+        return strict_decode(raw, "utf-8", complete), "utf-8"
     except UnicodeDecodeError:
         pass
     try:
-        text = raw.decode("gb18030")
+        text = strict_decode(raw, "gb18030", complete)
         if not implausible_gb18030(text):
             return text, "gb18030"
     except UnicodeDecodeError:
@@ -138,9 +162,10 @@ USER_PLACEHOLDER = "@user"
 def normalize_tweet(text: str) -> str:
     """Tokenize with NLTK's TweetTokenizer; URLs and @mentions become placeholders.
 
-    Hashtags, emoji and every script are kept: there is no ASCII filter.
+    Hashtags, emoji and every script are kept: there is no ASCII filter. Unpaired surrogates become
+    U+FFFD (``without_lone_surrogates``; the readers count them where the text comes in).
     """
-    tokens = _tweet_tokenizer().tokenize(text[:TOKENIZED_CHARS])
+    tokens = _tweet_tokenizer().tokenize(without_lone_surrogates(text[:TOKENIZED_CHARS])[0])
     out = []
     for token in tokens:
         if _URL.match(token):
@@ -178,7 +203,11 @@ def augment_text(text: str, rng: random.Random) -> str:
 def decode_file(path: Path, encoding: str = "auto") -> tuple[str, str]:
     """``decode_text`` of the file ``path``; refuses a text that holds NUL characters: bytes of UTF-16 or
     UTF-32 read with an 8-bit codec, or a binary file, never a tweet."""
-    text, how = decode_text(path.read_bytes(), encoding)
+    with path.open("rb") as file:
+        raw = file.read(MAX_TEXT_BYTES + 1)
+    truncated = len(raw) > MAX_TEXT_BYTES
+    text, how = decode_text(raw[:MAX_TEXT_BYTES], encoding, complete=not truncated)
+    how += TRUNCATED if truncated else ""
     if "\x00" in text:
         hint = ("set data.text_encoding to auto, or to the file's codec" if encoding != "auto" else
                 "it is no UTF-8, UTF-16 or UTF-32 text msc recognises; save it as UTF-8, or set data.text_encoding to "
@@ -206,5 +235,6 @@ def read_post_text(sample: Sample, encoding: str = "auto") -> tuple[str, str]:
     """``read_tweet`` of a post's text file, or its inline text (a table's ``text``) normalised alike;
     the codec is "inline" then."""
     if sample.text_path is None:
-        return normalize_tweet(sample.text or ""), "inline"
+        text, replaced = without_lone_surrogates(sample.text or "")
+        return normalize_tweet(text), "inline-replaced" if replaced else "inline"
     return read_tweet(sample.text_path, encoding)

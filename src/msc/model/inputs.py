@@ -38,8 +38,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
 from msc.data.images import PixelValueError, open_image, processed_pixels
-from msc.data.text import decode_text
-from msc.model.usage import IMAGE_UNUSABLE
+from msc.data.text import decode_text, without_lone_surrogates
+from msc.model.usage import IMAGE_UNUSABLE, TEXT_CHANGED
 
 LOGGER = logging.getLogger("msc.serving")
 MAX_ROWS = 256  # rows in one request
@@ -177,7 +177,18 @@ def read_untrusted(chunk: pd.DataFrame, preprocess: Preprocess) -> Read:
     """
     texts = ["" if is_null(text) else text for text in chunk["text"]]
     images = [preprocess(decode_base64_image(image, row)) for row, image in zip(chunk.index, chunk["image"])]
-    return Read(texts, images, [""] * len(texts))
+    return Read(texts, images, [text_note(text) for text in texts])
+
+
+def text_note(text: str | None) -> str:
+    """The note of a text whose unpaired surrogates the model replaces with U+FFFD (normalize_tweet), else ""."""
+    replaced = 0 if text is None else without_lone_surrogates(text)[1]
+    return f"{TEXT_CHANGED}{replaced} unpaired surrogate code point(s) replaced with U+FFFD" if replaced else ""
+
+
+def joined_notes(*notes: str) -> str:
+    """One row's notes, the image's first (``unusable_images`` reads its start)."""
+    return "; ".join(note for note in notes if note)
 
 
 def hide_parser_tracebacks() -> None:
@@ -263,6 +274,7 @@ def read_trusted(frame: pd.DataFrame, preprocess: Preprocess) -> Read:
             LOGGER.warning("row %s: image unusable (%s); predicting from its text alone", row, error)
             pixels.append(None)
             notes.append(f"{IMAGE_UNUSABLE}{error}")
+    notes = [joined_notes(note, text_note(text)) for note, text in zip(notes, texts)]
     for row, text, image in zip(frame.index, texts, pixels):
         if text is None and image is None:
             LOGGER.warning("row %s: neither text nor image; predicting from the class prior the head learned", row)

@@ -6,8 +6,9 @@ Two output columns, after every other column of the pyfunc's output:
 - ``used``: the modalities whose features the prediction read: ``text+image``, ``text``, ``image`` or
   ``none`` (neither: the class prior the head learned). An empty text that was sent is a text (a post
   without words); a text or image that is null, or that could not be read, is not used.
-- ``input_note``: empty when everything the caller sent was used; else why something was dropped,
-  e.g. ``image unusable: 'x.jpg' is neither an existing file nor base64-encoded image bytes``.
+- ``input_note``: empty when everything the caller sent was used as sent; else why something was
+  dropped or changed, e.g. ``image unusable: 'x.jpg' is neither an existing file nor base64-encoded
+  image bytes`` or ``text changed: 1 unpaired surrogate code point(s) replaced with U+FFFD``.
 
 A silent text-only prediction was the failure this replaces: a column of raw ``bytes`` read as
 ``str(bytes)`` made every image unusable, and the only trace was a warning per row in a worker's log.
@@ -26,6 +27,7 @@ USAGE_COLUMNS = (USED, NOTE)
 MAX_UNUSABLE_IMAGE_SHARE = 0.5
 SHOWN_ROWS = 3  # rows a sentence names
 IMAGE_UNUSABLE = "image unusable: "  # how the note of a row whose image was sent but not used begins
+TEXT_CHANGED = "text changed: "  # a text the model read with characters replaced (unpaired surrogates)
 
 
 def used_modalities(texts: Sequence, images: Sequence) -> list[str]:

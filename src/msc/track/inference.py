@@ -26,7 +26,16 @@ from msc.data.posts import DataSource, Sample
 from msc.data.table import table_posts
 from msc.data.text import raw_post_text
 from msc.model.explain import EXPLANATION_COLUMNS
-from msc.model.usage import NOTE, USAGE_COLUMNS, USED, first_rows, images_sent, unusable_images, unusable_images_sentence
+from msc.model.usage import (
+    NOTE,
+    TEXT_CHANGED,
+    USAGE_COLUMNS,
+    USED,
+    first_rows,
+    images_sent,
+    unusable_images,
+    unusable_images_sentence,
+)
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 from msc.train.calibration import ece_interval, expected_calibration_error
 
@@ -158,11 +167,15 @@ def image_usage(predicted: pd.DataFrame, threshold: float) -> tuple[dict[str, in
     used = Counter(predicted[USED])
     unusable = unusable_images(predicted["id"], predicted[NOTE])
     sent = images_sent(predicted[USED], unusable)
+    changed = [(row, note[note.index(TEXT_CHANGED):]) for row, note in zip(predicted["id"], predicted[NOTE])
+               if TEXT_CHANGED in note]
     counts = {"used_text_image": used["text+image"], "used_text_only": used["text"], "used_image_only": used["image"],
-              "used_neither": used["none"], "images_sent": sent, "images_unusable": len(unusable)}
+              "used_neither": used["none"], "images_sent": sent, "images_unusable": len(unusable),
+              "texts_changed": len(changed)}
     report = (f"inputs used: {used['text+image']} posts text+image, {used['text']} text only, {used['image']} image "
               f"only, {used['none']} neither; {len(unusable)} of the {sent} images the posts name could not be used"
-              + (f" ({first_rows(unusable)})" if unusable else ""))
+              + (f" ({first_rows(unusable)})" if unusable else "")
+              + (f"; {len(changed)} texts were read with characters replaced ({first_rows(changed)})" if changed else ""))
     return counts, report, unusable_images_sentence(unusable, sent, threshold,
                                                     "predict.max_unusable_image_share in params.yaml")
 
