@@ -27,7 +27,7 @@ from rich.table import Table
 
 from msc.config import Config, load_config
 from msc.core.errors import UserError, cli, step
-from msc.core.files import atomic_write_text
+from msc.core.files import atomic_write_text, check_output_file
 from msc.core.labels import probability_columns
 from msc.data.dataset import TEST_FILE, listing_file
 from msc.model.explain import EXPLANATION_COLUMNS
@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.params)
     refuse_input_as_out(args, config)
+    out = args.out or (DEFAULT_TABLE_OUT if args.input is not None else DEFAULT_OUT)
+    check_output_file(out, "--out")  # before the model is loaded: a path that cannot be written is a sentence
     import mlflow
 
     with step(f"loading the model {args.model_uri}"):
