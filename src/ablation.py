@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the CSVs and ablation.json go")
     args = parser.parse_args(argv)
     config = load_config(args.params)
-    cache = open_cache(config)
+    cache = open_cache(config.data, config.model, config.features, config.train.device)
     console = Console()
     with step("training and scoring the ablation variants"):
         rows = run_ablation(config, cache, args.metrics, args.out_dir)

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.params)
     started = time.perf_counter()
     with step(f"checking the data in {config.data.root} and computing the feature cache {config.features.dir}"):
-        cache, built = featurize(config, force=args.force)
+        cache, built = featurize(config.data, config.model, config.features, force=args.force)
     state = f"built in {time.perf_counter() - started:.1f}s" if built else "fresh, reused"
     skipped = len(cache.manifest.skipped)
     if fallbacks := cache.manifest.text_fallbacks:

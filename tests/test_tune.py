@@ -23,7 +23,7 @@ from msc.data.split import write_splits
 from msc.features.build import featurize
 from msc.tune.runner import tune
 from msc.tune.study import FINISHED
-from tests.conftest import POSTGRES_URL, REPO, postgres_available
+from tests.conftest import POSTGRES_URL, REPO, cache_sections, postgres_available
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
@@ -268,7 +268,7 @@ def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path)
         (data / "data" / f"{guid}.jpg").write_bytes(b"\xff\xd8 truncated")
     skip = small(config, **{"data.root": str(data), "data.on_error": "skip", "tune.trials": 1,
                             "features.dir": str(tmp_path / "features"), "data.splits_dir": str(tmp_path / "splits")})
-    featurize(skip)
+    featurize(*cache_sections(skip))
     write_splits(skip.data.source, skip.data.splits_dir, skip.data.split_rule)
     tune(skip)
     client = mlflow.MlflowClient()
@@ -294,7 +294,7 @@ def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(
     write_backbone(other_clip, "tiny", seed=1)
     changed = small(config, **{"tune.trials": 2, "model.backbone": str(other_clip),
                                "features.dir": str(tmp_path / "features-other")})
-    cache, built = featurize(changed)
+    cache, built = featurize(*cache_sections(changed))
     assert built
     with pytest.raises(UserError, match="feature cache .* is stale: model.backbone changed"):
         tune(small(config, **{"tune.trials": 2, "model.backbone": str(other_clip)}))
@@ -361,7 +361,7 @@ def test_trial_models_reference_the_backbone_and_only_the_registered_version_bun
     # The cache records the backbone's name; a cache of its own for the copy.
     bundled = small(config, **{"tune.trials": 2, "register.bundle_backbone": True, "model.backbone": str(copy),
                                "features.dir": str(project / "features")})
-    featurize(bundled)
+    featurize(*cache_sections(bundled))
     tune(bundled)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")

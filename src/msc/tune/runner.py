@@ -11,7 +11,7 @@ import sys
 
 from rich.console import Console
 
-from msc.config import Config, for_labels, with_overrides
+from msc.config import Config, with_overrides
 from msc.core.errors import UserError, step
 from msc.core.paths import local_folder
 from msc.features.cache import open_cache
@@ -19,6 +19,7 @@ from msc.features.splits import load_splits
 from msc.track.locks import shared_lock
 from msc.track.registry import MODEL_NAME, Candidate
 from msc.track.store import setup_mlflow
+from msc.tune.labels import for_labels
 from msc.tune.objective import Objective
 from msc.tune.progress import run_study_with_progress
 from msc.tune.registration import Refit, register_if_better
@@ -56,7 +57,7 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     from mlflow import MlflowClient
 
     with step("opening the feature cache and the split"):
-        cache = open_cache(config)
+        cache = open_cache(config.data, config.model, config.features, config.train.device)
         splits = load_splits(config.data, cache)
         config, warning = for_labels(config, cache.label_names)
     if warning is not None:
