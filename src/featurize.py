@@ -7,7 +7,7 @@ import sys
 import time
 
 from msc.config import load_config
-from msc.core.errors import cli, step
+from msc.core.errors import cli, log_crashes_in, step
 from msc.features.build import featurize
 from msc.features.manifest import MANIFEST
 
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")
     args = parser.parse_args(argv)
     config = load_config(args.params)
+    log_crashes_in(config.paths.logs)
     started = time.perf_counter()
     with step(f"checking the data in {config.data.root} and computing the feature cache {config.features.dir}"):
         cache, built = featurize(config.data, config.model, config.features, force=args.force)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from msc.config import load_config
-from msc.core.errors import cli
+from msc.core.errors import cli, log_crashes_in
 from msc.data.split import SPLIT_NAMES, SPLITS_FILE, write_splits
 
 
@@ -14,7 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Assign every labelled guid to train, validation or holdout.")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    data = load_config(args.params).data
+    config = load_config(args.params)
+    log_crashes_in(config.paths.logs)
+    data = config.data
     info = write_splits(data.source, data.splits_dir, data.split_rule)
     counts = ", ".join(f"{info.counts[name]} {name}" for name in SPLIT_NAMES)
     print(f"split {info.identity}: {counts}; wrote {Path(data.splits_dir) / SPLITS_FILE}")

@@ -2,8 +2,9 @@
 
 A ``UserError`` (something the user can fix) is its own sentence, exit status 2. Any other
 exception is a failure the user did not cause: one sentence names the command and the step it
-was in (``step``), the full traceback goes to a log file under ``logs/`` whose path the sentence
-names, and the exit status is 1. ``MSC_DEBUG=1`` shows the traceback in place instead.
+was in (``step``), the full traceback goes to a log file under ``paths.logs`` (``logs/`` until the
+command has read its params, ``log_crashes_in``) whose path the sentence names, and the exit status
+is 1. ``MSC_DEBUG=1`` shows the traceback in place instead.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ class UserError(Exception):
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
-LOG_DIR = Path("logs")
+LOG_DIR = Path("logs")  # before a command has read paths.logs from its params
+_crash_logs = [LOG_DIR]  # the folder of this process's crash logs; the stage sets it (log_crashes_in)
+
+
+def log_crashes_in(folder: str | os.PathLike) -> None:
+    """Write this command's crash log, if any, into ``folder`` (params.yaml's ``paths.logs``)."""
+    _crash_logs[0] = Path(folder)
 
 
 @contextlib.contextmanager
@@ -45,9 +52,10 @@ def step(doing: str) -> Iterator[None]:
 
 
 def write_crash_log(command: str, details: str) -> Path:
-    """The traceback in ``logs/<command>-<time>-<pid>.log``; returns the path."""
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    path = LOG_DIR / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    """The traceback in ``<paths.logs>/<command>-<time>-<pid>.log``; returns the path."""
+    folder = _crash_logs[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     path.write_text(f"python -m src.{command} {' '.join(sys.argv[1:])}\n\n{details}")
     return path
 
