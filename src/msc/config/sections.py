@@ -1,6 +1,7 @@
 """The sections of params.yaml that belong to the stages above the library's layers: ``tune``,
-``predict``, ``register`` and ``ablation``. The layers' own sections live with their rules
-(``msc.data.config``, ``msc.model.config``, ``msc.features.config``, ``msc.train.config``)."""
+``predict``, ``register``, ``ablation`` and ``paths`` (where the stages write). The layers' own
+sections live with their rules (``msc.data.config``, ``msc.model.config``, ``msc.features.config``,
+``msc.train.config``)."""
 
 from __future__ import annotations
 
