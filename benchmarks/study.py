@@ -50,8 +50,9 @@ def subset_cache(cache: FeatureCache, params: Path) -> None:
     for name in CACHE_ARRAYS:
         np.save(folder / f"{name}.npy", cache.array(name)[rows])
     data_hash = data_fingerprint(dataset)
+    sections = (config.data, config.model, config.features)
     manifest = replace(cache.manifest, data_fingerprint=data_hash, n_labelled=len(labelled),
-                       fingerprint=cache_fingerprint(config, data_hash), preprocessing=preprocessing_settings(config),
+                       fingerprint=cache_fingerprint(*sections, data_hash), preprocessing=preprocessing_settings(*sections),
                        guids=[s.guid for s in dataset.samples], labels=[s.label for s in dataset.labelled],
                        arrays={name: array_record(folder / f"{name}.npy") for name in CACHE_ARRAYS},
                        build_id=uuid.uuid4().hex)

@@ -1,5 +1,6 @@
 """The stage commands users type: ``python -m src.<stage>``. Each is a thin entry point (arguments,
-config, one call into the ``msc`` library in ``src/msc/``, outputs)."""
+config, one call into the ``msc`` library in ``src/msc/``, outputs written where params.yaml's ``paths``
+or an argument says). import-linter checks them as the layer above ``msc`` (pyproject.toml)."""
 
 import importlib.util
 import sys

@@ -1,5 +1,5 @@
 """Stage ``ablation``: every head over several seeds on the untouched holdout and an error analysis
-(msc/analysis/ablation.py); ``python -m src.report`` turns its outputs into ``results/report.md``."""
+(msc/analysis/ablation.py), into ``paths.results``; ``python -m src.report`` turns its outputs into ``report.md``."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from rich.table import Table
 from msc.analysis.ablation import run_ablation
 from msc.analysis.results import DETAILS, AblationResults
 from msc.config import load_config
-from msc.core.errors import cli, step
+from msc.core.errors import cli, log_crashes_in, step
+from msc.core.files import check_output_folder
 from msc.core.owned import holds_handoff, refuse_foreign
 from msc.features.cache import open_cache
-
-RESULTS = Path("results")
 
 
 def print_table(rows: list[dict], title: str, console: Console) -> None:
@@ -38,22 +37,26 @@ def print_table(rows: list[dict], title: str, console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Ablation, fusion comparison and error analysis on the holdout.")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--metrics", type=Path, default=RESULTS / "metrics.json",
-                        help="the tune stage's summary, for the tuned hyperparameters (default: %(default)s)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the CSVs and ablation.json go")
+    parser.add_argument("--metrics", type=Path, help="the tune stage's summary, for the tuned hyperparameters "
+                        "(default: <paths.results>/metrics.json)")
+    parser.add_argument("--out-dir", type=Path, help="where the CSVs and ablation.json go (default: paths.results)")
     parser.add_argument("--force", action="store_true", help="replace ablation.csv, bad_cases.csv and "
                         f"{DETAILS} in --out-dir even when the ablation did not write them")
     args = parser.parse_args(argv)
-    ours = args.force or holds_handoff(args.out_dir / DETAILS, AblationResults.NAME)
-    refuse_foreign([("--out-dir", args.out_dir / name, ours) for name in ("ablation.csv", "bad_cases.csv", DETAILS)],
-                   "ablation", "--force")
     config = load_config(args.params)
-    cache = open_cache(config)
+    log_crashes_in(config.paths.logs)
+    results = Path(config.paths.results)
+    metrics, out_dir = args.metrics or results / "metrics.json", args.out_dir or results
+    check_output_folder(out_dir, "--out-dir")
+    ours = args.force or holds_handoff(out_dir / DETAILS, AblationResults.NAME)
+    refuse_foreign([("--out-dir", out_dir / name, ours) for name in ("ablation.csv", "bad_cases.csv", DETAILS)],
+                   "ablation", "--force")
+    cache = open_cache(config.data, config.model, config.features, config.train.device)
     console = Console()
     with step("training and scoring the ablation variants"):
-        rows = run_ablation(config, cache, args.metrics, args.out_dir)
+        rows = run_ablation(config, cache, metrics, out_dir)
     print_table(rows, f"holdout, mean ± std over seeds ({cache.manifest.backbone}, {config.data.root})", console)
-    print(f"wrote {args.out_dir / 'ablation.csv'}, {args.out_dir / 'bad_cases.csv'} and {args.out_dir / DETAILS}; "
+    print(f"wrote {out_dir / 'ablation.csv'}, {out_dir / 'bad_cases.csv'} and {out_dir / DETAILS}; "
           "`python -m src.report` writes the report")
     return 0
 

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from msc.config import load_config
-from msc.core.errors import cli, step
+from msc.core.errors import cli, log_crashes_in, step
+from msc.core.files import check_output_folder
 from msc.core.owned import holds_handoff, refuse_foreign
 from msc.features.build import featurize
 from msc.features.manifest import MANIFEST, CacheManifest
@@ -21,12 +22,14 @@ def main(argv: list[str] | None = None) -> int:
                         "features.dir even when it is not a feature cache")
     args = parser.parse_args(argv)
     config = load_config(args.params)
+    log_crashes_in(config.paths.logs)
     folder = Path(config.features.dir)  # a rebuild replaces the whole folder: refuse one that is not a cache
+    check_output_folder(folder.parent, "features.dir")  # the cache is built beside it and swapped in
     ours = args.force or holds_handoff(folder / MANIFEST, CacheManifest.NAME)
     refuse_foreign([("features.dir", folder, ours)], "featurize", "--force")
     started = time.perf_counter()
     with step(f"checking the data in {config.data.root} and computing the feature cache {config.features.dir}"):
-        cache, built = featurize(config, force=args.force)
+        cache, built = featurize(config.data, config.model, config.features, force=args.force)
     state = f"built in {time.perf_counter() - started:.1f}s" if built else "fresh, reused"
     skipped = len(cache.manifest.skipped)
     if fallbacks := cache.manifest.text_fallbacks:

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from msc.config import Config, load_config
-from msc.core.errors import UserError, cli, step
+from msc.core.errors import UserError, cli, log_crashes_in, step
 from msc.core.files import atomic_write_text, check_output_file
 from msc.core.labels import probability_columns
 from msc.data.dataset import TEST_FILE, listing_file
@@ -43,8 +43,8 @@ from msc.track.inference import (
 )
 from msc.track.store import setup_mlflow
 
-DEFAULT_OUT = Path("results/test_with_label.txt")
-DEFAULT_TABLE_OUT = Path("results/predictions.csv")  # with --input
+TEST_LABELS = "test_with_label.txt"  # the default --out, in paths.results
+TABLE_PREDICTIONS = "predictions.csv"  # the default --out with --input, in paths.results
 EXPLANATIONS = "test_explanations.csv"  # written beside --out with --explain (without --input)
 
 
@@ -75,8 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--input", type=Path, help="a table of posts (.csv, .jsonl or .parquet; columns id, text or "
                         "text_path, image_path relative to its folder; data.columns renames them) to label instead "
                         "of the dataset's unlabelled posts")
-    parser.add_argument("--out", type=Path, help=f"output file (default: {DEFAULT_OUT}, or {DEFAULT_TABLE_OUT} with "
-                        "--input)")
+    parser.add_argument("--out", type=Path, help=f"output file (default: <paths.results>/{TEST_LABELS}, or "
+                        f"<paths.results>/{TABLE_PREDICTIONS} with --input)")
     parser.add_argument("--data-root", help="dataset folder (default: data.root in params.yaml)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--explain", action="store_true", help="also give each post's attr_text, attr_image (the "
@@ -98,6 +98,11 @@ def checked_usage(predicted: pd.DataFrame, config: Config) -> dict[str, int]:
     if refusal:
         raise UserError(refusal)
     return counts
+
+
+def output_path(args: argparse.Namespace, config: Config) -> Path:
+    """--out, or the default file under paths.results (the course file, or the table's predictions)."""
+    return args.out or Path(config.paths.results) / (TABLE_PREDICTIONS if args.input is not None else TEST_LABELS)
 
 
 def refuse_input_as_out(args: argparse.Namespace, config: Config) -> None:
@@ -124,14 +129,14 @@ def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.Dat
         with step(f"labelling the posts of {args.input}"):
             predicted, truth = predict_table(model, args.input, config.data.columns, config.data.text_encoding, margin)
         usage = checked_usage(predicted, config)
-        out = args.out or DEFAULT_TABLE_OUT
+        out = output_path(args, config)
         atomic_write_text(out, predicted.to_csv(index=False, float_format="%.6f"))
         return predicted, out, truth, usage
     source = config.data.source if args.data_root is None else replace(config.data.source, root=Path(args.data_root))
     with step("labelling the test set"):
         labels = predict_test_set(model, source, config.data.text_encoding, margin)
     usage = checked_usage(labels.rename(columns={"guid": "id"}), config)
-    out = args.out or DEFAULT_OUT
+    out = output_path(args, config)
     write_labels(labels, out)  # the course's guid,tag format, with or without --explain
     if args.explain:
         explanations = labels[["guid", "tag", *probability_columns(model_labels(model)), *EXPLANATION_COLUMNS]]
@@ -142,9 +147,9 @@ def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.Dat
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.params)
+    log_crashes_in(config.paths.logs)
     refuse_input_as_out(args, config)
-    out = args.out or (DEFAULT_TABLE_OUT if args.input is not None else DEFAULT_OUT)
-    check_output_file(out, "--out")  # before the model is loaded: a path that cannot be written is a sentence
+    check_output_file(output_path(args, config), "--out")  # before the model is loaded
     import mlflow
 
     with step(f"loading the model {args.model_uri}"):

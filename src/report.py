@@ -1,4 +1,4 @@
-"""Stage ``report``: ``results/report.md`` from the ablation stage's outputs (msc/analysis/report.py),
+"""Stage ``report``: ``<paths.results>/report.md`` from the ablation stage's outputs (msc/analysis/report.py),
 added to the ablation's MLflow parent run."""
 
 from __future__ import annotations
@@ -7,18 +7,23 @@ import argparse
 from pathlib import Path
 
 from msc.analysis.report import read_ablation, write_report
-from msc.core.errors import cli
+from msc.config import load_config
+from msc.core.errors import cli, log_crashes_in
 from msc.track.store import setup_mlflow
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write results/report.md from the ablation stage's outputs.")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="the ablation's output folder, where "
-                        "report.md and figures/ go (default: %(default)s)")
+    parser = argparse.ArgumentParser(description="Write report.md from the ablation stage's outputs.")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--results", type=Path, help="the ablation's output folder, where report.md and figures/ go "
+                        "(default: paths.results)")
     args = parser.parse_args(argv)
-    results, context, analysed, cases, difference = read_ablation(args.results)
-    report = args.results / "report.md"
-    figures = write_report(report, args.results / "figures", context, results.rows, analysed, cases, difference,
+    config = load_config(args.params)
+    log_crashes_in(config.paths.logs)
+    folder = args.results or Path(config.paths.results)
+    results, context, analysed, cases, difference = read_ablation(folder)
+    report = folder / "report.md"
+    figures = write_report(report, folder / "figures", context, results.rows, analysed, cases, difference,
                            results.attribution)
     from mlflow import MlflowClient
 

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from msc.config import load_config
-from msc.core.errors import cli
+from msc.core.errors import cli, log_crashes_in
+from msc.core.files import check_output_folder
 from msc.data.split import SPLIT_NAMES, SPLITS_FILE, write_splits
 
 
@@ -16,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace splits.csv and split.json in data.splits_dir "
                         "even when the split stage did not write them")
     args = parser.parse_args(argv)
-    data = load_config(args.params).data
+    config = load_config(args.params)
+    log_crashes_in(config.paths.logs)
+    data = config.data
+    check_output_folder(data.splits_dir, "data.splits_dir")
     info = write_splits(data.source, data.splits_dir, data.split_rule, args.force)
     counts = ", ".join(f"{info.counts[name]} {name}" for name in SPLIT_NAMES)
     print(f"split {info.identity}: {counts}; wrote {Path(data.splits_dir) / SPLITS_FILE}")

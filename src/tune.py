@@ -9,11 +9,11 @@ import logging
 import optuna
 
 from msc.config import load_config, with_overrides
-from msc.core.errors import cli, interrupt_on_sigterm
+from msc.core.errors import cli, interrupt_on_sigterm, log_crashes_in
 from msc.track.store import setup_mlflow, tracking_uri, ui_link
 from msc.tune.progress import QuietInterrupt
 from msc.tune.runner import tune
-from msc.tune.summary import RESULTS, holdout_line
+from msc.tune.summary import holdout_line, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
                         "Production")
     args = parser.parse_args(argv)
     config = load_config(args.params)
+    log_crashes_in(config.paths.logs)
     overrides = {f"tune.{k}": v for k, v in (("trials", args.trials), ("storage", args.storage),
                                               ("study_name", args.study_name), ("n_jobs", args.n_jobs)) if v is not None}
     config = with_overrides(config, overrides)
@@ -35,12 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for handler in logging.getLogger("optuna").handlers:
         handler.addFilter(QuietInterrupt())
-    summary = tune(config, force=args.force)
+    outcome = tune(config, force=args.force)
+    summary, metrics = outcome.summary, write_results(config.paths.results, outcome)
     print(f"study {summary.study_name}: best trial {summary.best_trial} ({summary.select_metric} "
           f"{summary.best_value:.4f}). {summary.gate[0].upper()}{summary.gate[1:]}. Production "
           f"{'is now' if summary.promoted_now else 'stays'} msc version {summary.version}: "
           f"{holdout_line(summary.holdout)} on {summary.holdout_samples} holdout samples; wrote "
-          f"{RESULTS / 'metrics.json'}")
+          f"{metrics}")
     uri = tracking_uri()
     print(f"compare the trials in the MLflow UI: {ui_link(setup_mlflow())}"
           + ("" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"))

@@ -43,7 +43,7 @@ def study_row(work: Path, seed: int) -> str:
 
     os.chdir(work)
     config = load_config("params.yaml")
-    cache, _ = open_cache(config), setup_mlflow()
+    cache, _ = open_cache(config.data, config.model, config.features, config.train.device), setup_mlflow()
     splits = load_splits(config.data, cache)
     model = load_msc_model("models:/msc/Production")
     test_rows = np.arange(cache.n_labelled, len(cache.guids))

@@ -82,6 +82,12 @@ def make_config(data_root: Path, backbone: Path, features_dir: Path, overrides: 
     )
 
 
+def cache_sections(config: Config, device: bool = False) -> tuple:
+    """The sections of ``config`` that ``featurize`` takes (data, model, features), and train.device
+    after them for ``open_cache`` when ``device``."""
+    return (config.data, config.model, config.features) + ((config.train.device,) if device else ())
+
+
 @pytest.fixture(scope="session")
 def config(sample_root, tiny_clip, tmp_path_factory) -> Config:
     return make_config(sample_root, tiny_clip, tmp_path_factory.mktemp("cache") / "features")
@@ -89,7 +95,7 @@ def config(sample_root, tiny_clip, tmp_path_factory) -> Config:
 
 @pytest.fixture(scope="session")
 def cache(config):
-    cache, built = featurize(config)
+    cache, built = featurize(*cache_sections(config))
     assert built
     return cache
 

@@ -19,7 +19,7 @@ def console_logger(name: str) -> tuple[logging.Logger, io.StringIO]:
 
 
 def test_a_logged_traceback_goes_to_the_log_file_and_a_plain_warning_stays(tmp_path, monkeypatch):
-    monkeypatch.setattr(errors, "LOG_DIR", tmp_path / "logs")
+    monkeypatch.setattr(errors, "_crash_logs", [tmp_path / "logs"])
     logger, console = console_logger("optuna.study.fake")
     log = CommandLog("tune")
     with TracebacksToLog(log):
@@ -41,7 +41,7 @@ def test_a_logged_traceback_goes_to_the_log_file_and_a_plain_warning_stays(tmp_p
 def test_a_full_disk_seen_through_a_library_is_exit_2_and_one_sentence(tmp_path, monkeypatch, capsys):
     import errno
 
-    monkeypatch.setattr(errors, "LOG_DIR", tmp_path / "logs")
+    monkeypatch.setattr(errors, "_crash_logs", [tmp_path / "logs"])
     logger, console = console_logger("mlflow.store.fake")
 
     def main(argv=None):

@@ -15,6 +15,7 @@ from msc.core.errors import UserError
 from msc.features.build import featurize
 from msc.features.cache import FeatureCache, open_cache
 from msc.features.writer import NpyWriter
+from tests.conftest import cache_sections
 
 
 def damage(folder, how: str) -> None:
@@ -35,17 +36,17 @@ def test_a_damaged_cache_is_a_sentence_for_readers_and_rebuilt_by_featurize(priv
                                                                             how, problem):
     from src import split, tune
 
-    cache, _ = featurize(private_config)
+    cache, _ = featurize(*cache_sections(private_config))
     damage(cache.folder, how)
     with pytest.raises(UserError, match=f"image_pooled.npy {problem}.*featurize --force"):
-        open_cache(private_config)
+        open_cache(*cache_sections(private_config, device=True))
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(asdict(with_overrides(private_config, {"tune.storage": f"sqlite:///{tmp_path}/o.db"}))))
     assert split.main(["--params", str(params)]) == 0
     assert tune.main(["--params", str(params), "--trials", "1"]) == 2
     err = capsys.readouterr().err
     assert "image_pooled.npy" in err and "--force" in err and "Traceback" not in err
-    rebuilt, built = featurize(private_config)
+    rebuilt, built = featurize(*cache_sections(private_config))
     assert built and "rebuilding the feature cache: " in capsys.readouterr().err
     assert np.isfinite(rebuilt.array("image_pooled")).all()
 
@@ -60,10 +61,10 @@ def test_the_backbone_writing_non_finite_features_caches_nothing(tmp_path):
 def test_a_reader_keeps_the_build_it_opened_when_featurize_swaps_in_another(private_config, tmp_path):
     """Every array is mapped when the cache opens: a rebuild swapped in later is not mixed in."""
     config = with_overrides(private_config, {"features.augment_views": 1})
-    before, _ = featurize(config)
+    before, _ = featurize(*cache_sections(config))
     kept = shutil.copytree(before.folder, tmp_path / "copy")
     reader = FeatureCache(config.features.dir)
-    rebuilt, built = featurize(with_overrides(config, {"features.seed": 7}), force=True)  # other augmented views
+    rebuilt, built = featurize(*cache_sections(with_overrides(config, {"features.seed": 7})), force=True)  # other augmented views
     assert built and not np.array_equal(rebuilt.array("aug_pooled"), np.load(kept / "aug_pooled.npy"))
     for name in ("aug_pooled", "aug_tokens", "image_pooled", "text_tokens"):
         assert np.array_equal(reader.array(name), np.load(kept / f"{name}.npy")), name
@@ -76,7 +77,7 @@ def test_a_full_disk_during_featurize_is_a_sentence_and_leaves_no_staging(privat
 
     monkeypatch.setattr(NpyWriter, "write", full)
     with pytest.raises(UserError, match="no space left on the device holding .*features.tmp"):
-        featurize(private_config)
+        featurize(*cache_sections(private_config))
     folder = Path(private_config.features.dir)
     assert not folder.with_name(folder.name + ".tmp").exists()
 
@@ -88,7 +89,7 @@ def test_an_open_that_sees_two_builds_tries_again(private_config, monkeypatch):
 
     from msc.features import cache as cache_module
 
-    built, _ = featurize(private_config)
+    built, _ = featurize(*cache_sections(private_config))
     real = cache_module.read_manifest
     calls = []
 

@@ -10,6 +10,7 @@ from msc.core.labels import COURSE_LABELS
 from msc.data.posts import DataSource
 from msc.track.inference import predict_test_set
 from src.predict import distribution_table, write_labels
+from tests.conftest import cache_sections
 
 
 class NeverCalled:
@@ -51,10 +52,10 @@ def test_featurize_refuses_a_header_only_train_file_and_takes_a_header_only_test
     train = (root / "train.txt").read_text()
     (root / "train.txt").write_text("guid,tag\n")
     with pytest.raises(UserError, match="train.txt has no labelled samples"):
-        featurize(private_config)
+        featurize(*cache_sections(private_config))
     (root / "train.txt").write_text(train)
     (root / "test_without_label.txt").write_text("guid,tag\n")
-    cache, built = featurize(private_config)
+    cache, built = featurize(*cache_sections(private_config))
     assert built and len(cache.guids) == cache.n_labelled == len(train.splitlines()) - 1
 
 
@@ -75,7 +76,7 @@ def test_featurize_and_predict_take_a_thin_banner_in_the_data_the_same_way(priva
 
     sample = load_dataset(private_config.data.source).labelled[0]
     Image.new("RGB", (20000, 1), (200, 40, 40)).save(Path(sample.image_path), format="PNG")  # a PNG named .jpg
-    cache, _ = featurize(private_config)
+    cache, _ = featurize(*cache_sections(private_config))
     backbone = load_backbone(private_config.model.backbone, device="cpu")
     served = encode_inputs(backbone, [decode_text(sample.text_path.read_bytes())[0]],
                            [backbone.preprocess_image(open_image(sample.image_path))], 77)

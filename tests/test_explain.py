@@ -16,7 +16,7 @@ from msc.features.build import featurize
 from msc.features.splits import load_splits
 from msc.model.explain import drivers, modality_attribution, without
 from msc.train.loop import train_head
-from tests.conftest import make_config
+from tests.conftest import cache_sections, make_config
 
 
 @pytest.mark.parametrize("fusion", ["late", "gated", "cross_attention", "early"])
@@ -58,7 +58,7 @@ def test_the_modality_that_carries_the_label_drives_it(tmp_path, small_sample_ro
         path.write_bytes(content)
     config = make_config(data, tiny_clip, tmp_path / "features",
                          {"features.augment_views": 0, "train.epochs": 15, "train.lr": 0.003, "train.patience": 15})
-    cache, _ = featurize(config)
+    cache, _ = featurize(*cache_sections(config))
     write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)
     splits = load_splits(config.data, cache)
     rows = np.concatenate([splits.val, splits.holdout])

@@ -25,7 +25,7 @@ from msc.model.backbone import BACKBONE_FAMILIES, load_backbone
 from msc.model.pyfunc import encode_inputs
 from msc.model.tiny import FAMILIES
 from src import sample
-from tests.conftest import make_config
+from tests.conftest import cache_sections, make_config
 from tests.helpers import free_port, serve_model
 
 OTHER_FAMILIES = [family for family in FAMILIES if family != "clip"]  # CLIP's own: tests/test_serving.py
@@ -49,7 +49,7 @@ def test_every_family_of_the_sample_is_registered():
 
 def test_the_served_features_equal_the_cached_ones(family_config):
     """Parity: the pyfunc's preprocessing of raw files reproduces what featurize cached."""
-    cache, _ = featurize(family_config)
+    cache, _ = featurize(*cache_sections(family_config))
     dataset = load_dataset(family_config.data.source)
     rows = np.array([0, 3, 7, len(dataset.labelled) + 1])  # labelled and test rows
     samples = [dataset.samples[r] for r in rows]
@@ -122,7 +122,7 @@ def test_featurize_tune_predict_and_serve(family, overrides, small_sample_root, 
         assert stage.main(argv) == 0, stage.__name__
     assert len((tmp_path / "results" / "test_with_label.txt").read_text().splitlines()) > 1
 
-    cache = open_cache(config)
+    cache = open_cache(*cache_sections(config, device=True))
     holdout = load_splits(config.data, cache).holdout[:4]
     version = MlflowClient().get_model_version_by_alias("msc", "production")
     expected = with_temperature(predict_proba(load_msc_model("models:/msc/Production").head, cache, holdout),

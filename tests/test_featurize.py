@@ -16,7 +16,7 @@ from msc.config import with_overrides
 from msc.core.errors import UserError
 from msc.features.build import featurize
 from msc.features.cache import FeatureCache, open_cache
-from tests.conftest import REPO
+from tests.conftest import REPO, cache_sections
 
 
 def test_cache_shapes_and_half_precision(cache, config):
@@ -36,36 +36,36 @@ def test_cache_shapes_and_half_precision(cache, config):
 
 def test_staleness_rule(private_config):
     config = private_config
-    _, built = featurize(config)
+    _, built = featurize(*cache_sections(config))
     assert built
-    _, built = featurize(config)
+    _, built = featurize(*cache_sections(config))
     assert not built, "an unchanged input must reuse the cache"
     # Speed settings do not invalidate it ...
-    _, built = featurize(with_overrides(config, {"features.batch_size": 7, "features.num_workers": 1}))
+    _, built = featurize(*cache_sections(with_overrides(config, {"features.batch_size": 7, "features.num_workers": 1})))
     assert not built
     # ... but data, preprocessing and the backbone do.
     text = next((Path(config.data.root) / "data").glob("*.txt"))
     text.write_text(text.read_text() + " changed")
-    _, built = featurize(config)
+    _, built = featurize(*cache_sections(config))
     assert built, "an edited sample must rebuild"
-    _, built = featurize(with_overrides(config, {"features.augment_views": 1}))
+    _, built = featurize(*cache_sections(with_overrides(config, {"features.augment_views": 1})))
     assert built, "a preprocessing change must rebuild"
 
 
 def test_backbone_change_rebuilds(private_config, tmp_path):
     from msc.model.tiny import write_backbone
 
-    featurize(private_config)
+    featurize(*cache_sections(private_config))
     other = tmp_path / "other-clip"
     write_backbone(other, "tiny", seed=1)
-    _, built = featurize(with_overrides(private_config, {"model.backbone": str(other)}))
+    _, built = featurize(*cache_sections(with_overrides(private_config, {"model.backbone": str(other)})))
     assert built
 
 
 def test_half_written_cache_is_never_used(private_config):
     """A killed run leaves a staging folder and no manifest: it is rebuilt, never read."""
     config = private_config
-    cache, _ = featurize(config)
+    cache, _ = featurize(*cache_sections(config))
     folder = cache.folder
     staging = folder.with_name(folder.name + ".tmp")
     staging.mkdir()
@@ -73,7 +73,7 @@ def test_half_written_cache_is_never_used(private_config):
     (folder / "manifest.json").unlink()  # as if killed between the swap's two renames
     with pytest.raises(UserError, match="manifest.json.*python -m src.featurize"):
         FeatureCache(folder)
-    rebuilt, built = featurize(config)
+    rebuilt, built = featurize(*cache_sections(config))
     assert built and not staging.exists()
     assert json.loads((folder / "manifest.json").read_text())["fingerprint"] == rebuilt.fingerprint
 
@@ -85,7 +85,7 @@ def test_bad_files_stop_before_any_work_and_are_all_listed(private_config):
     (folder / "3.txt").unlink()
     with pytest.raises(UserError, match=r"3 listed samples cannot be used: 1 \(.*1\.jpg.*\), 2 \(.*2\.jpg.*\), "
                                         r"3 \(no file .*3\.txt\).*data\.on_error: skip"):
-        featurize(private_config)
+        featurize(*cache_sections(private_config))
     assert not Path(private_config.features.dir).exists()
 
 
@@ -100,7 +100,7 @@ def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_
     (folder / f"{labelled[1]}.txt").unlink()
     (folder / f"{test[0]}.jpg").write_bytes(b"not an image")
     (folder / f"{test[1]}.txt").unlink()
-    cache, built = featurize(config)
+    cache, built = featurize(*cache_sections(config))
     assert built
     assert [item["guid"] for item in cache.manifest.skipped] == labelled[:2]
     assert cache.n_labelled == len(labelled) - 2 and labelled[0] not in cache.guids
@@ -110,7 +110,7 @@ def test_skip_drops_bad_labelled_samples_and_blanks_bad_test_modalities(private_
     assert not cache.array("text_pooled")[row_text].any() and cache.array("image_pooled")[row_text].any()
     err = capsys.readouterr().err
     assert f"skipped labelled sample {labelled[0]}" in err and f"test sample {test[0]}: image unusable" in err
-    assert featurize(config)[1] is False, "the same files give the same cache"
+    assert featurize(*cache_sections(config))[1] is False, "the same files give the same cache"
 
 
 @pytest.mark.integration
@@ -135,7 +135,7 @@ def test_sigkill_during_featurize_leaves_the_old_cache_or_none(private_config, t
         process.send_signal(signal.SIGKILL)
         process.wait()
 
-    old, built = featurize(config)
+    old, built = featurize(*cache_sections(config))
     assert built
     old_images = np.array(old.array("image_pooled"))
     kill_mid_build()
@@ -145,7 +145,7 @@ def test_sigkill_during_featurize_leaves_the_old_cache_or_none(private_config, t
     kill_mid_build()
     with pytest.raises(UserError, match="manifest.json.*python -m src.featurize"):
         FeatureCache(folder)
-    cache, built = featurize(config)
+    cache, built = featurize(*cache_sections(config))
     assert built and not staging.exists()
     assert cache.fingerprint == old.fingerprint and np.array_equal(cache.array("image_pooled"), old_images)
 
@@ -154,36 +154,37 @@ def test_stages_that_read_the_cache_stop_when_it_is_missing_or_stale(private_con
     from msc.features import manifest as features
 
     with pytest.raises(UserError, match="manifest.json.*python -m src.featurize"):
-        open_cache(private_config)
-    featurize(private_config)
-    assert open_cache(private_config).fingerprint
+        open_cache(*cache_sections(private_config, device=True))
+    featurize(*cache_sections(private_config))
+    assert open_cache(*cache_sections(private_config, device=True)).fingerprint
     with pytest.raises(UserError, match="is stale: features.augment_views changed.*python -m src.featurize"):
-        open_cache(with_overrides(private_config, {"features.augment_views": 1}))
+        open_cache(*cache_sections(with_overrides(private_config, {"features.augment_views": 1}), device=True))
     with pytest.raises(UserError, match="is stale: model.precision changed"):
-        open_cache(with_overrides(private_config, {"model.precision": "bf16"}))
+        open_cache(*cache_sections(with_overrides(private_config, {"model.precision": "bf16"}), device=True))
     # Speed settings are not part of it.
-    open_cache(with_overrides(private_config, {"features.batch_size": 3, "model.device": "cpu"}))
+    open_cache(*cache_sections(with_overrides(private_config, {"features.batch_size": 3, "model.device": "cpu"}), device=True))
     # An edit to the preprocessing code: stale for readers, and rebuilt by featurize, no version bump needed.
     monkeypatch.setattr(features, "preprocessing_code_hash", lambda: "edited")
     with pytest.raises(UserError, match=r"preprocessing code \(src/msc/features/build.py.*python -m src.featurize"):
-        open_cache(private_config)
-    assert featurize(private_config)[1], "featurize rebuilds for changed preprocessing code"
+        open_cache(*cache_sections(private_config, device=True))
+    assert featurize(*cache_sections(private_config))[1], "featurize rebuilds for changed preprocessing code"
 
 
 def test_bf16_precision_changes_the_fingerprint(private_config):
     from msc.features.manifest import cache_fingerprint
 
-    assert cache_fingerprint(private_config, "data") != cache_fingerprint(
-        with_overrides(private_config, {"model.precision": "bf16"}), "data")
-    assert cache_fingerprint(private_config, "data") == cache_fingerprint(
-        with_overrides(private_config, {"model.precision": "fp32"}), "data"), "auto is fp32 on a CPU: the same values"
+    assert cache_fingerprint(*cache_sections(private_config), "data") != cache_fingerprint(
+        *cache_sections(with_overrides(private_config, {"model.precision": "bf16"})), "data")
+    assert cache_fingerprint(*cache_sections(private_config), "data") == cache_fingerprint(
+        *cache_sections(with_overrides(private_config, {"model.precision": "fp32"})), "data"), \
+        "auto is fp32 on a CPU: the same values"
 
 
 def test_equivalent_settings_reuse_the_cache_and_record_themselves(private_config):
-    cache, built = featurize(private_config)
+    cache, built = featurize(*cache_sections(private_config))
     fp32 = with_overrides(private_config, {"model.precision": "fp32"})
     with pytest.raises(UserError, match="model.precision changed"):
-        open_cache(fp32)
-    reused, built = featurize(fp32)
+        open_cache(*cache_sections(fp32, device=True))
+    reused, built = featurize(*cache_sections(fp32))
     assert not built and reused.fingerprint == cache.fingerprint
-    assert open_cache(fp32).fingerprint == cache.fingerprint
+    assert open_cache(*cache_sections(fp32, device=True)).fingerprint == cache.fingerprint

@@ -115,7 +115,8 @@ def test_featurize_refuses_a_features_dir_it_did_not_write(tmp_path, capsys):
 
 def test_ablation_refuses_a_users_csv_in_its_out_dir(tmp_path, capsys):
     (tmp_path / "ablation.csv").write_text("my own table\n")
-    assert ablation.main(["--out-dir", str(tmp_path), "--params", str(tmp_path / "none.yaml")]) == 2
+    (tmp_path / "params.yaml").write_text("data:\n  root: data\n")  # read first: --out-dir defaults from paths
+    assert ablation.main(["--out-dir", str(tmp_path), "--params", str(tmp_path / "params.yaml")]) == 2
     assert f"--out-dir '{tmp_path / 'ablation.csv'}' already exists and was not written" in capsys.readouterr().err
     assert (tmp_path / "ablation.csv").read_text() == "my own table\n"
 

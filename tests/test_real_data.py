@@ -14,7 +14,7 @@ from msc.data.text import decode_text
 from msc.features.build import featurize
 from msc.features.splits import load_splits
 from msc.train.loop import train_head
-from tests.conftest import REPO, make_config
+from tests.conftest import REPO, cache_sections, make_config
 
 MVSA = REPO.parent / "shared" / "mvsa"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MVSA.is_dir(), reason=f"no real data at {MVSA}")]
@@ -30,7 +30,7 @@ def test_every_real_text_decodes_and_the_label_files_load():
 
 def test_real_data_featurizes_and_trains(tmp_path, tiny_clip):
     config = make_config(MVSA, tiny_clip, tmp_path / "features", {"features.augment_views": 1, "train.epochs": 2})
-    cache, built = featurize(config)
+    cache, built = featurize(*cache_sections(config))
     assert built and len(cache.guids) == 4511 and cache.n_labelled == 4000
     write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)
     splits = load_splits(config.data, cache)

@@ -12,6 +12,7 @@ from msc.data.posts import DataSource
 from msc.data.split import assign_splits, read_splits, write_splits
 from msc.features.build import featurize
 from msc.features.splits import load_splits
+from tests.conftest import cache_sections
 
 
 def test_splits_are_disjoint_stratified_and_seeded():
@@ -43,12 +44,12 @@ def test_a_skipped_file_leaves_every_other_rows_split_unchanged(private_config, 
     """Regression: the split was recomputed from the cache's rows, so one skipped file reshuffled all three."""
     config = with_overrides(private_config, {"data.on_error": "skip"})
     write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)
-    whole, _ = featurize(config)
+    whole, _ = featurize(*cache_sections(config))
     before = guids_by_split(whole, load_splits(config.data, whole))
     holdout_guid = sorted(before["holdout"])[0]
     (Path(config.data.root) / "data" / f"{holdout_guid}.jpg").write_bytes(b"\xff\xd8 truncated")
     skipped = with_overrides(config, {"features.dir": str(tmp_path / "features-skip")})
-    cache, _ = featurize(skipped)
+    cache, _ = featurize(*cache_sections(skipped))
     assert [item["guid"] for item in cache.manifest.skipped] == [holdout_guid]
     after = guids_by_split(cache, load_splits(skipped.data, cache))
     assert after["holdout"] == before["holdout"] - {holdout_guid}
@@ -61,7 +62,7 @@ def guids_by_split(cache, splits) -> dict[str, set[str]]:
 
 def test_a_missing_or_stale_split_is_a_sentence(private_config):
     config = private_config
-    cache, _ = featurize(config)
+    cache, _ = featurize(*cache_sections(config))
     with pytest.raises(UserError, match=r"no split in .*python -m src.split"):
         load_splits(config.data, cache)
     write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)

@@ -34,7 +34,7 @@ def test_a_registration_killed_halfway_is_finished_by_the_next_tune(project, con
     assert parent.info.status == "KILLED"  # a clean exit on a signal ends its own runs
 
     monkeypatch.setattr(registry, "move_stage", real_move_stage)
-    summary = tune(config)
+    summary = tune(config).summary
     client, runs, versions = store_state()
     assert len(versions) == 1, "the same run is never registered twice"
     (version,) = versions
@@ -102,7 +102,7 @@ def test_an_archived_version_of_the_same_run_goes_through_the_gate_again(project
     client = MlflowClient()
     client.transition_model_version_stage("msc", "1", "Archived")
     client.delete_registered_model_alias("msc", "production")
-    summary = tune(config)
+    summary = tune(config).summary
     assert "interrupted" not in summary.gate and "no msc version is in Production yet" in summary.gate
     _, _, versions = store_state()
     assert [(str(v.version), v.current_stage) for v in sorted(versions, key=lambda v: int(v.version))] == [

@@ -136,7 +136,7 @@ def test_an_evidence_figure_is_named_so_that_no_id_leaves_the_figures_folder():
 
 
 def test_a_tuned_neutral_boost_is_left_out_for_labels_without_neutral(config):
-    from msc.config import for_labels
+    from msc.tune.labels import for_labels
 
     assert "train.neutral_boost" in config.tune.search_space
     same, warning = for_labels(config, COURSE_LABELS)

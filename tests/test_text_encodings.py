@@ -13,6 +13,7 @@ from msc.data.dataset import read_posts, sample_folder
 from msc.data.posts import DataSource
 from msc.data.text import decode_file, decode_text, is_fallback, normalize_tweet, read_post_text
 from msc.features.build import featurize
+from tests.conftest import cache_sections
 
 TWEET = "RT @friend: Très bien 😀 一起 #tbt http://t.co/x1"
 
@@ -53,7 +54,7 @@ def test_the_cache_manifest_lists_every_guessed_codec(private_config):
     for guid, codec in ((first, "utf-16-le"), (second, "utf-32-be")):
         path = folder / f"{guid}.txt"
         path.write_bytes(decode_text(path.read_bytes())[0].encode(codec))
-    cache, built = featurize(private_config)
+    cache, built = featurize(*cache_sections(private_config))
     assert built
     assert cache.manifest.text_fallbacks == {first: "utf-16-le-no-bom", second: "utf-32-be-no-bom"}
     assert cache.manifest.text_encodings["utf-16-le-no-bom"] == 1 and cache.manifest.text_encodings["utf-32-be-no-bom"] == 1

@@ -28,7 +28,7 @@ from msc.track.inference import load_model
 from msc.track.logged_model import log_trial_model
 from msc.track.store import setup_mlflow
 from msc.train.loop import build_model, frozen_backbone, predict_proba, train_head
-from tests.conftest import committed_params_text, make_config
+from tests.conftest import cache_sections, committed_params_text, make_config
 
 CACHED_LAYERS = 2  # K; the tiny backbones have 2 blocks per tower
 
@@ -45,7 +45,7 @@ def top_config(tmp_path_factory, small_sample_root, tiny_clip):
 def top_cache(top_config):
     from msc.data.split import write_splits
 
-    cache, _ = featurize(top_config)
+    cache, _ = featurize(*cache_sections(top_config))
     write_splits(top_config.data.source, top_config.data.splits_dir, top_config.data.split_rule)
     return cache
 
@@ -84,7 +84,7 @@ def test_k0_is_the_frozen_path_bit_for_bit(top_config, top_cache):
     """Caching hidden states changes no cached feature, and k = 0 trains the head alone on them."""
     k0_config = replace(top_config, features=replace(top_config.features, top_layers=0, dir=str(
         Path(top_config.features.dir).with_name("features-k0"))))
-    plain, _ = featurize(k0_config)
+    plain, _ = featurize(*cache_sections(k0_config))
     for name in ("text_pooled", "text_tokens", "text_mask", "image_pooled", "image_tokens", "aug_pooled", "aug_tokens"):
         assert np.array_equal(plain.array(name), top_cache.array(name)), name
     rows = np.arange(top_cache.n_labelled)

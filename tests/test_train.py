@@ -9,6 +9,7 @@ from msc.core.labels import COURSE_LABELS
 from msc.model.heads import HEADS
 from msc.train.crossfit import out_of_fold_probabilities
 from msc.train.loop import class_weights, train_head
+from tests.conftest import cache_sections
 
 # A batch of training rows and half one of validation rows: every code path, two epochs, in seconds.
 FEW_TRAIN, FEW_VAL = 64, 32
@@ -131,7 +132,7 @@ def test_train_device_cuda_without_cuda_is_a_sentence(cache, config):
     from msc.features.cache import open_cache
 
     with pytest.raises(UserError, match="train.device.*cuda.*auto or cpu"):
-        open_cache(with_overrides(config, {"train.device": "cuda"}))
+        open_cache(*cache_sections(with_overrides(config, {"train.device": "cuda"}), device=True))
 
 
 def test_fp16_training_on_the_cpu_is_a_sentence(cache, config, splits):
@@ -147,7 +148,7 @@ def test_a_token_head_trains_on_cuda(config, splits):
     from msc.config import with_overrides
     from msc.features.cache import open_cache
 
-    cache = open_cache(with_overrides(config, {"train.device": "cuda"}))
+    cache = open_cache(*cache_sections(with_overrides(config, {"train.device": "cuda"}), device=True))
     assert cache.device.type == "cuda"
     result = train_head(cache, splits.train, splits.val, replace(config.train, fusion="cross_attention", epochs=2))
     assert next(result.head.parameters()).is_cuda
@@ -159,11 +160,11 @@ def test_a_text_view_cache_trains(tmp_path, small_sample_root, tiny_clip):
     from msc.data.split import write_splits
     from msc.features.build import featurize
     from msc.features.splits import load_splits
-    from tests.conftest import make_config
+    from tests.conftest import cache_sections, make_config
 
     config = make_config(small_sample_root, tiny_clip, tmp_path / "features", {"features.text_augment_views": 2,
                                                                           "features.augment_views": 0})
-    cache, built = featurize(config)
+    cache, built = featurize(*cache_sections(config))
     assert built and cache.text_augment_views == 2
     assert cache.array("aug_text_pooled").shape == (cache.n_labelled, 2, cache.dim)
     assert not np.array_equal(cache.array("aug_text_pooled")[:, 0], cache.array("text_pooled")[: cache.n_labelled])

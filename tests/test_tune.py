@@ -23,7 +23,8 @@ from msc.data.split import write_splits
 from msc.features.build import featurize
 from msc.tune.runner import tune
 from msc.tune.study import FINISHED
-from tests.conftest import POSTGRES_URL, REPO, postgres_available
+from msc.tune.summary import write_results
+from tests.conftest import POSTGRES_URL, REPO, cache_sections, postgres_available
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,8 @@ def small(config, **extra):
 
 
 def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, config):
-    summary = tune(small(config))
+    outcome = tune(small(config))
+    summary, written = outcome.summary, write_results(project / "results", outcome)  # what src.tune writes
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     assert experiment.artifact_location == (project / "mlruns").as_uri()
@@ -73,7 +75,7 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
             assert history[kept - 1].value == pytest.approx(trial.value) == max(m.value for m in history)
             assert any("confusion" in a.path and a.path.endswith(".png") for a in client.list_artifacts(child.info.run_id))
             assert child.info.run_id in runs_with_models
-    metrics = json.loads((project / "results" / "metrics.json").read_text())
+    metrics = json.loads(written.read_text())
     assert metrics["version"] == summary.version == 1 and metrics["promoted_now"]
     assert set(metrics["holdout"]) >= {"accuracy", "weighted_f1", "macro_f1", "f1_neutral"}
     version = client.get_model_version_by_alias("msc", "production")
@@ -87,7 +89,7 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     ended = client.get_run(parent.info.run_id).info.end_time
     assert ended is not None and client.get_run(parent.info.run_id).data.metrics["trials_seconds"] > 0
     time.sleep(1.1)
-    again = tune(small(config))
+    again = tune(small(config)).summary
     assert client.get_run(parent.info.run_id).info.end_time == ended
     assert again.study_name == summary.study_name and not again.promoted_now
     assert "nothing changed" in again.gate and again.version == 1
@@ -116,11 +118,11 @@ def test_predict_from_the_registry_and_promotion_rule(project, config):
         assert predict.main(["--model-uri", uri, "--params", str(params)]) == 0, uri
         assert len(out.read_text().splitlines()) == len(test_lines)
     # A second study under another name: registered only if better on the holdout, or forced.
-    summary = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1}))
+    summary = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1})).summary
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='msc'")
     assert len(versions) == (2 if summary.promoted_now else 1)
-    forced = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1}), force=True)
+    forced = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1}), force=True).summary
     assert forced.promoted_now
     stages = {str(v.version): v.current_stage for v in client.search_model_versions("name='msc'")}
     assert stages[str(forced.version)] == "Production"
@@ -229,7 +231,7 @@ def test_two_workers_share_one_postgres_study(project, config):
 
 
 def test_folds_average_the_objective_over_k_folds(project, config):
-    summary = tune(small(config, **{"tune.trials": 1, "tune.folds": 3}))
+    summary = tune(small(config, **{"tune.trials": 1, "tune.folds": 3})).summary
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     (child,) = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]
@@ -268,7 +270,7 @@ def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path)
         (data / "data" / f"{guid}.jpg").write_bytes(b"\xff\xd8 truncated")
     skip = small(config, **{"data.root": str(data), "data.on_error": "skip", "tune.trials": 1,
                             "features.dir": str(tmp_path / "features"), "data.splits_dir": str(tmp_path / "splits")})
-    featurize(skip)
+    featurize(*cache_sections(skip))
     write_splits(skip.data.source, skip.data.splits_dir, skip.data.split_rule)
     tune(skip)
     client = mlflow.MlflowClient()
@@ -289,16 +291,16 @@ def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(
     study's head on the new features."""
     from msc.model.tiny import write_backbone
 
-    first = tune(small(config, **{"tune.trials": 2}))
+    first = tune(small(config, **{"tune.trials": 2})).summary
     other_clip = tmp_path / "other-clip"
     write_backbone(other_clip, "tiny", seed=1)
     changed = small(config, **{"tune.trials": 2, "model.backbone": str(other_clip),
                                "features.dir": str(tmp_path / "features-other")})
-    cache, built = featurize(changed)
+    cache, built = featurize(*cache_sections(changed))
     assert built
     with pytest.raises(UserError, match="feature cache .* is stale: model.backbone changed"):
         tune(small(config, **{"tune.trials": 2, "model.backbone": str(other_clip)}))
-    second = tune(changed)
+    second = tune(changed).summary
     assert second.study_name != first.study_name and second.feature_fingerprint == cache.fingerprint
     study = optuna.load_study(study_name=second.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
     assert sum(t.state in FINISHED for t in study.trials) == 2, "the new config ran its own trials"
@@ -314,20 +316,20 @@ def test_a_changed_split_seed_never_compares_two_models_on_different_splits(proj
     training rows, and the gate compared the two there."""
     from msc.tune import registration as registry
 
-    first = tune(small(config, **{"tune.trials": 2}))
+    first = tune(small(config, **{"tune.trials": 2})).summary
     resplit = small(config, **{"tune.trials": 2, "data.split_seed": 7, "data.splits_dir": str(tmp_path / "splits-7")})
     write_splits(resplit.data.source, resplit.data.splits_dir, resplit.data.split_rule)
     scored = []
     real = registry.model_probabilities
     monkeypatch.setattr(registry, "model_probabilities", lambda uri, *a: scored.append(uri) or real(uri, *a))
-    second = tune(resplit)
+    second = tune(resplit).summary
     assert second.split_identity != first.split_identity
     assert second.promoted_now and second.compared_with_version is None and "another split" in second.gate
     assert not [uri for uri in scored if uri.startswith("models:/msc/")], "Production was never scored on this split"
     version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
     assert int(version.version) == 2 and version.tags["split_identity"] == second.split_identity
     # The same split again: compared with Production on the holdout they share.
-    third = tune(small(resplit, **{"tune.study_name": "third", "tune.trials": 1}))
+    third = tune(small(resplit, **{"tune.study_name": "third", "tune.trials": 1})).summary
     assert third.compared_with_version == 2 and "on the same" in third.gate
 
 
@@ -339,12 +341,12 @@ def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(proje
         tune(small(config, **{"tune.trials": 1, "tune.study_name": "next"}))
     client = mlflow.MlflowClient()
     assert [int(v.version) for v in client.search_model_versions("name='msc'")] == [1]
-    forced = tune(small(config, **{"tune.trials": 1, "tune.study_name": "next"}), force=True)
+    forced = tune(small(config, **{"tune.trials": 1, "tune.study_name": "next"}), force=True).summary
     assert forced.promoted_now and forced.version == 2
 
 
 def test_an_explicit_study_name_is_kept_and_refused_for_another_experiment(project, config):
-    shared = tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared"}))
+    shared = tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared"})).summary
     assert shared.study_name == "shared"
     with pytest.raises(UserError, match="study 'shared' .* belongs to another experiment .*differs in train.*msc-"):
         tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared", "train.epochs": 2}))
@@ -361,7 +363,7 @@ def test_trial_models_reference_the_backbone_and_only_the_registered_version_bun
     # The cache records the backbone's name; a cache of its own for the copy.
     bundled = small(config, **{"tune.trials": 2, "register.bundle_backbone": True, "model.backbone": str(copy),
                                "features.dir": str(project / "features")})
-    featurize(bundled)
+    featurize(*cache_sections(bundled))
     tune(bundled)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
@@ -411,7 +413,7 @@ def test_without_a_terminal_every_finished_trial_prints_one_line(project, config
 
 
 def test_parallel_trials_in_one_process_keep_their_own_runs(project, config):
-    summary = tune(small(config, **{"tune.trials": 4, "tune.n_jobs": 2}))
+    summary = tune(small(config, **{"tune.trials": 4, "tune.n_jobs": 2})).summary
     study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")

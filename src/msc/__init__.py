@@ -5,13 +5,16 @@ the ones below it (checked by import-linter, ``lint-imports``, and by the defaul
 
     analysis   ablation, error kinds, report rendering
     tune       the Optuna study, its objective, progress and summary
+    config     params.yaml: composes the layers' sections, loads, overrides, flattens; the stage sections
     track      MLflow store, logged model, registry decisions, locks, loading models
-    train      the training loop, evaluation, calibration, metrics
-    features   the feature cache: schema, build, read; splits as cache rows
-    config     the one typed config (params.yaml)
-    model      backbone families, fusion heads, head spec, the pyfunc and its input rules
-    data       label files, texts, images, splits, the synthetic sample (no torch)
-    core       labels, errors, atomic files, paths, versioned hand-off files
+    train      the training loop, evaluation, calibration, metrics; its settings (train.config)
+    features   the feature cache: schema, build, read; splits as cache rows; its settings (features.config)
+    model      backbone families, fusion heads, head spec, the pyfunc and its input rules; its settings
+    data       label files, texts, images, splits, the synthetic sample (no torch); its settings
+    core       labels, errors, atomic files, paths, versioned hand-off files, the typed settings loader
+
+Each layer declares its own section of params.yaml in ``<layer>/config.py`` and takes that section,
+never the whole ``msc.config.Config``. The stage commands in ``src/`` are the layer above all of these.
 
 A logged model ships ``msc.model`` and the layers below it, nothing else.
 """

@@ -12,22 +12,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from msc.core.errors import UserError
+from msc.core.settings import as_float
 
 SEARCH_KINDS = ("float", "int", "categorical")
-
-
-def as_float(value: Any) -> Any:
-    """``value`` as a float when it is a string Python's float() reads, else unchanged.
-
-    PyYAML follows YAML 1.1, which reads ``1e-05``, ``1E-5`` and ``3e-4`` as strings (a float needs a
-    dot there), and ``dvc exp run -S train.weight_decay=0.00001`` writes ``1e-05``.
-    """
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def flat_search_space(space: Any, where: str) -> dict[str, Any]:

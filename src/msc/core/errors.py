@@ -2,8 +2,9 @@
 
 A ``UserError`` (something the user can fix) is its own sentence, exit status 2, and so is a full
 disk. Any other exception is a failure the user did not cause: one sentence names the command and
-the step it was in (``step``), the full traceback goes to a log file under ``logs/`` whose path the
-sentence names, and the exit status is 1. A library that logs a traceback while the command runs
+the step it was in (``step``), the full traceback goes to a log file under ``paths.logs`` (``logs/``
+until the command has read its params, ``log_crashes_in``) whose path the sentence names, and the exit
+status is 1. A library that logs a traceback while the command runs
 (Optuna's failed trial, MLflow's failed write) has it written to the same file instead of the
 console (``TracebacksToLog``). ``MSC_DEBUG=1`` shows every traceback in place instead.
 """
@@ -32,7 +33,13 @@ class UserError(Exception):
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
-LOG_DIR = Path("logs")
+LOG_DIR = Path("logs")  # before a command has read paths.logs from its params
+_crash_logs = [LOG_DIR]  # the folder of this process's crash logs; the stage sets it (log_crashes_in)
+
+
+def log_crashes_in(folder: str | os.PathLike) -> None:
+    """Write this command's crash log, if any, into ``folder`` (params.yaml's ``paths.logs``)."""
+    _crash_logs[0] = Path(folder)
 
 
 @contextlib.contextmanager
@@ -48,7 +55,7 @@ def step(doing: str) -> Iterator[None]:
 
 
 class CommandLog:
-    """``logs/<command>-<time>-<pid>.log``, created at the first write: tracebacks of one command run."""
+    """``<paths.logs>/<command>-<time>-<pid>.log``, created at the first write: tracebacks of one command run."""
 
     def __init__(self, command: str):
         self.command = command
@@ -57,8 +64,9 @@ class CommandLog:
     def write(self, details: str) -> Path:
         """Append ``details``; returns the path. Raises OSError when it cannot be written (a full disk)."""
         if self.path is None:
-            LOG_DIR.mkdir(parents=True, exist_ok=True)
-            path = LOG_DIR / f"{self.command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            folder = _crash_logs[0]
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{self.command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
             path.write_text(f"python -m src.{self.command} {' '.join(sys.argv[1:])}\n\n")
             self.path = path
         with self.path.open("a") as log:

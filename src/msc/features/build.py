@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import random
 import shutil
-import sys
 import uuid
 from collections import Counter
 from dataclasses import asdict, replace
@@ -22,27 +21,28 @@ import torch
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from msc.config import Config
 from msc.core.errors import UserError
 from msc.core.files import file_lock
 from msc.core.handoff import write_handoff
+from msc.data.config import DataConfig
 from msc.data.dataset import listing_file, load_dataset
 from msc.data.images import augment, open_image, sharpness, short_side
 from msc.data.posts import Dataset
 from msc.data.text import augment_text, is_fallback, read_post_text
 from msc.features.cache import FeatureCache
+from msc.features.config import FeaturesConfig
 from msc.features.manifest import (
     MANIFEST,
     CacheManifest,
     array_record,
     cache_fingerprint,
-    damage,
+    fresh_manifest,
     preprocessing_settings,
-    read_manifest,
 )
 from msc.features.screen import Screening, data_fingerprint, report_screening, screen_samples
 from msc.features.writer import NpyWriter
 from msc.model.backbone import Backbone, clip_pixels, load_backbone
+from msc.model.config import ModelConfig
 
 
 class ImageViews(torch.utils.data.Dataset):
@@ -177,17 +177,17 @@ def write_images(backbone: Backbone, loader, blank_image: set[int], writers: dic
         progress.advance(task, len(view_ids))
 
 
-def build_cache(screening: Screening, backbone: Backbone, config: Config, folder: Path, fingerprint: str,
-                data_hash: str) -> None:
+def build_cache(screening: Screening, backbone: Backbone, data: DataConfig, model: ModelConfig,
+                features: FeaturesConfig, folder: Path, fingerprint: str, data_hash: str) -> None:
     """Write every array of the cache into ``folder``, then its manifest."""
-    settings = config.features
+    settings = features
     dataset = screening.dataset
     samples = dataset.samples
     n_total, n_labelled, views = len(samples), len(dataset.labelled), settings.augment_views
     rows_of = {sample.guid: row for row, sample in enumerate(samples)}
     blank_text = {rows_of[guid] for guid in screening.blank_text}
     blank_image = {rows_of[guid] for guid in screening.blank_image}
-    texts, codecs = read_texts(screening, blank_text, config.data.text_encoding)
+    texts, codecs = read_texts(screening, blank_text, data.text_encoding)
     encoded = backbone.tokenize(texts, settings.max_text_tokens)  # padded to the longest: (N, L)
     text_len = encoded["input_ids"].shape[1]
     # Labelled row r's augmented texts 1..K, in C order; seeded by (seed, guid, view) like the images.
@@ -217,7 +217,7 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
     for writer in writers.values():
         writer.close()
     write_handoff(folder / MANIFEST, CacheManifest(
-        fingerprint=fingerprint, data_fingerprint=data_hash, preprocessing=preprocessing_settings(config),
+        fingerprint=fingerprint, data_fingerprint=data_hash, preprocessing=preprocessing_settings(data, model, features),
         backbone=backbone.name, dim=backbone.dim, n_labelled=n_labelled, augment_views=views,
         text_augment_views=text_views, text_tokens=text_len, image_tokens=image_len, settings=asdict(settings),
         guids=[s.guid for s in samples], labels=[s.label for s in dataset.labelled], label_set=list(dataset.labels),
@@ -229,32 +229,18 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
     ), indent=None)
 
 
-def fresh_manifest(folder: Path, fingerprint: str, say_why: bool = True) -> CacheManifest | None:
-    """The manifest of the complete cache in ``folder``, or None (then it is rebuilt). One of
-    ``fingerprint`` is also checked whole (``damage``): a damaged one is rebuilt, saying why."""
-    try:
-        manifest = read_manifest(folder)
-    except UserError:
-        return None
-    if manifest.fingerprint == fingerprint and (problem := damage(folder, manifest)) is not None:
-        if say_why:
-            print(f"rebuilding the feature cache: {problem}", file=sys.stderr)
-        return None
-    return manifest
-
-
-def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
-    """Return the cache for ``config``, building it when stale. The bool says whether it was built."""
-    folder = Path(config.features.dir)
-    dataset = load_dataset(config.data.source, require_test_files=False, require_labelled_files=False)
+def featurize(data: DataConfig, model: ModelConfig, features: FeaturesConfig, force: bool = False) -> tuple[FeatureCache, bool]:
+    """Return the cache for these sections of params.yaml, building it when stale. The bool says whether it was built."""
+    folder = Path(features.dir)
+    dataset = load_dataset(data.source, require_test_files=False, require_labelled_files=False)
     if not dataset.labelled:  # nothing to train on: every stage after this one would fail on it
-        raise UserError(f"{listing_file(config.data.source)} has no labelled samples; label some, or run "
+        raise UserError(f"{listing_file(data.source)} has no labelled samples; label some, or run "
                         "`python -m src.sample` for a synthetic dataset")
     # Every file is checked before any work: a bad one stops the run here (on_error: error).
-    screening = screen_samples(dataset, config.data.on_error)
+    screening = screen_samples(dataset, data.on_error)
     data_hash = data_fingerprint(dataset)
-    fingerprint = cache_fingerprint(config, data_hash)
-    settings = preprocessing_settings(config)
+    fingerprint = cache_fingerprint(data, model, features, data_hash)
+    settings = preprocessing_settings(data, model, features)
     manifest = fresh_manifest(folder, fingerprint, say_why=False)  # said below, under the lock
     if not force and manifest is not None and manifest.fingerprint == fingerprint and manifest.preprocessing == settings:
         return FeatureCache(folder), False
@@ -263,7 +249,7 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
         manifest = fresh_manifest(folder, fingerprint)
         if force or manifest is None or manifest.fingerprint != fingerprint:
             report_screening(screening)
-            build_and_swap(screening, config, folder, fingerprint, data_hash)
+            build_and_swap(screening, data, model, features, folder, fingerprint, data_hash)
             return FeatureCache(folder), True
         # The same values under equivalent settings (model.precision auto and fp32 on a CPU, the
         # data moved): record the settings that the reading stages compare with their config.
@@ -271,18 +257,19 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     return FeatureCache(folder), False
 
 
-def build_and_swap(screening: Screening, config: Config, folder: Path, fingerprint: str, data_hash: str) -> None:
+def build_and_swap(screening: Screening, data: DataConfig, model: ModelConfig, features: FeaturesConfig, folder: Path,
+                   fingerprint: str, data_hash: str) -> None:
     """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete."""
-    backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision,
-                             config.model.family)
-    if config.features.top_layers > backbone.blocks:
-        raise UserError(f"features.top_layers is {config.features.top_layers}, but {config.model.backbone} "
+    backbone = load_backbone(model.backbone, model.revision, model.device, model.precision,
+                             model.family)
+    if features.top_layers > backbone.blocks:
+        raise UserError(f"features.top_layers is {features.top_layers}, but {model.backbone} "
                         f"has {backbone.blocks} blocks in its shallower tower; set it to {backbone.blocks} or fewer")
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
     staging.mkdir(parents=True)
     try:
-        build_cache(screening, backbone, config, staging, fingerprint, data_hash)
+        build_cache(screening, backbone, data, model, features, staging, fingerprint, data_hash)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)  # a failed build must not keep its disk space (or a full disk full)
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:

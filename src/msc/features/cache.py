@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msc.config import Config
 from msc.core.errors import UserError
+from msc.data.config import DataConfig
+from msc.features.config import FeaturesConfig
 from msc.features.manifest import CacheManifest, check_arrays, check_settings, read_manifest
 from msc.model.batch import FeatureBatch
+from msc.model.config import ModelConfig
 from msc.model.devices import resolve_device
 
 
@@ -127,9 +129,10 @@ class FeatureCache:
         return batch
 
 
-def open_cache(config: Config) -> FeatureCache:
-    """The cache that ``featurize`` wrote for ``config``; a sentence when it is missing or stale."""
-    cache = FeatureCache(config.features.dir)
-    check_settings(cache.manifest, config, cache.folder)
-    device = resolve_device(config.train.device, "train.device")
+def open_cache(data: DataConfig, model: ModelConfig, features: FeaturesConfig, device: str = "auto") -> FeatureCache:
+    """The cache that ``featurize`` wrote for these sections, on ``device`` (train.device); a sentence when it
+    is missing or stale."""
+    cache = FeatureCache(features.dir)
+    check_settings(cache.manifest, data, model, features, cache.folder)
+    device = resolve_device(device, "train.device")
     return cache.to(device) if device.type == "cuda" else cache  # on the CPU, the memory map is already there

@@ -32,16 +32,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from msc.config import Config
 from msc.core.errors import UserError
 from msc.core.handoff import HandOff, read_handoff
 from msc.core.paths import local_folder
+from msc.data.config import DataConfig
+from msc.features.config import FeaturesConfig
+from msc.model.config import ModelConfig
 from msc.model.devices import resolve_device, resolve_dtype
 
 MANIFEST = "manifest.json"
@@ -158,6 +161,20 @@ def read_manifest(folder: str | Path) -> CacheManifest:
     return read_handoff(CacheManifest, Path(folder) / MANIFEST)
 
 
+def fresh_manifest(folder: Path, fingerprint: str, say_why: bool = True) -> CacheManifest | None:
+    """The manifest of the complete cache in ``folder``, or None (then it is rebuilt). One of
+    ``fingerprint`` is also checked whole (``damage``): a damaged one is rebuilt, saying why."""
+    try:
+        manifest = read_manifest(folder)
+    except UserError:
+        return None
+    if manifest.fingerprint == fingerprint and (problem := damage(folder, manifest)) is not None:
+        if say_why:
+            print(f"rebuilding the feature cache: {problem}", file=sys.stderr)
+        return None
+    return manifest
+
+
 @functools.lru_cache(maxsize=1)
 def preprocessing_code_hash() -> str:
     """Hash of the preprocessing code as this process loaded it (read once: an edit made while a
@@ -168,29 +185,29 @@ def preprocessing_code_hash() -> str:
     return digest.hexdigest()
 
 
-def preprocessing_settings(config: Config) -> dict[str, object]:
-    """What the config says the cache must have been built with, by params.yaml key.
+def preprocessing_settings(data: DataConfig, model: ModelConfig, features: FeaturesConfig) -> dict[str, object]:
+    """What these sections say the cache must have been built with, by params.yaml key.
 
     Recorded in the manifest; stages that read the cache compare it with their own config
     (``check_settings``), which needs no pass over the data files. Data content and backbone weights
     are the featurize fingerprint's and DVC's to track.
     """
     return {
-        "data.root": config.data.root,
-        "data.text_encoding": config.data.text_encoding,
-        "data.format": config.data.format,
-        "data.table": config.data.table,
-        "data.columns": dict(config.data.columns),
-        "data.labels": config.data.labels,  # the class order of the cache's label ids
-        "model.backbone": config.model.backbone,
-        "model.revision": config.model.revision,
-        "model.precision": config.model.precision,
-        "model.family": config.model.family,
-        "features.augment_views": config.features.augment_views,
-        "features.text_augment_views": config.features.text_augment_views,
-        "features.max_text_tokens": config.features.max_text_tokens,
-        "features.seed": config.features.seed,
-        "features.top_layers": config.features.top_layers,
+        "data.root": data.root,
+        "data.text_encoding": data.text_encoding,
+        "data.format": data.format,
+        "data.table": data.table,
+        "data.columns": dict(data.columns),
+        "data.labels": data.labels,  # the class order of the cache's label ids
+        "model.backbone": model.backbone,
+        "model.revision": model.revision,
+        "model.precision": model.precision,
+        "model.family": model.family,
+        "features.augment_views": features.augment_views,
+        "features.text_augment_views": features.text_augment_views,
+        "features.max_text_tokens": features.max_text_tokens,
+        "features.seed": features.seed,
+        "features.top_layers": features.top_layers,
         "preprocessing code": preprocessing_code_hash(),
     }
 
@@ -214,27 +231,28 @@ def backbone_identity(name: str, revision: str) -> str:
     return f"folder:{digest.hexdigest()}"
 
 
-def cache_fingerprint(config: Config, data_hash: str) -> str:
+def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesConfig, data_hash: str) -> str:
     """What decides staleness. Device, batch size and workers change speed, not content; the
     precision does (bf16 rounds differently from fp32), so its resolved dtype counts."""
     from importlib.metadata import version
 
-    settings = preprocessing_settings(config)
+    settings = preprocessing_settings(data, model, features)
     del settings["data.root"]  # the data's content counts, not where it lies
     del settings["model.precision"]  # the dtype it resolves to counts: auto and fp32 are the same on a CPU
     key = {
         **settings,
-        "backbone": backbone_identity(config.model.backbone, config.model.revision),
-        "dtype": str(resolve_dtype(config.model.precision, resolve_device(config.model.device))),
+        "backbone": backbone_identity(model.backbone, model.revision),
+        "dtype": str(resolve_dtype(model.precision, resolve_device(model.device))),
         "libraries": {name: version(name) for name in ("transformers", "tokenizers", "pillow")},
         "data": data_hash,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def check_settings(manifest: CacheManifest, config: Config, folder: Path) -> None:
-    """Stop with a sentence when the cache in ``folder`` was built with other settings than ``config``'s."""
-    changed = [key for key, value in preprocessing_settings(config).items() if manifest.preprocessing.get(key) != value]
+def check_settings(manifest: CacheManifest, data: DataConfig, model: ModelConfig, features: FeaturesConfig, folder: Path) -> None:
+    """Stop with a sentence when the cache in ``folder`` was built with other settings than these sections'."""
+    built = manifest.preprocessing
+    changed = [key for key, value in preprocessing_settings(data, model, features).items() if built.get(key) != value]
     if changed:
         code = [f"src/msc/{name}" for name in PREPROCESSING_CODE]
         named = [f"the preprocessing code ({', '.join(code)})" if key == "preprocessing code" else key for key in changed]

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msc.config import DataConfig
 from msc.core.errors import UserError
+from msc.data.config import DataConfig
 from msc.data.split import SPLIT_NAMES, read_splits
 from msc.features.cache import FeatureCache
 

@@ -20,13 +20,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from msc.config import TrainConfig
 from msc.core.errors import UserError
 from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
 from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, read_head_spec, with_temperature_spec, write_head
 from msc.model.usage import MAX_UNUSABLE_IMAGE_SHARE, NOTE, USED
+from msc.train.config import TrainConfig
 
 MSC_PACKAGE = Path(__file__).resolve().parents[1]
 MODEL_CODE_LAYERS = ("core", "data", "model")  # msc.model and what it imports (tests/test_logged_model.py)

@@ -17,8 +17,8 @@ from typing import Iterator
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from msc.config import TrainConfig
 from msc.features.cache import FeatureCache
+from msc.train.config import TrainConfig
 from msc.train.loop import predict_proba, train_head
 
 

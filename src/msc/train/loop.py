@@ -18,13 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from msc.config import TrainConfig
 from msc.core.errors import UserError
 from msc.features.cache import FeatureCache
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.heads import FusionHead, build_head
 from msc.model.top_layers import TopLayersModel
+from msc.train.config import TrainConfig
 from msc.train.metrics import classification_metrics, scalar_metrics
 
 EVAL_BATCH = 512

@@ -11,7 +11,7 @@ import sys
 
 from rich.console import Console
 
-from msc.config import Config, for_labels, with_overrides
+from msc.config import Config, with_overrides
 from msc.core.errors import UserError, step
 from msc.core.paths import local_folder
 from msc.features.cache import open_cache
@@ -19,16 +19,18 @@ from msc.features.splits import load_splits
 from msc.track.locks import shared_lock
 from msc.track.registry import MODEL_NAME, Candidate
 from msc.track.store import setup_mlflow
+from msc.tune.labels import for_labels
 from msc.tune.objective import Objective
 from msc.tune.progress import run_study_with_progress
 from msc.tune.registration import Refit, register_if_better
 from msc.tune.runs import close_dead_runs, epoch_curves, log_skipped, log_study_summary, parent_run_id
 from msc.tune.study import finished_trials, identity_hash, one_sqlite_tuner, open_study, study_identity, trials_seconds
-from msc.tune.summary import TuneSummary, write_results
+from msc.tune.summary import TuneOutcome, TuneSummary, tune_outcome
 
 
-def tune(config: Config, force: bool = False, console: Console | None = None) -> TuneSummary:
-    """Run the study to ``tune.trials`` finished trials, then put the best through the registry gate."""
+def tune(config: Config, force: bool = False, console: Console | None = None) -> TuneOutcome:
+    """Run the study to ``tune.trials`` finished trials, then put the best through the registry gate; the
+    stage writes the outcome (``msc.tune.summary.write_results``)."""
     bundle = None
     if config.register.bundle_backbone:  # checked before the study, not after 30 trials
         bundle = local_folder(config.model.backbone)
@@ -47,7 +49,7 @@ def tune(config: Config, force: bool = False, console: Console | None = None) ->
         return run_tuning(config, force, console, None if bundle is None else str(bundle))
 
 
-def run_tuning(config: Config, force: bool, console: Console | None, bundle_backbone: str | None) -> TuneSummary:
+def run_tuning(config: Config, force: bool, console: Console | None, bundle_backbone: str | None) -> TuneOutcome:
     """The study, its summary and the registration; ``tune`` holds the storage's lock around it.
 
     However the command ends, the study's MLflow parent run ends with it: FINISHED, KILLED on Ctrl-C or
@@ -56,7 +58,7 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     from mlflow import MlflowClient
 
     with step("opening the feature cache and the split"):
-        cache = open_cache(config)
+        cache = open_cache(config.data, config.model, config.features, config.train.device)
         splits = load_splits(config.data, cache)
         config, warning = for_labels(config, cache.label_names)
     if warning is not None:
@@ -80,7 +82,7 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
                 run_study_with_progress(study, Objective(config, cache, splits, experiment_id, parent_id),
                                         config.tune, console or Console())
         report_closed(close_dead_runs(study, parent_id))  # also a killed tuner's, whose trial this one retried
-        summary = summarise_and_register(config, study, identity, cache, splits, parent_id, force, bundle_backbone)
+        outcome = summarise_and_register(config, study, identity, cache, splits, parent_id, force, bundle_backbone)
     except KeyboardInterrupt:
         # Optuna has failed a running trial (its MLflow run ends FAILED); the parent ends KILLED.
         client.set_terminated(parent_id, status="KILLED")
@@ -90,13 +92,13 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
         client.set_terminated(parent_id, status="FAILED")
         raise
     if runs_trials:
-        client.log_dict(parent_id, summary.to_dict(), "holdout_metrics.json")
+        client.log_dict(parent_id, outcome.summary.to_dict(), "holdout_metrics.json")
         client.log_metric(parent_id, "trials_seconds", trials_seconds(study))
     # Also when no trial ran: a killed or failed tune left the parent RUNNING, KILLED or FAILED, and the study
     # it stands for has now finished. It ends when the last trial did, so its duration stays the study's.
     if runs_trials or client.get_run(parent_id).info.status != "FINISHED":
         client.set_terminated(parent_id, status="FINISHED", end_time=None if runs_trials else last_trial_end_ms(study))
-    return summary
+    return outcome
 
 
 def report_closed(closed: list[str]) -> None:
@@ -110,8 +112,8 @@ def last_trial_end_ms(study) -> int | None:
 
 
 def summarise_and_register(config: Config, study, identity: dict, cache, splits, parent_id: str, force: bool,
-                           bundle_backbone: str | None) -> TuneSummary:
-    """The study's summary on its parent run, the best trial through the registry gate, and the results files."""
+                           bundle_backbone: str | None) -> TuneOutcome:
+    """The study's summary on its parent run, the best trial through the registry gate, and the outcome."""
     metric = config.train.select_metric
     with step("logging the study summary"):
         log_study_summary(study, parent_id, metric)
@@ -128,8 +130,7 @@ def summarise_and_register(config: Config, study, identity: dict, cache, splits,
     summary = TuneSummary(**registration, study_name=study.study_name, study_identity=identity_hash(identity),
                           feature_fingerprint=cache.fingerprint, split_identity=splits.identity, best_trial=best.number,
                           select_metric=metric, best_value=best.value, best_params=best.params)
-    write_results(summary, cache, splits.holdout, probs, epoch_curves(best.user_attrs["mlflow_run_id"]))
-    return summary
+    return tune_outcome(summary, cache, splits.holdout, probs, epoch_curves(best.user_attrs["mlflow_run_id"]))
 
 
 def candidate_refit(config: Config, best) -> Refit | None:

@@ -1,4 +1,5 @@
-"""``results/metrics.json``, the tune stage's summary, and the small files DVC plots beside it."""
+"""``metrics.json``, the tune stage's summary, and the small tables DVC plots beside it; the stage
+writes them into ``paths.results`` (``write_results``)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from msc.core.files import atomic_write_text
 from msc.core.handoff import HandOff, write_handoff
 from msc.core.labels import probability_columns
 from msc.features.cache import FeatureCache
-
-RESULTS = Path("results")
 
 
 @dataclass(frozen=True)
@@ -45,23 +44,43 @@ class TuneSummary(HandOff):
     best_params: dict  # the best trial's sampled values, by dotted config key
 
 
-def write_results(summary: TuneSummary, cache: FeatureCache, holdout_rows: np.ndarray, probs: np.ndarray,
-                  curves: list[dict[str, float]]) -> None:
-    """results/metrics.json, holdout_predictions.csv (DVC confusion plot), training_curves.csv."""
-    write_handoff(RESULTS / "metrics.json", summary)
+@dataclass(frozen=True)
+class TuneOutcome:
+    """What the tune stage reports: the summary and the two small tables DVC plots, as CSV text."""
+
+    summary: TuneSummary
+    holdout_predictions: str  # guid, actual, predicted, p_<label>...: the registered model on the holdout
+    training_curves: str | None  # the best trial's per-epoch losses and scores; None when its run logged none
+
+
+def tune_outcome(summary: TuneSummary, cache: FeatureCache, holdout_rows: np.ndarray, probs: np.ndarray,
+                 curves: list[dict[str, float]]) -> TuneOutcome:
+    """The summary with holdout_predictions.csv (DVC confusion plot) and training_curves.csv as text."""
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
     names = cache.label_names
     writer.writerow(["guid", "actual", "predicted", *probability_columns(names)])
     for row, p in zip(holdout_rows, probs):
         writer.writerow([cache.guids[row], names[cache.labels[row]], names[int(p.argmax())], *(f"{x:.4f}" for x in p)])
-    atomic_write_text(RESULTS / "holdout_predictions.csv", rows.getvalue())
-    if curves:
-        rows = io.StringIO()
-        writer = csv.DictWriter(rows, fieldnames=list(curves[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(curves)
-        atomic_write_text(RESULTS / "training_curves.csv", rows.getvalue())
+    table = rows.getvalue()
+    if not curves:
+        return TuneOutcome(summary, table, None)
+    rows = io.StringIO()
+    writer = csv.DictWriter(rows, fieldnames=list(curves[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(curves)
+    return TuneOutcome(summary, table, rows.getvalue())
+
+
+def write_results(folder: str | Path, outcome: TuneOutcome) -> Path:
+    """``folder``/metrics.json, holdout_predictions.csv and training_curves.csv, each atomically; returns
+    the metrics file's path."""
+    folder = Path(folder)
+    write_handoff(folder / "metrics.json", outcome.summary)
+    atomic_write_text(folder / "holdout_predictions.csv", outcome.holdout_predictions)
+    if outcome.training_curves is not None:
+        atomic_write_text(folder / "training_curves.csv", outcome.training_curves)
+    return folder / "metrics.json"
 
 
 def holdout_line(holdout: dict) -> str:
