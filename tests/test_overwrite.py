@@ -13,7 +13,6 @@ from msc.core.errors import UserError
 from msc.core.owned import SAMPLE_MARK
 from msc.data.split import write_splits
 from src import ablation, benchmark, featurize, predict, sample
-
 from tests.conftest import committed_params, committed_params_text
 
 REPO = Path(__file__).resolve().parents[1]

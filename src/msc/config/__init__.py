@@ -28,8 +28,8 @@ import yaml
 from msc.config.sections import AblationConfig, PathsConfig, PredictConfig, RegisterConfig, TuneConfig
 from msc.config.space import check_search_space, flat_search_space
 from msc.core.errors import UserError
-from msc.core.yamlfile import load_yaml
 from msc.core.settings import build, require
+from msc.core.yamlfile import load_yaml
 from msc.data.config import DataConfig
 from msc.features.config import FeaturesConfig
 from msc.model.config import ModelConfig
