@@ -49,7 +49,7 @@ from benchmarks.study import bench_study
 from benchmarks.top_layers import bench_top_layers
 from benchmarks.trial import bench_trial
 from msc.core.errors import UserError, cli
-from msc.core.files import atomic_write_text
+from msc.core.files import atomic_write_text, check_output_folder
 from msc.core.owned import BENCHMARK_MARK, has_mark, mark, refuse_foreign
 from msc.features.manifest import MANIFEST
 
@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.work_dir.resolve()
+    check_output_folder(work, "--work-dir")
     # The sections replace folders inside the work folder (caches, studies, data views).
     refuse_foreign([("--work-dir", work, args.force or has_mark(work, BENCHMARK_MARK))], "benchmark", "--force")
     work.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from msc.analysis.report import read_ablation, write_report
 from msc.config import load_config
 from msc.core.errors import cli, log_crashes_in
+from msc.core.files import check_output_folder
 from msc.track.store import setup_mlflow
 
 
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
     folder = args.results or Path(config.paths.results)
+    check_output_folder(folder / "figures", "--results")
     results, context, analysed, cases, difference = read_ablation(folder)
     report = folder / "report.md"
     figures = write_report(report, folder / "figures", context, results.rows, analysed, cases, difference,

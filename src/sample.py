@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from msc.core.errors import cli
+from msc.core.files import check_output_folder
 from msc.core.labels import COURSE_LABELS
 from msc.core.owned import SAMPLE_MARK, has_mark, refuse_foreign
 from msc.data.synthetic import FORMATS, parse_labels, write_dataset
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = parse_labels(args.labels)
     # Both folders are checked before either is written: a refusal leaves everything as it was.
     targets = ([] if args.no_data else [("--out", args.out)]) + [("--backbone-out", args.backbone_out)]
+    for where, folder in targets:
+        check_output_folder(folder, where)
     refuse_foreign([(where, folder, args.force or has_mark(folder, SAMPLE_MARK)) for where, folder in targets],
                    "sample", "--force")
     if not args.no_data:

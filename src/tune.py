@@ -10,6 +10,7 @@ import optuna
 
 from msc.config import load_config, with_overrides
 from msc.core.errors import cli, interrupt_on_sigterm, log_crashes_in
+from msc.core.files import check_output_folder
 from msc.track.store import setup_mlflow, tracking_uri, ui_link
 from msc.tune.progress import QuietInterrupt
 from msc.tune.runner import tune
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
+    check_output_folder(config.paths.results, "paths.results")  # before the study, not after it
     overrides = {f"tune.{k}": v for k, v in (("trials", args.trials), ("storage", args.storage),
                                               ("study_name", args.study_name), ("n_jobs", args.n_jobs)) if v is not None}
     config = with_overrides(config, overrides)

@@ -49,3 +49,23 @@ def test_src_predict_refuses_an_unwritable_out_before_loading_the_model(tmp_path
     assert predict.main(["--model-uri", "models:/nothing@production", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --out {out} cannot be written") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("sample", ["--out", "README.md/data"]),
+    ("sample", ["--no-data", "--backbone-out", "README.md"]),
+    ("report", ["--results", "README.md"]),
+    ("tune", []),
+    ("ablation", ["--out-dir", "README.md/results"]),
+    ("split", []),
+])
+def test_every_stage_refuses_an_unwritable_output_with_a_sentence(tmp_path, monkeypatch, capsys, command, argv):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("x")
+    (tmp_path / "params.yaml").write_text("data:\n  root: data\n  splits_dir: README.md/splits\npaths:\n  results: README.md\n")
+    stage = importlib.import_module(f"src.{command}")
+    assert stage.main(["--params", "params.yaml", *argv] if command not in ("sample",) else argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot be written" in err and "README.md" in err and err.count("\n") == 1
