@@ -112,3 +112,12 @@ def test_a_late_request_gets_504_its_work_stops_and_the_next_waits_for_the_slot(
     assert answered - started < 1.0  # at its deadline, not after the 2 s of work
     assert model.stopped_at is not None and model.stopped_at - started < 1.0  # stopped at the next check
     assert second == 503 and "busy" in other["message"]  # its own deadline passed while the first held the slot
+
+
+def test_serve_refuses_bad_options_with_a_sentence(capsys):
+    from src.serve import main
+
+    assert main(["--model-uri", "models:/msc@production", "--timeout", "0"]) == 2
+    assert main(["--model-uri", "models:/msc@production", "--port", "70000"]) == 2
+    err = capsys.readouterr().err
+    assert "--timeout is 0.0; it must be more than 0" in err and "--port is 70000" in err and "Traceback" not in err
