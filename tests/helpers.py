@@ -39,14 +39,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(args: list[str], cwd: Path, env: dict, ready_url: str, timeout: float = 300):
+def running_server(args: list[str], cwd: Path, env: dict, ready_url: str, timeout: float = 300,
+                   log_path: Path | None = None):
     """Start a server in its own process group, wait until ``ready_url`` answers, stop the whole
-    group afterwards. Its output goes to a file: a pipe nobody reads would block a chatty server."""
+    group afterwards. Its output goes to a file (``log_path`` when given): a pipe nobody reads would
+    block a chatty server."""
     import signal
     import tempfile
     import urllib.request
 
-    with tempfile.TemporaryFile(mode="w+") as log:
+    with (log_path.open("w+") if log_path else tempfile.TemporaryFile(mode="w+")) as log:
         process = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
@@ -74,6 +76,16 @@ def serve_model(model_uri: str, cwd: Path, env: dict, port: int, workers: int = 
     return running_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
                            "local", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
                           cwd, env, f"http://127.0.0.1:{port}/ping")
+
+
+def serve_guarded(model_uri: str, cwd: Path, env: dict, port: int, *options: str, log_path: Path | None = None):
+    """``python -m src.serve`` (msc's guarded layer) of ``model_uri`` on loopback ``port``, with this
+    worktree's code, as a context manager; ``options`` such as ``--timeout 3``."""
+    from tests.conftest import REPO
+
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
+    return running_server([sys.executable, "-m", "src.serve", "--model-uri", model_uri, "--host", "127.0.0.1",
+                           "--port", str(port), *options], cwd, env, f"http://127.0.0.1:{port}/ping", log_path=log_path)
 
 
 def tree_peak_rss(pid: int) -> int:

@@ -35,6 +35,7 @@ from msc.core.labels import probability_columns
 from msc.data.text import normalize_tweet
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
+from msc.model.deadline import check_deadline
 from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
 from msc.model.heads import build_head
 from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
@@ -150,11 +151,13 @@ class MscModel(mlflow.pyfunc.PythonModel):
         ``max_unusable_image_share`` of the images sent could not be used."""
         probabilities, attributions, used, notes = [], [], [], []
         for start in range(0, len(model_input), PREDICT_BATCH):
+            check_deadline(start, len(model_input), PREDICT_BATCH)  # serving: stop once nobody waits (msc/model/deadline.py)
             chunk = model_input.iloc[start : start + PREDICT_BATCH]
             texts, images, chunk_notes = read(chunk, self.backbone.preprocess_image)
             used += used_modalities(texts, images)
             notes += chunk_notes
             batch = encode_inputs(self.backbone, texts, images, self.max_text_tokens, self.head.hidden_layers)
+            check_deadline(start, len(model_input), PREDICT_BATCH, "between the backbone and the head")
             if explain_margin is None:
                 with torch.inference_mode():
                     probabilities.append(torch.softmax(self.head(batch) / self.temperature, dim=-1).numpy())
