@@ -7,9 +7,8 @@ relative to the table's folder; .csv or .jsonl (.parquet with pyarrow installed)
 ``id,label,p_<label>...``, one row per post in table order, the probabilities calibrated as the
 registered model's (``model.json``).
 
-It does what msc's pyfunc does, step for step: the tweet normalisation (URLs become ``http``,
-@mentions ``@user``; NLTK's TweetTokenizer when nltk is installed, else a regular expression that
-gives CLIP's BPE the same tokens), the tokenizer, the image decoding (EXIF rotation, the centre
+It does what msc's pyfunc does, step for step: the tweet normalisation (NLTK's TweetTokenizer, whose
+expressions tweet_tokens.py holds; URLs become ``http``, @mentions ``@user``), the tokenizer, the image decoding (EXIF rotation, the centre
 crop to at most 4:1, 16-bit images scaled to 8 bits, transparency onto white), the processor's
 resize, crop, rescale and normalisation (``preprocess.json``), the towers, the features rounded to
 float16 as msc's cache stores them, the head and the temperature. A post whose image is missing or
@@ -20,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import re
 import sys
@@ -31,21 +31,21 @@ from PIL import Image, ImageOps
 from tokenizers import Tokenizer
 
 HERE = Path(__file__).resolve().parent
-URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-MENTION = re.compile(r"(?<![\w@])@\w+")
+# tweet_tokens.py lies beside this file, in the bundle as in msc/model/: loaded by path, not by a package.
+_spec = importlib.util.spec_from_file_location("tweet_tokens", HERE / "tweet_tokens.py")
+_tweets = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_tweets)
+tweet_tokens = _tweets.tweet_tokens
+
 WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0}
 
 
 def normalize(text: str, chars: int) -> str:
-    """msc.data.text.normalize_tweet: the first ``chars`` characters, URLs and @mentions as placeholders."""
-    text = text[:chars]
-    try:
-        from nltk.tokenize import TweetTokenizer
-    except ImportError:  # CLIP's BPE splits at the spaces TweetTokenizer would add: the same tokens
-        return " ".join(MENTION.sub("@user", URL.sub("http", text)).split())
-    tokens = TweetTokenizer(preserve_case=True).tokenize(text)
-    return " ".join("http" if re.match(r"^(https?://|www\.)", t, re.I) else "@user" if t.startswith("@") and len(t) > 1
-                    else t for t in tokens)
+    """msc.data.text.normalize_tweet: the first ``chars`` characters as NLTK's TweetTokenizer splits them
+    (tweet_tokens.py), joined by spaces, URLs as ``http`` and @mentions as ``@user``."""
+    words = tweet_tokens(text[:chars])
+    return " ".join("http" if re.match(r"^(https?://|www\.)", w, re.I) else "@user" if w.startswith("@") and len(w) > 1
+                    else w for w in words)
 
 
 def open_image(path: Path, rule: dict) -> Image.Image:

@@ -6,6 +6,7 @@
     preprocess.json                     the text and image preprocessing rules and constants
     model.json                          labels, temperature, and the whole head.json under "head"
     predict.py                          the reference script (msc/model/bundle_predict.py)
+    tweet_tokens.py                     its tweet tokenizer (NLTK's expressions, msc/model/tweet_tokens.py)
     digests.sha256                      sha256 of every other file, as ``sha256sum -c`` reads it
 
 ``model.json`` carries head.json whole, so whatever calibration a later head.json holds travels with it.
@@ -26,6 +27,7 @@ from msc.model.heads import FusionHead
 from msc.model.onnx_export import HEAD, export_head, export_towers
 
 SCRIPT = Path(__file__).with_name("bundle_predict.py")
+TWEETS = Path(__file__).with_name("tweet_tokens.py")  # the script's tweet tokenizer, loaded from beside it
 DIGESTS = "digests.sha256"
 BUNDLE_VERSION = 1
 
@@ -94,6 +96,7 @@ def write_bundle(backbone: Backbone, head: FusionHead, head_json: dict, source: 
                  "head": head_json}
         atomic_write_text(staging / "model.json", json.dumps(model, indent=2) + "\n")
         shutil.copyfile(SCRIPT, staging / "predict.py")
+        shutil.copyfile(TWEETS, staging / TWEETS.name)
         digests = "".join(f"{sha256(path)}  {path.name}\n" for path in sorted(staging.iterdir()))
         atomic_write_text(staging / DIGESTS, digests)
         shutil.rmtree(out, ignore_errors=True)
