@@ -106,7 +106,8 @@ class EarlyFusion(FusionHead):
     def forward(self, batch: FeatureBatch) -> torch.Tensor:
         text = self.text_in(batch.text_tokens) + self.modality[0]  # (B, L, H)
         image = self.image_in(batch.image_tokens) + self.modality[1]  # (B, M, H)
-        cls = self.cls.expand(len(text), -1, -1)  # (B, 1, H)
+        # shape[0], not len(): an ONNX trace records len() as a constant, fixing the batch size
+        cls = self.cls.expand(text.shape[0], -1, -1)  # (B, 1, H)
         sequence = torch.cat([cls, text, image], dim=1)  # (B, 1 + L + M, H)
         keep = torch.ones(sequence.shape[:2], dtype=torch.bool, device=sequence.device)
         keep[:, 1 : 1 + text.shape[1]] = batch.text_mask
