@@ -34,9 +34,9 @@ from msc.track.inference import (
     predict_test_set,
     read_truth,
     registry_warning,
-    score_against,
 )
 from msc.track.store import setup_mlflow
+from msc.train.calibration import score_against
 
 DEFAULT_OUT = Path("results/test_with_label.txt")
 DEFAULT_TABLE_OUT = Path("results/predictions.csv")  # with --input
