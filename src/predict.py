@@ -39,9 +39,9 @@ from msc.track.inference import (
     predict_test_set,
     read_truth,
     registry_warning,
-    score_against,
 )
 from msc.track.store import setup_mlflow
+from msc.train.calibration import score_against
 
 TEST_LABELS = "test_with_label.txt"  # the default --out, in paths.results
 TABLE_PREDICTIONS = "predictions.csv"  # the default --out with --input, in paths.results

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                         "else msc-<identity of this config>)")
     parser.add_argument("--n-jobs", type=int, help="parallel trials in this process (default: tune.n_jobs)")
     parser.add_argument("--force", action="store_true", help="register the best model without comparing it with "
-                        "Production")
+                        "Production, also when its version was rolled back from (README, 'Using the model')")
     args = parser.parse_args(argv)
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(QuietInterrupt())
     outcome = tune(config, force=args.force)
     summary, metrics = outcome.summary, write_results(config.paths.results, outcome)
+    registration = summary.registration
     print(f"study {summary.study_name}: best trial {summary.best_trial} ({summary.select_metric} "
-          f"{summary.best_value:.4f}). {summary.gate[0].upper()}{summary.gate[1:]}. Production "
-          f"{'is now' if summary.promoted_now else 'stays'} msc version {summary.version}: "
-          f"{holdout_line(summary.holdout)} on {summary.holdout_samples} holdout samples; wrote "
+          f"{summary.best_value:.4f}). {registration.gate[0].upper()}{registration.gate[1:]}. Production "
+          f"{'is now' if registration.promoted_now else 'stays'} msc version {registration.version}: "
+          f"{holdout_line(registration.holdout)} on {registration.holdout_samples} holdout samples; wrote "
           f"{metrics}")
     uri = tracking_uri()
     print(f"compare the trials in the MLflow UI: {ui_link(setup_mlflow())}"

@@ -18,7 +18,8 @@ from msc.config import with_overrides
 from msc.core.errors import UserError
 from msc.core.handoff import write_handoff
 from msc.core.labels import COURSE_LABELS
-from msc.tune.summary import TuneSummary
+from msc.track.promotion import Registration
+from msc.track.summary import TuneSummary
 from src import ablation, report
 
 TUNED = {"train.fusion": "gated", "train.lr": 0.003, "train.hidden_dim": 128, "train.dropout": 0.1}
@@ -27,8 +28,9 @@ TRAINED = {"text", "image", "early", "late", "cross_attention", "gated", "gated:
 
 def tune_summary(best_params: dict, best_trial: int = 1) -> TuneSummary:
     """A tune stage summary that names ``best_params``; the ablation reads nothing else of it."""
-    return TuneSummary(model="msc", version=1, promoted_now=True, gate="", compared_with_version=None,
-                       holdout_samples=0, holdout={}, candidate_holdout_weighted_f1=0.0, study_name="msc",
+    registration = Registration(model="msc", version=1, promoted_now=True, gate="", compared_with_version=None,
+                                holdout_samples=0, holdout={}, candidate_holdout_weighted_f1=0.0)
+    return TuneSummary(registration, study_name="msc",
                        study_identity="", feature_fingerprint="", split_identity="", best_trial=best_trial,
                        select_metric="val_weighted_f1", best_value=0.0, best_params=best_params)
 

@@ -5,7 +5,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import mlflow

@@ -10,8 +10,8 @@ import yaml
 
 from msc.config import with_overrides
 from msc.track.inference import registry_warning
+from msc.track.promotion import follow_alias
 from msc.track.registry import disagreement, promote
-from msc.tune.registration import follow_alias
 from msc.tune.runner import tune
 
 pytestmark = pytest.mark.integration

@@ -45,12 +45,14 @@ def test_paths_are_where_outputs_go_not_run_parameters():
 
 
 def test_tune_results_go_to_the_folder_the_stage_names(tmp_path):
-    from msc.tune.summary import TuneOutcome, TuneSummary, write_results
+    from msc.track.promotion import Registration
+    from msc.track.summary import TuneSummary
+    from msc.tune.summary import TuneOutcome, write_results
 
-    summary = TuneSummary(model="msc", version=1, promoted_now=True, gate="", compared_with_version=None,
-                          holdout_samples=0, holdout={}, candidate_holdout_weighted_f1=0.0, study_name="msc",
-                          study_identity="", feature_fingerprint="", split_identity="", best_trial=0,
-                          select_metric="val_weighted_f1", best_value=0.0, best_params={})
+    registration = Registration(model="msc", version=1, promoted_now=True, gate="", compared_with_version=None,
+                                holdout_samples=0, holdout={}, candidate_holdout_weighted_f1=0.0)
+    summary = TuneSummary(registration, study_name="msc", study_identity="", feature_fingerprint="", split_identity="",
+                          best_trial=0, select_metric="val_weighted_f1", best_value=0.0, best_params={})
     folder = tmp_path / "elsewhere"
     metrics = write_results(folder, TuneOutcome(summary, "guid,actual\n1,positive\n", None))
     assert metrics == folder / "metrics.json" and '"version": 1' in metrics.read_text()

@@ -40,7 +40,8 @@ def test_a_registration_killed_halfway_is_finished_by_the_next_tune(project, con
     (version,) = versions
     assert version.current_stage == "Production" and version.aliases == ["production"]
     assert version.tags["temperature"] and version.tags["holdout_weighted_f1"]
-    assert summary.version == 1 and "was registered for this trial by a tune that was interrupted" in summary.gate
+    registration = summary.registration
+    assert registration.version == 1 and "was registered for this trial by a tune that was interrupted" in registration.gate
     assert [r.info.run_name for r in runs if r.info.status != "FINISHED"] == []
 
     # A stray version (no stage, no alias) is named on stderr by the next tune.
@@ -103,7 +104,7 @@ def test_an_archived_version_of_the_same_run_goes_through_the_gate_again(project
     client.transition_model_version_stage("msc", "1", "Archived")
     client.delete_registered_model_alias("msc", "production")
     summary = tune(config).summary
-    assert "interrupted" not in summary.gate and "no msc version is in Production yet" in summary.gate
+    assert "interrupted" not in summary.registration.gate and "no msc version is in Production yet" in summary.registration.gate
     _, _, versions = store_state()
     assert [(str(v.version), v.current_stage) for v in sorted(versions, key=lambda v: int(v.version))] == [
         ("1", "Archived"), ("2", "Production")]

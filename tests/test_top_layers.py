@@ -25,8 +25,9 @@ from msc.model.batch import FeatureBatch
 from msc.model.tiny import FAMILIES, write_backbone
 from msc.model.top_layers import FAMILY_TOPS, copy_top
 from msc.track.inference import load_model
-from msc.track.logged_model import log_trial_model
+from msc.track.logged_model import log_trial_model, logged_head
 from msc.track.store import setup_mlflow
+from msc.train.holdout import cached_head
 from msc.train.loop import build_model, frozen_backbone, predict_proba, train_head
 from tests.conftest import cache_sections, committed_params_text, make_config
 
@@ -138,6 +139,10 @@ def test_the_loaded_model_reproduces_the_training_time_holdout_probabilities(
     with mlflow.start_run():
         info = log_trial_model(result.head, train, top_cache.dim, str(top_config.model.backbone), "main",
                                top_config.features.max_text_tokens, top_cache.label_names)
+    # Registration scores it from head.json and weights alone, its blocks copied from training's backbone.
+    spec, weights = logged_head(info.model_uri)
+    np.testing.assert_allclose(predict_proba(cached_head(spec, weights, top_cache), top_cache, splits.holdout), expected,
+                               atol=1e-6)
     folder = Path(mlflow.artifacts.download_artifacts(info.model_uri))
     with safe_open(str(folder / "artifacts" / "head.safetensors"), "pt") as weights:
         saved = list(weights.keys())

@@ -76,7 +76,7 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
             assert any("confusion" in a.path and a.path.endswith(".png") for a in client.list_artifacts(child.info.run_id))
             assert child.info.run_id in runs_with_models
     metrics = json.loads(written.read_text())
-    assert metrics["version"] == summary.version == 1 and metrics["promoted_now"]
+    assert metrics["version"] == summary.registration.version == 1 and metrics["promoted_now"]
     assert set(metrics["holdout"]) >= {"accuracy", "weighted_f1", "macro_f1", "f1_neutral"}
     version = client.get_model_version_by_alias("msc", "production")
     assert version.current_stage == "Production"
@@ -91,8 +91,8 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     time.sleep(1.1)
     again = tune(small(config)).summary
     assert client.get_run(parent.info.run_id).info.end_time == ended
-    assert again.study_name == summary.study_name and not again.promoted_now
-    assert "nothing changed" in again.gate and again.version == 1
+    assert again.study_name == summary.study_name and not again.registration.promoted_now
+    assert "nothing changed" in again.registration.gate and again.registration.version == 1
     assert len([r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]) == TRIALS
 
 
@@ -121,11 +121,11 @@ def test_predict_from_the_registry_and_promotion_rule(project, config):
     summary = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1})).summary
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='msc'")
-    assert len(versions) == (2 if summary.promoted_now else 1)
+    assert len(versions) == (2 if summary.registration.promoted_now else 1)
     forced = tune(small(config, **{"tune.study_name": "second", "tune.trials": 1}), force=True).summary
-    assert forced.promoted_now
+    assert forced.registration.promoted_now
     stages = {str(v.version): v.current_stage for v in client.search_model_versions("name='msc'")}
-    assert stages[str(forced.version)] == "Production"
+    assert stages[str(forced.registration.version)] == "Production"
     assert sum(stage == "Production" for stage in stages.values()) == 1
 
 
@@ -304,7 +304,8 @@ def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(
     assert second.study_name != first.study_name and second.feature_fingerprint == cache.fingerprint
     study = optuna.load_study(study_name=second.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
     assert sum(t.state in FINISHED for t in study.trials) == 2, "the new config ran its own trials"
-    assert second.promoted_now and second.version == 2 and "another feature cache" in second.gate
+    registration = second.registration
+    assert registration.promoted_now and registration.version == 2 and "another feature cache" in registration.gate
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("msc", "production")
     assert int(version.version) == 2 and version.tags["feature_fingerprint"] == cache.fingerprint
@@ -320,17 +321,18 @@ def test_a_changed_split_seed_never_compares_two_models_on_different_splits(proj
     resplit = small(config, **{"tune.trials": 2, "data.split_seed": 7, "data.splits_dir": str(tmp_path / "splits-7")})
     write_splits(resplit.data.source, resplit.data.splits_dir, resplit.data.split_rule)
     scored = []
-    real = registry.model_probabilities
-    monkeypatch.setattr(registry, "model_probabilities", lambda uri, *a: scored.append(uri) or real(uri, *a))
+    real = registry.logged_head
+    monkeypatch.setattr(registry, "logged_head", lambda uri: scored.append(uri) or real(uri))
     second = tune(resplit).summary
     assert second.split_identity != first.split_identity
-    assert second.promoted_now and second.compared_with_version is None and "another split" in second.gate
+    registration = second.registration
+    assert registration.promoted_now and registration.compared_with_version is None and "another split" in registration.gate
     assert not [uri for uri in scored if uri.startswith("models:/msc/")], "Production was never scored on this split"
     version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
     assert int(version.version) == 2 and version.tags["split_identity"] == second.split_identity
     # The same split again: compared with Production on the holdout they share.
     third = tune(small(resplit, **{"tune.study_name": "third", "tune.trials": 1})).summary
-    assert third.compared_with_version == 2 and "on the same" in third.gate
+    assert third.registration.compared_with_version == 2 and "on the same" in third.registration.gate
 
 
 def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(project, config):
@@ -342,7 +344,7 @@ def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(proje
     client = mlflow.MlflowClient()
     assert [int(v.version) for v in client.search_model_versions("name='msc'")] == [1]
     forced = tune(small(config, **{"tune.trials": 1, "tune.study_name": "next"}), force=True).summary
-    assert forced.promoted_now and forced.version == 2
+    assert forced.registration.promoted_now and forced.registration.version == 2
 
 
 def test_an_explicit_study_name_is_kept_and_refused_for_another_experiment(project, config):

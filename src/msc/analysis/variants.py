@@ -31,10 +31,10 @@ from msc.data.synthetic import bayes_predict, stored_story
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
 from msc.model.heads import HEADS
+from msc.track.summary import TuneSummary
 from msc.train.calibration import calibration_errors, fit_temperature, reliability, with_temperature
 from msc.train.loop import predict_proba, train_head
 from msc.train.metrics import classification_metrics, paired_bootstrap
-from msc.tune.summary import TuneSummary
 
 PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)
 

@@ -37,6 +37,16 @@ class HandOff:
     def to_dict(self) -> dict[str, Any]:
         return {SCHEMA_KEY: self.tag(), **dataclasses.asdict(self)}
 
+    @classmethod
+    def stored_keys(cls) -> set[str]:
+        """The keys a file of this schema holds besides ``schema``: its fields, unless a schema stores
+        a nested record's fields at the top level (it then overrides this, ``to_dict`` and ``from_dict``)."""
+        return {field.name for field in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return cls(**{key: data[key] for key in cls.stored_keys()})
+
 
 Record = TypeVar("Record", bound=HandOff)
 
@@ -68,9 +78,8 @@ def read_handoff(schema: type[Record], path: str | os.PathLike) -> Record:
         newer = version.isdigit() and int(version) > schema.VERSION
         raise UserError(f"'{path}' is a {schema.WHAT} of version {version}, and this code reads version "
                         f"{schema.VERSION}; " + ("update this checkout, or " if newer else "") + f"{redo} again")
-    fields = {field.name for field in dataclasses.fields(schema)}
-    missing = sorted(fields - set(data))
+    missing = sorted(schema.stored_keys() - set(data))
     if missing:
         raise UserError(f"'{path}' lacks {', '.join(missing)} although it says {tag}; it was edited or damaged: "
                         f"{redo} again")
-    return schema(**{key: data[key] for key in fields})
+    return schema.from_dict(data)

@@ -37,10 +37,8 @@ from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.deadline import check_deadline
 from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
-from msc.model.heads import build_head
 from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
-from msc.model.spec import backbone_reference, read_head_spec
-from msc.model.top_layers import TopLayersModel
+from msc.model.spec import backbone_reference, build_logged_head, read_head_spec
 from msc.model.usage import (
     MAX_UNUSABLE_IMAGE_SHARE,
     NOTE,
@@ -98,20 +96,15 @@ class MscModel(mlflow.pyfunc.PythonModel):
         backbone_ref = context.artifacts.get("backbone") or backbone_reference(spec)
         self.backbone = load_backbone(backbone_ref, spec.revision, device="auto", precision="auto", family=spec.family)
         self.labels = tuple(spec.labels)  # the class order of the head's outputs
-        head = build_head(spec.fusion, spec.dim, spec.hidden_dim, spec.dropout, len(self.labels))
-        top_layers = spec.train.get("top_layers", 0)  # k > 0: its own copies of the top k blocks (msc/model/top_layers.py)
         # FeatureBatch -> logits: the head, within its own top blocks when k > 0. On the CPU, in fp32,
         # like the head alone; the backbone below runs on its device. The blocks are copied from the
         # fp32 weights, as training copied them (LoRA keeps the copied weights): a backbone loaded in
         # fp16 on a GPU is loaded once more, in fp32 on the CPU, for that.
-        if top_layers:
+        source = None
+        if spec.train.get("top_layers", 0):  # k > 0: its own copies of the top k blocks (msc/model/top_layers.py)
             source = self.backbone if self.backbone.dtype == torch.float32 else load_backbone(
                 backbone_ref, spec.revision, device="cpu", precision="fp32", family=spec.family)
-            head = TopLayersModel.from_backbone(source, top_layers, spec.train["top_layers_adapter"],
-                                                spec.train["lora_rank"], head).cpu()
-        self.head = head
-        self.head.load_saved_state(load_file(context.artifacts["head_weights"]))
-        self.head.eval()
+        self.head = build_logged_head(spec, load_file(context.artifacts["head_weights"]), source)
         # Fitted on out-of-fold rows when the version was registered; 1 (none) for a trial's model.
         self.temperature = spec.temperature
         self.max_text_tokens = spec.max_text_tokens

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from safetensors.torch import save_file
 
 from msc.core.handoff import HandOff, read_handoff, write_handoff
 from msc.core.paths import local_folder
+from msc.model.heads import build_head
+from msc.model.top_layers import TopLayersModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from msc.model.backbone import Backbone
 
 HEAD_SPEC = "head.json"
 HEAD_WEIGHTS = "head.safetensors"
@@ -55,6 +62,21 @@ def write_head(model, spec: HeadSpec, folder: Path) -> dict[str, str]:
     save_file({k: v.detach().contiguous() for k, v in model.saved_state().items()}, str(folder / HEAD_WEIGHTS))
     write_handoff(folder / HEAD_SPEC, spec)
     return {"head_weights": str(folder / HEAD_WEIGHTS), "head_config": str(folder / HEAD_SPEC)}
+
+
+def build_logged_head(spec: HeadSpec, weights: dict[str, "torch.Tensor"], backbone: "Backbone | None" = None):
+    """The head that ``spec`` and its saved ``weights`` describe, on the CPU in fp32, in eval mode: the
+    fusion head alone, or with ``train.top_layers`` k > 0 within copies of the top k blocks of each
+    tower of ``backbone`` (fp32; LoRA keeps the copied weights, so only k > 0 needs a backbone)."""
+    head = build_head(spec.fusion, spec.dim, spec.hidden_dim, spec.dropout, len(spec.labels))
+    top_layers = spec.train.get("top_layers", 0)
+    if top_layers:
+        if backbone is None:
+            raise ValueError(f"this head trains {top_layers} top blocks per tower: it needs the backbone they are copied from")
+        head = TopLayersModel.from_backbone(backbone, top_layers, spec.train["top_layers_adapter"], spec.train["lora_rank"],
+                                            head).cpu()
+    head.load_saved_state(weights)
+    return head.eval()
 
 
 def read_head_spec(path: str | Path) -> HeadSpec:

@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import pandas as pd
 
 from msc.core.errors import UserError
@@ -37,7 +36,6 @@ from msc.model.usage import (
     unusable_images_sentence,
 )
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
-from msc.train.calibration import ece_interval, expected_calibration_error
 
 
 def registered_models_listing() -> str:
@@ -201,22 +199,6 @@ def predict_table(model, table: Path, columns: dict[str, str], text_encoding: st
                         f"'{table}' has the labels {', '.join(unknown)} too: use a model trained on this label set, or "
                         "empty the label column")
     return predict_posts(model, posts, text_encoding, driver_margin), truth
-
-
-def score_against(predicted: pd.DataFrame, truth: dict[str, str], labels: tuple[str, ...], what: str) -> dict[str, float]:
-    """Accuracy and expected calibration error (with its 95 % bootstrap interval, ``test_ece_ci95``) of
-    ``predicted`` (id, p_<label> columns of ``labels``) against ``truth`` (id -> label), on the ids it has;
-    ``what`` names the truth in sentences."""
-    scored = predicted[[post_id in truth for post_id in predicted["id"]]]
-    unknown = sorted({truth[post_id] for post_id in scored["id"]} - set(labels))
-    if unknown:
-        raise UserError(f"{what} has the label {unknown[0]!r}, which the model does not predict ({', '.join(labels)})")
-    actual = np.array([labels.index(truth[post_id]) for post_id in scored["id"]], dtype=np.int64)
-    probs = scored[probability_columns(labels)].to_numpy()
-    if not len(actual):
-        raise UserError(f"{what} labels none of the predicted posts; it needs a label for the posts to score")
-    return {"test_accuracy": float((probs.argmax(1) == actual).mean()), "test_ece": expected_calibration_error(probs, actual),
-            "test_ece_ci95": ece_interval(probs, actual), "test_scored": float(len(actual))}
 
 
 def read_truth(truth_file: Path, ids: list[str]) -> dict[str, str]:

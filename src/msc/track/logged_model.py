@@ -19,14 +19,22 @@ import mlflow.pyfunc
 import pandas as pd
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from msc.core.errors import UserError
 from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
-from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, read_head_spec, with_temperature_spec, write_head
+from msc.model.spec import (
+    HEAD_SPEC,
+    HEAD_WEIGHTS,
+    HeadSpec,
+    head_spec,
+    read_head_spec,
+    with_temperature_spec,
+    write_head,
+)
 from msc.model.usage import MAX_UNUSABLE_IMAGE_SHARE, NOTE, USED
-from msc.train.config import TrainConfig
 
 MSC_PACKAGE = Path(__file__).resolve().parents[1]
 MODEL_CODE_LAYERS = ("core", "data", "model")  # msc.model and what it imports (tests/test_logged_model.py)
@@ -83,14 +91,35 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
         )
 
 
-def log_trial_model(head: torch.nn.Module, train: TrainConfig, dim: int, backbone: str, revision: str,
+def log_trial_model(head: torch.nn.Module, train, dim: int, backbone: str, revision: str,
                     max_text_tokens: int, labels: tuple[str, ...], family: str | None = None):
     """A trial's model: the head (with its trained top layers, if any), with the backbone referenced
     by hub id or folder, never copied (30 trials would hold 30 copies). Only the registered version
-    may bundle it (registered_copy)."""
+    may bundle it (registered_copy). ``train`` is the train section (msc.train.config.TrainConfig, a
+    dataclass that head.json records; not imported here: track and train are independent layers)."""
     spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family)
     with tempfile.TemporaryDirectory() as tmp:
         return log_pyfunc(write_head(head, spec, Path(tmp)))
+
+
+def download_head(model_uri: str, folder: Path) -> dict[str, str]:
+    """Download ``model_uri``'s head.json and head.safetensors alone into ``folder`` (not a backbone the
+    registered version may bundle); returns the pyfunc artifacts mapping. ``models:/`` URIs of a logged
+    model (``models:/m-<id>``) take no sub-path, so those resolve to the files they stand for first."""
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    root = ModelsArtifactRepository.get_underlying_uri(model_uri) if model_uri.startswith("models:/") else model_uri
+    return {key: mlflow.artifacts.download_artifacts(artifact_uri=f"{root.rstrip('/')}/artifacts/{name}",
+                                                     dst_path=str(folder))
+            for key, name in (("head_config", HEAD_SPEC), ("head_weights", HEAD_WEIGHTS))}
+
+
+def logged_head(model_uri: str) -> tuple[HeadSpec, dict[str, torch.Tensor]]:
+    """The head spec and saved weights of ``model_uri``, from those two files alone: enough to rebuild its
+    head (msc.model.spec.build_logged_head) and score cached features without loading a backbone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = download_head(model_uri, Path(tmp))
+        return read_head_spec(files["head_config"]), load_file(files["head_weights"])
 
 
 def registered_copy(model_uri: str, temperature: float, backbone: str | None = None):
@@ -104,8 +133,6 @@ def registered_copy(model_uri: str, temperature: float, backbone: str | None = N
             raise UserError(f"register.bundle_backbone needs model.backbone to be a local folder, got '{backbone}'")
         artifacts["backbone"] = str(folder.resolve())
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))  # small: no backbone
-        with_temperature_spec(model / "artifacts" / HEAD_SPEC, temperature)
-        artifacts.update({"head_weights": str(model / "artifacts" / HEAD_WEIGHTS),
-                          "head_config": str(model / "artifacts" / HEAD_SPEC)})
-        return log_pyfunc(artifacts, name="registered_model")
+        head = download_head(model_uri, Path(tmp))
+        with_temperature_spec(Path(head["head_config"]), temperature)
+        return log_pyfunc({**artifacts, **head}, name="registered_model")

@@ -9,17 +9,22 @@ candidate, the model of the experiment just run, is registered, and the summary 
 
 This module decides on scores it is given (msc/tune/registration.py scores both models on the
 holdout) and records the decision in the registry.
+
+A rollback is alias ``production`` moved by hand to a version older than the one msc promoted last
+(README, "Using the model"). msc tags each version it promotes with ``promoted_at`` once the alias
+names it, so the version rolled back from is the last one so tagged while the alias names an older
+one; the gate keeps that version's run out unless ``--force``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-
-from msc.train.metrics import scalar_metrics
 
 MODEL_NAME = "msc"
 ALIAS = "production"
 STAGE = "Production"
+PROMOTED_AT = "promoted_at"  # version tag, epoch milliseconds: msc's own promotion moved the alias here
 
 
 @dataclass(frozen=True)
@@ -59,27 +64,40 @@ def production_version(client):
         return None
 
 
-def version_tags(scores: dict, tags: dict[str, str]) -> dict[str, str]:
-    return {**tags, **{f"holdout_{k}": f"{v:.6f}" for k, v in scalar_metrics(scores).items()}}
+def version_tags(scores: dict[str, float], tags: dict[str, str]) -> dict[str, str]:
+    return {**tags, **{f"holdout_{k}": f"{v:.6f}" for k, v in scores.items()}}
 
 
-def promote(client, model_uri: str, scores: dict, tags: dict[str, str]):
+def promote(client, model_uri: str, scores: dict[str, float], tags: dict[str, str]):
     """Register ``model_uri`` as a new version of ``msc``: stage Production (older versions
-    archived) and alias ``production``. Returns the ModelVersion."""
+    archived) and alias ``production``; ``scores``, its scalar holdout scores, become ``holdout_*``
+    tags. Returns the ModelVersion."""
     import mlflow
 
     version = mlflow.register_model(model_uri, MODEL_NAME, tags=version_tags(scores, tags))
     return finish_promotion(client, version, scores, tags)
 
 
-def finish_promotion(client, version, scores: dict, tags: dict[str, str]):
-    """Give a registered ``version`` its tags, stage Production and alias ``production``: each step is
-    idempotent, so a registration killed halfway is finished by running this again."""
+def finish_promotion(client, version, scores: dict[str, float], tags: dict[str, str]):
+    """Give a registered ``version`` its tags, stage Production and alias ``production``, then the
+    ``promoted_at`` tag that marks it as promoted by msc: each step is idempotent, so a registration
+    killed halfway is finished by running this again."""
     for key, value in version_tags(scores, tags).items():
         client.set_model_version_tag(MODEL_NAME, version.version, key, value)
     move_stage(client, version.version)
     client.set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
+    client.set_model_version_tag(MODEL_NAME, version.version, PROMOTED_AT, str(time.time_ns() // 1_000_000))
     return version
+
+
+def rolled_back_from(client, current):
+    """The version msc promoted last, when alias ``production`` names an older ``current`` version
+    (moved there by hand: every promotion by msc moves the alias to the version it promotes); else None."""
+    promoted = [v for v in client.search_model_versions(f"name = '{MODEL_NAME}'") if PROMOTED_AT in (v.tags or {})]
+    last = max(promoted, key=lambda v: (int(v.tags[PROMOTED_AT]), int(v.version)), default=None)
+    if current is None or last is None or int(last.version) <= int(current.version):
+        return None
+    return last
 
 
 def unfinished_versions(client) -> list:
@@ -117,14 +135,20 @@ def disagreement(client) -> str | None:
             "(README, 'Using the model')")
 
 
-def gate(current, candidate: Candidate, feature_fingerprint: str, split_identity: str, force: bool) -> Decision | None:
+def gate(current, candidate: Candidate, feature_fingerprint: str, split_identity: str, force: bool,
+         rolled_back=None) -> Decision | None:
     """Whether the candidate replaces ``current`` (the Production ModelVersion or None) without a
-    comparison; None when the two are comparable and the holdout decides (``compare``)."""
+    comparison; None when the two are comparable and the holdout decides (``compare``). A candidate
+    that is the run of ``rolled_back`` (``rolled_back_from``) stays out unless ``force``."""
     if current is None:
         return Decision(True, f"no {MODEL_NAME} version is in Production yet")
     if current.tags.get("mlflow_run_id") == candidate.run_id:
         return Decision(False, f"the candidate already is {MODEL_NAME} version {current.version} (Production); "
                                "nothing changed")
+    if rolled_back is not None and rolled_back.tags.get("mlflow_run_id") == candidate.run_id and not force:
+        return Decision(False, f"the candidate is the run of {MODEL_NAME} version {rolled_back.version}, which was rolled "
+                               f"back from: alias {ALIAS} was moved by hand from it to the older version "
+                               f"{current.version}, so it stays out; `python -m src.tune --force` registers it again")
     if force:
         return Decision(True, "--force registers the candidate without a comparison")
     differs = [what for what, key, value in (("feature cache", "feature_fingerprint", feature_fingerprint),

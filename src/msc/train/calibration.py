@@ -10,8 +10,11 @@ the holdout, which reports it. Every function takes (n, C) probabilities, C the 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from msc.core.errors import UserError
+from msc.core.labels import probability_columns
 from msc.train.metrics import BOOTSTRAP_RESAMPLES, interval95
 
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -90,3 +93,19 @@ def calibration_errors(raw_probs: np.ndarray, labels: np.ndarray, temperature: f
             "ece": expected_calibration_error(calibrated, labels),
             "ece_ci95": ece_interval(calibrated, labels),
             "ece_uncalibrated": expected_calibration_error(raw_probs, labels)}
+
+
+def score_against(predicted: pd.DataFrame, truth: dict[str, str], labels: tuple[str, ...], what: str) -> dict[str, float]:
+    """Accuracy and expected calibration error (with its 95 % bootstrap interval, ``test_ece_ci95``) of
+    ``predicted`` (id, p_<label> columns of ``labels``) against ``truth`` (id -> label), on the ids it has;
+    ``what`` names the truth in sentences."""
+    scored = predicted[[post_id in truth for post_id in predicted["id"]]]
+    unknown = sorted({truth[post_id] for post_id in scored["id"]} - set(labels))
+    if unknown:
+        raise UserError(f"{what} has the label {unknown[0]!r}, which the model does not predict ({', '.join(labels)})")
+    actual = np.array([labels.index(truth[post_id]) for post_id in scored["id"]], dtype=np.int64)
+    probs = scored[probability_columns(labels)].to_numpy()
+    if not len(actual):
+        raise UserError(f"{what} labels none of the predicted posts; it needs a label for the posts to score")
+    return {"test_accuracy": float((probs.argmax(1) == actual).mean()), "test_ece": expected_calibration_error(probs, actual),
+            "test_ece_ci95": ece_interval(probs, actual), "test_scored": float(len(actual))}

@@ -12,14 +12,47 @@ on or choose by.
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from msc.features.cache import FeatureCache
+from msc.features.splits import Splits
+from msc.train.calibration import fit_temperature
 from msc.train.config import TrainConfig
 from msc.train.loop import predict_proba, train_head
+
+
+@dataclass(frozen=True)
+class Refit:
+    """The candidate's configuration, trained again on folds for its out-of-fold calibration rows."""
+
+    config: TrainConfig  # the train section the candidate was trained with
+    epochs: int  # its kept epoch: each fold trains exactly this long
+    folds: int  # register.calibration_folds; 0 fits the temperature on the validation split
+    seed: int  # data.split_seed, which draws the folds
+
+
+def fitted_temperature(head, cache: FeatureCache, splits: Splits, refit: Refit | None) -> float:
+    """The candidate's temperature, fitted on the out-of-fold predictions of train + validation that
+    ``refit`` makes (with fewer folds than asked when the rarest class has fewer rows); with no
+    ``refit``, 0 folds or a class of one row, on the validation split, whose rows also chose the kept
+    epoch and, with the other rows' help, the trial, so that its probabilities there are optimistic
+    (README, issue 25)."""
+    pool = np.concatenate([splits.train, splits.val])
+    counts = np.bincount(cache.labels[pool])
+    rarest = int(counts[counts > 0].min())  # stratified folds need every class in each: at most this many
+    folds = 0 if refit is None else min(refit.folds, rarest)
+    if refit is not None and refit.folds and folds < 2:
+        print(f"warning: a class has {rarest} row(s) in train + validation, too few for register.calibration_folds: "
+              f"{refit.folds}; the temperature is fitted on the validation split instead", file=sys.stderr)
+    if folds < 2:
+        return fit_temperature(predict_proba(head, cache, splits.val), cache.labels[splits.val])
+    probs = out_of_fold_probabilities(cache, pool, refit.config, refit.epochs, folds, refit.seed)
+    return fit_temperature(probs, cache.labels[pool])
 
 
 def out_of_fold_probabilities(cache: FeatureCache, pool: np.ndarray, config: TrainConfig, epochs: int,

@@ -20,6 +20,11 @@ from msc.train.metrics import scalar_metrics
 from msc.tune.study import suggest
 
 EPOCH_PREFIX = "epoch_"  # per-epoch curves in a trial run; the plain metric names hold the kept epoch
+# Trial user attributes, read from the study's best trial: its kept epoch (the out-of-fold refit trains
+# this long) and its per-epoch curves (results/training_curves.csv), as trained, not read back from MLflow.
+BEST_EPOCH_ATTR = "best_epoch"
+CURVES_ATTR = "epoch_curves"
+CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_weighted_f1", "val_macro_f1")
 
 
 def cv_score(cache: FeatureCache, splits: Splits, config: Config) -> float:
@@ -75,6 +80,9 @@ class Objective:
                 raise
             score = result.score(config.train.select_metric)
             mlflow.log_metrics({"best_epoch": result.best_epoch, **scalar_metrics(result.val_scores, "val_")})
+            trial.set_user_attr(BEST_EPOCH_ATTR, result.best_epoch)
+            trial.set_user_attr(CURVES_ATTR, [{"epoch": epoch, **{key: scalars[key] for key in CURVES}}
+                                              for epoch, scalars in enumerate(result.history, start=1)])
             if self.config.tune.folds > 1:
                 score = cv_score(self.cache, self.splits, config)
                 mlflow.log_metric(f"cv_{config.train.select_metric}", score)

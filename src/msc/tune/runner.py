@@ -19,13 +19,15 @@ from msc.features.splits import load_splits
 from msc.track.locks import shared_lock
 from msc.track.registry import MODEL_NAME, Candidate
 from msc.track.store import setup_mlflow
+from msc.track.summary import TuneSummary
+from msc.train.crossfit import Refit
 from msc.tune.labels import for_labels
-from msc.tune.objective import Objective
+from msc.tune.objective import BEST_EPOCH_ATTR, CURVES_ATTR, Objective
 from msc.tune.progress import run_study_with_progress
-from msc.tune.registration import Refit, register_if_better
-from msc.tune.runs import close_dead_runs, epoch_curves, log_skipped, log_study_summary, parent_run_id
+from msc.tune.registration import register_if_better
+from msc.tune.runs import close_dead_runs, log_skipped, log_study_summary, parent_run_id
 from msc.tune.study import finished_trials, identity_hash, one_sqlite_tuner, open_study, study_identity, trials_seconds
-from msc.tune.summary import TuneOutcome, TuneSummary, tune_outcome
+from msc.tune.summary import TuneOutcome, tune_outcome
 
 
 def tune(config: Config, force: bool = False, console: Console | None = None) -> TuneOutcome:
@@ -127,20 +129,18 @@ def summarise_and_register(config: Config, study, identity: dict, cache, splits,
             shared_lock(config.tune.storage, f"register {MODEL_NAME}"):
         registration, probs = register_if_better(candidate, cache, splits, force, bundle_backbone,
                                                  candidate_refit(config, best))
-    summary = TuneSummary(**registration, study_name=study.study_name, study_identity=identity_hash(identity),
+    summary = TuneSummary(registration, study_name=study.study_name, study_identity=identity_hash(identity),
                           feature_fingerprint=cache.fingerprint, split_identity=splits.identity, best_trial=best.number,
                           select_metric=metric, best_value=best.value, best_params=best.params)
-    return tune_outcome(summary, cache, splits.holdout, probs, epoch_curves(best.user_attrs["mlflow_run_id"]))
+    return tune_outcome(summary, cache, splits.holdout, probs, best.user_attrs.get(CURVES_ATTR, []))
 
 
 def candidate_refit(config: Config, best) -> Refit | None:
     """How to train the best trial's configuration again for its out-of-fold calibration rows: its
-    sampled values over the config, for its kept epoch (None when its run logged none)."""
-    from mlflow import MlflowClient
-
-    epochs = MlflowClient().get_run(best.user_attrs["mlflow_run_id"]).data.metrics.get("best_epoch")
-    if epochs is None:  # a run logged before out-of-fold calibration existed
-        print(f"warning: trial {best.number} logged no best_epoch, so its temperature is fitted on the validation "
+    sampled values over the config, for its kept epoch (None when the trial recorded none)."""
+    epochs = best.user_attrs.get(BEST_EPOCH_ATTR)
+    if epochs is None:  # a trial run before its kept epoch was a trial attribute
+        print(f"warning: trial {best.number} recorded no best_epoch, so its temperature is fitted on the validation "
               "split, not on out-of-fold rows", file=sys.stderr)
         return None
     return Refit(with_overrides(config, best.params).train, int(epochs), config.register.calibration_folds,

@@ -1,4 +1,4 @@
-"""The study's MLflow parent run: created once per study, its summary, and the best trial's curves."""
+"""The study's MLflow parent run: created once per study, its summary, and closing the runs of dead trials."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from msc.core.errors import UserError
 from msc.features.cache import FeatureCache
 from msc.track.locks import shared_lock
 from msc.track.store import git_commit
-from msc.tune.objective import EPOCH_PREFIX
 from msc.tune.study import FINISHED, identity_hash
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -91,19 +90,6 @@ def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> None:
             continue
         client.log_figure(parent_id, axes.figure, name)
         plt.close(axes.figure)
-
-
-def epoch_curves(run_id: str) -> list[dict[str, float]]:
-    """The best trial's per-epoch metrics, read back from MLflow."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    keys = ["train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_weighted_f1", "val_macro_f1"]
-    by_epoch: dict[int, dict[str, float]] = {}
-    for key in keys:
-        for point in client.get_metric_history(run_id, f"{EPOCH_PREFIX}{key}"):
-            by_epoch.setdefault(point.step, {"epoch": point.step})[key] = point.value
-    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def retry_of(study: optuna.Study, number: int) -> int | None:

@@ -7,41 +7,14 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
 from msc.core.files import atomic_write_text
-from msc.core.handoff import HandOff, write_handoff
+from msc.core.handoff import write_handoff
 from msc.core.labels import probability_columns
 from msc.features.cache import FeatureCache
-
-
-@dataclass(frozen=True)
-class TuneSummary(HandOff):
-    """The registered model's holdout scores and the study that chose it (a DVC metrics file too)."""
-
-    NAME: ClassVar[str] = "tune-summary"
-    VERSION: ClassVar[int] = 1
-    WHAT: ClassVar[str] = "tune summary"
-    WRITTEN_BY: ClassVar[str] = "`python -m src.tune` (or `dvc repro tune`)"
-
-    model: str  # the registered model's name, msc
-    version: int  # the version in Production after this run
-    promoted_now: bool
-    gate: str  # the registry gate's sentence
-    compared_with_version: int | None
-    holdout_samples: int
-    holdout: dict  # scores, ci95 intervals, ece, ece_ci95, ece_uncalibrated, temperature of the Production version
-    candidate_holdout_weighted_f1: float
-    study_name: str
-    study_identity: str
-    feature_fingerprint: str
-    split_identity: str
-    best_trial: int
-    select_metric: str  # train.select_metric, the study's objective
-    best_value: float  # the best trial's objective
-    best_params: dict  # the best trial's sampled values, by dotted config key
+from msc.track.summary import TuneSummary
 
 
 @dataclass(frozen=True)
@@ -84,7 +57,7 @@ def write_results(folder: str | Path, outcome: TuneOutcome) -> Path:
 
 
 def holdout_line(holdout: dict) -> str:
-    """The holdout scores with their 95 % bootstrap intervals and the calibration error."""
+    """The holdout scores (``Registration.holdout``) with their 95 % bootstrap intervals and the calibration error."""
     def scored(name: str, key: str) -> str:
         low, high = holdout[f"{key}_ci95"]
         return f"{name} {holdout[key]:.4f} [{low:.4f}, {high:.4f}]"
