@@ -67,3 +67,21 @@ def test_a_stored_map_for_other_classes_or_of_an_unknown_kind_is_refused_in_one_
         two_classes.apply(raw)
     with pytest.raises(UserError, match="kind is 'platt'"):
         CalibrationMap.from_dict({"kind": "platt"})
+
+
+def test_the_rules_fit_together_and_apply_from_their_stored_form():
+    from msc.model.calibrated import ProbabilityRules
+    from msc.train.calibration_maps import fit_rules
+
+    raw, labels = shifted_set(2000, 5)
+    rules = fit_rules(raw, labels, "val_macro_f1")
+    stored = ProbabilityRules.from_dict(json.loads(json.dumps(rules.to_dict())))
+    probs, predicted, sets = stored.predict(raw, coverage=0.9)
+    assert np.allclose(probs, rules.calibration.apply(raw), atol=1e-5)
+    assert (predicted == rules.decision.apply(rules.calibration.apply(raw))).all()
+    assert sets.shape == raw.shape and sets[np.arange(len(labels)), labels].mean() >= 0.88
+    # a head.json from before: its temperature, the plain argmax, and no coverage to ask
+    old = ProbabilityRules.from_dict({}, temperature=0.8)
+    assert (old.predict(raw)[1] == raw.argmax(1)).all()
+    with pytest.raises(UserError, match="registered without conformal label sets"):
+        old.predict(raw, coverage=0.9)

@@ -140,6 +140,45 @@ class LabelSets:
         return cls(scores=tuple(tuple(sorted(map(float, per))) for per in stored["scores"]))
 
 
+@dataclass(frozen=True)
+class ProbabilityRules:
+    """All three, as head.json stores them under "calibration", "decision" and "label_sets"; what every entry
+    point applies to the head's raw (n, C) softmax. A model registered before them has only a temperature:
+    ``from_dict({}, temperature)`` gives that map, the plain argmax and no label sets."""
+
+    calibration: CalibrationMap
+    decision: DecisionRule | None = None  # None: the plain argmax
+    label_sets: LabelSets | None = None  # None: coverage cannot be asked
+
+    def predict(self, raw: np.ndarray, coverage: float | None = None, class_conditional: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(n, C) calibrated probabilities, (n,) label ids and, when ``coverage`` is given, (n, C) boolean sets."""
+        probs = self.calibration.apply(raw)
+        labels = self.decision.apply(probs) if self.decision is not None else probs.argmax(axis=1)
+        if coverage is None:
+            return probs, labels, None
+        if self.label_sets is None:
+            raise UserError("this model was registered without conformal label sets, so it cannot answer a coverage; "
+                            "leave coverage out, or register it again with this msc (python -m src.tune)")
+        return probs, labels, self.label_sets.apply(probs, coverage, class_conditional)
+
+    def to_dict(self) -> dict:
+        stored = {"calibration": self.calibration.to_dict()}
+        if self.decision is not None:
+            stored["decision"] = self.decision.to_dict()
+        if self.label_sets is not None:
+            stored["label_sets"] = self.label_sets.to_dict()
+        return stored
+
+    @classmethod
+    def from_dict(cls, stored: dict, temperature: float = 1.0) -> ProbabilityRules:
+        calibration = (CalibrationMap.from_dict(stored["calibration"]) if "calibration" in stored
+                       else CalibrationMap(kind="temperature", temperature=temperature))
+        return cls(calibration=calibration,
+                   decision=DecisionRule.from_dict(stored["decision"]) if "decision" in stored else None,
+                   label_sets=LabelSets.from_dict(stored["label_sets"]) if "label_sets" in stored else None)
+
+
 def quantile_threshold(sorted_scores, coverage: float) -> float:
     """The split-conformal quantile: the ceil((n + 1) coverage)-th smallest of n sorted scores, inf past n."""
     rank = math.ceil((len(sorted_scores) + 1) * coverage - 1e-9)  # the 1e-9: 0.9 * 10 is 9.000000000000002

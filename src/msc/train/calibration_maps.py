@@ -21,8 +21,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from msc.model.calibrated import MAP_KINDS, CalibrationMap, log_probs, softmax
+from msc.model.calibrated import MAP_KINDS, CalibrationMap, ProbabilityRules, log_probs, softmax
 from msc.train.calibration import fit_temperature
+from msc.train.conformal import fit_label_sets
+from msc.train.decision import fit_decision_rule
 
 DEFAULT_MAP = "bcts"
 DIRICHLET_OFF_DIAGONAL_L2 = 1e-3  # per squared off-diagonal entry, on the mean-NLL scale
@@ -91,6 +93,16 @@ def fit_map(kind: str, probs: np.ndarray, labels: np.ndarray) -> CalibrationMap:
     if kind not in fitters:
         raise ValueError(f"calibration map {kind!r} is not one of {', '.join(MAP_KINDS)}")
     return fitters[kind](log_probs(probs), np.asarray(labels, dtype=np.int64))
+
+
+def fit_rules(probs: np.ndarray, labels: np.ndarray, select_metric: str, kind: str = DEFAULT_MAP) -> ProbabilityRules:
+    """What registration stores in head.json, all fitted on the same (n, C) out-of-fold ``probs`` and (n,)
+    ``labels``: the ``kind`` map, then on the calibrated rows the decision weights for ``select_metric`` and
+    the conformal scores."""
+    calibration = fit_map(kind, probs, labels)
+    calibrated = calibration.apply(probs)
+    return ProbabilityRules(calibration=calibration, decision=fit_decision_rule(calibrated, labels, select_metric),
+                            label_sets=fit_label_sets(calibrated, labels))
 
 
 def centred(bias: np.ndarray) -> tuple[float, ...]:
