@@ -14,6 +14,11 @@ holdout_predictions.csv. They are compared with tests/golden/expected/calibrated
 change; every other number, and the predicted labels, still with the recording from before the move.
 ``ece_ci95`` was recorded once more when the interval came to be computed in one vectorised pass
 (float64 sums per bin instead of float32 means): its bounds moved by about 1e-8, nothing else did.
+
+The temperature-derived numbers are compared within a tolerance, not bit for bit: the out-of-fold
+refits behind the temperature run float32 kernels that round differently on a CPU without AVX-512
+(this machine since 2026-12-04: T 0.9107355 against the recorded 0.9107548, and the fourth decimal of
+3 of 32 holdout probabilities), and the fit itself stops at scipy's bounded-search tolerance.
 """
 
 import json
@@ -46,10 +51,19 @@ def test_tables_are_unchanged_byte_for_byte(outputs, name):
     assert without_new_rows(outputs[name].read_bytes()) == (EXPECTED / name).read_bytes()
 
 
+CALIBRATION_TOLERANCE = 1e-3  # on the temperature's numbers; the docstring says why
+
+
 def test_holdout_predictions_keep_their_labels_and_have_the_recorded_probabilities(outputs):
     actual = outputs["holdout_predictions.csv"].read_bytes()
     assert label_columns(actual) == label_columns((EXPECTED / "holdout_predictions.csv").read_bytes())
-    assert actual == (CALIBRATED / "holdout_predictions.csv").read_bytes()
+    recorded = probability_columns((CALIBRATED / "holdout_predictions.csv").read_bytes())
+    assert probability_columns(actual) == pytest.approx(recorded, abs=CALIBRATION_TOLERANCE)
+
+
+def probability_columns(table: bytes) -> list[float]:
+    """Every probability of the table (the columns after guid, actual and predicted), in order."""
+    return [float(cell) for line in table.splitlines()[1:] for cell in line.split(b",")[3:]]
 
 
 def label_columns(table: bytes) -> list[list[bytes]]:
@@ -70,7 +84,9 @@ def test_metrics_are_unchanged(outputs):
     assert actual["schema"] == "tune-summary@1"
     calibration = {key: actual["holdout"].pop(key) for key in CALIBRATION}
     recorded = json.loads((CALIBRATED / "metrics.json").read_text())["holdout"]
-    assert calibration == recorded
+    assert calibration.keys() == recorded.keys()
+    for key, value in recorded.items():
+        assert calibration[key] == pytest.approx(value, rel=CALIBRATION_TOLERANCE), key
     for key in CALIBRATION:
         expected["holdout"].pop(key, None)
     assert {k: v for k, v in actual.items() if k not in IDENTITIES} == \
