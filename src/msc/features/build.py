@@ -1,7 +1,7 @@
 """Building the feature cache: run the frozen backbone once over every sample.
 
-The cache is keyed by a fingerprint of everything that changes its content: the backbone (weights and
-processor, or hub id and revision), every data file, the preprocessing settings, the precision the backbone
+The cache is keyed by a fingerprint of everything that changes its content: the backbone (its folder's
+files, or the commit its hub revision names), every data file, the preprocessing settings, the precision the backbone
 runs in, the preprocessing code itself (``PREPROCESSING_CODE``) and libraries. A fresh cache is reused; a stale
 one is rebuilt in ``<dir>.tmp`` and swapped in once complete: a killed run never leaves a half-written cache.
 """
@@ -31,18 +31,12 @@ from msc.data.images import augment, open_image, sharpness, short_side
 from msc.data.posts import Dataset
 from msc.data.text import augment_text, read_post_text
 from msc.features.cache import FeatureCache
-from msc.features.manifest import (
-    MANIFEST,
-    CacheManifest,
-    array_record,
-    cache_fingerprint,
-    damage,
-    preprocessing_settings,
-    read_manifest,
-)
+from msc.features.manifest import (MANIFEST, CacheManifest, array_record, cache_fingerprint, damage,
+                                   preprocessing_settings, read_manifest)
 from msc.features.screen import Screening, data_fingerprint, report_screening, screen_samples
 from msc.features.writer import NpyWriter
 from msc.model.backbone import Backbone, clip_pixels, load_backbone
+from msc.model.provenance import backbone_identity, identity_commit
 
 
 class ImageViews(torch.utils.data.Dataset):
@@ -178,8 +172,8 @@ def write_images(backbone: Backbone, loader, blank_image: set[int], writers: dic
 
 
 def build_cache(screening: Screening, backbone: Backbone, config: Config, folder: Path, fingerprint: str,
-                data_hash: str) -> None:
-    """Write every array of the cache into ``folder``, then its manifest."""
+                data_hash: str, identity: str) -> None:
+    """Write every array of the cache into ``folder``, then its manifest (``identity``: the backbone's)."""
     settings = config.features
     dataset = screening.dataset
     samples = dataset.samples
@@ -218,7 +212,7 @@ def build_cache(screening: Screening, backbone: Backbone, config: Config, folder
         writer.close()
     write_handoff(folder / MANIFEST, CacheManifest(
         fingerprint=fingerprint, data_fingerprint=data_hash, preprocessing=preprocessing_settings(config),
-        backbone=backbone.name, dim=backbone.dim, n_labelled=n_labelled, augment_views=views,
+        backbone=backbone.name, backbone_identity=identity, dim=backbone.dim, n_labelled=n_labelled, augment_views=views,
         text_augment_views=text_views, text_tokens=text_len, image_tokens=image_len, settings=asdict(settings),
         guids=[s.guid for s in samples], labels=[s.label for s in dataset.labelled], label_set=list(dataset.labels),
         skipped=screening.skipped, blank_text=screening.blank_text, blank_image=screening.blank_image,
@@ -253,7 +247,8 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     # Every file is checked before any work: a bad one stops the run here (on_error: error).
     screening = screen_samples(dataset, config.data.on_error)
     data_hash = data_fingerprint(dataset)
-    fingerprint = cache_fingerprint(config, data_hash)
+    identity = backbone_identity(config.model.backbone, config.model.revision)  # a moved hub `main` is stale
+    fingerprint = cache_fingerprint(config, data_hash, identity)
     settings = preprocessing_settings(config)
     manifest = fresh_manifest(folder, fingerprint, say_why=False)  # said below, under the lock
     if not force and manifest is not None and manifest.fingerprint == fingerprint and manifest.preprocessing == settings:
@@ -262,8 +257,11 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     with file_lock(folder.with_name(folder.name + ".lock")):
         manifest = fresh_manifest(folder, fingerprint)
         if force or manifest is None or manifest.fingerprint != fingerprint:
+            if manifest is not None and manifest.backbone_identity != identity:
+                print(f"rebuilding the feature cache: the backbone is now {identity}, and the cache holds the "
+                      f"features of {manifest.backbone_identity}", file=sys.stderr)
             report_screening(screening)
-            build_and_swap(screening, config, folder, fingerprint, data_hash)
+            build_and_swap(screening, config, folder, fingerprint, data_hash, identity)
             return FeatureCache(folder), True
         # The same values under equivalent settings (model.precision auto and fp32 on a CPU, the
         # data moved): record the settings that the reading stages compare with their config.
@@ -271,10 +269,11 @@ def featurize(config: Config, force: bool = False) -> tuple[FeatureCache, bool]:
     return FeatureCache(folder), False
 
 
-def build_and_swap(screening: Screening, config: Config, folder: Path, fingerprint: str, data_hash: str) -> None:
-    """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete."""
-    backbone = load_backbone(config.model.backbone, config.model.revision, config.model.device, config.model.precision,
-                             config.model.family)
+def build_and_swap(screening: Screening, config: Config, folder: Path, fingerprint: str, data_hash: str,
+                   identity: str) -> None:
+    """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete; a hub id by its resolved commit."""
+    backbone = load_backbone(config.model.backbone, identity_commit(identity) or config.model.revision,
+                             config.model.device, config.model.precision, config.model.family)
     if config.features.top_layers > backbone.blocks:
         raise UserError(f"features.top_layers is {config.features.top_layers}, but {config.model.backbone} "
                         f"has {backbone.blocks} blocks in its shallower tower; set it to {backbone.blocks} or fewer")
@@ -282,7 +281,7 @@ def build_and_swap(screening: Screening, config: Config, folder: Path, fingerpri
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
     staging.mkdir(parents=True)
     try:
-        build_cache(screening, backbone, config, staging, fingerprint, data_hash)
+        build_cache(screening, backbone, config, staging, fingerprint, data_hash, identity)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)  # a failed build must not keep its disk space (or a full disk full)
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:

@@ -25,6 +25,7 @@ from msc.data.posts import DataSource, Sample
 from msc.data.table import table_posts
 from msc.data.text import raw_post_text
 from msc.model.explain import EXPLANATION_COLUMNS
+from msc.track.integrity import checked_copy
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 from msc.train.calibration import ece_interval, expected_calibration_error
 
@@ -70,8 +71,9 @@ def load_model(model_uri: str):
     import mlflow
 
     try:
-        with legacy_code(model_uri):
-            return mlflow.pyfunc.load_model(model_uri, model_config={"trusted_input": True})
+        folder = str(checked_copy(model_uri))  # every file as logged, before MLflow runs any of them
+        with legacy_code(folder):
+            return mlflow.pyfunc.load_model(folder, model_config={"trusted_input": True})
     except (mlflow.exceptions.MlflowException, OSError) as error:
         reason = str(error).splitlines()[0][:200]
         raise UserError(

@@ -25,6 +25,7 @@ from msc.core.errors import UserError
 from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
+from msc.model.integrity import CODE, DIGESTS, ENTRY, digests_text, shipped_code
 from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, read_head_spec, with_temperature_spec, write_head
 
 MSC_PACKAGE = Path(__file__).resolve().parents[1]
@@ -62,16 +63,29 @@ def signature_and_example(labels: tuple[str, ...]):
     return infer_signature(example, output, params={"explain": False, "driver_margin": DRIVER_MARGIN}), example
 
 
+def model_digests(artifacts: dict[str, str], code: Path, out: Path) -> Path:
+    """Write to ``out`` the digests.json of a model with these artifacts and the code package ``code``,
+    by each file's name in the logged model (msc/model/integrity.py); returns ``out``."""
+    files = {ENTRY: MODEL_ENTRY, **{f"{CODE}/{path.relative_to(code.parent).as_posix()}": path
+                                    for path in shipped_code(code)},
+             **{f"artifacts/{Path(artifacts[key]).name}": Path(artifacts[key]) for key in ("head_config", "head_weights")}}
+    out.write_text(digests_text(files), encoding="utf-8")
+    return out
+
+
 def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
-    """Log a model with these artifacts (head weights and spec, optionally the backbone folder)
-    into the active MLflow run; returns its ModelInfo. Its signature's output has the spec's labels."""
+    """Log a model with these artifacts (head weights and spec, optionally the backbone folder) and the
+    digests of its files into the active MLflow run; returns its ModelInfo. Its signature's output has
+    the spec's labels."""
     signature, example = signature_and_example(tuple(read_head_spec(artifacts["head_config"]).labels))
     with tempfile.TemporaryDirectory() as code:
+        package = model_code(Path(code) / "shipped")
+        digests = model_digests(artifacts, package, Path(code) / Path(DIGESTS).name)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(MODEL_ENTRY),
-            artifacts=artifacts,
-            code_paths=[str(model_code(Path(code)))],
+            artifacts={**artifacts, "digests": str(digests)},
+            code_paths=[str(package)],
             model_config={"trusted_input": False},  # what `mlflow models serve` runs with: see msc/model/inputs.py
             signature=signature,
             input_example=example,
@@ -80,11 +94,12 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
 
 
 def log_trial_model(head: torch.nn.Module, train: TrainConfig, dim: int, backbone: str, revision: str,
-                    max_text_tokens: int, labels: tuple[str, ...], family: str | None = None):
+                    max_text_tokens: int, labels: tuple[str, ...], family: str | None = None,
+                    identity: str | None = None):
     """A trial's model: the head (with its trained top layers, if any), with the backbone referenced
-    by hub id or folder, never copied (30 trials would hold 30 copies). Only the registered version
-    may bundle it (registered_copy)."""
-    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family)
+    by hub id or folder, never copied (30 trials would hold 30 copies), and identified by ``identity``
+    (the feature cache's ``backbone_identity``). Only the registered version may bundle it (registered_copy)."""
+    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family, identity)
     with tempfile.TemporaryDirectory() as tmp:
         return log_pyfunc(write_head(head, spec, Path(tmp)))
 

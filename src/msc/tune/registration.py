@@ -168,7 +168,8 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
         probs = with_temperature(raw, temperature)
         tags = {**candidate.tags, "mlflow_run_id": candidate.run_id, "feature_fingerprint": cache.fingerprint,
                 "split_identity": splits.identity, "temperature": f"{temperature:.6f}",
-                "labels": ",".join(cache.label_names)}  # the class order of its p_<label> outputs
+                "labels": ",".join(cache.label_names),  # the class order of its p_<label> outputs
+                "backbone_identity": cache.manifest.backbone_identity}
         if left is not None:
             registered = finish_promotion(client, left, candidate_scores, tags)
         else:
