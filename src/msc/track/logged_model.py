@@ -26,6 +26,7 @@ from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
 from msc.model.integrity import CODE, DIGESTS, ENTRY, digests_text, shipped_code
+from msc.model.provenance import ACCEPT_KEY
 from msc.model.spec import HEAD_SPEC, HEAD_WEIGHTS, head_spec, read_head_spec, with_temperature_spec, write_head
 
 MSC_PACKAGE = Path(__file__).resolve().parents[1]
@@ -86,7 +87,9 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
             python_model=str(MODEL_ENTRY),
             artifacts={**artifacts, "digests": str(digests)},
             code_paths=[str(package)],
-            model_config={"trusted_input": False},  # what `mlflow models serve` runs with: see msc/model/inputs.py
+            # What `mlflow models serve` runs with (msc/model/inputs.py, msc/model/provenance.py); a caller
+            # may pass only keys logged here.
+            model_config={"trusted_input": False, ACCEPT_KEY: False},
             signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
