@@ -23,16 +23,25 @@ ACCEPT_KEY = "accept_backbone_change"  # model_config key: load a backbone of an
 ACCEPT_ENV = "MSC_ACCEPT_BACKBONE_CHANGE"  # the same for callers that cannot pass a model_config
 
 
+# (folder, each file's name, inode, size and mtime) -> digest: a process that loads models over one
+# folder many times (tune logs and loads a model per trial) reads a real backbone's ~600 MB once.
+DIGESTS: dict[tuple, str] = {}
+
+
 def folder_digest(folder: Path) -> str:
     """sha256 over the names and bytes of the files directly in ``folder`` (config, weights, tokenizer)."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
+    files = sorted(path for path in folder.iterdir() if path.is_file())
+    stats = [(path.name, (stat := path.stat()).st_ino, stat.st_size, stat.st_mtime_ns) for path in files]
+    key = (str(folder.resolve()), *stats)
+    if key not in DIGESTS:
+        digest = hashlib.sha256()
+        for path in files:
             digest.update(path.name.encode())
             with path.open("rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
-    return digest.hexdigest()
+        DIGESTS[key] = digest.hexdigest()
+    return DIGESTS[key]
 
 
 def hub_commit(name: str, revision: str) -> str:

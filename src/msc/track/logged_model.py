@@ -2,7 +2,8 @@
 
 A logged model ships only the library code it runs: ``msc.model`` and the layers below it
 (``MODEL_CODE_LAYERS``), copied into the model's ``code/msc/``. It never ships the stage modules,
-tune, track, the benchmark or the report. Versions logged before the ``msc`` package carry their
+tune, track, the benchmark or the report. Each model also carries ``artifacts/digests.json``, the
+sha256 of its entry, code, head.json and weights, checked before it runs (msc/model/integrity.py). Versions logged before the ``msc`` package carry their
 own ``code/src/`` and still load (msc/track/inference.py).
 """
 
