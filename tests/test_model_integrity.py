@@ -83,6 +83,24 @@ def test_a_changed_file_of_a_logged_model_is_refused_naming_it(name, logged, tmp
     assert not (tmp_path / MARKER).exists(), "the appended line ran"
 
 
+MLMODEL_EDITS = {  # MLmodel is written by MLflow after the digests, and decides what runs first
+    "config": ("trusted_input: false", "trusted_input: true"),  # a served model would read files by path
+    "entry": ("model_code_path: ", "model_code_path: /elsewhere/evil.py\n    previous_code_path: "),
+}
+
+
+@pytest.mark.parametrize("edit", list(MLMODEL_EDITS))
+def test_a_changed_mlmodel_is_refused_by_msc_loader(edit, logged, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = shutil.copytree(logged, tmp_path / "model")
+    old, new = MLMODEL_EDITS[edit]
+    text = (model / "MLmodel").read_text()
+    assert old in text
+    (model / "MLmodel").write_text(text.replace(old, new, 1))
+    with pytest.raises(UserError, match=f"'{model / 'MLmodel'}' was changed after the model was logged"):
+        load_model(str(model))
+
+
 def test_the_untouched_model_loads_and_predicts(logged, sample_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model = shutil.copytree(logged, tmp_path / "model")

@@ -35,9 +35,11 @@ def shipped_code(code: Path) -> list[Path]:
     return sorted(path for path in code.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
 
 
-def digests_text(files: dict[str, Path]) -> str:
-    """digests.json for ``files`` (name in the model folder -> where the file is now)."""
-    return json.dumps({"files": {name: sha256_of(path) for name, path in sorted(files.items())}}, indent=1) + "\n"
+def digests_text(files: dict[str, Path], model_config: dict) -> str:
+    """digests.json for ``files`` (name in the model folder -> where the file is now) and the
+    ``model_config`` the model is logged with (MLmodel, which MLflow writes afterwards, must keep it)."""
+    digests = {name: sha256_of(path) for name, path in sorted(files.items())}
+    return json.dumps({"files": digests, "model_config": model_config}, indent=1) + "\n"
 
 
 def model_problem(folder: Path, expected_digest: str | None = None) -> str | None:

@@ -4,18 +4,21 @@ A logged model checks its files itself when it loads (msc/model/pyfunc_entry.py)
 has run by then. Here, in ``src.predict`` and registration, every file (the entry included) is checked
 before MLflow loads the model: against the model's ``artifacts/digests.json`` and, for a registered
 version, against the version's tag ``model_digest``, which lives in the tracking store, apart from the
-model's files (msc/model/integrity.py). The model is then loaded from the very copy that was checked.
+model's files (msc/model/integrity.py). Its MLmodel, which MLflow writes after the digests and which
+decides what runs first, must still run the model's own entry and code with the logged config. The
+model is then loaded from the very copy that was checked.
 A model logged before digests were recorded loads with a warning that it cannot be checked.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import warnings
 from pathlib import Path
 
 from msc.core.errors import UserError
-from msc.model.integrity import DIGEST_TAG, DIGESTS, model_problem, sha256_of
+from msc.model.integrity import CODE, DIGEST_TAG, DIGESTS, ENTRY, model_problem, sha256_of
 
 
 def registered_version(model_uri: str):
@@ -49,9 +52,32 @@ def checked_copy(model_uri: str) -> Path:
                       "files cannot be checked; register it again (`python -m src.tune`) to have them checked",
                       stacklevel=2)
         return folder
-    if (problem := model_problem(folder, expected)) is not None:
+    if (problem := model_problem(folder, expected) or mlmodel_problem(folder)) is not None:
         raise UserError(f"refusing to load '{model_uri}': {problem}")
     return folder
+
+
+LOADER = "mlflow.pyfunc.loaders.code_model"  # MLflow's loader of a "model from code"
+
+
+def mlmodel_problem(folder: Path) -> str | None:
+    """A sentence when the model's MLmodel no longer runs the model as logged: its entry file first,
+    its code folder, its artifacts under the names digested, the config recorded in digests.json."""
+    import mlflow
+
+    record = json.loads((folder / DIGESTS).read_text(encoding="utf-8"))
+    flavor = mlflow.models.Model.load(str(folder)).flavors.get("python_function", {})
+    paths = {key: value.get("path") for key, value in flavor.get("artifacts", {}).items()}
+    runs = (flavor.get("loader_module"), Path(flavor.get("model_code_path", "")).name, flavor.get("code"))
+    changed = [what for what, wrong in (
+        (f"it runs {runs} instead of ({LOADER!r}, {ENTRY!r}, {CODE!r})", runs != (LOADER, ENTRY, CODE)),
+        (f"its artifacts are {paths}", any(path != DIGESTS and path not in record["files"] for path in paths.values())),
+        (f"its config is {flavor.get('config')} where the model was logged with {record.get('model_config')}",
+         flavor.get("config") != record.get("model_config"))) if wrong]
+    if changed:
+        return (f"'{folder / 'MLmodel'}' was changed after the model was logged ({'; '.join(changed)}): get the model "
+                "again from its source, or log and register it again")
+    return None
 
 
 def model_digest(model_uri: str) -> str:

@@ -65,13 +65,18 @@ def signature_and_example(labels: tuple[str, ...]):
     return infer_signature(example, output, params={"explain": False, "driver_margin": DRIVER_MARGIN}), example
 
 
+# What `mlflow models serve` runs with (msc/model/inputs.py, msc/model/provenance.py); a caller may
+# pass only keys logged here.
+MODEL_CONFIG = {"trusted_input": False, ACCEPT_KEY: False}
+
+
 def model_digests(artifacts: dict[str, str], code: Path, out: Path) -> Path:
-    """Write to ``out`` the digests.json of a model with these artifacts and the code package ``code``,
-    by each file's name in the logged model (msc/model/integrity.py); returns ``out``."""
+    """Write to ``out`` the digests.json of a model with these artifacts, the code package ``code`` and
+    MODEL_CONFIG, by each file's name in the logged model (msc/model/integrity.py); returns ``out``."""
     files = {ENTRY: MODEL_ENTRY, **{f"{CODE}/{path.relative_to(code.parent).as_posix()}": path
                                     for path in shipped_code(code)},
              **{f"artifacts/{Path(artifacts[key]).name}": Path(artifacts[key]) for key in ("head_config", "head_weights")}}
-    out.write_text(digests_text(files), encoding="utf-8")
+    out.write_text(digests_text(files, MODEL_CONFIG), encoding="utf-8")
     return out
 
 
@@ -88,9 +93,7 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
             python_model=str(MODEL_ENTRY),
             artifacts={**artifacts, "digests": str(digests)},
             code_paths=[str(package)],
-            # What `mlflow models serve` runs with (msc/model/inputs.py, msc/model/provenance.py); a caller
-            # may pass only keys logged here.
-            model_config={"trusted_input": False, ACCEPT_KEY: False},
+            model_config=MODEL_CONFIG,
             signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
