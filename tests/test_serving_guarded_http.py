@@ -28,7 +28,7 @@ def server(project, config):
     tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
     port, log = free_port(), project / "serve.log"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    with serve_guarded("models:/msc/Production", project, env, port, "--timeout", str(TIMEOUT), log_path=log) as process:
+    with serve_guarded("models:/msc/Production", project, env, port, "--timeout", str(TIMEOUT), log_path=log):
         yield port, log
 
 

@@ -371,7 +371,8 @@ def test_trial_models_reference_the_backbone_and_only_the_registered_version_bun
     experiment = client.get_experiment_by_name("msc")
     for child in [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]:
         files = {a.path for a in client.list_artifacts(child.info.run_id, "model/artifacts")}
-        assert files == {"model/artifacts/head.safetensors", "model/artifacts/head.json"}, files
+        assert files == {"model/artifacts/head.safetensors", "model/artifacts/head.json",
+                         "model/artifacts/digests.json"}, files
     registered = mlflow.artifacts.download_artifacts("models:/msc@production", dst_path=str(project / "registered"))
     assert (Path(registered) / "artifacts" / copy.name / "model.safetensors").is_file(), "the backbone is bundled"
     shutil.rmtree(copy)

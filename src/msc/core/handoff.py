@@ -29,6 +29,9 @@ class HandOff:
     VERSION: ClassVar[int]  # bumped whenever a field is added, removed or changes meaning
     WHAT: ClassVar[str]  # "feature cache manifest": for sentences
     WRITTEN_BY: ClassVar[str]  # "`python -m src.featurize` (or `dvc repro featurize`)"
+    # An older version still read, -> the values of the fields it lacks (a registered model's head.json
+    # outlives the code that wrote it); any other version is refused.
+    UPGRADES: ClassVar[dict[int, dict[str, Any]]] = {}
 
     @classmethod
     def tag(cls) -> str:
@@ -74,10 +77,12 @@ def read_handoff(schema: type[Record], path: str | os.PathLike) -> Record:
     if name != schema.NAME:
         raise UserError(f"'{path}' is a {name!r} file, not a {schema.WHAT} ({schema.tag()}): point at the right "
                         f"file, or {redo}")
-    if version != str(schema.VERSION):
+    upgrade = schema.UPGRADES.get(int(version)) if version.isdigit() else None
+    if version != str(schema.VERSION) and upgrade is None:
         newer = version.isdigit() and int(version) > schema.VERSION
         raise UserError(f"'{path}' is a {schema.WHAT} of version {version}, and this code reads version "
                         f"{schema.VERSION}; " + ("update this checkout, or " if newer else "") + f"{redo} again")
+    data = {**(upgrade or {}), **data}
     missing = sorted(schema.stored_keys() - set(data))
     if missing:
         raise UserError(f"'{path}' lacks {', '.join(missing)} although it says {tag}; it was edited or damaged: "

@@ -1,7 +1,7 @@
 """Building the feature cache: run the frozen backbone once over every sample.
 
-The cache is keyed by a fingerprint of everything that changes its content: the backbone (weights and
-processor, or hub id and revision), every data file, the preprocessing settings, the precision the backbone
+The cache is keyed by a fingerprint of everything that changes its content: the backbone (its folder's
+files, or the commit its hub revision names), every data file, the preprocessing settings, the precision the backbone
 runs in, the preprocessing code itself (``PREPROCESSING_CODE``) and libraries. A fresh cache is reused; a stale
 one is rebuilt in ``<dir>.tmp`` and swapped in once complete: a killed run never leaves a half-written cache.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import random
 import shutil
+import sys
 import uuid
 from collections import Counter
 from dataclasses import asdict, replace
@@ -43,6 +44,7 @@ from msc.features.screen import Screening, data_fingerprint, report_screening, s
 from msc.features.writer import NpyWriter
 from msc.model.backbone import Backbone, clip_pixels, load_backbone
 from msc.model.config import ModelConfig
+from msc.model.provenance import backbone_identity, identity_commit
 
 
 class ImageViews(torch.utils.data.Dataset):
@@ -178,8 +180,8 @@ def write_images(backbone: Backbone, loader, blank_image: set[int], writers: dic
 
 
 def build_cache(screening: Screening, backbone: Backbone, data: DataConfig, model: ModelConfig,
-                features: FeaturesConfig, folder: Path, fingerprint: str, data_hash: str) -> None:
-    """Write every array of the cache into ``folder``, then its manifest."""
+                features: FeaturesConfig, folder: Path, fingerprint: str, data_hash: str, identity: str) -> None:
+    """Write every array of the cache into ``folder``, then its manifest (``identity``: the backbone's)."""
     settings = features
     dataset = screening.dataset
     samples = dataset.samples
@@ -218,7 +220,7 @@ def build_cache(screening: Screening, backbone: Backbone, data: DataConfig, mode
         writer.close()
     write_handoff(folder / MANIFEST, CacheManifest(
         fingerprint=fingerprint, data_fingerprint=data_hash, preprocessing=preprocessing_settings(data, model, features),
-        backbone=backbone.name, dim=backbone.dim, n_labelled=n_labelled, augment_views=views,
+        backbone=backbone.name, backbone_identity=identity, dim=backbone.dim, n_labelled=n_labelled, augment_views=views,
         text_augment_views=text_views, text_tokens=text_len, image_tokens=image_len, settings=asdict(settings),
         guids=[s.guid for s in samples], labels=[s.label for s in dataset.labelled], label_set=list(dataset.labels),
         skipped=screening.skipped, blank_text=screening.blank_text, blank_image=screening.blank_image,
@@ -239,7 +241,8 @@ def featurize(data: DataConfig, model: ModelConfig, features: FeaturesConfig, fo
     # Every file is checked before any work: a bad one stops the run here (on_error: error).
     screening = screen_samples(dataset, data.on_error)
     data_hash = data_fingerprint(dataset)
-    fingerprint = cache_fingerprint(data, model, features, data_hash)
+    identity = backbone_identity(model.backbone, model.revision)  # a moved hub `main` is stale
+    fingerprint = cache_fingerprint(data, model, features, data_hash, identity)
     settings = preprocessing_settings(data, model, features)
     manifest = fresh_manifest(folder, fingerprint, say_why=False)  # said below, under the lock
     if not force and manifest is not None and manifest.fingerprint == fingerprint and manifest.preprocessing == settings:
@@ -248,8 +251,11 @@ def featurize(data: DataConfig, model: ModelConfig, features: FeaturesConfig, fo
     with file_lock(folder.with_name(folder.name + ".lock")):
         manifest = fresh_manifest(folder, fingerprint)
         if force or manifest is None or manifest.fingerprint != fingerprint:
+            if manifest is not None and manifest.backbone_identity != identity:
+                print(f"rebuilding the feature cache: the backbone is now {identity}, and the cache holds the "
+                      f"features of {manifest.backbone_identity}", file=sys.stderr)
             report_screening(screening)
-            build_and_swap(screening, data, model, features, folder, fingerprint, data_hash)
+            build_and_swap(screening, data, model, features, folder, fingerprint, data_hash, identity)
             return FeatureCache(folder), True
         # The same values under equivalent settings (model.precision auto and fp32 on a CPU, the
         # data moved): record the settings that the reading stages compare with their config.
@@ -258,9 +264,9 @@ def featurize(data: DataConfig, model: ModelConfig, features: FeaturesConfig, fo
 
 
 def build_and_swap(screening: Screening, data: DataConfig, model: ModelConfig, features: FeaturesConfig, folder: Path,
-                   fingerprint: str, data_hash: str) -> None:
-    """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete."""
-    backbone = load_backbone(model.backbone, model.revision, model.device, model.precision,
+                   fingerprint: str, data_hash: str, identity: str) -> None:
+    """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete; a hub id by its resolved commit."""
+    backbone = load_backbone(model.backbone, identity_commit(identity) or model.revision, model.device, model.precision,
                              model.family)
     if features.top_layers > backbone.blocks:
         raise UserError(f"features.top_layers is {features.top_layers}, but {model.backbone} "
@@ -269,7 +275,7 @@ def build_and_swap(screening: Screening, data: DataConfig, model: ModelConfig, f
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left behind
     staging.mkdir(parents=True)
     try:
-        build_cache(screening, backbone, data, model, features, staging, fingerprint, data_hash)
+        build_cache(screening, backbone, data, model, features, staging, fingerprint, data_hash, identity)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)  # a failed build must not keep its disk space (or a full disk full)
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:

@@ -41,11 +41,11 @@ import numpy as np
 
 from msc.core.errors import UserError
 from msc.core.handoff import HandOff, read_handoff
-from msc.core.paths import local_folder
 from msc.data.config import DataConfig
 from msc.features.config import FeaturesConfig
 from msc.model.config import ModelConfig
 from msc.model.devices import resolve_device, resolve_dtype
+from msc.model.provenance import backbone_identity
 
 MANIFEST = "manifest.json"
 MSC_ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ class CacheManifest(HandOff):
     """``manifest.json``: what the arrays beside it hold and what made them."""
 
     NAME: ClassVar[str] = "cache-manifest"
-    VERSION: ClassVar[int] = 3  # 2: arrays; 3: label_set
+    VERSION: ClassVar[int] = 4  # 2: arrays; 3: label_set; 4: backbone_identity
     WHAT: ClassVar[str] = "feature cache manifest"
     WRITTEN_BY: ClassVar[str] = "`python -m src.featurize` (or `dvc repro featurize`)"
 
@@ -70,6 +70,7 @@ class CacheManifest(HandOff):
     data_fingerprint: str  # sha256 of the label files and every listed sample's bytes
     preprocessing: dict  # preprocessing_settings() at build time: what readers compare with their config
     backbone: str  # model.backbone as written
+    backbone_identity: str  # hub:<id>@<commit> or folder:<sha256> (msc/model/provenance.py): what was loaded
     dim: int  # P
     n_labelled: int  # N_lab: the first rows are the labelled samples, in train.txt order
     augment_views: int  # K
@@ -212,28 +213,12 @@ def preprocessing_settings(data: DataConfig, model: ModelConfig, features: Featu
     }
 
 
-def backbone_identity(name: str, revision: str) -> str:
-    """What decides whether cached features are stale with respect to the backbone.
-
-    A local folder is identified by the content of its config and weights; a hub id by id and
-    revision (pin a commit hash as model.revision for a fully content-addressed cache).
-    """
-    folder = local_folder(name)
-    if folder is None:
-        return f"hub:{name}@{revision}"
-    digest = hashlib.sha256()
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
-            digest.update(path.name.encode())
-            with path.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-    return f"folder:{digest.hexdigest()}"
-
-
-def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesConfig, data_hash: str) -> str:
+def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesConfig, data_hash: str,
+                      identity: str | None = None) -> str:
     """What decides staleness. Device, batch size and workers change speed, not content; the
-    precision does (bf16 rounds differently from fp32), so its resolved dtype counts."""
+    precision does (bf16 rounds differently from fp32), so its resolved dtype counts. The backbone
+    counts by ``identity`` (msc/model/provenance.py: a hub revision's commit, a folder's file digest),
+    worked out here when not given."""
     from importlib.metadata import version
 
     settings = preprocessing_settings(data, model, features)
@@ -241,7 +226,7 @@ def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesCo
     del settings["model.precision"]  # the dtype it resolves to counts: auto and fp32 are the same on a CPU
     key = {
         **settings,
-        "backbone": backbone_identity(model.backbone, model.revision),
+        "backbone": identity or backbone_identity(model.backbone, model.revision),
         "dtype": str(resolve_dtype(model.precision, resolve_device(model.device))),
         "libraries": {name: version(name) for name in ("transformers", "tokenizers", "pillow")},
         "data": data_hash,

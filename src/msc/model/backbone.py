@@ -253,6 +253,16 @@ def backbone_family(folder: Path | None, name: str, revision: str) -> str:
     return model_type
 
 
+def backbone_folder(name: str) -> Path | None:
+    """``name`` as a local folder, or None for a hub id; a sentence for a path with no folder there."""
+    folder = local_folder(name)
+    if folder is None and plainly_a_path(name):  # never asked of the hub: that costs retries and misleads
+        raise UserError(f"model.backbone '{name}' is a path, and there is no folder there. Point it at a folder "
+                        f"saved with save_pretrained, or write the sample backbone with `python -m src.sample` "
+                        f"(it goes to {SAMPLE_BACKBONE})")
+    return folder
+
+
 def load_backbone(name: str, revision: str = "main", device: str = "auto", precision: str = "auto",
                   family: str | None = None) -> Backbone:
     """Load a backbone by hub id or folder, frozen, on ``device`` in ``precision``; its family is
@@ -261,11 +271,7 @@ def load_backbone(name: str, revision: str = "main", device: str = "auto", preci
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    folder = local_folder(name)
-    if folder is None and plainly_a_path(name):  # never asked of the hub: that costs retries and misleads
-        raise UserError(f"model.backbone '{name}' is a path, and there is no folder there. Point it at a folder "
-                        f"saved with save_pretrained, or write the sample backbone with `python -m src.sample` "
-                        f"(it goes to {SAMPLE_BACKBONE})")
+    folder = backbone_folder(name)
     source = str(folder) if folder else name
     local = folder is not None
     torch_device = resolve_device(device)

@@ -8,8 +8,9 @@ relative to the table's folder; .csv or .jsonl (.parquet with pyarrow installed)
 registered model's (``model.json``).
 
 It does what msc's pyfunc does, step for step: the tweet normalisation (NLTK's TweetTokenizer, whose
-expressions tweet_tokens.py holds; URLs become ``http``, @mentions ``@user``), the tokenizer, the image decoding (EXIF rotation, the centre
-crop to at most 4:1, 16-bit images scaled to 8 bits, transparency onto white), the processor's
+expressions tweet_tokens.py holds; URLs become ``http``, @mentions ``@user``), the tokenizer, the
+image decoding (EXIF rotation, the centre crop to at most 4:1, 16-bit images scaled to 8 bits,
+transparency onto white), the processor's
 resize, crop, rescale and normalisation (``preprocess.json``), the towers, the features rounded to
 float16 as msc's cache stores them, the head and the temperature. A post whose image is missing or
 unreadable is predicted from its text, its image features zeros, as msc does.
@@ -54,7 +55,7 @@ def open_image(path: Path, rule: dict) -> Image.Image:
     image.draft("RGB", tuple(rule["draft"]))
     image = ImageOps.exif_transpose(image)
     width, height = image.size
-    short, limit = min(width, height), rule["max_aspect"] * min(width, height)
+    limit = rule["max_aspect"] * min(width, height)
     if max(width, height) > limit:
         keep_w, keep_h = min(width, limit), min(height, limit)
         left, top = (width - keep_w) // 2, (height - keep_h) // 2
@@ -102,7 +103,8 @@ class Bundle:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         text = self.rule["text"]
         self.tokenizer.enable_truncation(text["max_length"])
-        self.tokenizer.enable_padding(pad_id=text["pad_id"], length=text["max_length"] if text["padding"] == "max_length" else None)
+        length = text["max_length"] if text["padding"] == "max_length" else None
+        self.tokenizer.enable_padding(pad_id=text["pad_id"], length=length)
 
     def probabilities(self, texts: list[str], images: list[np.ndarray | None]) -> np.ndarray:
         """(B, C) calibrated probabilities of a batch; a None image is a missing one."""

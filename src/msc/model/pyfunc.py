@@ -15,8 +15,9 @@ used raises an MlflowException (a bad request) naming the first rows and why.
 The logged model holds the head weights (safetensors, never pickle; with ``train.top_layers`` k > 0
 also its top blocks, or their LoRA adapters), ``head.json`` (msc/model/spec.py)
 and the code of ``msc.model`` and the layers below it (msc/track/logged_model.py); the backbone is
-referenced by hub id and revision or local folder; the registered version bundles a local folder with
-``register.bundle_backbone: true``. It is logged as "model from code" (msc/model/pyfunc_entry.py), so
+referenced by hub id and revision or local folder, and identified by the commit that revision named
+or the folder's file digest, which loading checks (msc/model/provenance.py); the registered version
+bundles a local folder with ``register.bundle_backbone: true``. It is logged as "model from code" (msc/model/pyfunc_entry.py), so
 loading it unpickles nothing.
 """
 
@@ -38,6 +39,7 @@ from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.deadline import check_deadline
 from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
 from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
+from msc.model.provenance import accepts_change, checked_revision
 from msc.model.spec import backbone_reference, build_logged_head, read_head_spec
 from msc.model.usage import (
     MAX_UNUSABLE_IMAGE_SHARE,
@@ -94,7 +96,11 @@ class MscModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         spec = read_head_spec(context.artifacts["head_config"])
         backbone_ref = context.artifacts.get("backbone") or backbone_reference(spec)
-        self.backbone = load_backbone(backbone_ref, spec.revision, device="auto", precision="auto", family=spec.family)
+        # The backbone whose features trained the head, or a sentence: a hub id by its recorded commit,
+        # a folder (or the bundled copy) by its files' digest (msc/model/provenance.py).
+        revision = checked_revision(spec.backbone_identity, backbone_ref, spec.revision,
+                                    accepts_change(context.model_config))
+        self.backbone = load_backbone(backbone_ref, revision, device="auto", precision="auto", family=spec.family)
         self.labels = tuple(spec.labels)  # the class order of the head's outputs
         # FeatureBatch -> logits: the head, within its own top blocks when k > 0. On the CPU, in fp32,
         # like the head alone; the backbone below runs on its device. The blocks are copied from the
@@ -103,7 +109,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
         source = None
         if spec.train.get("top_layers", 0):  # k > 0: its own copies of the top k blocks (msc/model/top_layers.py)
             source = self.backbone if self.backbone.dtype == torch.float32 else load_backbone(
-                backbone_ref, spec.revision, device="cpu", precision="fp32", family=spec.family)
+                backbone_ref, revision, device="cpu", precision="fp32", family=spec.family)
         self.head = build_logged_head(spec, load_file(context.artifacts["head_weights"]), source)
         # Fitted on out-of-fold rows when the version was registered; 1 (none) for a trial's model.
         self.temperature = spec.temperature

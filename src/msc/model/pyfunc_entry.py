@@ -1,7 +1,41 @@
-"""MLflow "model from code" entry: MLflow runs this file to build the model; nothing is unpickled."""
+"""MLflow "model from code" entry: MLflow runs this file to build the model; nothing is unpickled.
 
-import mlflow
+It is the first file of a logged model that runs, so it checks the model's files before it imports
+anything else of them (msc/model/integrity.py): the checker is loaded by its path, after its own digest
+was checked here, and a changed, missing or added file stops the load with a sentence naming it. Lines
+changed before this check in this very file are beyond its reach; msc's own loader
+(msc/track/integrity.py) checks every file, this one included, before MLflow runs any of it.
+"""
 
-from msc.model.pyfunc import MscModel
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+MODEL = Path(__file__).resolve().parent  # in a logged model, its folder (MLflow copies this file there)
+
+
+def check_model_files(model: Path) -> None:
+    """Raise with a sentence naming the first file of ``model`` that is not as it was logged."""
+    checker = model / "code" / "msc" / "model" / "integrity.py"
+    record = model / "artifacts" / "digests.json"
+    recorded = json.loads(record.read_text(encoding="utf-8"))["files"] if record.is_file() else {}
+    if not checker.is_file() or hashlib.sha256(checker.read_bytes()).hexdigest() != recorded.get(
+            "code/msc/model/integrity.py"):
+        raise RuntimeError(f"'{checker}' is not the file this model was logged with (or {record} is missing); get "
+                           "the model again from its source, or log and register it again")
+    spec = importlib.util.spec_from_file_location("msc_logged_model_integrity", checker)
+    integrity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(integrity)
+    if (problem := integrity.model_problem(model)) is not None:
+        raise RuntimeError(problem)
+
+
+if (MODEL / "MLmodel").is_file():  # when logging, MLflow runs this file where it lies in the source tree
+    check_model_files(MODEL)
+
+import mlflow  # noqa: E402 - only once the files are checked
+
+from msc.model.pyfunc import MscModel  # noqa: E402
 
 mlflow.models.set_model(MscModel())

@@ -28,9 +28,10 @@ HEAD_WEIGHTS = "head.safetensors"
 @dataclass(frozen=True)
 class HeadSpec(HandOff):
     NAME: ClassVar[str] = "head-spec"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: backbone_identity
     WHAT: ClassVar[str] = "head spec"
     WRITTEN_BY: ClassVar[str] = "`python -m src.tune` (it logs every trial's model)"
+    UPGRADES: ClassVar[dict] = {1: {"backbone_identity": None}}  # logged before identities: loads, unchecked
 
     fusion: str  # a name in msc.model.heads.HEADS
     dim: int  # P, the width of the features the head reads
@@ -38,7 +39,10 @@ class HeadSpec(HandOff):
     dropout: float
     backbone: str  # model.backbone as written: a hub id, or a folder resolved against the loading project
     backbone_folder: str | None  # where that folder was on the training machine, if it was one
-    revision: str
+    revision: str  # model.revision as written ("main"); what it named then is in backbone_identity
+    # hub:<id>@<commit> or folder:<sha256> of the backbone whose features trained the head (the cache's,
+    # msc/model/provenance.py): what loading checks. None in a head logged before identities were recorded.
+    backbone_identity: str | None
     max_text_tokens: int
     labels: list  # class order of the head's outputs
     train: dict  # the whole train section it was trained with
@@ -47,12 +51,13 @@ class HeadSpec(HandOff):
 
 
 def head_spec(train: dict, dim: int, backbone: str, revision: str, max_text_tokens: int, labels: tuple[str, ...],
-              family: str | None = None) -> HeadSpec:
-    """The spec of a head trained with the ``train`` section (a dict of TrainConfig) over ``backbone``,
-    whose outputs are the classes ``labels``."""
+              family: str | None = None, identity: str | None = None) -> HeadSpec:
+    """The spec of a head trained with the ``train`` section (a dict of TrainConfig) over ``backbone``
+    (whose features came from the backbone of ``identity``), whose outputs are the classes ``labels``."""
     folder = local_folder(backbone)
     return HeadSpec(fusion=train["fusion"], dim=dim, hidden_dim=train["hidden_dim"], dropout=train["dropout"],
                     backbone=backbone, backbone_folder=str(folder.resolve()) if folder else None, revision=revision,
+                    backbone_identity=identity,
                     max_text_tokens=max_text_tokens, labels=list(labels), train=train, family=family)
 
 

@@ -35,6 +35,7 @@ from msc.model.usage import (
     unusable_images,
     unusable_images_sentence,
 )
+from msc.track.integrity import checked_copy
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 
 
@@ -79,8 +80,9 @@ def load_model(model_uri: str):
     import mlflow
 
     try:
-        with legacy_code(model_uri):
-            return mlflow.pyfunc.load_model(model_uri, model_config=trusted_config(model_uri))
+        folder = str(checked_copy(model_uri))  # every file as logged, before MLflow runs any of them
+        with legacy_code(folder):
+            return mlflow.pyfunc.load_model(folder, model_config=trusted_config(folder))
     except (mlflow.exceptions.MlflowException, OSError) as error:
         reason = str(error).splitlines()[0][:200]
         raise UserError(

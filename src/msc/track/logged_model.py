@@ -2,8 +2,10 @@
 
 A logged model ships only the library code it runs: ``msc.model`` and the layers below it
 (``MODEL_CODE_LAYERS``), copied into the model's ``code/msc/``. It never ships the stage modules,
-tune, track, the benchmark or the report. Versions logged before the ``msc`` package carry their
-own ``code/src/`` and still load (msc/track/inference.py).
+tune, track, the benchmark or the report. Each model also carries ``artifacts/digests.json``, the
+sha256 of its entry, code, head.json and weights, checked before it runs (msc/model/integrity.py).
+Versions logged before the ``msc`` package carry their own ``code/src/`` and still load
+(msc/track/inference.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from msc.core.errors import UserError
 from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
+from msc.model.integrity import CODE, DIGESTS, ENTRY, digests_text, shipped_code
+from msc.model.provenance import ACCEPT_KEY
 from msc.model.spec import (
     HEAD_SPEC,
     HEAD_WEIGHTS,
@@ -72,19 +76,35 @@ def signature_and_example(labels: tuple[str, ...]):
     return infer_signature(example, output, params={"explain": False, "driver_margin": DRIVER_MARGIN}), example
 
 
+# What `mlflow models serve` runs with (msc/model/inputs.py, msc/model/usage.py, msc/model/provenance.py);
+# a caller may pass only keys logged here.
+MODEL_CONFIG = {"trusted_input": False, "max_unusable_image_share": MAX_UNUSABLE_IMAGE_SHARE, ACCEPT_KEY: False}
+
+
+def model_digests(artifacts: dict[str, str], code: Path, out: Path) -> Path:
+    """Write to ``out`` the digests.json of a model with these artifacts, the code package ``code`` and
+    MODEL_CONFIG, by each file's name in the logged model (msc/model/integrity.py); returns ``out``."""
+    files = {ENTRY: MODEL_ENTRY, **{f"{CODE}/{path.relative_to(code.parent).as_posix()}": path
+                                    for path in shipped_code(code)},
+             **{f"artifacts/{Path(artifacts[key]).name}": Path(artifacts[key]) for key in ("head_config", "head_weights")}}
+    out.write_text(digests_text(files, MODEL_CONFIG), encoding="utf-8")
+    return out
+
+
 def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
-    """Log a model with these artifacts (head weights and spec, optionally the backbone folder)
-    into the active MLflow run; returns its ModelInfo. Its signature's output has the spec's labels."""
+    """Log a model with these artifacts (head weights and spec, optionally the backbone folder) and the
+    digests of its files into the active MLflow run; returns its ModelInfo. Its signature's output has
+    the spec's labels."""
     signature, example = signature_and_example(tuple(read_head_spec(artifacts["head_config"]).labels))
     with tempfile.TemporaryDirectory() as code:
+        package = model_code(Path(code) / "shipped")
+        digests = model_digests(artifacts, package, Path(code) / Path(DIGESTS).name)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(MODEL_ENTRY),
-            artifacts=artifacts,
-            code_paths=[str(model_code(Path(code)))],
-            # What `mlflow models serve` runs with (msc/model/inputs.py, msc/model/usage.py); a loader may
-            # override only the keys logged here.
-            model_config={"trusted_input": False, "max_unusable_image_share": MAX_UNUSABLE_IMAGE_SHARE},
+            artifacts={**artifacts, "digests": str(digests)},
+            code_paths=[str(package)],
+            model_config=MODEL_CONFIG,
             signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
@@ -92,12 +112,14 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
 
 
 def log_trial_model(head: torch.nn.Module, train, dim: int, backbone: str, revision: str,
-                    max_text_tokens: int, labels: tuple[str, ...], family: str | None = None):
+                    max_text_tokens: int, labels: tuple[str, ...], family: str | None = None,
+                    identity: str | None = None):
     """A trial's model: the head (with its trained top layers, if any), with the backbone referenced
-    by hub id or folder, never copied (30 trials would hold 30 copies). Only the registered version
-    may bundle it (registered_copy). ``train`` is the train section (msc.train.config.TrainConfig, a
-    dataclass that head.json records; not imported here: track and train are independent layers)."""
-    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family)
+    by hub id or folder, never copied (30 trials would hold 30 copies), and identified by ``identity``
+    (the feature cache's ``backbone_identity``). Only the registered version may bundle it (registered_copy).
+    ``train`` is the train section (msc.train.config.TrainConfig, a dataclass that head.json records; not
+    imported here: track and train are independent layers)."""
+    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family, identity)
     with tempfile.TemporaryDirectory() as tmp:
         return log_pyfunc(write_head(head, spec, Path(tmp)))
 

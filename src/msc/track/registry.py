@@ -21,6 +21,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from msc.model.integrity import DIGEST_TAG
+from msc.track.integrity import checked_copy, model_digest
+
 MODEL_NAME = "msc"
 ALIAS = "production"
 STAGE = "Production"
@@ -45,13 +48,14 @@ class Decision:
 
 def load_msc_model(model_uri: str):
     """The MscModel behind ``model_uri`` (backbone and head loaded), a version logged before the msc
-    package included."""
+    package included, once its files are checked (msc/track/integrity.py)."""
     import mlflow
 
     from msc.track.inference import legacy_code
 
-    with legacy_code(model_uri):
-        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    folder = str(checked_copy(model_uri))
+    with legacy_code(folder):
+        return mlflow.pyfunc.load_model(folder).unwrap_python_model()
 
 
 def production_version(client):
@@ -81,7 +85,9 @@ def promote(client, model_uri: str, scores: dict[str, float], tags: dict[str, st
 def finish_promotion(client, version, scores: dict[str, float], tags: dict[str, str]):
     """Give a registered ``version`` its tags, stage Production and alias ``production``, then the
     ``promoted_at`` tag that marks it as promoted by msc: each step is idempotent, so a registration
-    killed halfway is finished by running this again."""
+    killed halfway is finished by running this again. The tag ``model_digest`` is the sha256 of the
+    version's digests.json: loading compares the model's files with it."""
+    tags = {**tags, DIGEST_TAG: model_digest(f"models:/{MODEL_NAME}/{version.version}")}
     for key, value in version_tags(scores, tags).items():
         client.set_model_version_tag(MODEL_NAME, version.version, key, value)
     move_stage(client, version.version)

@@ -23,6 +23,7 @@ from msc.features.cache import FeatureCache
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.heads import FusionHead, build_head
+from msc.model.provenance import identity_commit
 from msc.model.top_layers import TopLayersModel
 from msc.train.config import TrainConfig
 from msc.train.metrics import classification_metrics, scalar_metrics
@@ -52,7 +53,10 @@ def build_model(config: TrainConfig, cache: FeatureCache) -> FusionHead | TopLay
                         f"hidden states of the last {cache.top_layers} blocks (features.top_layers); raise "
                         "features.top_layers and run `python -m src.featurize`")
     settings = cache.manifest.preprocessing
-    backbone = frozen_backbone(settings["model.backbone"], settings["model.revision"], settings.get("model.family"))
+    # The commit that featurize loaded, not what model.revision names now: the copied blocks must be
+    # the ones that computed the cached hidden states.
+    revision = identity_commit(cache.manifest.backbone_identity) or settings["model.revision"]
+    backbone = frozen_backbone(settings["model.backbone"], revision, settings.get("model.family"))
     return TopLayersModel.from_backbone(backbone, config.top_layers, config.top_layers_adapter, config.lora_rank, head)
 
 

@@ -61,7 +61,8 @@ class Objective:
         with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"trial-{trial.number}", tags=tags) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            mlflow.log_params(flatten(config))
+            # backbone_identity: the commit model.revision named when featurize ran, or the folder's digest
+            mlflow.log_params({**flatten(config), "backbone_identity": self.cache.manifest.backbone_identity})
 
             def on_epoch(epoch: int, scalars: dict[str, float]) -> None:
                 # Curves under epoch_*: the plain names hold the kept epoch, the column users sort by.
@@ -90,7 +91,7 @@ class Objective:
             log_confusion(result.val_scores["confusion"], "val", self.cache.label_names)
             info = log_trial_model(result.head, config.train, self.cache.dim, config.model.backbone,
                                    config.model.revision, config.features.max_text_tokens, self.cache.label_names,
-                                   config.model.family)
+                                   config.model.family, self.cache.manifest.backbone_identity)
             trial.set_user_attr("model_uri", info.model_uri)
             mlflow.set_tag("optuna_state", "COMPLETE")
         return score

@@ -77,7 +77,8 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
         temperature = (logged_head(f"models:/{MODEL_NAME}/{left.version}")[0].temperature if left is not None
                        else fitted_temperature(head, cache, splits, refit))
         tags = {"feature_fingerprint": cache.fingerprint, "split_identity": splits.identity,
-                "labels": ",".join(cache.label_names)}  # the class order of its p_<label> outputs
+                "labels": ",".join(cache.label_names),  # the class order of its p_<label> outputs
+                "backbone_identity": cache.manifest.backbone_identity}
         version = record_promotion(client, candidate, scalar_metrics(scores), tags, temperature, left,
                                    bundle_backbone).version
         probs = with_temperature(raw, temperature)

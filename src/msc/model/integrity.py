@@ -1,0 +1,69 @@
+"""The digests of a logged model's files: recorded when it is logged, checked before it runs.
+
+``artifacts/digests.json`` maps every file that decides what the model computes to its sha256: the
+entry ``pyfunc_entry.py``, each file under ``code/`` (the msc code it ships), ``artifacts/head.json``
+and ``artifacts/head.safetensors``. (A bundled backbone is checked by its identity in head.json,
+msc/model/provenance.py.) A registered version also carries the sha256 of digests.json itself as its
+tag ``model_digest``, which a change inside the model cannot rewrite.
+
+Standard library only, and importing nothing of msc: the entry loads this file by its path, after
+checking this file's own digest, and runs ``model_problem`` before any other code of the model runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+DIGESTS = "artifacts/digests.json"  # in the model folder
+DIGEST_TAG = "model_digest"  # the registered version's tag: sha256 of digests.json
+ENTRY = "pyfunc_entry.py"  # where MLflow puts the "model from code" file: the model folder's root
+CODE = "code"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def shipped_code(code: Path) -> list[Path]:
+    """The files under a model's ``code`` folder that Python may run: no bytecode caches."""
+    return sorted(path for path in code.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+
+
+def digests_text(files: dict[str, Path], model_config: dict) -> str:
+    """digests.json for ``files`` (name in the model folder -> where the file is now) and the
+    ``model_config`` the model is logged with (MLmodel, which MLflow writes afterwards, must keep it)."""
+    digests = {name: sha256_of(path) for name, path in sorted(files.items())}
+    return json.dumps({"files": digests, "model_config": model_config}, indent=1) + "\n"
+
+
+def model_problem(folder: Path, expected_digest: str | None = None) -> str | None:
+    """A sentence naming the first file of the model in ``folder`` that is not as it was logged (changed,
+    missing or added under code/), or None; ``expected_digest``: the registered version's ``model_digest``."""
+    record = folder / DIGESTS
+    redo = ("get the model again from its source, or log and register it again (`python -m src.tune --force`); "
+            "do not load it as it is")
+    if not record.is_file():
+        return f"the model in '{folder}' has no {DIGESTS}, so its files cannot be checked: {redo}"
+    if expected_digest is not None and sha256_of(record) != expected_digest:
+        return (f"'{record}' is not the one this model version was registered with (its tag {DIGEST_TAG} says "
+                f"sha256 {expected_digest[:12]}...): the model's files were changed after registration; {redo}")
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError) as error:
+        return f"'{record}' cannot be read ({error!r}): {redo}"
+    present = {path.relative_to(folder).as_posix() for path in shipped_code(folder / CODE)}
+    for name in sorted(set(recorded) | present):
+        path = folder / name
+        if name not in recorded:
+            return f"'{path}' was added to the model after it was logged (it is not in {DIGESTS}): {redo}"
+        if not path.is_file():
+            return f"'{path}' is missing from the model: {redo}"
+        if sha256_of(path) != recorded[name]:
+            return f"'{path}' was changed after the model was logged (its sha256 is not the one in {DIGESTS}): {redo}"
+    return None

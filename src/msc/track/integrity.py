@@ -1,0 +1,88 @@
+"""Checking a logged model's files before MLflow runs any of them, for msc's own loaders.
+
+A logged model checks its files itself when it loads (msc/model/pyfunc_entry.py), but its entry file
+has run by then. Here, in ``src.predict`` and registration, every file (the entry included) is checked
+before MLflow loads the model: against the model's ``artifacts/digests.json`` and, for a registered
+version, against the version's tag ``model_digest``, which lives in the tracking store, apart from the
+model's files (msc/model/integrity.py). Its MLmodel, which MLflow writes after the digests and which
+decides what runs first, must still run the model's own entry and code with the logged config. The
+model is then loaded from the very copy that was checked.
+A model logged before digests were recorded loads with a warning that it cannot be checked.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+from msc.core.errors import UserError
+from msc.model.integrity import CODE, DIGEST_TAG, DIGESTS, ENTRY, model_problem, sha256_of
+
+
+def registered_version(model_uri: str):
+    """The ModelVersion that a ``models:/<name>/<version|stage>`` or ``models:/<name>@<alias>`` URI names
+    now; None for any other URI (a run's or a logged model's)."""
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+    if not model_uri.startswith("models:/"):
+        return None
+    client = MlflowClient()
+    named = get_model_name_and_version(client, model_uri)  # (model id,) for models:/m-<id>
+    return client.get_model_version(*named) if len(named) == 2 else None
+
+
+def checked_copy(model_uri: str) -> Path:
+    """A local folder holding the model of ``model_uri`` whose files are as logged (and registered); a
+    sentence naming the first file that is not. A version is fetched by number, so an alias that moves
+    meanwhile cannot mix two versions' files."""
+    import mlflow
+
+    folder = Path(model_uri)
+    version = None
+    if not folder.is_dir():
+        version = registered_version(model_uri)
+        source = f"models:/{version.name}/{version.version}" if version is not None else model_uri
+        folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=tempfile.mkdtemp(prefix="msc-model-")))
+    expected = version.tags.get(DIGEST_TAG) if version is not None else None
+    if expected is None and not (folder / DIGESTS).is_file():
+        warnings.warn(f"the model '{model_uri}' was logged before msc recorded the digests of a model's files, so its "
+                      "files cannot be checked; register it again (`python -m src.tune`) to have them checked",
+                      stacklevel=2)
+        return folder
+    if (problem := model_problem(folder, expected) or mlmodel_problem(folder)) is not None:
+        raise UserError(f"refusing to load '{model_uri}': {problem}")
+    return folder
+
+
+LOADER = "mlflow.pyfunc.loaders.code_model"  # MLflow's loader of a "model from code"
+
+
+def mlmodel_problem(folder: Path) -> str | None:
+    """A sentence when the model's MLmodel no longer runs the model as logged: its entry file first,
+    its code folder, its artifacts under the names digested, the config recorded in digests.json."""
+    import mlflow
+
+    record = json.loads((folder / DIGESTS).read_text(encoding="utf-8"))
+    flavor = mlflow.models.Model.load(str(folder)).flavors.get("python_function", {})
+    paths = {key: value.get("path") for key, value in flavor.get("artifacts", {}).items()}
+    runs = (flavor.get("loader_module"), Path(flavor.get("model_code_path", "")).name, flavor.get("code"))
+    changed = [what for what, wrong in (
+        (f"it runs {runs} instead of ({LOADER!r}, {ENTRY!r}, {CODE!r})", runs != (LOADER, ENTRY, CODE)),
+        (f"its artifacts are {paths}", any(path != DIGESTS and path not in record["files"] for path in paths.values())),
+        (f"its config is {flavor.get('config')} where the model was logged with {record.get('model_config')}",
+         flavor.get("config") != record.get("model_config"))) if wrong]
+    if changed:
+        return (f"'{folder / 'MLmodel'}' was changed after the model was logged ({'; '.join(changed)}): get the model "
+                "again from its source, or log and register it again")
+    return None
+
+
+def model_digest(model_uri: str) -> str:
+    """The sha256 of the digests.json of the model at ``model_uri``: its registered version's tag."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return sha256_of(Path(mlflow.artifacts.download_artifacts(f"{model_uri.rstrip('/')}/{DIGESTS}", dst_path=tmp)))
