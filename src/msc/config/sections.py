@@ -15,6 +15,8 @@ from msc.model.usage import MAX_UNUSABLE_IMAGE_SHARE
 
 @dataclass(frozen=True)
 class TuneConfig:
+    """The Optuna study of `python -m src.tune`: how many trials, where the study is stored, what it searches."""
+
     trials: int = 30  # the study ends holding this many finished (complete or pruned) trials
     storage: str = "sqlite:///optuna.db"  # any Optuna RDB URL; PostgreSQL for several workers
     # None: "msc-<identity>", a hash of everything that defines the experiment, so a changed config
@@ -35,6 +37,8 @@ class TuneConfig:
 
 @dataclass(frozen=True)
 class PredictConfig:
+    """`python -m src.predict`: the explanation's driver rule and when too many unusable images stop it."""
+
     # `src.predict --explain`: a row's driver is the modality whose Shapley share of the predicted
     # log-probability exceeds the other's by more than this many nats, else "both" (msc/model/explain.py)
     driver_margin: float = DRIVER_MARGIN
@@ -50,6 +54,8 @@ class PredictConfig:
 
 @dataclass(frozen=True)
 class RegisterConfig:
+    """Registration of the study's best model as `msc`: the backbone it carries and how its probabilities are calibrated."""
+
     bundle_backbone: bool = False  # copy a local backbone folder into the model instead of referencing it
     # The temperature is fitted on out-of-fold predictions: the chosen configuration trained again on this
     # many folds of train + validation (msc/train/crossfit.py); 0 fits it on the validation split alone
@@ -69,6 +75,8 @@ ZERO_SHOT_PROMPTS = {
 
 @dataclass(frozen=True)
 class AblationConfig:
+    """`python -m src.ablation`: the seeds of every row, the error kinds' thresholds and the zero-shot baseline's prompts."""
+
     seeds: int = 3  # every trained row is mean and std over train.seed, train.seed + 1, ...
     low_confidence: float = 0.5  # a misclassified sample whose top probability is below this is "low confidence"
     low_quality_short_side: int = 100  # an image whose shorter side is below this many pixels is "low quality"
@@ -93,7 +101,8 @@ class AblationConfig:
 
 @dataclass(frozen=True)
 class PathsConfig:
-    # Where the stages write what they report; dvc.yaml reads these (${paths.results}/metrics.json).
+    """Where the stages write what they report; dvc.yaml reads these (`${paths.results}/metrics.json`)."""
+
     results: str = "results"  # metrics.json, the plot CSVs, test_with_label.txt, ablation.csv, report.md
     logs: str = "logs"  # a crash's traceback, <command>-<time>-<pid>.log, named in its one-sentence message
 

@@ -14,11 +14,11 @@ from msc.model.heads import ATTENTION_HEADS, HEADS
 class TrainConfig:
     fusion: str = "late"  # a head registered in msc/model/heads.py (HEADS): text, image, early, late, ...
     hidden_dim: int = 256  # width of the fusion layers and the classifier
-    dropout: float = 0.2
+    dropout: float = 0.2  # dropout probability in the head's layers
     lr: float = 0.001  # AdamW peak learning rate, cosine-decayed to 0
-    weight_decay: float = 0.01
-    epochs: int = 10
-    batch_size: int = 64
+    weight_decay: float = 0.01  # AdamW weight decay
+    epochs: int = 10  # at most this many; early stopping (patience) may end sooner
+    batch_size: int = 64  # training rows per step
     patience: int = 3  # epochs without a better select_metric before stopping
     class_weight_power: float = 0.0  # loss weight = (inverse class frequency) ** power
     class_boost: dict[str, float] = field(default_factory=dict)  # label -> extra factor on its class weight
@@ -33,14 +33,14 @@ class TrainConfig:
     # The one selection metric: early stopping, the kept epoch and the study's objective.
     select_metric: Literal["val_weighted_f1", "val_macro_f1", "val_accuracy", "val_macro_recall",
                            "val_macro_precision"] = "val_weighted_f1"
-    seed: int = 0
+    seed: int = 0  # seeds the head's initial weights, batch order, views and modality dropout
     # k <= features.top_layers: train copies of each tower's last k blocks with the head (msc/model/top_layers.py);
     # 0 = the frozen backbone. Their learning rate is lr * top_layers_lr_scale; the adapter is full
     # (every weight of the blocks, their final norm and projection) or lora (peft adapters of rank lora_rank).
     top_layers: int = 0
-    top_layers_lr_scale: float = 0.1
-    top_layers_adapter: Literal["full", "lora"] = "full"
-    lora_rank: int = 8
+    top_layers_lr_scale: float = 0.1  # the top blocks' learning rate is lr times this
+    top_layers_adapter: Literal["full", "lora"] = "full"  # full: every weight of the k blocks; lora: peft adapters
+    lora_rank: int = 8  # rank of the LoRA adapters (top_layers_adapter: lora)
 
     def __post_init__(self) -> None:
         require(self.top_layers >= 0, "train.top_layers", self.top_layers, "must be 0 or more")
