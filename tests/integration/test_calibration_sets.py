@@ -15,7 +15,6 @@ import pytest
 
 from tests.helpers import run_noisy_project
 
-pytestmark = pytest.mark.integration
 GOAL = 0.08
 # (labelled, test, seed): sizes and seeds other than the sample's (800 in all, seed 0) and the golden run's.
 SETS = [(700, 300, 101), (1000, 300, 102), (1600, 400, 103)]

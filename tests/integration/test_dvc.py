@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sh, snapshot_repository
-
-pytestmark = pytest.mark.integration
+from tests.helpers import sh, snapshot_repository
 
 FAST = ["-S", "model.backbone=models/tiny-clip", "-S", "tune.trials=3", "-S", "train.epochs=2",
         "-S", "features.augment_views=1", "-S", "features.num_workers=0", "-S", "ablation.seeds=1"]

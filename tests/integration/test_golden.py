@@ -27,11 +27,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "golden"))
+from tests.helpers import TESTS
+
+sys.path.insert(0, str(TESTS / "golden"))
 from pipeline import golden_run  # noqa: E402
 
-pytestmark = pytest.mark.integration
-EXPECTED = Path(__file__).parent / "golden" / "expected"
+EXPECTED = TESTS / "golden" / "expected"
 # Keys of metrics.json that hash code or name things, not scores; and best_value, which the move
 # renamed from best_val_weighted_f1 (the same number).
 IDENTITIES = {"feature_fingerprint", "study_identity", "study_name", "schema"}

@@ -20,7 +20,6 @@ from msc.track.registry import ALIAS, MODEL_NAME
 from msc.track.store import setup_mlflow
 from src import export
 
-pytestmark = pytest.mark.integration
 LABELS = ("positive", "neutral", "negative")
 # Runs the bundle's predict.py with every import of torch, msc, transformers, mlflow and nltk refused:
 # the script must stand on onnxruntime, numpy, pillow and tokenizers (and its regex normalisation).

@@ -5,7 +5,6 @@ import json
 from dataclasses import asdict
 
 import mlflow
-import pytest
 import yaml
 
 from msc.config import with_overrides
@@ -14,14 +13,12 @@ from msc.track.promotion import follow_alias
 from msc.track.registry import disagreement, promote
 from msc.tune.runner import tune
 
-pytestmark = pytest.mark.integration
-
 
 def stages(client) -> dict[str, str]:
     return {str(v.version): v.current_stage for v in client.search_model_versions("name='msc'")}
 
 
-def test_after_a_rollback_the_alias_rules_and_disagreement_is_one_sentence(project, config, capsys):
+def test_after_a_rollback_the_alias_rules_and_disagreement_is_one_sentence(trained_project, config, capsys):
     from src import predict
 
     tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
@@ -32,7 +29,7 @@ def test_after_a_rollback_the_alias_rules_and_disagreement_is_one_sentence(proje
     sentence = disagreement(client)
     assert sentence.startswith("models:/msc@production is version 1 but models:/msc/Production is version 2")
     assert "models:/msc@production" in registry_warning("models:/msc/Production")
-    params = project / "params.yaml"
+    params = trained_project / "params.yaml"
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(config)))))
     assert predict.main(["--params", str(params)]) == 0  # the default URI is the alias
     err = capsys.readouterr().err

@@ -9,24 +9,23 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from benchmarks.processes import free_port, serve_model, tree_peak_rss
 from msc.config import with_overrides
 from msc.model.inputs import MAX_REQUEST_PIXELS
 from msc.tune.runner import tune
-from tests.helpers import free_port, serve_model, tree_peak_rss
-from tests.test_serving_http import b64, png, post, split_body
+from tests.integration.test_serving_http import b64, png, post, split_body
 
-pytestmark = pytest.mark.integration
 LABELS = {"positive", "neutral", "negative"}
 # Extreme widths and heights: CLIP's processor would scale the shorter side of each to 224 first.
 THIN_SHAPES = [(20000, 1), (1, 20000), (200000, 1), (1, 200000), (39999, 1000)]
 
 
 @pytest.fixture()
-def server(project, config):
+def server(trained_project, config):
     tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    with serve_model("models:/msc/Production", project, env, port) as process:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{trained_project / 'mlflow.db'}"}
+    with serve_model("models:/msc/Production", trained_project, env, port) as process:
         yield process, port
 
 

@@ -13,22 +13,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.processes import free_port, serve_guarded
 from msc.config import with_overrides
 from msc.track.serving import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from msc.tune.runner import tune
-from tests.helpers import free_port, serve_guarded
-from tests.test_serving_http import b64, post, split_body
+from tests.integration.test_serving_http import b64, post, split_body
 
-pytestmark = pytest.mark.integration
 TIMEOUT = 3  # s, --timeout of the served model
 
 
 @pytest.fixture()
-def server(project, config):
+def server(trained_project, config):
     tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
-    port, log = free_port(), project / "serve.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    with serve_guarded("models:/msc/Production", project, env, port, "--timeout", str(TIMEOUT), log_path=log) as process:
+    port, log = free_port(), trained_project / "serve.log"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{trained_project / 'mlflow.db'}"}
+    with serve_guarded("models:/msc/Production", trained_project, env, port, "--timeout", str(TIMEOUT), log_path=log) as process:
         yield port, log
 
 

@@ -13,12 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from benchmarks.processes import free_port, serve_model, tree_memory
 from msc.config import with_overrides
 from msc.model.inputs import MAX_IMAGE_BASE64_CHARS, MAX_ROWS, MAX_TEXT_CHARS
 from msc.tune.runner import tune
-from tests.helpers import free_port, serve_model, tree_memory
-
-pytestmark = pytest.mark.integration
 
 
 def b64(data: bytes) -> str:
@@ -47,11 +45,11 @@ def post(port: int, body: bytes, content_type: str = "application/json") -> tupl
 
 
 @pytest.fixture()
-def server(project, config):
+def server(trained_project, config):
     tune(with_overrides(config, {"tune.trials": 1, "train.epochs": 2}))
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    with serve_model("models:/msc/Production", project, env, port) as process:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{trained_project / 'mlflow.db'}"}
+    with serve_model("models:/msc/Production", trained_project, env, port) as process:
         yield process, port
 
 
@@ -129,7 +127,7 @@ def test_hostile_requests_get_4xx_and_the_server_stays_up_and_bounded(server, sa
     assert f"more than {MAX_ROWS}" in answers["too many rows"]
     assert "explain" in answers["explain not a boolean"] and "driver_margin" in answers["negative driver margin"]
     # A client cannot tell whether a path exists on the server.
-    assert answers["absolute path of a server file"].replace("/etc/passwd", "PATH") == \
+    assert answers["absolute path of a server file"].replace("/etc/passwd", "PATH") ==\
         answers["absolute path that does not exist"].replace("/etc/passwx", "PATH")
     # ... and a good request is still served.
     status, text = post(port, good)

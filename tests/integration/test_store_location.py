@@ -8,7 +8,7 @@ import pytest
 from msc.core.errors import UserError
 from msc.track.store import setup_mlflow
 
-pytestmark = pytest.mark.integration  # each test creates MLflow's schema: about 10 s each on 2 cores
+# Integration (the folder): each test creates MLflow's schema, about 10 s each on 2 cores.
 
 
 @pytest.fixture()

@@ -17,10 +17,10 @@ import optuna
 import pytest
 import yaml
 
-from tests.conftest import GIT_USER, POSTGRES_URL, postgres_available, sh, snapshot_repository
-from tests.helpers import free_port, running_server, serve_model
+from benchmarks.processes import free_port, running_server, serve_model
+from tests.helpers import GIT_USER, POSTGRES_URL, postgres_available, sh, snapshot_repository
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 TRIALS = 10
 TEAM_PARAMS = {"model.backbone": "models/tiny-clip", "tune.trials": TRIALS, "train.epochs": 3,

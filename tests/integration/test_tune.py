@@ -24,10 +24,8 @@ from msc.features.build import featurize
 from msc.tune.runner import tune
 from msc.tune.study import FINISHED
 from msc.tune.summary import write_results
-from tests.conftest import POSTGRES_URL, REPO, cache_sections, postgres_available
-from tests.helpers import free_port
+from tests.helpers import POSTGRES_URL, REPO, cache_sections, postgres_available
 
-pytestmark = pytest.mark.integration
 TRIALS = 4
 
 
@@ -35,12 +33,12 @@ def small(config, **extra):
     return with_overrides(config, {"tune.trials": TRIALS, "train.epochs": 3, **extra})
 
 
-def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, config):
+def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(trained_project, config):
     outcome = tune(small(config))
-    summary, written = outcome.summary, write_results(project / "results", outcome)  # what src.tune writes
+    summary, written = outcome.summary, write_results(trained_project / "results", outcome)  # what src.tune writes
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
-    assert experiment.artifact_location == (project / "mlruns").as_uri()
+    assert experiment.artifact_location == (trained_project / "mlruns").as_uri()
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the UI opens on the runs"
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "study_name" in r.data.tags and "trial_number" not in r.data.tags]
@@ -56,7 +54,7 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     assert identity["split_identity"] == summary.split_identity and identity["train"]["epochs"] == 3
     models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
     runs_with_models = {m.source_run_id for m in models}
-    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{trained_project / 'optuna.db'}")
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["fusion"] in {"late", "early", "cross_attention", "gated"}
@@ -96,12 +94,12 @@ def test_every_trial_is_a_child_run_with_metrics_confusion_and_model(project, co
     assert len([r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]) == TRIALS
 
 
-def test_predict_from_the_registry_and_promotion_rule(project, config):
+def test_predict_from_the_registry_and_promotion_rule(trained_project, config):
     from src import predict
 
     tune(small(config))
-    out = project / "results" / "test_with_label.txt"
-    params = project / "params.yaml"
+    out = trained_project / "results" / "test_with_label.txt"
+    params = trained_project / "params.yaml"
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(config)))))
     for uri in ("models:/msc/Production", "models:/msc@production"):
         assert predict.main(["--model-uri", uri, "--params", str(params)]) == 0
@@ -112,7 +110,7 @@ def test_predict_from_the_registry_and_promotion_rule(project, config):
         assert all(line.split(",")[1] in {"positive", "neutral", "negative"} for line in lines[1:])
     # runs:/ URIs and a local model folder load too.
     run_id = mlflow.MlflowClient().get_model_version_by_alias("msc", "production").run_id
-    local = mlflow.artifacts.download_artifacts("models:/msc@production", dst_path=str(project / "exported"))
+    local = mlflow.artifacts.download_artifacts("models:/msc@production", dst_path=str(trained_project / "exported"))
     for uri in (f"runs:/{run_id}/model", local):
         out.unlink()
         assert predict.main(["--model-uri", uri, "--params", str(params)]) == 0, uri
@@ -129,16 +127,16 @@ def test_predict_from_the_registry_and_promotion_rule(project, config):
     assert sum(stage == "Production" for stage in stages.values()) == 1
 
 
-def test_unknown_model_uri_lists_registered_models(project, config, capsys):
+def test_unknown_model_uri_lists_registered_models(trained_project, config, capsys):
     from src import predict
 
     tune(small(config, **{"tune.trials": 1}))
-    params = project / "params.yaml"
+    params = trained_project / "params.yaml"
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(config)))))
     assert predict.main(["--model-uri", "models:/nope/Production", "--params", str(params)]) == 2
     err = capsys.readouterr().err
     assert "cannot load model 'models:/nope/Production'" in err and "msc (versions 1; production -> 1)" in err
-    assert not (project / "results" / "test_with_label.txt").exists()
+    assert not (trained_project / "results" / "test_with_label.txt").exists()
 
 
 def write_params(project, config, **extra):
@@ -171,11 +169,11 @@ def wait_for_trials(storage: str, ready, timeout: float = 120) -> bool:
     return False
 
 
-def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, config):
+def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(trained_project, config):
     n = 3
-    write_params(project, config, **{"tune.trials": n, "train.epochs": 40, "train.patience": 40})
-    storage = f"sqlite:///{project / 'optuna.db'}"
-    tuner = start_tuner(project)
+    write_params(trained_project, config, **{"tune.trials": n, "train.epochs": 40, "train.patience": 40})
+    storage = f"sqlite:///{trained_project / 'optuna.db'}"
+    tuner = start_tuner(trained_project)
 
     def mid_trial(trials) -> bool:
         # Mid-trial for sure: a running trial that has reported epochs and has 40 more to go.
@@ -188,7 +186,7 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, confi
         tuner.send_signal(signal.SIGKILL)
     tuner.wait()
     assert killed, "the tuner never had a running trial to kill"
-    resumed = start_tuner(project)
+    resumed = start_tuner(trained_project)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     trials = only_study(storage).get_trials()
@@ -198,7 +196,7 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, confi
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retried) == 1 and retried[0].params == failed[0].params
     # No run is left RUNNING: the killed trial's run is FAILED, with a note naming its retry.
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{trained_project / 'mlflow.db'}")
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
     (killed_run,) = [r for r in runs if r.data.tags.get("trial_number") == str(failed[0].number)]
@@ -208,13 +206,13 @@ def test_sigkill_mid_trial_then_resume_ends_with_exactly_n_trials(project, confi
 
 
 @pytest.mark.postgres
-def test_two_workers_share_one_postgres_study(project, config):
+def test_two_workers_share_one_postgres_study(trained_project, config):
     if not postgres_available():
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
     n = 8
     name = f"two-workers-{uuid.uuid4().hex[:8]}"
-    write_params(project, config, **{"train.epochs": 3})
-    workers = [start_tuner(project, "--trials", str(n), "--storage", POSTGRES_URL, "--study-name", name)
+    write_params(trained_project, config, **{"train.epochs": 3})
+    workers = [start_tuner(trained_project, "--trials", str(n), "--storage", POSTGRES_URL, "--study-name", name)
                for _ in range(2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
@@ -223,30 +221,30 @@ def test_two_workers_share_one_postgres_study(project, config):
     # Each tuner claims a slot before Optuna creates a trial: no surplus trial, so none failed.
     assert len(trials) == n and [t for t in trials if t.state == optuna.trial.TrialState.FAIL] == []
     assert len({t.user_attrs["worker"] for t in trials if t.state in FINISHED}) == 2, "both workers ran trials"
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained_project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("msc")
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.study_name = '{name}'")
     parents = {r.data.tags.get("mlflow.parentRunId") for r in runs if "trial_number" in r.data.tags}
     assert len(parents) == 1, "every trial of both processes nests under one parent run"
 
 
-def test_folds_average_the_objective_over_k_folds(project, config):
+def test_folds_average_the_objective_over_k_folds(trained_project, config):
     summary = tune(small(config, **{"tune.trials": 1, "tune.folds": 3})).summary
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     (child,) = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]
-    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{trained_project / 'optuna.db'}")
     assert study.best_value == pytest.approx(child.data.metrics["cv_val_weighted_f1"])
     assert study.best_value != pytest.approx(child.data.metrics["val_weighted_f1"])
 
 
-def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(project, config):
+def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(trained_project, config):
     n = 2
-    write_params(project, config, **{"tune.trials": n, "train.epochs": 30, "train.patience": 30})
-    storage = f"sqlite:///{project / 'optuna.db'}"
-    first = start_tuner(project)
+    write_params(trained_project, config, **{"tune.trials": n, "train.epochs": 30, "train.patience": 30})
+    storage = f"sqlite:///{trained_project / 'optuna.db'}"
+    first = start_tuner(trained_project)
     assert wait_for_trials(storage, bool), "the first tuner never started a trial"
-    second = start_tuner(project)
+    second = start_tuner(trained_project)
     output, _ = second.communicate(timeout=120)
     assert second.returncode == 2, output
     assert "another tuner is already running" in output and "postgresql://" in output and "Traceback" not in output
@@ -254,11 +252,11 @@ def test_a_second_tuner_on_one_sqlite_study_is_refused_and_the_first_finishes(pr
     assert first.returncode == 0, output
     trials = only_study(storage).get_trials()
     assert sum(t.state in FINISHED for t in trials) == n and len(trials) == n
-    with sqlite3.connect(project / "optuna.db") as db:
+    with sqlite3.connect(trained_project / "optuna.db") as db:
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
 
 
-def test_skipped_samples_are_counted_on_the_study_run(project, config, tmp_path):
+def test_skipped_samples_are_counted_on_the_study_run(trained_project, config, tmp_path):
     import shutil
 
     from msc.data.dataset import load_dataset
@@ -286,7 +284,7 @@ def registered_head(version) -> dict:
     return mlflow.artifacts.load_dict(f"models:/msc/{version}/artifacts/head.json")
 
 
-def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(project, config, tmp_path):
+def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(trained_project, config, tmp_path):
     """Regression: the study name was fixed, so a changed backbone ran 0 trials and scored the old
     study's head on the new features."""
     from msc.model.tiny import write_backbone
@@ -302,7 +300,7 @@ def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(
         tune(small(config, **{"tune.trials": 2, "model.backbone": str(other_clip)}))
     second = tune(changed).summary
     assert second.study_name != first.study_name and second.feature_fingerprint == cache.fingerprint
-    study = optuna.load_study(study_name=second.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=second.study_name, storage=f"sqlite:///{trained_project / 'optuna.db'}")
     assert sum(t.state in FINISHED for t in study.trials) == 2, "the new config ran its own trials"
     registration = second.registration
     assert registration.promoted_now and registration.version == 2 and "another feature cache" in registration.gate
@@ -312,7 +310,7 @@ def test_a_changed_backbone_runs_new_trials_and_registers_a_head_trained_for_it(
     assert registered_head(2)["backbone"] == str(other_clip.resolve())
 
 
-def test_a_changed_split_seed_never_compares_two_models_on_different_splits(project, config, tmp_path, monkeypatch):
+def test_a_changed_split_seed_never_compares_two_models_on_different_splits(trained_project, config, tmp_path, monkeypatch):
     """Regression: after data.split_seed changed, most of the new holdout had been the old model's
     training rows, and the gate compared the two there."""
     from msc.tune import registration as registry
@@ -335,9 +333,9 @@ def test_a_changed_split_seed_never_compares_two_models_on_different_splits(proj
     assert third.registration.compared_with_version == 2 and "on the same" in third.registration.gate
 
 
-def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(project, config):
+def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(trained_project, config):
     tune(small(config, **{"tune.trials": 1}))
-    for weights in Path(project, "mlruns").rglob("head.safetensors"):
+    for weights in Path(trained_project, "mlruns").rglob("head.safetensors"):
         weights.write_bytes(b"broken")  # version 1's stored head
     with pytest.raises(UserError, match="cannot load the Production model msc version 1 .*--force"):
         tune(small(config, **{"tune.trials": 1, "tune.study_name": "next"}))
@@ -347,24 +345,24 @@ def test_a_production_model_that_cannot_load_is_an_error_not_a_replacement(proje
     assert forced.registration.promoted_now and forced.registration.version == 2
 
 
-def test_an_explicit_study_name_is_kept_and_refused_for_another_experiment(project, config):
+def test_an_explicit_study_name_is_kept_and_refused_for_another_experiment(trained_project, config):
     shared = tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared"})).summary
     assert shared.study_name == "shared"
     with pytest.raises(UserError, match="study 'shared' .* belongs to another experiment .*differs in train.*msc-"):
         tune(small(config, **{"tune.trials": 1, "tune.study_name": "shared", "train.epochs": 2}))
 
 
-def test_trial_models_reference_the_backbone_and_only_the_registered_version_bundles_it(project, config, tiny_clip,
+def test_trial_models_reference_the_backbone_and_only_the_registered_version_bundles_it(trained_project, config, tiny_clip,
                                                                                          sample_root):
     import shutil
 
     import pandas as pd
 
-    copy = project / "clip-copy"
+    copy = trained_project / "clip-copy"
     shutil.copytree(tiny_clip, copy)  # same content, so the feature cache stays fresh
     # The cache records the backbone's name; a cache of its own for the copy.
     bundled = small(config, **{"tune.trials": 2, "register.bundle_backbone": True, "model.backbone": str(copy),
-                               "features.dir": str(project / "features")})
+                               "features.dir": str(trained_project / "features")})
     featurize(*cache_sections(bundled))
     tune(bundled)
     client = mlflow.MlflowClient()
@@ -372,7 +370,7 @@ def test_trial_models_reference_the_backbone_and_only_the_registered_version_bun
     for child in [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]:
         files = {a.path for a in client.list_artifacts(child.info.run_id, "model/artifacts")}
         assert files == {"model/artifacts/head.safetensors", "model/artifacts/head.json"}, files
-    registered = mlflow.artifacts.download_artifacts("models:/msc@production", dst_path=str(project / "registered"))
+    registered = mlflow.artifacts.download_artifacts("models:/msc@production", dst_path=str(trained_project / "registered"))
     assert (Path(registered) / "artifacts" / copy.name / "model.safetensors").is_file(), "the backbone is bundled"
     shutil.rmtree(copy)
     model = mlflow.pyfunc.load_model("models:/msc@production", model_config={"trusted_input": True})
@@ -380,29 +378,9 @@ def test_trial_models_reference_the_backbone_and_only_the_registered_version_bun
     assert out["label"].iloc[0] in {"positive", "neutral", "negative"}
 
 
-@pytest.mark.slow  # about 75 s per attempt on 2 cores: the UI's workers and the tuner start together
-def test_the_tuner_finishes_when_the_mlflow_ui_opens_a_fresh_store_at_the_same_moment(tmp_path, config, cache, splits):
-    """Both processes create MLflow's schema in a new SQLite file; the tuner must survive the race."""
-    for attempt in range(3):
-        project = tmp_path / f"project-{attempt}"
-        project.mkdir()
-        write_params(project, config, **{"tune.trials": 2, "train.epochs": 2})
-        port = free_port()
-        ui = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-                               f"sqlite:///{project / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)  # its own process group: the server and its workers
-        try:
-            tuner = start_tuner(project)
-            output, _ = tuner.communicate(timeout=300)
-        finally:
-            os.killpg(ui.pid, signal.SIGKILL)
-            ui.wait(timeout=30)
-        assert tuner.returncode == 0, f"attempt {attempt}: {output[-3000:]}"
-        assert "Traceback" not in output
 
 
-def test_without_a_terminal_every_finished_trial_prints_one_line(project, config, capsys):
+def test_without_a_terminal_every_finished_trial_prints_one_line(trained_project, config, capsys):
     import io
 
     from rich.console import Console
@@ -414,9 +392,9 @@ def test_without_a_terminal_every_finished_trial_prints_one_line(project, config
     assert lines[-1].endswith("3 finished in study " + lines[-1].rsplit(" ", 1)[-1])
 
 
-def test_parallel_trials_in_one_process_keep_their_own_runs(project, config):
+def test_parallel_trials_in_one_process_keep_their_own_runs(trained_project, config):
     summary = tune(small(config, **{"tune.trials": 4, "tune.n_jobs": 2})).summary
-    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{trained_project / 'optuna.db'}")
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("msc")
     children = [r for r in client.search_runs([experiment.experiment_id]) if "trial_number" in r.data.tags]

@@ -7,9 +7,7 @@ import mlflow
 import optuna
 import pytest
 
-from tests.test_tune import FINISHED, only_study, start_tuner, wait_for_trials, write_params
-
-pytestmark = pytest.mark.integration
+from tests.integration.test_tune import FINISHED, only_study, start_tuner, wait_for_trials, write_params
 
 
 def parent_run(project):
@@ -21,11 +19,11 @@ def parent_run(project):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_study_says_one_sentence_and_ends_its_parent_run_killed(project, config, signum):
+def test_an_interrupted_study_says_one_sentence_and_ends_its_parent_run_killed(trained_project, config, signum):
     # Long enough to be caught mid-trial on a fast machine; the signal ends it within an epoch.
-    write_params(project, config, **{"tune.trials": 1, "train.epochs": 60, "train.patience": 60})
-    storage = f"sqlite:///{project / 'optuna.db'}"
-    tuner = start_tuner(project)
+    write_params(trained_project, config, **{"tune.trials": 1, "train.epochs": 60, "train.patience": 60})
+    storage = f"sqlite:///{trained_project / 'optuna.db'}"
+    tuner = start_tuner(trained_project)
 
     def mid_trial(trials) -> bool:
         return any(t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values for t in trials)
@@ -40,11 +38,11 @@ def test_an_interrupted_study_says_one_sentence_and_ends_its_parent_run_killed(p
     assert "interrupted: study msc-" in output and "parent run KILLED; run the same command again" in output
     trials = only_study(storage).get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL]
-    assert parent_run(project).info.status == "KILLED"
+    assert parent_run(trained_project).info.status == "KILLED"
     if signum == signal.SIGTERM:
         return  # the resume below is the same after either signal
-    resumed = start_tuner(project)
+    resumed = start_tuner(trained_project)
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
     assert sum(t.state in FINISHED for t in only_study(storage).get_trials()) == 1
-    assert parent_run(project).info.status == "FINISHED"
+    assert parent_run(trained_project).info.status == "FINISHED"

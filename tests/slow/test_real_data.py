@@ -14,10 +14,10 @@ from msc.data.text import decode_text
 from msc.features.build import featurize
 from msc.features.splits import load_splits
 from msc.train.loop import train_head
-from tests.conftest import REPO, cache_sections, make_config
+from tests.helpers import REPO, cache_sections, make_config
 
 MVSA = REPO.parent / "shared" / "mvsa"
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not MVSA.is_dir(), reason=f"no real data at {MVSA}")]
+pytestmark = pytest.mark.skipif(not MVSA.is_dir(), reason=f"no real data at {MVSA}")
 
 
 def test_every_real_text_decodes_and_the_label_files_load():

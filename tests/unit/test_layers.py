@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 MSC = REPO / "src" / "msc"
 MAX_MODULE_LINES = 300

@@ -4,7 +4,7 @@ import yaml
 
 from msc.config import Config, flatten, load_config, with_overrides
 from msc.core.errors import UserError
-from tests.conftest import REPO, committed_params_text
+from tests.helpers import REPO, committed_params_text
 
 
 def test_repository_params_load_with_the_documented_defaults():

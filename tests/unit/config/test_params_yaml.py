@@ -8,7 +8,7 @@ from msc.config import load_config
 from msc.core.errors import UserError
 from msc.core.yamlfile import load_yaml
 from src import split
-from tests.conftest import committed_params_text
+from tests.helpers import committed_params_text
 
 
 def numbered(text: str, needle: str) -> int:

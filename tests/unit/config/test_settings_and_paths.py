@@ -14,7 +14,7 @@ from msc.data.config import DataConfig
 from msc.features.config import FeaturesConfig
 from msc.model.config import ModelConfig
 from msc.train.config import TrainConfig
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.mark.parametrize("section, values, message", [

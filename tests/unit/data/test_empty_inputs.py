@@ -10,7 +10,7 @@ from msc.core.labels import COURSE_LABELS
 from msc.data.posts import DataSource
 from msc.track.inference import predict_test_set
 from src.predict import distribution_table, write_labels
-from tests.conftest import cache_sections
+from tests.helpers import cache_sections
 
 
 class NeverCalled:

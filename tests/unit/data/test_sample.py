@@ -26,6 +26,7 @@ from msc.data.synthetic import (
     write_dataset,
 )
 from src import sample
+from tests.helpers import REPO
 
 
 def simulated_accuracy(prior: dict, draws: int, seed: int) -> dict:
@@ -161,7 +162,7 @@ def test_sample_writes_course_layout_and_stores_the_ceiling(sample_root):
     assert encodings == {"utf-8", "gb18030"}
 
 
-CLIP_BPE = Path(__file__).resolve().parents[2] / "shared" / "clip-bpe"
+CLIP_BPE = REPO.parent / "shared" / "clip-bpe"
 
 
 @pytest.mark.skipif(not (CLIP_BPE / "vocab.json").is_file(), reason="needs ../shared/clip-bpe")

@@ -12,7 +12,7 @@ from msc.data.posts import DataSource
 from msc.data.split import assign_splits, read_splits, write_splits
 from msc.features.build import featurize
 from msc.features.splits import load_splits
-from tests.conftest import cache_sections
+from tests.helpers import cache_sections
 
 
 def test_splits_are_disjoint_stratified_and_seeded():

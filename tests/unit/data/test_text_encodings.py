@@ -13,7 +13,7 @@ from msc.data.dataset import read_posts, sample_folder
 from msc.data.posts import DataSource
 from msc.data.text import decode_file, decode_text, is_fallback, normalize_tweet, read_post_text
 from msc.features.build import featurize
-from tests.conftest import cache_sections
+from tests.helpers import cache_sections
 
 TWEET = "RT @friend: Très bien 😀 一起 #tbt http://t.co/x1"
 

@@ -15,7 +15,7 @@ from msc.core.errors import UserError
 from msc.features.build import featurize
 from msc.features.cache import FeatureCache, open_cache
 from msc.features.writer import NpyWriter
-from tests.conftest import cache_sections
+from tests.helpers import cache_sections
 
 
 def damage(folder, how: str) -> None:

@@ -16,7 +16,7 @@ from msc.features.build import featurize
 from msc.features.splits import load_splits
 from msc.model.explain import drivers, modality_attribution, without
 from msc.train.loop import train_head
-from tests.conftest import cache_sections, make_config
+from tests.helpers import cache_sections, make_config
 
 
 @pytest.mark.parametrize("fusion", ["late", "gated", "cross_attention", "early"])
@@ -43,7 +43,7 @@ def test_without_leaves_the_batch_alone(cache):
 
 
 def test_drivers_need_the_margin():
-    assert drivers(np.array([0.5, 0.1, -0.3, 0.05]), np.array([0.1, 0.5, 0.0, 0.0]), 0.1) == \
+    assert drivers(np.array([0.5, 0.1, -0.3, 0.05]), np.array([0.1, 0.5, 0.0, 0.0]), 0.1) ==\
         ["text", "image", "image", "both"]
 
 
@@ -68,7 +68,7 @@ def test_the_modality_that_carries_the_label_drives_it(tmp_path, small_sample_ro
     assert carried.mean() > 0.7, f"{informative} drove {carried.mean():.0%} of {len(rows)} rows"
 
 
-def test_the_pyfunc_explains_only_when_asked(config, cache, splits, project, sample_root):
+def test_the_pyfunc_explains_only_when_asked(config, cache, splits, trained_project, sample_root):
     import mlflow
 
     from msc.track.inference import load_model

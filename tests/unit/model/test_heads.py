@@ -56,7 +56,7 @@ def test_a_registered_head_is_a_fusion_the_config_and_the_search_space_accept(mo
     from msc.config import load_config, with_overrides
     from msc.core.errors import UserError
     from msc.model import heads
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     with pytest.raises(UserError, match="train.fusion.*one of text, image, early, late, cross_attention, gated"):
         with_overrides(load_config(REPO / "params.yaml"), {"train.fusion": "bilinear"})

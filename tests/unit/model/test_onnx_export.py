@@ -47,9 +47,13 @@ def test_tower_features_match_torch_at_other_batch_sizes_and_lengths(tiny_backbo
     assert np.abs(pooled - image.pooled.numpy()).max() < 1e-4 and np.abs(tokens - image.tokens.numpy()).max() < 1e-4
 
 
-@pytest.mark.parametrize("fusion", [pytest.param(name, marks=pytest.mark.integration) if name in TOKEN_HEADS else name
-                                    for name in HEADS])
+@pytest.mark.parametrize("fusion", [name for name in HEADS if name not in TOKEN_HEADS])
 def test_every_head_runs_at_any_text_length_and_matches_torch(fusion, tmp_path):
+    """The heads over pooled features; the token heads' are tests/integration/test_onnx_export.py."""
+    check_head_at_any_text_length(fusion, tmp_path)
+
+
+def check_head_at_any_text_length(fusion: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     head = build_head(fusion, 16, 8, 0.1, 3).eval()
     graph = session(export_head(head, 16, 10, tmp_path / "head.onnx"))

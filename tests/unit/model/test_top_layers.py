@@ -29,7 +29,7 @@ from msc.track.logged_model import log_trial_model, logged_head
 from msc.track.store import setup_mlflow
 from msc.train.holdout import cached_head
 from msc.train.loop import build_model, frozen_backbone, predict_proba, train_head
-from tests.conftest import cache_sections, committed_params_text, make_config
+from tests.helpers import cache_sections, committed_params_text, make_config
 
 CACHED_LAYERS = 2  # K; the tiny backbones have 2 blocks per tower
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from msc.config import load_config
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 GRAPH = grimp.build_graph("msc")

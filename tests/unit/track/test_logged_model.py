@@ -15,8 +15,9 @@ from msc.model.heads import build_head
 from msc.track.inference import load_model
 from msc.track.logged_model import MODEL_CODE_LAYERS, log_trial_model
 from msc.track.store import setup_mlflow
+from tests.helpers import TESTS
 
-LEGACY_MODEL = Path(__file__).parent / "fixtures" / "legacy-model"  # logged by commit d90c6d7's code; its code/src
+LEGACY_MODEL = TESTS / "fixtures" / "legacy-model"  # logged by commit d90c6d7's code; its code/src
 # keeps only the modules that model imports, so the fixture repeats no more of the old code than it runs
 
 

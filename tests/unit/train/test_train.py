@@ -9,7 +9,7 @@ from msc.core.labels import COURSE_LABELS
 from msc.model.heads import HEADS
 from msc.train.crossfit import out_of_fold_probabilities
 from msc.train.loop import class_weights, train_head
-from tests.conftest import cache_sections
+from tests.helpers import cache_sections
 
 # A batch of training rows and half one of validation rows: every code path, two epochs, in seconds.
 FEW_TRAIN, FEW_VAL = 64, 32
@@ -160,7 +160,7 @@ def test_a_text_view_cache_trains(tmp_path, small_sample_root, tiny_clip):
     from msc.data.split import write_splits
     from msc.features.build import featurize
     from msc.features.splits import load_splits
-    from tests.conftest import cache_sections, make_config
+    from tests.helpers import cache_sections, make_config
 
     config = make_config(small_sample_root, tiny_clip, tmp_path / "features", {"features.text_augment_views": 2,
                                                                           "features.augment_views": 0})

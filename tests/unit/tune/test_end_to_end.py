@@ -19,12 +19,12 @@ from msc.train.loop import predict_proba
 from src import predict, tune
 
 
-def test_study_registers_a_model_that_labels_the_test_set(project, config, cache, splits, capsys):
+def test_study_registers_a_model_that_labels_the_test_set(trained_project, config, cache, splits, capsys):
     small = with_overrides(config, {"tune.trials": 2, "train.epochs": 2})
-    params = project / "params.yaml"
+    params = trained_project / "params.yaml"
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(small)))))
     assert tune.main(["--params", str(params)]) == 0
-    summary = json.loads((project / "results" / "metrics.json").read_text())
+    summary = json.loads((trained_project / "results" / "metrics.json").read_text())
     assert summary["promoted_now"] and summary["version"] == 1 and summary["holdout_samples"] > 0
     version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
     assert version.current_stage == "Production" and version.tags["split_identity"] == summary["split_identity"]
@@ -32,7 +32,7 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
     experiment_id = mlflow.get_experiment_by_name("msc").experiment_id
     assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&"
             f"orderByKey=metrics.%60objective%60&orderByAsc=false (after `mlflow ui --backend-store-uri "
-            f"sqlite:///{project / 'mlflow.db'}`)") in capsys.readouterr().out
+            f"sqlite:///{trained_project / 'mlflow.db'}`)") in capsys.readouterr().out
 
     # Every reported score carries its interval, and the probabilities their calibration error.
     holdout = summary["holdout"]
@@ -46,7 +46,7 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
     # The temperature is fitted on out-of-fold predictions of train + validation (the best trial's
     # config trained again on 5 folds for its kept epochs), never on the holdout, and the registered
     # model applies it.
-    best = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{project / 'optuna.db'}").best_trial
+    best = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{trained_project / 'optuna.db'}").best_trial
     trial_uri = best.user_attrs["model_uri"]
     epochs = int(mlflow.get_run(best.user_attrs["mlflow_run_id"]).data.metrics["best_epoch"])
     pool = np.concatenate([splits.train, splits.val])
@@ -73,13 +73,13 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
                          str(truth), "--explain"]) == 0
     out = capsys.readouterr().out
     assert f"against {truth}: accuracy " in out and "expected calibration error" in out
-    lines = (project / "results" / "test_with_label.txt").read_text().splitlines()
+    lines = (trained_project / "results" / "test_with_label.txt").read_text().splitlines()
     test_lines = (Path(config.data.root) / "test_without_label.txt").read_text().splitlines()
     assert lines[0] == "guid,tag" and len(lines) == len(test_lines)
     assert [line.split(",")[0] for line in lines[1:]] == [line.split(",")[0] for line in test_lines[1:]]
     assert {line.split(",")[1] for line in lines[1:]} <= {"positive", "neutral", "negative"}
     # --explain leaves the course file as it is and writes the attributions beside it, row for row.
-    explained = pd.read_csv(project / "results" / "test_explanations.csv", dtype={"guid": str})
+    explained = pd.read_csv(trained_project / "results" / "test_explanations.csv", dtype={"guid": str})
     assert list(explained.columns) == ["guid", "tag", "p_positive", "p_neutral", "p_negative", "attr_text",
                                        "attr_image", "driver"]
     assert [f"{g},{t}" for g, t in zip(explained["guid"], explained["tag"])] == lines[1:]

@@ -55,14 +55,14 @@ def backbone_loads_while_scoring(monkeypatch):
     return calls, lambda step: while_scoring(step, True)
 
 
-def test_registration_scores_both_models_without_loading_a_backbone(project, config, monkeypatch):
+def test_registration_scores_both_models_without_loading_a_backbone(trained_project, config, monkeypatch):
     # One epoch and no out-of-fold refits: what is counted is scoring, and the default tier stays quick.
     small = with_overrides(config, {"tune.trials": 1, "train.epochs": 1, "register.calibration_folds": 0})
     loads, counted = backbone_loads_while_scoring(monkeypatch)
     outcome = tune(small)
-    write_results(project / "results", outcome)  # what src.tune writes
+    write_results(trained_project / "results", outcome)  # what src.tune writes
     first = outcome.summary
-    check_summary_and_trial_attributes(project, first)
+    check_summary_and_trial_attributes(trained_project, first)
     second = tune(with_overrides(small, {"tune.study_name": "second"})).summary  # comparable: Production is scored too
     assert first.registration.promoted_now and second.registration.compared_with_version == 1
     assert loads == [], "the candidate and Production were scored from their heads alone"
@@ -77,7 +77,7 @@ def check_summary_and_trial_attributes(project, summary) -> None:
     written = json.loads((project / "results" / "metrics.json").read_text())
     assert set(written) == METRICS_KEYS
     assert written["version"] == summary.registration.version == 1
-    assert read_handoff(TuneSummary, project / "results" / "metrics.json") == \
+    assert read_handoff(TuneSummary, project / "results" / "metrics.json") ==\
         TuneSummary.from_dict(json.loads(json.dumps(summary.to_dict())))
     study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{project / 'optuna.db'}")
     best = study.best_trial

@@ -18,7 +18,7 @@ def store_state():
     return client, runs, versions
 
 
-def test_a_registration_killed_halfway_is_finished_by_the_next_tune(project, config, monkeypatch, capsys):
+def test_a_registration_killed_halfway_is_finished_by_the_next_tune(trained_project, config, monkeypatch, capsys):
     config = with_overrides(config, {"tune.trials": 1, "train.epochs": 2})
     real_move_stage = registry.move_stage
 
@@ -45,30 +45,15 @@ def test_a_registration_killed_halfway_is_finished_by_the_next_tune(project, con
     assert [r.info.run_name for r in runs if r.info.status != "FINISHED"] == []
 
     # A stray version (no stage, no alias) is named on stderr by the next tune.
-    stray = client.create_model_version("msc", source=str(project / "elsewhere"))  # of no run: not the candidate's
+    stray = client.create_model_version("msc", source=str(trained_project / "elsewhere"))  # of no run: not the candidate's
     capsys.readouterr()
     tune(config)
     assert f"msc version {stray.version} has no stage and no alias" in capsys.readouterr().err
 
 
-@pytest.mark.integration  # a second full tune: kept out of the one-minute tier
-def test_a_study_whose_mlflow_store_was_emptied_is_a_sentence_with_two_ways_forward(project, config):
-    import shutil
-
-    from msc.core.errors import UserError
-    from msc.track.store import setup_mlflow
-
-    config = with_overrides(config, {"tune.trials": 1, "train.epochs": 1})
-    tune(config)
-    (project / "mlflow.db").unlink()  # optuna.db is kept
-    shutil.rmtree(project / "mlruns")
-    setup_mlflow()
-    with pytest.raises(UserError, match=r"has its MLflow parent run \w+, and the tracking store .* has no such run.*"
-                                        r"MLFLOW_TRACKING_URI.*--study-name NEW.*optuna delete-study"):
-        tune(config)
 
 
-def test_a_full_disk_during_tune_is_one_sentence_and_the_parent_run_ends(project, config, monkeypatch, capsys):
+def test_a_full_disk_during_tune_is_one_sentence_and_the_parent_run_ends(trained_project, config, monkeypatch, capsys):
     import errno
 
     import yaml
@@ -78,12 +63,12 @@ def test_a_full_disk_during_tune_is_one_sentence_and_the_parent_run_ends(project
 
     def full(*args, **kwargs):
         try:
-            raise OSError(errno.ENOSPC, "No space left on device", str(project / "mlruns"))
+            raise OSError(errno.ENOSPC, "No space left on device", str(trained_project / "mlruns"))
         except OSError as cause:  # as MLflow reports it: its own error, raised from the OSError
             raise AssertionError("Should not reach.") from cause
 
     monkeypatch.setattr(objective, "log_trial_model", full)
-    params = project / "params.yaml"
+    params = trained_project / "params.yaml"
     params.write_text(yaml.safe_dump(__import__("dataclasses").asdict(with_overrides(
         config, {"tune.trials": 1, "train.epochs": 1}))))
     assert tune_stage.main(["--params", str(params)]) == 2
@@ -94,17 +79,3 @@ def test_a_full_disk_during_tune_is_one_sentence_and_the_parent_run_ends(project
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
 
 
-@pytest.mark.integration  # a second full tune: kept out of the one-minute tier
-def test_an_archived_version_of_the_same_run_goes_through_the_gate_again(project, config):
-    """Only a version left with no stage and no alias is finished as interrupted; one archived since
-    (or rolled back from) is history, and the gate decides about the candidate as usual."""
-    config = with_overrides(config, {"tune.trials": 1, "train.epochs": 1})
-    tune(config)
-    client = MlflowClient()
-    client.transition_model_version_stage("msc", "1", "Archived")
-    client.delete_registered_model_alias("msc", "production")
-    summary = tune(config).summary
-    assert "interrupted" not in summary.registration.gate and "no msc version is in Production yet" in summary.registration.gate
-    _, _, versions = store_state()
-    assert [(str(v.version), v.current_stage) for v in sorted(versions, key=lambda v: int(v.version))] == [
-        ("1", "Archived"), ("2", "Production")]
