@@ -20,7 +20,7 @@ from msc.model.tiny import FAMILIES
 from src import sample
 from tests.helpers import cache_sections, make_config
 
-OTHER_FAMILIES = [family for family in FAMILIES if family != "clip"]  # CLIP's own: tests/test_serving.py
+OTHER_FAMILIES = [family for family in FAMILIES if family != "clip"]  # CLIP's own: tests/integration/test_serving.py
 
 
 def tiny_backbone_config(folder, family: str, data_root):
