@@ -8,11 +8,13 @@ import pytest
 from msc.analysis.error_kinds import error_kind, low_quality_rows
 from msc.analysis.report_text import separation, summary_sentence
 from msc.analysis.variants import make_variants, tuned_train_config
+from msc.config import load_config
 from msc.core.errors import UserError
 from msc.core.handoff import write_handoff
 from msc.track.promotion import Registration
 from msc.track.summary import TuneSummary
 from src import report
+from tests.helpers import committed_params
 
 
 def tune_summary(best_params: dict, best_trial: int = 1) -> TuneSummary:
@@ -36,11 +38,12 @@ def test_the_report_without_ablation_results_is_a_sentence(tmp_path):
         report.read_ablation(tmp_path)
 
 
-def test_tuned_params_that_do_not_fit_are_a_clear_error(project, config, tmp_path):
+def test_tuned_params_that_do_not_fit_are_a_clear_error(tmp_path):
+    """The committed params.yaml as it is: no dataset, backbone or cache is needed to refuse a key."""
     metrics = tmp_path / "metrics.json"
     write_handoff(metrics, tune_summary({"train.nope": 1}))
     with pytest.raises(UserError, match="best_params do not fit.*train.nope"):
-        tuned_train_config(config, metrics)
+        tuned_train_config(load_config(committed_params()), metrics)
 
 
 def test_error_kinds_apply_in_order():
