@@ -16,15 +16,14 @@ import torch
 import yaml
 from sklearn.model_selection import train_test_split
 
+from benchmarks.processes import REPO, tree_memory
 from msc.core.errors import UserError
 from msc.core.yamlfile import load_yaml
 from msc.data.dataset import TEST_FILE, TRAIN_FILE, read_label_file
 from msc.data.images import open_image
 from msc.data.text import decode_text, normalize_tweet
 from msc.model.pyfunc import PREDICT_BATCH
-from tests.helpers import tree_memory
 
-REPO = Path(__file__).resolve().parents[1]
 FORWARD_BATCHES = 8  # batches of each modality timed for the raw-forward reference
 MAX_TOKENS = 77  # text tokens the benchmark's backbone reads (CLIP's context)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import MAX_TOKENS, forward_inputs, forward_throughput
+from benchmarks.processes import free_port, serve_model, tree_memory
 from msc.config import TrainConfig
 from msc.core.labels import COURSE_LABELS
 from msc.data.dataset import load_dataset
@@ -27,7 +28,6 @@ from msc.data.posts import Dataset, DataSource
 from msc.data.text import decode_text
 from msc.model.backbone import load_backbone
 from msc.model.heads import build_head
-from tests.helpers import free_port, serve_model, tree_memory
 
 SERVE_CLIENTS = (1, 4, 16)
 SERVE_WORKERS = (1, 2)

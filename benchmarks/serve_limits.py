@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.processes import free_port, serve_guarded, serve_model, tree_peak_rss
 from benchmarks.serve import log_served_model
-from tests.helpers import free_port, serve_guarded, serve_model, tree_peak_rss
 
 
 def big_jpeg(side: int, seed: int) -> str:

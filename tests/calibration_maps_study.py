@@ -37,7 +37,7 @@ def prepare(work: Path, labels: str, seed: int) -> None:
     import yaml
 
     from msc.data import synthetic
-    from tests.conftest import REPO, committed_params_text
+    from tests.helpers import REPO, committed_params_text
 
     if (work / "features").exists():
         return

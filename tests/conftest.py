@@ -1,26 +1,22 @@
-"""Shared fixtures: one synthetic dataset, one tiny CLIP and one feature cache per session."""
+"""Shared fixtures (one synthetic dataset, one tiny CLIP and one feature cache per session) and the tiers:
+a test's folder sets its marker (tests/README.md says where a test goes)."""
 
 from __future__ import annotations
 
-import functools
-import os
 import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from msc.config import Config, load_config, with_overrides
+from msc.config import Config
 from msc.data.split import write_splits
 from msc.data.synthetic import write_dataset
 from msc.features.build import featurize
 from msc.features.splits import load_splits
 from msc.model.tiny import write_backbone
+from tests.helpers import TESTS, cache_sections, make_config
 
-REPO = Path(__file__).resolve().parents[1]
 # The tests' models are tiny: an op is too small to split across threads, and OpenMP's waiting
 # threads made the tier slower on a busy 2-core machine. Subprocesses keep torch's default.
 torch.set_num_threads(1)
@@ -46,46 +42,6 @@ def tiny_clip(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models") / "tiny-clip"
     write_backbone(folder, "tiny", seed=0)
     return folder
-
-
-def committed_params_text() -> str:
-    """params.yaml as committed: what a user changed in the working copy (the README's `-S` switch, a
-    top-layers experiment) must not change what the tests run. The working copy outside a git checkout."""
-    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
-    return committed.stdout if committed.returncode == 0 else (REPO / "params.yaml").read_text()
-
-
-@functools.lru_cache(maxsize=1)
-def committed_params() -> Path:
-    """A file holding ``committed_params_text()``, written once per test session."""
-    path = Path(tempfile.mkdtemp(prefix="msc-params-")) / "params.yaml"
-    path.write_text(committed_params_text())
-    return path
-
-
-def make_config(data_root: Path, backbone: Path, features_dir: Path, overrides: dict | None = None) -> Config:
-    """The repository's committed params.yaml pointed at test folders, with dotted-key overrides."""
-    return with_overrides(
-        load_config(committed_params()),
-        {
-            "data.root": str(data_root),
-            "data.splits_dir": str(features_dir.parent / "splits"),
-            "model.backbone": str(backbone),
-            "model.device": "cpu",
-            "features.dir": str(features_dir),
-            "features.augment_views": 2,
-            "features.num_workers": 0,
-            "features.batch_size": 32,
-            "train.epochs": 3,
-            **(overrides or {}),
-        },
-    )
-
-
-def cache_sections(config: Config, device: bool = False) -> tuple:
-    """The sections of ``config`` that ``featurize`` takes (data, model, features), and train.device
-    after them for ``open_cache`` when ``device``."""
-    return (config.data, config.model, config.features) + ((config.train.device,) if device else ())
 
 
 @pytest.fixture(scope="session")
@@ -115,50 +71,30 @@ def private_config(tmp_path, small_sample_root, tiny_clip) -> Config:
 
 
 @pytest.fixture()
-def project(tmp_path, monkeypatch, config, cache, splits):
-    """An empty project folder as cwd: mlflow.db, mlruns/, optuna.db and results/ land there."""
+def project(tmp_path, monkeypatch):
+    """An empty project folder as cwd: mlflow.db, mlruns/, optuna.db and results/ land there. No feature
+    cache: a test that only needs a store or an error message does not pay for building one."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
 
 
-def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """A command in ``cwd`` as a user types it there: this venv's tools, the folder's own ``src``,
-    no MLflow tracking URI unless ``env`` sets one."""
-    environment = {**os.environ, "PYTHONPATH": "", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    environment.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(list(args), cwd=cwd, env={**environment, **(env or {})}, capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+@pytest.fixture()
+def trained_project(project, cache, splits):
+    """``project`` for a test that tunes, trains or predicts on ``config``: the session's feature cache
+    and splits are built (once per session) before it starts."""
+    return project
 
 
-GIT_USER = ("-c", "user.email=t@t", "-c", "user.name=t")
+# The tier of a test is the folder it lies in; `integration` and `slow` are set from it, so that the default
+# run (pyproject's addopts: -m 'not slow and not integration') is the unit tier.
+TIER_MARKS = {"integration": pytest.mark.integration, "slow": pytest.mark.slow}
 
 
-def snapshot_repository(root: Path) -> Path:
-    """The working tree's tracked and unignored files, committed into a fresh git repository at ``root``."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    (root / "params.yaml").write_text(committed_params_text())  # not a user's edits of the working copy
-    sh("git", "init", "-q", "-b", "main", cwd=root)
-    sh("git", *GIT_USER, "add", "-A", cwd=root)
-    sh("git", *GIT_USER, "commit", "-qm", "snapshot", cwd=root)
-    return root
-
-
-POSTGRES_URL = os.environ.get("MSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def postgres_available() -> bool:
-    import sqlalchemy
-
-    try:
-        with sqlalchemy.create_engine(POSTGRES_URL).connect():
-            return True
-    except Exception:  # noqa: BLE001
-        return False
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(item.path)
+        tier = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
+        if tier in TIER_MARKS:
+            item.add_marker(TIER_MARKS[tier])

@@ -1,107 +1,104 @@
-"""Helpers for tests and benchmarks that start servers on loopback and measure processes."""
+"""What several test files share and that is no fixture: the repository's paths, the committed params.yaml
+pointed at test folders, commands run as a user types them, a snapshot of the repository, PostgreSQL's
+address, issue 25's noisy project. Only tests/ imports this package; the process and server utilities
+live in benchmarks/processes.py, which the benchmark uses too."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
+import shutil
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
+from msc.config import Config, load_config, with_overrides
 
-def tree_memory(pid: int) -> int:
-    """Proportional set size (PSS) of ``pid`` and all its descendants (DataLoader workers), bytes.
-
-    PSS, not RSS: forked workers share the parent's pages (torch, the interpreter), and summing
-    RSS would count those pages once per process.
-    """
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
-            total += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:"))) * 1024
-            for task in Path(f"/proc/{current}/task").iterdir():
-                stack.extend(int(child) for child in (task / "children").read_text().split())
-        except (OSError, StopIteration):
-            continue  # the process ended between two reads
-    return total
+TESTS = Path(__file__).resolve().parent  # golden/ and fixtures/ lie here, beside unit/, integration/ and slow/
+REPO = TESTS.parent
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def committed_params_text() -> str:
+    """params.yaml as committed: what a user changed in the working copy (the README's `-S` switch, a
+    top-layers experiment) must not change what the tests run. The working copy outside a git checkout."""
+    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
+    return committed.stdout if committed.returncode == 0 else (REPO / "params.yaml").read_text()
 
 
-@contextlib.contextmanager
-def running_server(args: list[str], cwd: Path, env: dict, ready_url: str, timeout: float = 300,
-                   log_path: Path | None = None):
-    """Start a server in its own process group, wait until ``ready_url`` answers, stop the whole
-    group afterwards. Its output goes to a file (``log_path`` when given): a pipe nobody reads would
-    block a chatty server."""
-    import signal
-    import tempfile
-    import urllib.request
-
-    with (log_path.open("w+") if log_path else tempfile.TemporaryFile(mode="w+")) as log:
-        process = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            deadline = time.time() + timeout
-            while True:
-                try:
-                    urllib.request.urlopen(ready_url, timeout=2)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.time() > deadline:
-                        log.seek(0)
-                        raise RuntimeError(f"{' '.join(args[:6])} did not start: {log.read()[-3000:]}") from None
-                    time.sleep(1)
-            yield process
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+@functools.lru_cache(maxsize=1)
+def committed_params() -> Path:
+    """A file holding ``committed_params_text()``, written once per test session."""
+    path = Path(tempfile.mkdtemp(prefix="msc-params-")) / "params.yaml"
+    path.write_text(committed_params_text())
+    return path
 
 
-def serve_model(model_uri: str, cwd: Path, env: dict, port: int, workers: int = 1):
-    """``mlflow models serve`` of ``model_uri`` on loopback ``port``, as a context manager. This venv's
-    bin/ goes first on PATH: mlflow starts ``uvicorn`` by name, which an unactivated venv hides."""
-    env = {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])}
-    return running_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
-                           "local", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-                          cwd, env, f"http://127.0.0.1:{port}/ping")
+def make_config(data_root: Path, backbone: Path, features_dir: Path, overrides: dict | None = None) -> Config:
+    """The repository's committed params.yaml pointed at test folders, with dotted-key overrides."""
+    return with_overrides(
+        load_config(committed_params()),
+        {
+            "data.root": str(data_root),
+            "data.splits_dir": str(features_dir.parent / "splits"),
+            "model.backbone": str(backbone),
+            "model.device": "cpu",
+            "features.dir": str(features_dir),
+            "features.augment_views": 2,
+            "features.num_workers": 0,
+            "features.batch_size": 32,
+            "train.epochs": 3,
+            **(overrides or {}),
+        },
+    )
 
 
-def serve_guarded(model_uri: str, cwd: Path, env: dict, port: int, *options: str, log_path: Path | None = None):
-    """``python -m src.serve`` (msc's guarded layer) of ``model_uri`` on loopback ``port``, with this
-    worktree's code, as a context manager; ``options`` such as ``--timeout 3``."""
-    from tests.conftest import REPO
-
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
-    return running_server([sys.executable, "-m", "src.serve", "--model-uri", model_uri, "--host", "127.0.0.1",
-                           "--port", str(port), *options], cwd, env, f"http://127.0.0.1:{port}/ping", log_path=log_path)
+def cache_sections(config: Config, device: bool = False) -> tuple:
+    """The sections of ``config`` that ``featurize`` takes (data, model, features), and train.device
+    after them for ``open_cache`` when ``device``."""
+    return (config.data, config.model, config.features) + ((config.train.device,) if device else ())
 
 
-def tree_peak_rss(pid: int) -> int:
-    """Peak resident memory (VmHWM) of ``pid`` and its descendants, summed, in bytes: what a burst
-    between two readings cost, which the current size (``tree_memory``) no longer shows."""
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
-            for task in Path(f"/proc/{current}/task").iterdir():
-                stack.extend(int(child) for child in (task / "children").read_text().split())
-        except (OSError, StopIteration):
-            continue  # the process ended between two reads
-    return total
+def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A command in ``cwd`` as a user types it there: this venv's tools, the folder's own ``src``,
+    no MLflow tracking URI unless ``env`` sets one."""
+    environment = {**os.environ, "PYTHONPATH": "", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(list(args), cwd=cwd, env={**environment, **(env or {})}, capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+GIT_USER = ("-c", "user.email=t@t", "-c", "user.name=t")
+
+
+def snapshot_repository(root: Path) -> Path:
+    """The working tree's tracked and unignored files, committed into a fresh git repository at ``root``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    (root / "params.yaml").write_text(committed_params_text())  # not a user's edits of the working copy
+    sh("git", "init", "-q", "-b", "main", cwd=root)
+    sh("git", *GIT_USER, "add", "-A", cwd=root)
+    sh("git", *GIT_USER, "commit", "-qm", "snapshot", cwd=root)
+    return root
+
+
+POSTGRES_URL = os.environ.get("MSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_available() -> bool:
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(POSTGRES_URL).connect():
+            return True
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def write_noisy_sample(out: Path, labelled: int, test: int, seed: int, text_noise: float = 0.25,
@@ -125,8 +122,6 @@ def run_noisy_project(work: Path, labelled: int, test: int, seed: int, trials: i
     with the committed params.yaml, in fp32 (bf16 autocast, where a CPU has it, rounds differently and would
     make the chosen trial depend on the machine); returns what predict printed."""
     import yaml
-
-    from tests.conftest import REPO, committed_params_text
 
     params = yaml.safe_load(committed_params_text())
     params["model"].update(backbone="models/tiny-clip", device="cpu")

@@ -1,13 +1,13 @@
 """The golden run: the offline sample through split, featurize, tune and ablation, on the CPU with
 fixed seeds, using only the commands users type. Its outputs were recorded with the code from before
-the move into the ``msc`` package (commit a1e09f7, tests/golden/expected/); tests/test_golden.py runs it
+the move into the ``msc`` package (commit a1e09f7, tests/golden/expected/); tests/integration/test_golden.py runs it
 again and compares.
 
 Training runs in fp32 (``train.precision``): the CPU bf16 autocast of the token heads rounds
 differently on different CPUs (the first recording, on an Intel CPU, moved holdout probabilities by
 up to 0.013 on an AMD one). The expected files were re-recorded on 2026-12-01 with commit a1e09f7's
 code and this one override, and this code reproduces them byte for byte, except the numbers that the
-registered temperature sets, recorded again in expected/calibrated/ after issue 25 (tests/test_golden.py).
+registered temperature sets, recorded again in expected/calibrated/ after issue 25 (tests/integration/test_golden.py).
 
     python tests/golden/pipeline.py OUT_DIR     # writes OUT_DIR/{splits.csv, holdout_predictions.csv,
                                                 #   metrics.json, ablation.csv}

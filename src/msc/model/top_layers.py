@@ -5,7 +5,7 @@ hidden states, with the fusion head on top (``train.top_layers: k``).
 last K blocks. A model with k <= K starts from those of the last k and runs only k blocks forward and
 backward, so a trial never re-encodes the backbone below them. Each tower's top is the copied blocks,
 the tower's final norm and its projection into the joint space, so it returns the same pooled and
-token features as ``Backbone.encode_text`` / ``encode_image`` do (tests/test_top_layers.py checks it).
+token features as ``Backbone.encode_text`` / ``encode_image`` do (tests/unit/model/test_top_layers.py checks it).
 
 ``train.top_layers_adapter``:
 - ``full``: every weight of the copied blocks, the final norm and the projection trains;

@@ -4,7 +4,7 @@ exported bundle's script, which must run without nltk (msc/model/bundle_predict.
 The expressions are NLTK's (nltk/tokenize/casual.py, Apache License 2.0), unchanged but for the one
 that needs the ``regex`` module: runs of 4 or more of one character that is no letter or digit,
 ``[^\\p{L}\\p{N}]``, are ``[\\W_]`` here. HTML entities are decoded by ``html.unescape``.
-tests/test_onnx_export.py checks the tokens against msc.data.text.normalize_tweet's.
+tests/unit/model/test_onnx_export.py checks the tokens against msc.data.text.normalize_tweet's.
 """
 
 from __future__ import annotations

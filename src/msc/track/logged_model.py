@@ -41,7 +41,7 @@ from msc.model.spec import (
 from msc.model.usage import MAX_UNUSABLE_IMAGE_SHARE, NOTE, USED
 
 MSC_PACKAGE = Path(__file__).resolve().parents[1]
-MODEL_CODE_LAYERS = ("core", "data", "model")  # msc.model and what it imports (tests/test_logged_model.py)
+MODEL_CODE_LAYERS = ("core", "data", "model")  # msc.model and what it imports (tests/unit/track/test_logged_model.py)
 MODEL_ENTRY = MSC_PACKAGE / "model" / "pyfunc_entry.py"
 
 

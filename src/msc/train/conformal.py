@@ -10,7 +10,7 @@ the quantile of the true class's scores alone, so that every class gets that cov
 Why not a library at prediction time: crepes, MAPIE and TorchCP fit to scores and predict sets within
 their own objects, which would make the served model depend on them and store pickles instead of a
 few numbers in head.json, and the coverage is an inference parameter, so the thresholds are computed
-then. The rule is the textbook one; tests/test_conformal.py checks it against crepes'
+then. The rule is the textbook one; tests/unit/train/test_conformal.py checks it against crepes'
 ConformalClassifier (non-smoothed p-values), marginal and Mondrian, set for set.
 
 The out-of-fold rows come from fold models, not the registered head itself: they are exchangeable with

@@ -1,0 +1,159 @@
+"""A logged model's files are checked before they run: a changed entry, shipped code file, head.json or
+weights file is refused with a sentence naming it; a model logged before digests loads with a warning."""
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from msc.config import TrainConfig
+from msc.core.errors import UserError
+from msc.model.heads import build_head
+from msc.model.integrity import DIGEST_TAG, DIGESTS, sha256_of
+from msc.model.provenance import backbone_identity
+from msc.track.inference import load_model
+from msc.track.logged_model import log_trial_model
+from msc.track.registry import promote
+from msc.track.store import setup_mlflow
+from tests.unit.track.test_logged_model import LEGACY_MODEL
+
+MARKER = "tampered-code-ran"
+# The issue's case: a line appended to the version's pyfunc_entry.py ran during src.predict.
+APPENDED = f"\nimport pathlib; pathlib.Path({MARKER!r}).write_text('ran')\n"
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory, tiny_clip) -> Path:
+    """A trial's model over the tiny CLIP, downloaded once; each test changes a copy of it."""
+    work = tmp_path_factory.mktemp("integrity")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        setup_mlflow()
+        with mlflow.start_run():
+            info = log_trial_model(build_head("late", 128, 8, 0.0, 3), TrainConfig(hidden_dim=8), 128, str(tiny_clip),
+                                   "main", 77, ("positive", "neutral", "negative"),
+                                   identity=backbone_identity(str(tiny_clip), "main"))
+        return Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(work / "model")))
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a") as handle:
+        handle.write(text)
+
+
+def flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def edit_head_json(path: Path) -> None:
+    spec = json.loads(path.read_text())
+    spec["temperature"] = 0.5  # sharper probabilities, same labels: nothing else would notice
+    path.write_text(json.dumps(spec))
+
+
+TAMPERINGS = {
+    "pyfunc_entry.py": lambda model: append(model / "pyfunc_entry.py", APPENDED),
+    "code/msc/model/pyfunc.py": lambda model: append(model / "code/msc/model/pyfunc.py", APPENDED),
+    "code/msc/model/integrity.py": lambda model: append(model / "code/msc/model/integrity.py", "\n# edited\n"),
+    "artifacts/head.safetensors": lambda model: flip_last_byte(model / "artifacts/head.safetensors"),
+    "artifacts/head.json": lambda model: edit_head_json(model / "artifacts/head.json"),
+    "code/msc/core/extra.py": lambda model: (model / "code/msc/core/extra.py").write_text("x = 1\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(TAMPERINGS))
+def test_a_changed_file_of_a_logged_model_is_refused_naming_it(name, logged, tmp_path, monkeypatch):
+    """Refused by msc's loader before MLflow runs any file, and by the model's own entry when another
+    caller loads it (`mlflow models serve`, spark_udf, plain mlflow.pyfunc.load_model)."""
+    monkeypatch.chdir(tmp_path)
+    model = shutil.copytree(logged, tmp_path / "model")
+    TAMPERINGS[name](model)
+    with pytest.raises(UserError, match=f"refusing to load .*'{model / name}' was (changed|added)"):
+        load_model(str(model))
+    with pytest.raises(mlflow.exceptions.MlflowException) as refused:
+        mlflow.pyfunc.load_model(str(model), model_config={"trusted_input": True})
+    assert str(model / name) in str(refused.value) or "integrity.py' is not the file" in str(refused.value)
+    assert not (tmp_path / MARKER).exists(), "the appended line ran"
+
+
+MLMODEL_EDITS = {  # MLmodel is written by MLflow after the digests, and decides what runs first
+    "config": ("trusted_input: false", "trusted_input: true"),  # a served model would read files by path
+    "entry": ("model_code_path: ", "model_code_path: /elsewhere/evil.py\n    previous_code_path: "),
+}
+
+
+@pytest.mark.parametrize("edit", list(MLMODEL_EDITS))
+def test_a_changed_mlmodel_is_refused_by_msc_loader(edit, logged, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = shutil.copytree(logged, tmp_path / "model")
+    old, new = MLMODEL_EDITS[edit]
+    text = (model / "MLmodel").read_text()
+    assert old in text
+    (model / "MLmodel").write_text(text.replace(old, new, 1))
+    with pytest.raises(UserError, match=f"'{model / 'MLmodel'}' was changed after the model was logged"):
+        load_model(str(model))
+
+
+def test_the_untouched_model_loads_and_predicts(logged, sample_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = shutil.copytree(logged, tmp_path / "model")
+    images = sorted((sample_root / "data").glob("*.jpg"))[:2]
+    out = load_model(str(model)).predict(pd.DataFrame({"text": ["so happy", "awful"], "image": [str(p) for p in images]}))
+    assert out[["p_positive", "p_neutral", "p_negative"]].sum(axis=1).to_numpy() == pytest.approx([1.0, 1.0])
+    recorded = json.loads((model / DIGESTS).read_text())["files"]
+    assert {"pyfunc_entry.py", "artifacts/head.json", "artifacts/head.safetensors", "code/msc/model/pyfunc.py",
+            "code/msc/model/integrity.py"} <= set(recorded)
+
+
+def test_a_registered_version_is_checked_against_its_tag(project, tiny_clip):
+    """A change that also rewrites digests.json inside the model is caught by the version's tag,
+    which lives in the tracking store."""
+    with mlflow.start_run():
+        info = log_trial_model(build_head("late", 128, 8, 0.0, 3), TrainConfig(hidden_dim=8), 128, str(tiny_clip),
+                               "main", 77, ("positive", "neutral", "negative"),
+                               identity=backbone_identity(str(tiny_clip), "main"))
+    version = promote(MlflowClient(), info.model_uri, {}, {})
+    tags = MlflowClient().get_model_version("msc", version.version).tags
+    stored = Path(mlflow.get_logged_model(info.model_id).artifact_location.removeprefix("file://"))
+    assert tags[DIGEST_TAG] == sha256_of(stored / DIGESTS)
+    load_model("models:/msc@production")  # as registered: loads
+    append(stored / "pyfunc_entry.py", APPENDED)
+    digests = json.loads((stored / DIGESTS).read_text())
+    digests["files"]["pyfunc_entry.py"] = sha256_of(stored / "pyfunc_entry.py")
+    (stored / DIGESTS).write_text(json.dumps(digests))
+    with pytest.raises(UserError, match=f"digests.json' is not the one this model version was registered with.*{DIGEST_TAG}"):
+        load_model("models:/msc@production")
+    assert not (project / MARKER).exists()
+
+
+def pre_digest_model(logged: Path, folder: Path) -> Path:
+    """``logged`` as msc logged it before digests and backbone identities: the entry without checks, no
+    digests.json, head.json of version 1."""
+    model = shutil.copytree(logged, folder)
+    (model / "pyfunc_entry.py").write_text("import mlflow\n\nfrom msc.model.pyfunc import MscModel\n\n"
+                                           "mlflow.models.set_model(MscModel())\n")
+    (model / DIGESTS).unlink()
+    spec = json.loads((model / "artifacts/head.json").read_text())
+    del spec["backbone_identity"]
+    (model / "artifacts/head.json").write_text(json.dumps({**spec, "schema": "head-spec@1"}))
+    return model
+
+
+def test_models_logged_before_the_checks_load_with_a_warning(logged, tmp_path, monkeypatch, tiny_clip):
+    monkeypatch.chdir(tmp_path)
+    model = pre_digest_model(logged, tmp_path / "before-digests")
+    with pytest.warns(UserWarning) as warned:
+        load_model(str(model))
+    said = " ".join(str(w.message) for w in warned)
+    assert "its files cannot be checked" in said and "cannot check that" in said and str(tiny_clip) in said
+    legacy = shutil.copytree(LEGACY_MODEL, tmp_path / "legacy-model")  # code/src, before the msc package
+    shutil.copytree(tiny_clip, tmp_path / "models" / "tiny-clip")
+    with pytest.warns(UserWarning, match="its files cannot be checked"):
+        load_model(str(legacy))

@@ -1,0 +1,103 @@
+"""The one end-to-end run of the fast tier: split, cache, a small study, the registry and predict."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from msc.config import with_overrides
+from msc.track.registry import load_msc_model
+from msc.train.calibration import fit_temperature, with_temperature
+from msc.train.crossfit import out_of_fold_probabilities
+from msc.train.loop import predict_proba
+from src import predict, tune
+
+
+def test_study_registers_a_model_that_labels_the_test_set(trained_project, config, cache, splits, capsys):
+    small = with_overrides(config, {"tune.trials": 2, "train.epochs": 2})
+    params = trained_project / "params.yaml"
+    params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(small)))))
+    assert tune.main(["--params", str(params)]) == 0
+    summary = json.loads((trained_project / "results" / "metrics.json").read_text())
+    assert summary["promoted_now"] and summary["version"] == 1 and summary["holdout_samples"] > 0
+    version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
+    assert version.current_stage == "Production" and version.tags["split_identity"] == summary["split_identity"]
+    # The UI link opens the experiment's runs in the model-training view, not GenAI's overview.
+    experiment_id = mlflow.get_experiment_by_name("msc").experiment_id
+    assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&"
+            f"orderByKey=metrics.%60objective%60&orderByAsc=false (after `mlflow ui --backend-store-uri "
+            f"sqlite:///{trained_project / 'mlflow.db'}`)") in capsys.readouterr().out
+
+    # Every reported score carries its interval, and the probabilities their calibration error.
+    holdout = summary["holdout"]
+    for metric in ("accuracy", "weighted_f1"):
+        low, high = holdout[f"{metric}_ci95"]
+        assert low <= holdout[metric] <= high and high - low > 0
+    assert 0 <= holdout["ece"] <= 1 and 0 <= holdout["ece_uncalibrated"] <= 1
+
+    assert holdout["ece_ci95"][0] < holdout["ece_ci95"][1]
+
+    # The temperature is fitted on out-of-fold predictions of train + validation (the best trial's
+    # config trained again on 5 folds for its kept epochs), never on the holdout, and the registered
+    # model applies it.
+    best = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{trained_project / 'optuna.db'}").best_trial
+    trial_uri = best.user_attrs["model_uri"]
+    epochs = int(mlflow.get_run(best.user_attrs["mlflow_run_id"]).data.metrics["best_epoch"])
+    pool = np.concatenate([splits.train, splits.val])
+    out_of_fold = out_of_fold_probabilities(cache, pool, with_overrides(small, best.params).train, epochs, 5,
+                                            small.data.split_seed)
+    head = load_msc_model(trial_uri).head
+    fitted = {"out_of_fold": fit_temperature(out_of_fold, cache.labels[pool])}
+    fitted.update({name: fit_temperature(predict_proba(head, cache, rows), cache.labels[rows])
+                   for name, rows in (("validation", splits.val), ("holdout", splits.holdout))})
+    temperature = float(version.tags["temperature"])
+    assert temperature == pytest.approx(fitted["out_of_fold"], rel=1e-4) == pytest.approx(holdout["temperature"])
+    assert abs(temperature - fitted["holdout"]) > 1e-3 and abs(temperature - fitted["validation"]) > 1e-3
+    frame = pd.DataFrame({"text": ["so happy today", "awful"],
+                          "image": [str(p) for p in sorted((Path(config.data.root) / "data").glob("*.jpg"))[:2]]})
+    trusted = {"trusted_input": True}
+    registered = mlflow.pyfunc.load_model("models:/msc/Production", model_config=trusted).predict(frame)
+    trial = mlflow.pyfunc.load_model(trial_uri, model_config=trusted).predict(frame)
+    columns = ["p_positive", "p_neutral", "p_negative"]
+    assert np.allclose(registered[columns].to_numpy(), with_temperature(trial[columns].to_numpy(), temperature),
+                       atol=1e-5)
+
+    truth = Path(config.data.root) / "cues.csv"  # the sample's true labels, test guids included
+    assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params), "--true-labels",
+                         str(truth), "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert f"against {truth}: accuracy " in out and "expected calibration error" in out
+    lines = (trained_project / "results" / "test_with_label.txt").read_text().splitlines()
+    test_lines = (Path(config.data.root) / "test_without_label.txt").read_text().splitlines()
+    assert lines[0] == "guid,tag" and len(lines) == len(test_lines)
+    assert [line.split(",")[0] for line in lines[1:]] == [line.split(",")[0] for line in test_lines[1:]]
+    assert {line.split(",")[1] for line in lines[1:]} <= {"positive", "neutral", "negative"}
+    # --explain leaves the course file as it is and writes the attributions beside it, row for row.
+    explained = pd.read_csv(trained_project / "results" / "test_explanations.csv", dtype={"guid": str})
+    assert list(explained.columns) == ["guid", "tag", "p_positive", "p_neutral", "p_negative", "attr_text",
+                                       "attr_image", "driver"]
+    assert [f"{g},{t}" for g, t in zip(explained["guid"], explained["tag"])] == lines[1:]
+    assert set(explained["driver"]) <= {"text", "image", "both"} and explained["attr_text"].abs().sum() > 0
+
+
+def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):
+    from msc.core.errors import UserError
+
+    truth = tmp_path / "truth.csv"
+    truth.write_text("guid,label\n1,positive\n")
+    labels = pd.DataFrame({"id": ["1", "2"], "label": ["positive", "neutral"], "p_positive": [0.8, 0.1],
+                           "p_neutral": [0.1, 0.8], "p_negative": [0.1, 0.1]})
+    course = ("positive", "neutral", "negative")
+    with pytest.raises(UserError, match="truth.csv.*no label for 1 of the predicted posts \\(2\\)"):
+        predict.read_truth(truth, ["1", "2"])
+    truth.write_text("guid,label\n1,positive\n2,negative\n")
+    assert predict.score_against(labels, predict.read_truth(truth, ["1", "2"]), course, "truth")["test_accuracy"] == 0.5
+    truth.write_text("guid,label\n1,positive\n2,sarcastic\n")
+    with pytest.raises(UserError, match="truth has the label 'sarcastic', which the model does not predict"):
+        predict.score_against(labels, predict.read_truth(truth, ["1", "2"]), course, "truth")
