@@ -6,20 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 
-import optuna
-
-from msc.config import load_config, with_overrides
-from msc.core.errors import cli, interrupt_on_sigterm, log_crashes_in
-from msc.core.files import check_output_folder
-from msc.track.store import setup_mlflow, tracking_uri, ui_link
-from msc.tune.progress import QuietInterrupt
-from msc.tune.runner import tune
-from msc.tune.summary import holdout_line, write_results
+from msc.core.errors import cli
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Tune fusion heads with Optuna; log to MLflow; register the best.")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="the configuration file (default: %(default)s)")
     parser.add_argument("--trials", type=int, help="finished trials the study ends with (default: tune.trials)")
     parser.add_argument("--storage", help="Optuna RDB URL (default: tune.storage), e.g. postgresql://host/db")
     parser.add_argument("--study-name", help="a shared study's name, kept as given (default: tune.study_name, "
@@ -28,6 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="register the best model without comparing it with "
                         "Production")
     args = parser.parse_args(argv)
+    # The library (torch, optuna, mlflow) is imported after the arguments: --help answers at once.
+    import optuna
+
+    from msc.config import load_config, with_overrides
+    from msc.core.errors import interrupt_on_sigterm, log_crashes_in
+    from msc.core.files import check_output_folder
+    from msc.track.store import setup_mlflow, tracking_uri, ui_link
+    from msc.tune.progress import QuietInterrupt
+    from msc.tune.runner import tune
+    from msc.tune.summary import holdout_line, write_results
+
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
     check_output_folder(config.paths.results, "paths.results")  # before the study, not after it
