@@ -48,3 +48,16 @@ def test_onnx_bundle_script_names_a_missing_table(tmp_path):
 
     with pytest.raises(SystemExit, match=r"--input .*missing\.jsonl: no such file"):
         read_table(tmp_path / "missing.jsonl")
+
+
+def test_backbone_loading_silences_the_hubs_retry_warnings():
+    """huggingface_hub logs a warning per retry (ten lines over 23 s when the hub cannot be reached);
+    msc's own sentence (offline_help) is what the user should read."""
+    import logging
+
+    from msc.core.errors import UserError
+    from msc.model.backbone import load_backbone
+
+    with pytest.raises(UserError):
+        load_backbone("./no/such/backbone")
+    assert logging.getLogger("huggingface_hub.utils._http").getEffectiveLevel() >= logging.ERROR

@@ -257,10 +257,12 @@ def load_backbone(name: str, revision: str = "main", device: str = "auto", preci
                   family: str | None = None) -> Backbone:
     """Load a backbone by hub id or folder, frozen, on ``device`` in ``precision``; its family is
     ``family`` (``model.family``) when given, else its config.json's model_type."""
+    import huggingface_hub
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    huggingface_hub.utils.logging.set_verbosity_error()  # an unreachable hub's retry warnings hid msc's own sentence
     folder = local_folder(name)
     if folder is None and plainly_a_path(name):  # never asked of the hub: that costs retries and misleads
         raise UserError(f"model.backbone '{name}' is a path, and there is no folder there. Point it at a folder "
