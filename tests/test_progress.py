@@ -1,0 +1,60 @@
+"""Progress without a terminal (issue 36, item 3): under ``dvc exp run``, CI or nohup, every long step
+prints done/total and an estimate at least every MSC_PROGRESS_SECONDS (30 by default)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+import yaml
+
+from conftest import REPO, make_config, sh
+from msc.core.progress import ProgressLines, duration
+
+LINE = re.compile(r"^(?P<what>.+): (?P<done>\d+)/(?P<total>\d+) \(\d+%\), \d+m\d\ds spent, "
+                  r"(?P<estimate>about \d+m\d\ds left|estimate after the first|done)$")
+
+
+def progress_lines(text: str) -> list[re.Match]:
+    return [match for line in text.splitlines() if (match := LINE.match(line))]
+
+
+def test_lines_say_done_total_and_an_estimate_while_a_unit_runs(capsys):
+    with ProgressLines(interval=0.2) as lines:
+        task = lines.add_task("trainings", total=4, completed=1)  # one done before: a resumed study
+        lines.advance(task)
+        time.sleep(0.5)  # a unit longer than the interval: the ticker still prints
+        lines.advance(task, 2)
+    printed = progress_lines(capsys.readouterr().out)
+    assert [(m["done"], m["estimate"]) for m in printed][0] == ("1", "estimate after the first")
+    ticks = [m for m in printed if m["done"] == "2"]
+    assert ticks and all(m["estimate"].startswith("about ") for m in ticks)  # counted from this run's one unit
+    assert (printed[-1]["done"], printed[-1]["total"], printed[-1]["estimate"]) == ("4", "4", "done")
+
+
+def test_duration_reads_as_minutes_or_hours():
+    assert (duration(59.6), duration(61), duration(3 * 3600 + 125)) == ("1m00s", "1m01s", "3h02m")
+
+
+@pytest.mark.integration
+def test_featurize_and_tune_without_a_terminal_report_progress(tmp_path, sample_root, tiny_clip):
+    config = make_config(sample_root, tiny_clip, tmp_path / "features",
+                         {"tune.trials": 2, "train.epochs": 2, "paths.results": str(tmp_path / "results")})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(asdict(config)))))
+    # stdout and stderr are pipes here, as under `dvc exp run`: no terminal, so no rich bars.
+    env = {"PYTHONPATH": str(REPO), "MSC_PROGRESS_SECONDS": "1"}
+    featurize = sh(sys.executable, "-m", "src.featurize", cwd=tmp_path, env=env).stdout
+    assert {m["what"].split(" (")[0] for m in progress_lines(featurize)} >= {"texts", "images"}
+    assert any(m["estimate"] == "done" and m["what"] == "texts" for m in progress_lines(featurize))
+    sh(sys.executable, "-m", "src.split", cwd=tmp_path, env=env)
+    tune = sh(sys.executable, "-m", "src.tune", cwd=tmp_path, env=env).stdout
+    trials = [m for m in progress_lines(tune) if m["what"].endswith("finished trials")]
+    assert trials and trials[-1]["done"] == trials[-1]["total"] == "2"
+    # Registration's out-of-fold trainings (5 folds x the kept epochs) say where they are.
+    refits = [m for m in progress_lines(tune) if m["what"].startswith("out-of-fold calibration, 5 trainings")]
+    assert refits[0]["done"] == "0" and refits[-1]["estimate"] == "done", tune
+    assert tune.index("out-of-fold calibration") > tune.rindex("finished trials: 2/2")  # after the study
