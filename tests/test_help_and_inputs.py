@@ -8,8 +8,8 @@ import re
 import sys
 
 import pytest
-
 from conftest import REPO, sh
+
 from msc.analysis.results import DETAILS
 from msc.model.backbone import SAMPLE_BACKBONE
 

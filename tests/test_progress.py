@@ -11,8 +11,8 @@ from dataclasses import asdict
 
 import pytest
 import yaml
-
 from conftest import REPO, make_config, sh
+
 from msc.core.progress import ProgressLines, duration
 
 LINE = re.compile(r"^(?P<what>.+): (?P<done>\d+)/(?P<total>\d+) \(\d+%\), \d+m\d\ds spent, "
