@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     from msc.config import load_config, with_overrides
     from msc.core.errors import interrupt_on_sigterm, log_crashes_in
     from msc.core.files import check_output_folder
-    from msc.track.store import setup_mlflow, tracking_uri, ui_link
+    from msc.track.store import setup_mlflow, tracking_uri
+    from msc.track.views import share_trials_view
     from msc.tune.progress import QuietInterrupt
     from msc.tune.runner import tune
     from msc.tune.summary import holdout_line, write_results
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{holdout_line(summary.holdout)} on {summary.holdout_samples} holdout samples; wrote "
           f"{metrics}")
     uri = tracking_uri()
-    print(f"compare the trials in the MLflow UI: {ui_link(setup_mlflow())}"
+    link = share_trials_view(setup_mlflow(), list(config.tune.search_space), summary.study_name)
+    print(f"compare the trials in the MLflow UI: {link}"
           + ("" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"))
     return 0
 

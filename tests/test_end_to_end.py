@@ -30,8 +30,9 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
     assert version.current_stage == "Production" and version.tags["split_identity"] == summary["split_identity"]
     # The UI link opens the experiment's runs in the model-training view, not GenAI's overview.
     experiment_id = mlflow.get_experiment_by_name("msc").experiment_id
+    # The saved view of the trials (msc/track/views.py; tests/test_mlflow_views.py) sorts them by objective.
     assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&"
-            f"orderByKey=metrics.%60objective%60&orderByAsc=false (after `mlflow ui --backend-store-uri "
+            f"viewStateShareKey=msc-trials (after `mlflow ui --backend-store-uri "
             f"sqlite:///{project / 'mlflow.db'}`)") in capsys.readouterr().out
 
     # Every reported score carries its interval, and the probabilities their calibration error.
