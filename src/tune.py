@@ -4,9 +4,21 @@ registry gate (msc/tune/runner.py)."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 
 from msc.core.errors import cli
+
+SCORES = "scores.json"  # in paths.results: the numbers `dvc metrics show` and `dvc exp show` compare
+HOLDOUT_SCORES = ("weighted_f1", "accuracy", "macro_f1", "ece", "temperature")
+
+
+def scores(summary) -> dict:
+    """The scores a user compares across experiments, numbers only, under short keys no key of
+    metrics.json has (DVC then names a column without its file): the Production version's holdout
+    scores and the study's best ``objective`` (validation; the MLflow runs' metric). metrics.json holds
+    them too, beside intervals, hashes and the registry's sentence, which make DVC's tables unreadable."""
+    return {**{key: round(summary.holdout[key], 4) for key in HOLDOUT_SCORES}, "objective": round(summary.best_value, 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from msc.config import load_config, with_overrides
     from msc.core.errors import interrupt_on_sigterm, log_crashes_in
-    from msc.core.files import check_output_folder
+    from msc.core.files import atomic_write_text, check_output_folder
     from msc.track.store import setup_mlflow, tracking_uri
     from msc.track.views import share_trials_view
     from msc.tune.progress import QuietInterrupt
@@ -44,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(QuietInterrupt())
     outcome = tune(config, force=args.force)
     summary, metrics = outcome.summary, write_results(config.paths.results, outcome)
+    atomic_write_text(metrics.with_name(SCORES), json.dumps(scores(summary), indent=2) + "\n")
     print(f"study {summary.study_name}: best trial {summary.best_trial} ({summary.select_metric} "
           f"{summary.best_value:.4f}). {summary.gate[0].upper()}{summary.gate[1:]}. Production "
           f"{'is now' if summary.promoted_now else 'stays'} msc version {summary.version}: "

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import REPO
 
 TEMPLATE = REPO / ".dvc" / "plots" / "offline.html"
@@ -41,3 +40,23 @@ def test_dvc_plots_show_writes_a_page_that_needs_no_network(tmp_path):
     page = (tmp_path / "dvc_plots" / "index.html").read_text(encoding="utf-8")
     assert "cdn.jsdelivr" not in page and not re.search(r"<script[^>]+src=", page)
     assert page.count("vegaEmbed('#") == 3  # the confusion matrix and the two epoch charts of dvc.yaml
+
+
+def test_scores_are_numbers_under_keys_metrics_json_does_not_have():
+    """results/scores.json: what `dvc metrics show results/scores.json` and `dvc exp show` compare, in
+    80 columns; a key metrics.json also had would make DVC prefix the column with the file name."""
+    from types import SimpleNamespace
+
+    from src.tune import scores
+
+    holdout = {"weighted_f1": 0.74859, "accuracy": 0.75, "macro_f1": 0.70139, "ece": 0.21065, "temperature": 0.77083,
+               "weighted_f1_ci95": [0.6, 0.89], "ece_uncalibrated": 0.22}
+    written = scores(SimpleNamespace(holdout=holdout, best_value=0.80296, version=3, gate="a sentence"))
+    assert written == {"weighted_f1": 0.7486, "accuracy": 0.75, "macro_f1": 0.7014, "ece": 0.2107,
+                       "temperature": 0.7708, "objective": 0.803}
+    import dataclasses
+
+    from msc.tune.summary import TuneSummary
+
+    summary_keys = {field.name for field in dataclasses.fields(TuneSummary)} | {"schema"}
+    assert not set(written) & summary_keys

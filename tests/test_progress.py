@@ -58,3 +58,6 @@ def test_featurize_and_tune_without_a_terminal_report_progress(tmp_path, sample_
     refits = [m for m in progress_lines(tune) if m["what"].startswith("out-of-fold calibration, 5 trainings")]
     assert refits[0]["done"] == "0" and refits[-1]["estimate"] == "done", tune
     assert tune.index("out-of-fold calibration") > tune.rindex("finished trials: 2/2")  # after the study
+    written = json.loads((tmp_path / "results" / "scores.json").read_text())  # DVC's metric, numbers only
+    assert set(written) == {"weighted_f1", "accuracy", "macro_f1", "ece", "temperature", "objective"}
+    assert all(isinstance(value, float) for value in written.values())
