@@ -89,6 +89,7 @@ def test_study_registers_a_model_that_labels_the_test_set(project, config, cache
 
 def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):
     from msc.core.errors import UserError
+    from msc.track.inference import read_truth, score_against  # src.predict imports them after its arguments
 
     truth = tmp_path / "truth.csv"
     truth.write_text("guid,label\n1,positive\n")
@@ -96,9 +97,9 @@ def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):
                            "p_neutral": [0.1, 0.8], "p_negative": [0.1, 0.1]})
     course = ("positive", "neutral", "negative")
     with pytest.raises(UserError, match="truth.csv.*no label for 1 of the predicted posts \\(2\\)"):
-        predict.read_truth(truth, ["1", "2"])
+        read_truth(truth, ["1", "2"])
     truth.write_text("guid,label\n1,positive\n2,negative\n")
-    assert predict.score_against(labels, predict.read_truth(truth, ["1", "2"]), course, "truth")["test_accuracy"] == 0.5
+    assert score_against(labels, read_truth(truth, ["1", "2"]), course, "truth")["test_accuracy"] == 0.5
     truth.write_text("guid,label\n1,positive\n2,sarcastic\n")
     with pytest.raises(UserError, match="truth has the label 'sarcastic', which the model does not predict"):
-        predict.score_against(labels, predict.read_truth(truth, ["1", "2"]), course, "truth")
+        score_against(labels, read_truth(truth, ["1", "2"]), course, "truth")
