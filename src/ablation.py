@@ -9,13 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from msc.analysis.ablation import run_ablation
-from msc.analysis.results import DETAILS, AblationResults
-from msc.config import load_config
-from msc.core.errors import cli, log_crashes_in, step
-from msc.core.files import check_output_folder
-from msc.core.owned import holds_handoff, refuse_foreign
-from msc.features.cache import open_cache
+from msc.core.errors import cli
 
 
 def print_table(rows: list[dict], title: str, console: Console) -> None:
@@ -36,13 +30,22 @@ def print_table(rows: list[dict], title: str, console: Console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Ablation, fusion comparison and error analysis on the holdout.")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="the configuration file (default: %(default)s)")
     parser.add_argument("--metrics", type=Path, help="the tune stage's summary, for the tuned hyperparameters "
                         "(default: <paths.results>/metrics.json)")
     parser.add_argument("--out-dir", type=Path, help="where the CSVs and ablation.json go (default: paths.results)")
     parser.add_argument("--force", action="store_true", help="replace ablation.csv, bad_cases.csv and "
-                        f"{DETAILS} in --out-dir even when the ablation did not write them")
+                        "ablation.json in --out-dir even when the ablation did not write them")
     args = parser.parse_args(argv)
+    # The library (torch, sklearn, mlflow) is imported after the arguments: --help answers at once.
+    from msc.analysis.ablation import run_ablation
+    from msc.analysis.results import DETAILS, AblationResults
+    from msc.config import load_config
+    from msc.core.errors import log_crashes_in, step
+    from msc.core.files import check_output_folder
+    from msc.core.owned import holds_handoff, refuse_foreign
+    from msc.features.cache import open_cache
+
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
     results = Path(config.paths.results)

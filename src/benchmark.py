@@ -40,22 +40,24 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
-from benchmarks.featurize import bench_featurize
-from benchmarks.predict import bench_predict
-from benchmarks.serve import bench_serve
-from benchmarks.study import bench_study
-from benchmarks.top_layers import bench_top_layers
-from benchmarks.trial import bench_trial
 from msc.core.errors import UserError, cli
 from msc.core.files import atomic_write_text, check_output_folder
 from msc.core.owned import BENCHMARK_MARK, has_mark, mark, refuse_foreign
-from msc.features.manifest import MANIFEST
 
 SECTIONS = ("featurize", "trial", "study", "predict", "serve", "top_layers")
-BENCH = {"featurize": bench_featurize, "trial": bench_trial, "study": bench_study, "predict": bench_predict,
-         "serve": bench_serve, "top_layers": bench_top_layers}
+
+
+def sections() -> dict:
+    """Each section's function; imported after the arguments (torch, mlflow), so --help answers at once."""
+    from benchmarks.featurize import bench_featurize
+    from benchmarks.predict import bench_predict
+    from benchmarks.serve import bench_serve
+    from benchmarks.study import bench_study
+    from benchmarks.top_layers import bench_top_layers
+    from benchmarks.trial import bench_trial
+
+    return {"featurize": bench_featurize, "trial": bench_trial, "study": bench_study, "predict": bench_predict,
+            "serve": bench_serve, "top_layers": bench_top_layers}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +84,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import torch
+
+    from msc.features.manifest import MANIFEST
+
+    bench = sections()
     work = args.work_dir.resolve()
     check_output_folder(work, "--work-dir")
     # The sections replace folders inside the work folder (caches, studies, data views).
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                             "run with --only featurize first")
         started = time.perf_counter()
         result = {"section": section, "date": time.strftime("%Y-%m-%d"), "torch_threads": torch.get_num_threads(),
-                  "cpu_count": os.cpu_count(), **BENCH[section](args, work)}
+                  "cpu_count": os.cpu_count(), **bench[section](args, work)}
         result["section_seconds"] = time.perf_counter() - started
         atomic_write_text(work / f"{section}.json", json.dumps(result, indent=2) + "\n")
         print(f"{section}: wrote {work / f'{section}.json'}")

@@ -7,20 +7,23 @@ import sys
 import time
 from pathlib import Path
 
-from msc.config import load_config
-from msc.core.errors import cli, log_crashes_in, step
-from msc.core.files import check_output_folder
-from msc.core.owned import holds_handoff, refuse_foreign
-from msc.features.build import featurize
-from msc.features.manifest import MANIFEST, CacheManifest
+from msc.core.errors import cli
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compute or reuse the frozen-backbone feature cache.")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="the configuration file (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh, and replace "
                         "features.dir even when it is not a feature cache")
     args = parser.parse_args(argv)
+    # The library (torch, transformers) is imported after the arguments: --help answers at once.
+    from msc.config import load_config
+    from msc.core.errors import log_crashes_in, step
+    from msc.core.files import check_output_folder
+    from msc.core.owned import holds_handoff, refuse_foreign
+    from msc.features.build import featurize
+    from msc.features.manifest import MANIFEST, CacheManifest
+
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
     folder = Path(config.features.dir)  # a rebuild replaces the whole folder: refuse one that is not a cache

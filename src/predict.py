@@ -20,28 +20,19 @@ import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from msc.config import Config, load_config
-from msc.core.errors import UserError, cli, log_crashes_in, step
+from msc.core.errors import UserError, cli, step
 from msc.core.files import atomic_write_text, check_output_file
 from msc.core.labels import probability_columns
-from msc.data.dataset import TEST_FILE, listing_file
-from msc.model.explain import EXPLANATION_COLUMNS
-from msc.track.inference import (
-    image_usage,
-    load_model,
-    model_labels,
-    predict_table,
-    predict_test_set,
-    read_truth,
-    registry_warning,
-)
-from msc.track.store import setup_mlflow
-from msc.train.calibration import score_against
+
+if TYPE_CHECKING:  # the library (torch, pandas, mlflow) is imported after the arguments: --help answers at once
+    import pandas as pd
+
+    from msc.config import Config
 
 TEST_LABELS = "test_with_label.txt"  # the default --out, in paths.results
 TABLE_PREDICTIONS = "predictions.csv"  # the default --out with --input, in paths.results
@@ -78,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help=f"output file (default: <paths.results>/{TEST_LABELS}, or "
                         f"<paths.results>/{TABLE_PREDICTIONS} with --input)")
     parser.add_argument("--data-root", help="dataset folder (default: data.root in params.yaml)")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="the configuration file (default: %(default)s)")
     parser.add_argument("--explain", action="store_true", help="also give each post's attr_text, attr_image (the "
                         "Shapley split of the predicted class's log-probability between text and image) and driver "
                         f"(predict.driver_margin in params.yaml): in {EXPLANATIONS} beside --out, or as columns of "
@@ -86,13 +77,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--true-labels", type=Path, help="a CSV of guid,label for the predicted posts (the offline "
                         "sample's data/cues.csv): also report accuracy and calibration error against it; with --input, "
                         "the table's own labels are used when it has some")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag, path in (("--input", args.input), ("--true-labels", args.true_labels)):
+        if path is not None and not path.is_file():  # before the configuration and the model are looked for
+            raise UserError(f"{flag} {path}: no such file" + (" (it is a folder)" if path.is_dir() else "")
+                            + "; give the path of an existing file")
+    return args
 
 
 def checked_usage(predicted: pd.DataFrame, config: Config) -> dict[str, int]:
     """Prints what the predictions used (text+image, text only, ...; the images that could not be used)
     and returns the counts; refuses the batch, before anything is written, when more than
     predict.max_unusable_image_share of its images could not be used."""
+    from msc.track.inference import image_usage
+
     counts, report, refusal = image_usage(predicted, config.predict.max_unusable_image_share)
     print(report)
     if refusal:
@@ -109,6 +107,8 @@ def refuse_input_as_out(args: argparse.Namespace, config: Config) -> None:
     """Stop before --out replaces what predict reads: the --input table, or the dataset's own files."""
     if args.out is None:
         return
+    from msc.data.dataset import TEST_FILE, listing_file
+
     if args.input is not None:
         inputs = {args.input: "the --input table itself"}
     else:
@@ -124,6 +124,9 @@ def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.Dat
     """The predictions (id, label, p_<label>..., explanations, used, input_note), where they were
     written, the labels the input already had (id -> label: an --input table's labelled rows) and the
     counts of what the predictions used."""
+    from msc.model.explain import EXPLANATION_COLUMNS
+    from msc.track.inference import model_labels, predict_table, predict_test_set
+
     margin = config.predict.driver_margin if args.explain else None
     if args.input is not None:
         with step(f"labelling the posts of {args.input}"):
@@ -146,11 +149,17 @@ def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.Dat
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import mlflow
+
+    from msc.config import load_config
+    from msc.core.errors import log_crashes_in
+    from msc.track.inference import load_model, model_labels, registry_warning
+    from msc.track.store import setup_mlflow
+
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
     refuse_input_as_out(args, config)
     check_output_file(output_path(args, config), "--out")  # before the model is loaded
-    import mlflow
 
     with step(f"loading the model {args.model_uri}"):
         experiment_id = setup_mlflow()
@@ -189,6 +198,9 @@ def scores_of(args: argparse.Namespace, predicted: pd.DataFrame, names: tuple[st
               given: dict[str, str]) -> tuple[dict, str]:
     """Accuracy and calibration against --true-labels, else the labels an --input table ``given``; none
     without either."""
+    from msc.track.inference import read_truth
+    from msc.train.calibration import score_against
+
     if args.true_labels is not None:
         truth = read_truth(args.true_labels, predicted["id"].tolist())
         return score_against(predicted, truth, names, f"--true-labels '{args.true_labels}'"), str(args.true_labels)

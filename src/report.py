@@ -6,19 +6,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from msc.analysis.report import read_ablation, write_report
-from msc.config import load_config
-from msc.core.errors import cli, log_crashes_in
-from msc.core.files import check_output_folder
-from msc.track.store import setup_mlflow
+from msc.core.errors import cli
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write report.md from the ablation stage's outputs.")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="the configuration file (default: %(default)s)")
     parser.add_argument("--results", type=Path, help="the ablation's output folder, where report.md and figures/ go "
                         "(default: paths.results)")
     args = parser.parse_args(argv)
+    # The library (torch, matplotlib, mlflow) is imported after the arguments: --help answers at once.
+    from mlflow import MlflowClient
+
+    from msc.analysis.report import read_ablation, write_report
+    from msc.config import load_config
+    from msc.core.errors import log_crashes_in
+    from msc.core.files import check_output_folder
+    from msc.track.store import setup_mlflow
+
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
     folder = args.results or Path(config.paths.results)
@@ -27,8 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     report = folder / "report.md"
     figures = write_report(report, folder / "figures", context, results.rows, analysed, cases, difference,
                            results.attribution)
-    from mlflow import MlflowClient
-
     setup_mlflow()
     client = MlflowClient()
     client.log_artifact(results.mlflow_run_id, str(report))

@@ -11,7 +11,6 @@ from msc.core.files import check_output_folder
 from msc.core.labels import COURSE_LABELS
 from msc.core.owned import SAMPLE_MARK, has_mark, refuse_foreign
 from msc.data.synthetic import FORMATS, parse_labels, write_dataset
-from msc.model.backbone import SAMPLE_BACKBONE
 from msc.model.tiny import FAMILIES, SHAPES, write_backbone
 
 
@@ -19,12 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write a synthetic dataset and a random-weight CLIP.")
     parser.add_argument("--out", type=Path, default=Path("data"), help="dataset folder (default: data)")
     parser.add_argument("--n", type=int, default=800, help="number of samples, labelled and test (default: 800)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples and the backbone's weights "
+                        "(default: 0)")
     parser.add_argument("--format", choices=FORMATS, default="mvsa", help="mvsa (default): the course's layout; "
                         "table: DIR/posts.csv with id,text,image_path,label and DIR/images/")
     parser.add_argument("--labels", default=",".join(COURSE_LABELS),
                         help=f"comma-separated label names, 2 or more (default: {','.join(COURSE_LABELS)})")
-    parser.add_argument("--backbone-out", type=Path, default=Path(SAMPLE_BACKBONE))
+    parser.add_argument("--backbone-out", type=Path, help="the backbone's folder (default: models/tiny-clip, "
+                        "the sample's model.backbone)")
     parser.add_argument("--backbone-shape", choices=sorted(SHAPES), default="tiny",
                         help="tiny (default) or vit-b-32, ViT-B/32's shape for benchmarks")
     parser.add_argument("--backbone-family", choices=FAMILIES, default="clip",
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                         "../shared/clip-bpe): the backbone tokenizes as the real CLIP does (default: the sample's "
                         "small vocabulary)")
     args = parser.parse_args(argv)
+    from msc.model.backbone import SAMPLE_BACKBONE  # torch: after the arguments, so --help answers at once
+
+    args.backbone_out = args.backbone_out or Path(SAMPLE_BACKBONE)
     labels = parse_labels(args.labels)
     # Both folders are checked before either is written: a refusal leaves everything as it was.
     targets = ([] if args.no_data else [("--out", args.out)]) + [("--backbone-out", args.backbone_out)]

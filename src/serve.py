@@ -18,14 +18,14 @@ import argparse
 import os
 
 from msc.core.errors import UserError, cli
-from msc.track.inference import registered_models_listing
-from msc.track.serving import ENV_CONCURRENCY, ENV_MODEL_URI, ENV_TIMEOUT
-from msc.track.store import tracking_uri
 
 
 def local_model(model_uri: str) -> str:
     """``model_uri`` downloaded once (workers then load the same folder), or a sentence naming it."""
     import mlflow
+
+    from msc.track.inference import registered_models_listing
+    from msc.track.store import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     try:
@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.port < 65536:
         raise UserError(f"--port is {args.port}; it must be between 1 and 65535")
     import uvicorn
+
+    from msc.track.serving import ENV_CONCURRENCY, ENV_MODEL_URI, ENV_TIMEOUT  # mlflow: after the arguments
 
     os.environ.update({ENV_MODEL_URI: local_model(args.model_uri), ENV_TIMEOUT: str(args.timeout),
                        ENV_CONCURRENCY: str(args.concurrency)})  # read by each worker's create_app

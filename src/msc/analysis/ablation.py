@@ -32,6 +32,7 @@ from msc.analysis.zero_shot import zero_shot
 from msc.config import Config, TrainConfig, flatten
 from msc.core.files import atomic_write_text
 from msc.core.handoff import write_handoff
+from msc.core.progress import progress_bars
 from msc.data.dataset import load_dataset
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits, load_splits
@@ -74,14 +75,17 @@ def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict]
 
 def train_rows(config: Config, cache: FeatureCache, splits: Splits, train: TrainConfig) -> list[VariantResult]:
     """Every trained row, then the probe, the zero-shot backbone and (on the synthetic sample) the Bayes rule."""
-    results = []
-    for variant in make_variants(train, cache.augment_views, cache.text_augment_views):
-        started = time.time()
-        result = train_variant(variant, cache, splits, config.ablation.seeds)
-        results.append(timed(result, started))
-        # A plain line per row: it shows in DVC's and CI's logs, where no terminal is attached.
-        print(f"{variant.name}: {config.ablation.seeds} seeds in {time.time() - started:.1f}s, holdout weighted F1 "
-              f"{np.mean([s['weighted_f1'] for s in result.scores]):.4f}", flush=True)
+    results, variants = [], make_variants(train, cache.augment_views, cache.text_augment_views)
+    with progress_bars() as bars:  # a bar on a terminal, else done/total and an estimate every 30 s
+        task = bars.add_task(f"ablation rows ({config.ablation.seeds} seeds each)", total=len(variants))
+        for variant in variants:
+            started = time.time()
+            result = train_variant(variant, cache, splits, config.ablation.seeds)
+            results.append(timed(result, started))
+            # A plain line per row: it shows in DVC's and CI's logs, where no terminal is attached.
+            print(f"{variant.name}: {config.ablation.seeds} seeds in {time.time() - started:.1f}s, holdout weighted "
+                  f"F1 {np.mean([s['weighted_f1'] for s in result.scores]):.4f}", flush=True)
+            bars.advance(task)
     started = time.time()
     results.append(timed(linear_probe(cache, splits), started))
     started = time.time()

@@ -60,10 +60,16 @@ def curves_figure(histories: list[list[dict]], title: str):
     return figure
 
 
+# Why the figure's T and ECE differ from results/metrics.json's (the registered model's).
+RELIABILITY_NOTE = ("the ablation's head (first seed), temperature fitted on the validation split; the registered\n"
+                    "model's own, fitted on out-of-fold train + validation rows, is in metrics.json (holdout.ece)")
+
+
 def reliability_figure(calibration: dict, name: str):
     """Accuracy against mean confidence per bin of the top probability, before and after the
-    temperature; the diagonal is perfect calibration. Marker area follows the bin's samples."""
-    figure, axes = plt.subplots(figsize=(4.8, 4.6))
+    temperature; the diagonal is perfect calibration. Marker area follows the bin's samples. The figure
+    says whose temperature it is: the ablation's head's, fitted on validation, not the registered model's."""
+    figure, axes = plt.subplots(figsize=(4.8, 5.0))
     axes.plot([0, 1], [0, 1], color="#7f7f7f", linestyle=":", label="perfectly calibrated")
     for key, colour, label in (("before", "#dd8452", f"T = 1, ECE {calibration['ece_uncalibrated']:.3f}"),
                                ("after", "#4c72b0", f"T = {calibration['temperature']:.2f}, ECE {calibration['ece']:.3f}")):
@@ -75,5 +81,6 @@ def reliability_figure(calibration: dict, name: str):
     axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean top probability in the bin", ylabel="accuracy in the bin",
              title=f"holdout reliability: {name}")
     axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
+    figure.text(0.5, 0.01, RELIABILITY_NOTE, ha="center", va="bottom", fontsize=7, color="#555555", wrap=True)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from msc.core.errors import UserError
 from msc.core.files import file_lock
 from msc.core.handoff import write_handoff
+from msc.core.progress import Bars, progress_bars
 from msc.data.config import DataConfig
 from msc.data.dataset import listing_file, load_dataset
 from msc.data.images import augment, open_image, sharpness, short_side
@@ -81,7 +81,7 @@ class ImageViews(torch.utils.data.Dataset):
 
 
 def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: int, writers: dict[str, NpyWriter],
-                prefix: str, hidden_layers: int, progress: Progress, task) -> None:
+                prefix: str, hidden_layers: int, progress: Bars, task) -> None:
     """Encode every row of ``encoded`` (ids and mask, (N, L')) into the ``<prefix>text_*`` writers,
     padded to their token length L, with the hidden states entering the last 1..``hidden_layers``
     blocks; rows in ``blank`` are written as a missing text (zeros)."""
@@ -110,11 +110,6 @@ def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: 
             for name, values in named.items():
                 writers[prefix + name].write(row, values[i : i + 1].numpy())
         progress.advance(task, len(rows))
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn())
 
 
 def read_texts(screening: Screening, blank_text: set[int], encoding: str) -> tuple[list[str], dict[str, str]]:
@@ -155,7 +150,7 @@ def open_writers(folder: Path, n_total: int, n_labelled: int, views: int, text_v
 
 
 def write_images(backbone: Backbone, loader, blank_image: set[int], writers: dict[str, NpyWriter],
-                 hidden_layers: int, quality: dict[str, list[float]], progress: Progress, task) -> None:
+                 hidden_layers: int, quality: dict[str, list[float]], progress: Bars, task) -> None:
     """Encode the loader's (row, view) items, clean views first, into the image writers (with the
     hidden states entering the last 1..``hidden_layers`` blocks), and record each clean image's shorter
     side and sharpness in ``quality``."""
@@ -207,7 +202,7 @@ def build_cache(screening: Screening, backbone: Backbone, data: DataConfig, mode
     # Per sample, for the error analysis's low-quality kind: the image file's shorter side in pixels
     # and its sharpness (variance of the Laplacian); -1 for a test sample without a usable image.
     quality = {"short_side": [-1.0] * n_total, "sharpness": [-1.0] * n_total}
-    with _progress() as progress, torch.inference_mode():
+    with progress_bars() as progress, torch.inference_mode():
         task = progress.add_task("texts", total=n_total)
         write_texts(backbone, encoded, blank_text, settings.batch_size, writers, "", hidden_layers, progress, task)
         if text_views:

@@ -267,10 +267,12 @@ def load_backbone(name: str, revision: str = "main", device: str = "auto", preci
                   family: str | None = None) -> Backbone:
     """Load a backbone by hub id or folder, frozen, on ``device`` in ``precision``; its family is
     ``family`` (``model.family``) when given, else its config.json's model_type."""
+    import huggingface_hub
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    huggingface_hub.utils.logging.set_verbosity_error()  # an unreachable hub's retry warnings hid msc's own sentence
     folder = backbone_folder(name)
     source = str(folder) if folder else name
     local = folder is not None

@@ -126,6 +126,8 @@ class Bundle:
 
 
 def read_table(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise SystemExit(f"error: --input {path}: no such file; give the path of an existing table of posts")
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8-sig") as handle:
             return list(csv.DictReader(handle))
@@ -161,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, help="onnxruntime's threads per graph (default: every core)")
     args = parser.parse_args(argv)
+    rows = read_table(args.input)  # before the bundle loads: a wrong path is said at once
     bundle = Bundle(HERE, args.threads)
     labels = bundle.model["labels"]
-    rows = read_table(args.input)
     lines = [["id", "label", *(f"p_{label}" for label in labels)]]
     for start in range(0, len(rows), args.batch_size):
         posts = [post(row, args.input.parent, bundle.rule, start + i + 1)

@@ -115,8 +115,10 @@ def check_artifact_root(location: str) -> None:
 UI_SORT = "orderByKey=metrics.%60objective%60&orderByAsc=false"
 
 
-def ui_link(experiment_id: str) -> str:
-    """The experiment's runs in the MLflow UI, in its model-training view, best objective first.
+def ui_link(experiment_id: str, view: str | None = None) -> str:
+    """The experiment's runs in the MLflow UI, in its model-training view, best objective first, or
+    in the saved ``view`` (msc/track/views.py), which also sorts and which any search facet here would
+    override.
 
     MLflow 3.17's UI picks GenAI or model training with a per-browser switch that starts on GenAI
     (the experiment's type tag does not override it); ``workflowType`` in the URL sets the switch.
@@ -127,7 +129,8 @@ def ui_link(experiment_id: str) -> str:
     uri = mlflow.get_tracking_uri()
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     # Sorted by the trials' objective, best first (a trial's plain metric names hold its kept epoch).
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&{UI_SORT}"
+    state = f"viewStateShareKey={view}" if view else UI_SORT
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&{state}"
 
 
 def use_wal(database: Path) -> None:

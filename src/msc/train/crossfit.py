@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from msc.core.progress import progress_bars
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
 from msc.train.calibration import fit_temperature
@@ -60,9 +61,13 @@ def out_of_fold_probabilities(cache: FeatureCache, pool: np.ndarray, config: Tra
     """(len(pool), C) probabilities of ``pool``'s rows, each from the head trained with ``config`` for
     ``epochs`` epochs on the other ``folds - 1`` folds; the folds are stratified and seeded by ``seed``."""
     probs = np.zeros((len(pool), len(cache.label_names)), dtype=np.float32)
-    for fit_idx, left_idx in pool_folds(cache, pool, folds, seed):
-        result = train_head(cache, pool[fit_idx], pool[left_idx], config, stop_at=epochs)
-        probs[left_idx] = predict_proba(result.head, cache, pool[left_idx])
+    # Counted in epochs, not trainings: one training of a large head can outlast a progress interval.
+    with progress_bars() as bars:
+        task = bars.add_task(f"out-of-fold calibration, {folds} trainings x {epochs} epochs", total=folds * epochs)
+        for fit_idx, left_idx in pool_folds(cache, pool, folds, seed):
+            result = train_head(cache, pool[fit_idx], pool[left_idx], config, stop_at=epochs,
+                                on_epoch=lambda _epoch, _scalars: bars.advance(task, 1))
+            probs[left_idx] = predict_proba(result.head, cache, pool[left_idx])
     return probs
 
 

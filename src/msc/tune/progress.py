@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from msc.config import TuneConfig
+from msc.core.progress import ProgressLines
 from msc.tune.objective import Objective
 from msc.tune.study import FINISHED, finished_trials, run_study
 
@@ -53,8 +54,14 @@ def run_study_with_progress(study: optuna.Study, objective: Objective, settings:
         with Live(trials_table(study), console=console, refresh_per_second=2) as live:
             run_study(study, objective, settings.trials, settings.n_jobs, settings.storage,
                       lambda s, _t: live.update(trials_table(s)))
-    else:
-        def report(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
-            print(trial_line(s, t), flush=True)
+    else:  # a line per ended trial, and done/total with an estimate at least every progress interval
+        with ProgressLines() as lines:
+            task = lines.add_task(f"study {study.study_name}: finished trials", total=settings.trials,
+                                  completed=min(finished_trials(study), settings.trials))
 
-        run_study(study, objective, settings.trials, settings.n_jobs, settings.storage, report)
+            def report(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+                print(trial_line(s, t), flush=True)
+                if t.state in FINISHED:
+                    lines.advance(task, 1)
+
+            run_study(study, objective, settings.trials, settings.n_jobs, settings.storage, report)

@@ -30,8 +30,9 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
     assert version.current_stage == "Production" and version.tags["split_identity"] == summary["split_identity"]
     # The UI link opens the experiment's runs in the model-training view, not GenAI's overview.
     experiment_id = mlflow.get_experiment_by_name("msc").experiment_id
+    # The saved view of the trials (msc/track/views.py; tests/test_mlflow_views.py) sorts them by objective.
     assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&"
-            f"orderByKey=metrics.%60objective%60&orderByAsc=false (after `mlflow ui --backend-store-uri "
+            f"viewStateShareKey=msc-trials (after `mlflow ui --backend-store-uri "
             f"sqlite:///{trained_project / 'mlflow.db'}`)") in capsys.readouterr().out
 
     # Every reported score carries its interval, and the probabilities their calibration error.
@@ -88,6 +89,8 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
 
 def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):
     from msc.core.errors import UserError
+    from msc.track.inference import read_truth  # src.predict imports these after its arguments
+    from msc.train.calibration import score_against
 
     truth = tmp_path / "truth.csv"
     truth.write_text("guid,label\n1,positive\n")
@@ -95,9 +98,9 @@ def test_true_labels_that_miss_a_test_guid_are_a_sentence(tmp_path):
                            "p_neutral": [0.1, 0.8], "p_negative": [0.1, 0.1]})
     course = ("positive", "neutral", "negative")
     with pytest.raises(UserError, match="truth.csv.*no label for 1 of the predicted posts \\(2\\)"):
-        predict.read_truth(truth, ["1", "2"])
+        read_truth(truth, ["1", "2"])
     truth.write_text("guid,label\n1,positive\n2,negative\n")
-    assert predict.score_against(labels, predict.read_truth(truth, ["1", "2"]), course, "truth")["test_accuracy"] == 0.5
+    assert score_against(labels, read_truth(truth, ["1", "2"]), course, "truth")["test_accuracy"] == 0.5
     truth.write_text("guid,label\n1,positive\n2,sarcastic\n")
     with pytest.raises(UserError, match="truth has the label 'sarcastic', which the model does not predict"):
-        predict.score_against(labels, predict.read_truth(truth, ["1", "2"]), course, "truth")
+        score_against(labels, read_truth(truth, ["1", "2"]), course, "truth")
