@@ -3,13 +3,11 @@
 Untrusted (the default, and what ``mlflow models serve`` runs): every row needs a string ``text`` (null
 is read as an empty text) and an ``image`` that is the image bytes base64-encoded, with or without
 line breaks (RFC 2045 MIME base64, as Spark's ``base64()`` writes it) and optionally as a
-``data:image/...;base64,`` URL, or the raw bytes themselves (a Spark binary column, a Parquet request). Nothing
-a request sends is read as a file name, so no client can make the server open or probe its own files. Each
-image is capped (``MAX_IMAGE_*``), a decompression bomb is refused from its header, before any pixel is
-decoded, and a served request (``served()``) also in rows and pixels in all (``MAX_ROWS``,
-``MAX_REQUEST_PIXELS``): those two protect the HTTP server; an in-process caller (``mlflow.pyfunc.spark_udf``,
-Ray's ``map_batches``) sends batches of any size, which the pyfunc reads ``PREDICT_BATCH`` rows at a time. A violation raises an MlflowException with a
-bad-request code, which the scoring server answers with HTTP 400 and the sentence naming the row.
+``data:image/...;base64,`` URL, or raw bytes (a Spark binary column). No value is read as a file name, so no
+client can make the server open or probe its files. Each image is capped (``MAX_IMAGE_*``; a decompression
+bomb is refused from its header), and a served request (``served()``) in rows and pixels in all too: an
+in-process caller (spark_udf, Ray) sends any batch, read ``PREDICT_BATCH`` rows at a time. A violation is an
+MlflowException with a bad-request code: the scoring server's HTTP 400 with the sentence naming the row.
 
 Trusted: a caller that loads the model with ``model_config={"trusted_input": True}`` (``src.predict``,
 the tests, in-process code, ``mlflow.pyfunc.spark_udf``) may also pass image file paths and raw image
@@ -62,8 +60,7 @@ MAX_REQUEST_PIXELS = 400_000_000
 # "data:image/jpeg;base64,", also with parameters ("data:image/png;name=x.png;base64,") or no type.
 DATA_URL = re.compile(r"^\s*data:(?:[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[^;,]*)*;base64,", re.IGNORECASE)
 WHITESPACE = re.compile(r"\s+")
-# Set to "true" in its process by MLflow's scoring app (mlflow.pyfunc.scoring_server.init), which both
-# `mlflow models serve` and `python -m src.serve` run; spark_udf, its stdin server and load_model do not set it.
+# "true" in a process running MLflow's scoring app (`mlflow models serve`, `src.serve`); never set by spark_udf.
 SERVING_ENVIRONMENT = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
 
 Preprocess = Callable[[Image.Image], np.ndarray]  # PIL image -> (3, H, W) float32
@@ -122,14 +119,13 @@ def decode_base64(value: str) -> bytes:
 
 
 def served() -> bool:
-    """Whether this call is a request to an HTTP scoring server: msc's guarded layer sets the request's
-    deadline (msc/model/deadline.py), MLflow's scoring app its environment variable. Neither is set in
-    a process that loads the model itself (src.predict, spark_udf, Ray), so the per-request caps stay off there."""
+    """Whether this call is an HTTP request: msc's layer set its deadline (msc/model/deadline.py), or MLflow's
+    scoring app runs in this process; neither holds where src.predict, spark_udf or Ray load the model."""
     return DEADLINE.get() is not None or os.environ.get(SERVING_ENVIRONMENT, "").lower() in ("true", "1")
 
 
 def base64_bytes(value: str | bytes | bytearray | memoryview, row) -> bytes:
-    """An untrusted image's bytes: raw (a binary column) or decoded from base64, within the per-image limits."""
+    """An untrusted image's bytes, raw or from base64, within the per-image limits."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
         if len(raw) > MAX_IMAGE_BYTES:
