@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     refuse_foreign([("--out-dir", out_dir / name, ours) for name in ("ablation.csv", "bad_cases.csv", DETAILS)],
                    "ablation", "--force")
     cache = open_cache(config.data, config.model, config.features, config.train.device)
+    cache.require_token_states("the ablation, which trains every head (early and cross_attention too),")
     console = Console()
     with step("training and scoring the ablation variants"):
         rows = run_ablation(config, cache, metrics, out_dir)

@@ -106,6 +106,7 @@ def write_texts(backbone: Backbone, encoded: dict, blank: set[int], batch_size: 
             values[missing] = 0.0  # a missing text looks like modality dropout
         named = {"text_pooled": pooled, "text_tokens": tokens, "text_mask": mask.bool(),
                  **{f"text_hidden{j}": states for j, states in enumerate(hidden, start=1)}}
+        named = {name: values for name, values in named.items() if prefix + name in writers}  # token states: optional
         for i, row in enumerate(rows):
             for name, values in named.items():
                 writers[prefix + name].write(row, values[i : i + 1].numpy())
@@ -122,9 +123,10 @@ def read_texts(screening: Screening, blank_text: set[int], encoding: str) -> tup
 
 
 def open_writers(folder: Path, n_total: int, n_labelled: int, views: int, text_views: int, text_len: int,
-                 image_len: int, backbone: Backbone, hidden_layers: int) -> dict[str, NpyWriter]:
+                 image_len: int, backbone: Backbone, hidden_layers: int, token_states: bool = True) -> dict[str, NpyWriter]:
     """One NpyWriter per array of the layout in msc/features/manifest.py (augmented ones only when
-    their number of views is above 0, hidden states only for K = ``hidden_layers`` above 0)."""
+    their number of views is above 0, hidden states only for K = ``hidden_layers`` above 0, the token
+    states ``*_tokens`` only with ``token_states``)."""
     dim, (text_width, image_width) = backbone.dim, backbone.hidden_widths
     hidden = [(f"{prefix}{name}{j}", shape, np.float16, len(shape) - lead)
               for j in range(1, hidden_layers + 1)
@@ -146,7 +148,8 @@ def open_writers(folder: Path, n_total: int, n_labelled: int, views: int, text_v
         ("aug_text_mask", (n_labelled, text_views, text_len), np.bool_, 1),
     ]
     return {name: NpyWriter(folder / f"{name}.npy", shape, dtype, item_ndim) for name, shape, dtype, item_ndim in layout
-            if not name.startswith("aug") or (text_views if name.startswith("aug_text") else views)}
+            if (not name.startswith("aug") or (text_views if name.startswith("aug_text") else views))
+            and (token_states or not name.endswith("_tokens"))}
 
 
 def write_images(backbone: Backbone, loader, blank_image: set[int], writers: dict[str, NpyWriter],
@@ -165,6 +168,8 @@ def write_images(backbone: Backbone, loader, blank_image: set[int], writers: dic
         missing = np.isin(image_rows.numpy(), list(blank_image))
         clean = (view_ids == 0).numpy()  # a batch may straddle the clean/augmented boundary
         for clean_name, augmented_name, values in named:
+            if clean_name not in writers:  # image_tokens of a pooled-only cache
+                continue
             values = values.float().cpu().numpy()
             values[missing] = 0.0
             if clean.any():
@@ -193,7 +198,8 @@ def build_cache(screening: Screening, backbone: Backbone, data: DataConfig, mode
                        for row in range(n_labelled) for view in range(1, text_views + 1)]
     image_len = backbone.image_tokens  # M: CLIP's patches and CLS, SigLIP's patches
     hidden_layers = settings.top_layers  # K
-    writers = open_writers(folder, n_total, n_labelled, views, text_views, text_len, image_len, backbone, hidden_layers)
+    writers = open_writers(folder, n_total, n_labelled, views, text_views, text_len, image_len, backbone, hidden_layers,
+                           settings.token_states)
     # Item order is the arrays' C order: every clean image, then labelled row r's views 1..K.
     items = [(row, 0) for row in range(n_total)] + [(row, v) for row in range(n_labelled) for v in range(1, views + 1)]
     loader = torch.utils.data.DataLoader(

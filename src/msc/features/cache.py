@@ -30,6 +30,7 @@ class FeatureCache:
         self.dim: int = self.manifest.dim
         self.fingerprint: str = self.manifest.fingerprint
         self.top_layers: int = self.manifest.settings.get("top_layers", 0)  # K: hidden states cached per tower
+        self.token_states: bool = "text_tokens" in self.manifest.arrays  # False: pooled-only (features.token_states)
         self.label_names: tuple[str, ...] = tuple(self.manifest.label_set)  # class order
         self.labels = np.array([self.label_names.index(y) for y in self.manifest.labels], dtype=np.int64)  # (N_lab,)
         self.device = torch.device("cpu")
@@ -90,6 +91,13 @@ class FeatureCache:
         return self._resident[name][tuple(torch.from_numpy(i).to(self.device) if isinstance(i, np.ndarray) else i
                                           for i in index)]
 
+    def require_token_states(self, what: str) -> None:
+        """Stop with a sentence when this cache is pooled-only and ``what`` needs the token states."""
+        if not self.token_states:
+            raise UserError(f"{what} needs the token states, and the feature cache '{self.folder}' has none "
+                            "(features.token_states: false); use the late, gated, text or image head, or set "
+                            "features.token_states: true and run `python -m src.featurize`")
+
     def batch(self, rows: np.ndarray, views: np.ndarray | None = None, tokens: bool = False,
               text_views: np.ndarray | None = None, hidden_layers: int = 0) -> FeatureBatch:
         """Features of ``rows`` as float32 tensors on ``self.device``; with ``hidden_layers`` k > 0,
@@ -112,6 +120,7 @@ class FeatureCache:
         batch = FeatureBatch(text_pooled=viewed("text_pooled", "aug_text_pooled", text_views).float(),
                              image_pooled=viewed("image_pooled", "aug_pooled", views).float())
         if tokens:
+            self.require_token_states("a token head (early, cross_attention)")
             # Trimmed to the batch's longest text: the cache pads every row to the longest text of
             # the whole dataset, and the token heads' cost grows with sequence length. Exact:
             # padding is masked out of every attention and mean. (B, L_batch, P)

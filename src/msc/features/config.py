@@ -17,6 +17,9 @@ class FeaturesConfig:
     seed: int = 0  # seeds the augmentations, so a rebuild gives the same cache
     text_augment_views: int = 0  # augmented texts cached per labelled tweet (word dropout, swaps, tags); 0 = none
     top_layers: int = 0  # K: also cache the hidden states entering each tower's last K blocks (train.top_layers)
+    # False: a pooled-only cache, without the per-token and per-patch states that only the token heads
+    # (early, cross_attention) read; most of a post's bytes (BENCHMARKS.md, "A pooled-only cache").
+    token_states: bool = True
 
     def __post_init__(self) -> None:
         require(self.top_layers >= 0, "features.top_layers", self.top_layers, "must be 0 or more")

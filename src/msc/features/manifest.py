@@ -209,6 +209,7 @@ def preprocessing_settings(data: DataConfig, model: ModelConfig, features: Featu
         "features.max_text_tokens": features.max_text_tokens,
         "features.seed": features.seed,
         "features.top_layers": features.top_layers,
+        "features.token_states": features.token_states,
         "preprocessing code": preprocessing_code_hash(),
     }
 
@@ -224,6 +225,8 @@ def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesCo
     settings = preprocessing_settings(data, model, features)
     del settings["data.root"]  # the data's content counts, not where it lies
     del settings["model.precision"]  # the dtype it resolves to counts: auto and fp32 are the same on a CPU
+    if settings["features.token_states"]:
+        del settings["features.token_states"]  # the default: caches built before the setting keep their fingerprint
     key = {
         **settings,
         "backbone": identity or backbone_identity(model.backbone, model.revision),
@@ -237,7 +240,9 @@ def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesCo
 def check_settings(manifest: CacheManifest, data: DataConfig, model: ModelConfig, features: FeaturesConfig, folder: Path) -> None:
     """Stop with a sentence when the cache in ``folder`` was built with other settings than these sections'."""
     built = manifest.preprocessing
-    changed = [key for key, value in preprocessing_settings(data, model, features).items() if built.get(key) != value]
+    # A cache built before features.token_states existed holds the token states.
+    changed = [key for key, value in preprocessing_settings(data, model, features).items()
+               if built.get(key, True if key == "features.token_states" else None) != value]
     if changed:
         code = [f"src/msc/{name}" for name in PREPROCESSING_CODE]
         named = [f"the preprocessing code ({', '.join(code)})" if key == "preprocessing code" else key for key in changed]

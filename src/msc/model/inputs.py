@@ -3,10 +3,11 @@
 Untrusted (the default, and what ``mlflow models serve`` runs): every row needs a string ``text`` (null
 is read as an empty text) and an ``image`` that is the image bytes base64-encoded, with or without
 line breaks (RFC 2045 MIME base64, as Spark's ``base64()`` writes it) and optionally as a
-``data:image/...;base64,`` URL. Nothing a request sends is read as a file name, so no client can make the server open or
-probe its own files. Each request is capped (``MAX_*`` below), and a decompression bomb is refused
-from its header, before any pixel is decoded. A violation raises an MlflowException with a
-bad-request code, which the scoring server answers with HTTP 400 and the sentence naming the row.
+``data:image/...;base64,`` URL, or raw bytes (a Spark binary column). No value is read as a file name, so no
+client can make the server open or probe its files. Each image is capped (``MAX_IMAGE_*``; a decompression
+bomb is refused from its header), and a served request (``served()``) in rows and pixels in all too: an
+in-process caller (spark_udf, Ray) sends any batch, read ``PREDICT_BATCH`` rows at a time. A violation is an
+MlflowException with a bad-request code: the scoring server's HTTP 400 with the sentence naming the row.
 
 Trusted: a caller that loads the model with ``model_config={"trusted_input": True}`` (``src.predict``,
 the tests, in-process code, ``mlflow.pyfunc.spark_udf``) may also pass image file paths and raw image
@@ -39,6 +40,7 @@ from PIL import Image, UnidentifiedImageError
 
 from msc.data.images import PixelValueError, open_image, processed_pixels
 from msc.data.text import decode_text, without_lone_surrogates
+from msc.model.deadline import DEADLINE
 from msc.model.usage import IMAGE_UNUSABLE, TEXT_CHANGED
 
 LOGGER = logging.getLogger("msc.serving")
@@ -58,6 +60,8 @@ MAX_REQUEST_PIXELS = 400_000_000
 # "data:image/jpeg;base64,", also with parameters ("data:image/png;name=x.png;base64,") or no type.
 DATA_URL = re.compile(r"^\s*data:(?:[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[^;,]*)*;base64,", re.IGNORECASE)
 WHITESPACE = re.compile(r"\s+")
+# "true" in a process running MLflow's scoring app (`mlflow models serve`, `src.serve`); never set by spark_udf.
+SERVING_ENVIRONMENT = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
 
 Preprocess = Callable[[Image.Image], np.ndarray]  # PIL image -> (3, H, W) float32
 
@@ -114,7 +118,19 @@ def decode_base64(value: str) -> bytes:
         raise ValueError(str(error)) from None
 
 
-def base64_bytes(value: str, row) -> bytes:
+def served() -> bool:
+    """Whether this call is an HTTP request: msc's layer set its deadline (msc/model/deadline.py), or MLflow's
+    scoring app runs in this process; neither holds where src.predict, spark_udf or Ray load the model."""
+    return DEADLINE.get() is not None or os.environ.get(SERVING_ENVIRONMENT, "").lower() in ("true", "1")
+
+
+def base64_bytes(value: str | bytes | bytearray | memoryview, row) -> bytes:
+    """An untrusted image's bytes, raw or from base64, within the per-image limits."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) > MAX_IMAGE_BYTES:
+            raise bad_request(row, f"image is {len(raw):,} bytes, more than {MAX_IMAGE_BYTES:,}")
+        return raw
     if len(value) > MAX_IMAGE_BASE64_CHARS:
         raise bad_request(row, f"image is {len(value):,} base64 characters, more than {MAX_IMAGE_BASE64_CHARS:,}")
     try:
@@ -126,7 +142,7 @@ def base64_bytes(value: str, row) -> bytes:
     return raw
 
 
-def decode_base64_image(value: str, row) -> Image.Image:
+def decode_base64_image(value: str | bytes, row) -> Image.Image:
     return decode_image_bytes(base64_bytes(value, row), row)
 
 
@@ -150,10 +166,10 @@ def check_columns(frame: pd.DataFrame) -> None:
                               "(a string) and 'image' (base64-encoded image bytes)", error_code=INVALID_PARAMETER_VALUE)
 
 
-def check_request(frame: pd.DataFrame) -> None:
+def check_request(frame: pd.DataFrame, served: bool = True) -> None:
     """The whole request against the rules, before any image is decoded; the first rule a row
-    breaks is a bad request."""
-    if len(frame) > MAX_ROWS:
+    breaks is a bad request. The caps on rows and on pixels in all apply when ``served``."""
+    if served and len(frame) > MAX_ROWS:
         raise MlflowException(f"{len(frame)} rows in one request, more than {MAX_ROWS}; split it",
                               error_code=INVALID_PARAMETER_VALUE)
     for row, text, image in zip(frame.index, frame["text"], frame["image"]):
@@ -163,9 +179,10 @@ def check_request(frame: pd.DataFrame) -> None:
             raise bad_request(row, f"text is {len(text):,} characters, more than {MAX_TEXT_CHARS:,}")
         if is_null(image):
             raise bad_request(row, "image is null; send the image bytes base64-encoded")
-        if not isinstance(image, str):
-            raise bad_request(row, f"image must be a base64 string, got {type(image).__name__}")
-    check_pixel_budget(frame)
+        if not isinstance(image, (str, bytes, bytearray, memoryview)):
+            raise bad_request(row, f"image must be a base64 string or bytes, got {type(image).__name__}")
+    if served:
+        check_pixel_budget(frame)
 
 
 def read_untrusted(chunk: pd.DataFrame, preprocess: Preprocess) -> Read:

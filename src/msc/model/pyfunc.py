@@ -38,7 +38,15 @@ from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
 from msc.model.deadline import check_deadline
 from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
-from msc.model.inputs import LOGGER, check_columns, check_request, hide_parser_tracebacks, read_trusted, read_untrusted
+from msc.model.inputs import (
+    LOGGER,
+    check_columns,
+    check_request,
+    hide_parser_tracebacks,
+    read_trusted,
+    read_untrusted,
+    served,
+)
 from msc.model.provenance import accepts_change, checked_revision
 from msc.model.spec import backbone_reference, build_logged_head, read_head_spec
 from msc.model.usage import (
@@ -51,6 +59,8 @@ from msc.model.usage import (
     used_modalities,
 )
 
+# Rows read, decoded and encoded at once: a batch of any size (a Spark Arrow batch holds 10,000 rows)
+# holds the pixels of at most this many images, (64, 3, H, W) float32, plus its own input frame.
 PREDICT_BATCH = 64
 
 
@@ -132,7 +142,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
         explain = explanation_margin(params)
         if self.trusted_input:
             return self.predict_frame(model_input, read_trusted, explain)
-        check_request(model_input)
+        check_request(model_input, served())  # the row and pixel caps protect a server, not an in-process caller
         try:
             return self.predict_frame(model_input, read_untrusted, explain)
         except MlflowException:

@@ -16,6 +16,7 @@ from msc.core.errors import UserError, step
 from msc.core.paths import local_folder
 from msc.features.cache import open_cache
 from msc.features.splits import load_splits
+from msc.model.heads import HEADS
 from msc.track.locks import shared_lock
 from msc.track.registry import MODEL_NAME, Candidate
 from msc.track.store import setup_mlflow
@@ -29,6 +30,16 @@ from msc.tune.runs import close_dead_runs, log_skipped, log_study_summary, paren
 from msc.tune.study import finished_trials, identity_hash, one_sqlite_tuner, open_study, study_identity, trials_seconds
 from msc.tune.summary import TuneOutcome, tune_outcome
 
+
+def check_token_heads(config: Config, cache) -> None:
+    """Refuse, before any trial, a token head that ``train.fusion`` or the search space can pick on a
+    pooled-only cache (features.token_states: false)."""
+    spec = config.tune.search_space.get("train.fusion", {})
+    fusions = {config.train.fusion, *(spec.get("choices", []) if isinstance(spec, dict) else [])}
+    token_heads = sorted(f for f in fusions if f in HEADS and HEADS[f].uses_tokens)
+    if token_heads:
+        cache.require_token_states(f"train.fusion {' and '.join(token_heads)} (in train.fusion or "
+                                   "tune.search_space.train.fusion.choices)")
 
 def tune(config: Config, force: bool = False, console: Console | None = None) -> TuneOutcome:
     """Run the study to ``tune.trials`` finished trials, then put the best through the registry gate; the
@@ -63,6 +74,7 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
         cache = open_cache(config.data, config.model, config.features, config.train.device)
         splits = load_splits(config.data, cache)
         config, warning = for_labels(config, cache.label_names)
+        check_token_heads(config, cache)
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
     identity = study_identity(config, cache, splits)

@@ -1,0 +1,106 @@
+"""Rows per second labelling the same posts in one process and with Spark ``local[2]`` through
+``mlflow.pyfunc.spark_udf``, and peak memory per worker (issue 34; BENCHMARKS.md, "Labelling at scale").
+
+    python -m benchmarks.spark_labelling --backbone models/vit-b-32 [--posts 500] [--work-dir /tmp/msc-spark]
+
+The model is a random late-fusion head on ``--backbone`` (make one with ``python -m src.sample --no-data
+--backbone-shape vit-b-32 --backbone-out models/vit-b-32``), registered as ``models:/msc@production`` in a
+store of its own; the posts are the synthetic sample's, the image as bytes. Needs the ``[spark]`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from msc.config import TrainConfig
+from msc.data.synthetic import write_dataset
+from msc.model.backbone import load_backbone
+from msc.model.heads import build_head
+from msc.track.logged_model import log_trial_model
+
+LABELS = ("positive", "neutral", "negative")
+
+
+def peak_rss(pid: int | str = "self") -> int:
+    """VmHWM of one process, bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
+
+
+def spark_workers() -> list[int]:
+    """The PySpark Python workers now alive (forked by ``pyspark.daemon``, whose command line they keep)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"pyspark.daemon" in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def register(work: Path, backbone: str) -> str:
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    experiment = mlflow.create_experiment(f"spark-{time.time_ns()}", artifact_location=str(work / "mlruns"))
+    dim = load_backbone(backbone, "main", device="cpu").dim
+    with mlflow.start_run(experiment_id=experiment):
+        info = log_trial_model(build_head("late", dim, 64, 0.0, 3), TrainConfig(hidden_dim=64), dim, backbone, "main",
+                               77, LABELS)
+    version = mlflow.register_model(info.model_uri, "msc")
+    mlflow.MlflowClient().set_registered_model_alias("msc", "production", version.version)
+    return "models:/msc@production"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--posts", type=int, default=500)
+    parser.add_argument("--work-dir", default="/tmp/msc-spark")
+    args = parser.parse_args()
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.update({"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "PYSPARK_PYTHON": sys.executable,
+                       "PYTHONPATH": os.pathsep.join(sys.path)})
+    write_dataset(work / "data", n=args.posts, seed=5)
+    files = sorted((work / "data" / "data").glob("*.jpg"))
+    posts = pd.DataFrame({"text": [f.with_suffix(".txt").read_text(errors="replace") for f in files],
+                          "image": [f.read_bytes() for f in files]})
+    uri = register(work, str(Path(args.backbone).resolve()))
+
+    model = mlflow.pyfunc.load_model(uri)
+    start = time.perf_counter()
+    expected = model.predict(posts)
+    seconds = time.perf_counter() - start
+    print(f"one process: {len(posts)} rows in {seconds:.1f} s, {len(posts) / seconds:.1f} rows/s, "
+          f"peak memory {peak_rss() / 2**30:.2f} GiB", flush=True)
+
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    try:
+        frame = spark.createDataFrame(posts.reset_index()).repartition(2).cache()
+        frame.count()  # the rows in Spark before the clock starts
+        label = mlflow.pyfunc.spark_udf(spark, uri)
+        start = time.perf_counter()
+        out = frame.select("index", label(F.struct("text", "image")).alias("out")).toPandas()
+        seconds = time.perf_counter() - start
+        peaks = sorted(peak_rss(pid) / 2**30 for pid in spark_workers())
+    finally:
+        spark.stop()
+    out = out.set_index("index").sort_index()
+    same = [row["label"] for row in out["out"]] == expected["label"].tolist()
+    print(f"spark local[2]: {len(out)} rows in {seconds:.1f} s (model loads included), {len(out) / seconds:.1f} rows/s, "
+          f"peak memory per Python worker {', '.join(f'{p:.2f}' for p in peaks)} GiB; labels equal: {same}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
