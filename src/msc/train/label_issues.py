@@ -25,7 +25,9 @@ def rank_label_issues(ids: list[str], labels: np.ndarray, probs: np.ndarray, nam
     labels, probs = np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)  # cleanlab checks that rows sum to 1 (float32 ones may not)
     scores = get_label_quality_scores(labels, probs, method="self_confidence")
-    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate") if len(set(labels)) > 1 \
+    # n_jobs=1: cleanlab's default forks a process pool per class, which hung for 600 s under pytest in a
+    # process whose torch threads were already running (a fork after threads); the rows are few.
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1) if len(set(labels)) > 1 \
         else np.zeros(len(labels), dtype=bool)
     order = np.argsort(scores, kind="stable")
     table = pd.DataFrame({"id": [ids[i] for i in order], "given_label": [names[labels[i]] for i in order],
