@@ -69,7 +69,7 @@ def replay(work: Path, power: float, boost: float, flip_rate: float = 0.0) -> di
 
     os.chdir(work)
     config = load_config("params.yaml")
-    cache = open_cache(config)
+    cache = open_cache(config.data, config.model, config.features, config.train.device)
     splits = load_splits(config.data, cache)
     pool = np.concatenate([splits.train, splits.val])
     flipped = flip(cache, pool, flip_rate, config.data.split_seed)

@@ -23,7 +23,7 @@ class TuneOutcome:
 
     summary: TuneSummary
     holdout_predictions: str  # guid, actual, predicted, p_<label>...: the registered model on the holdout
-    training_curves: str | None  # the best trial's per-epoch losses and scores; None when its run logged none
+    training_curves: str  # the best trial's per-epoch losses and scores; a header alone when its trial has none
 
 
 def tune_outcome(summary: TuneSummary, cache: FeatureCache, holdout_rows: np.ndarray, probs: np.ndarray,
@@ -36,8 +36,8 @@ def tune_outcome(summary: TuneSummary, cache: FeatureCache, holdout_rows: np.nda
     for row, p in zip(holdout_rows, probs):
         writer.writerow([cache.guids[row], names[cache.labels[row]], names[int(p.argmax())], *(f"{x:.4f}" for x in p)])
     table = rows.getvalue()
-    if not curves:
-        return TuneOutcome(summary, table, None)
+    if not curves:  # a best trial run before curves were trial attributes: a header alone, so the file
+        return TuneOutcome(summary, table, "epoch\n")  # dvc.yaml declares exists and no older run's stays behind
     rows = io.StringIO()
     writer = csv.DictWriter(rows, fieldnames=list(curves[0]), lineterminator="\n")
     writer.writeheader()
@@ -51,8 +51,7 @@ def write_results(folder: str | Path, outcome: TuneOutcome) -> Path:
     folder = Path(folder)
     write_handoff(folder / "metrics.json", outcome.summary)
     atomic_write_text(folder / "holdout_predictions.csv", outcome.holdout_predictions)
-    if outcome.training_curves is not None:
-        atomic_write_text(folder / "training_curves.csv", outcome.training_curves)
+    atomic_write_text(folder / "training_curves.csv", outcome.training_curves)
     return folder / "metrics.json"
 
 
