@@ -71,7 +71,7 @@ def mlmodel_problem(folder: Path) -> str | None:
     runs = (flavor.get("loader_module"), Path(flavor.get("model_code_path", "")).name, flavor.get("code"))
     changed = [what for what, wrong in (
         (f"it runs {runs} instead of ({LOADER!r}, {ENTRY!r}, {CODE!r})", runs != (LOADER, ENTRY, CODE)),
-        (f"its artifacts are {paths}", any(path != DIGESTS and path not in record["files"] for path in paths.values())),
+        (f"its artifacts are {paths}", any(not digested(path, record["files"]) for path in paths.values())),
         (f"its config is {flavor.get('config')} where the model was logged with {record.get('model_config')}",
          flavor.get("config") != record.get("model_config"))) if wrong]
     if changed:
@@ -86,3 +86,9 @@ def model_digest(model_uri: str) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         return sha256_of(Path(mlflow.artifacts.download_artifacts(f"{model_uri.rstrip('/')}/{DIGESTS}", dst_path=tmp)))
+
+
+def digested(path: str, files: dict[str, str]) -> bool:
+    """Whether the artifact ``path`` is one digests.json records: itself, a folder whose files it lists
+    (a bundled backbone), or digests.json."""
+    return path == DIGESTS or path in files or any(name.startswith(path.rstrip("/") + "/") for name in files)

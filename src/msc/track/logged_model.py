@@ -87,6 +87,10 @@ def model_digests(artifacts: dict[str, str], code: Path, out: Path) -> Path:
     files = {ENTRY: MODEL_ENTRY, **{f"{CODE}/{path.relative_to(code.parent).as_posix()}": path
                                     for path in shipped_code(code)},
              **{f"artifacts/{Path(artifacts[key]).name}": Path(artifacts[key]) for key in ("head_config", "head_weights")}}
+    if "backbone" in artifacts:  # register.bundle_backbone: the copied folder's every file, under its name
+        bundled = Path(artifacts["backbone"])
+        files.update({f"artifacts/{bundled.name}/{path.relative_to(bundled).as_posix()}": path
+                      for path in sorted(bundled.rglob("*")) if path.is_file()})
     out.write_text(digests_text(files, MODEL_CONFIG), encoding="utf-8")
     return out
 
