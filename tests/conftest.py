@@ -4,6 +4,7 @@ a test's folder sets its marker (tests/README.md says where a test goes)."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,24 @@ from tests.helpers import TESTS, cache_sections, make_config
 # The tests' models are tiny: an op is too small to split across threads, and OpenMP's waiting
 # threads made the tier slower on a busy 2-core machine. Subprocesses keep torch's default.
 torch.set_num_threads(1)
+
+
+def forget_tracking_uri() -> None:
+    """Unset MLflow's global tracking URI (and with it MLFLOW_TRACKING_URI), where MLflow is imported."""
+    if (mlflow := sys.modules.get("mlflow")) is not None:
+        mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(autouse=True)
+def no_tracking_store_left_over(monkeypatch):
+    """Every test starts and ends with no MLflow tracking URI, in the environment or in MLflow's global.
+    An in-process tune or predict sets both (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI), and a
+    later test's ``models:/`` URI then resolved in the earlier test's store (in CI, test_hub_provenance
+    read another project's Production version). monkeypatch puts back a URI the caller of pytest set."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    forget_tracking_uri()
+    yield
+    forget_tracking_uri()
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +94,6 @@ def project(tmp_path, monkeypatch):
     """An empty project folder as cwd: mlflow.db, mlruns/, optuna.db and results/ land there. No feature
     cache: a test that only needs a store or an error message does not pay for building one."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
 
 

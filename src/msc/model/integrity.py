@@ -2,9 +2,9 @@
 
 ``artifacts/digests.json`` maps every file that decides what the model computes to its sha256: the
 entry ``pyfunc_entry.py``, each file under ``code/`` (the msc code it ships), ``artifacts/head.json``
-and ``artifacts/head.safetensors``. (A bundled backbone is checked by its identity in head.json,
-msc/model/provenance.py.) A registered version also carries the sha256 of digests.json itself as its
-tag ``model_digest``, which a change inside the model cannot rewrite.
+and ``artifacts/head.safetensors``, and every file of a backbone the registered version bundles
+(register.bundle_backbone). A registered version also carries the sha256 of digests.json itself as
+its tag ``model_digest``, which a change inside the model cannot rewrite.
 
 Standard library only, and importing nothing of msc: the entry loads this file by its path, after
 checking this file's own digest, and runs ``model_problem`` before any other code of the model runs.

@@ -28,7 +28,7 @@ from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
 from msc.model.integrity import CODE, DIGESTS, ENTRY, digests_text, shipped_code
-from msc.model.provenance import ACCEPT_KEY
+from msc.model.provenance import ACCEPT_KEY, backbone_identity
 from msc.model.spec import (
     HEAD_SPEC,
     HEAD_WEIGHTS,
@@ -120,9 +120,11 @@ def log_trial_model(head: torch.nn.Module, train, dim: int, backbone: str, revis
                     identity: str | None = None):
     """A trial's model: the head (with its trained top layers, if any), with the backbone referenced
     by hub id or folder, never copied (30 trials would hold 30 copies), and identified by ``identity``
-    (the feature cache's ``backbone_identity``). Only the registered version may bundle it (registered_copy).
+    (the feature cache's ``backbone_identity``; when not given, the backbone's identity now, so that no
+    model is logged that cannot check its backbone). Only the registered version may bundle it (registered_copy).
     ``train`` is the train section (msc.train.config.TrainConfig, a dataclass that head.json records; not
     imported here: track and train are independent layers)."""
+    identity = identity or backbone_identity(backbone, revision)
     spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family, identity)
     with tempfile.TemporaryDirectory() as tmp:
         return log_pyfunc(write_head(head, spec, Path(tmp)))

@@ -14,12 +14,10 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from msc.config import TrainConfig
 from msc.model import pyfunc
 from msc.model.deadline import DEADLINE
-from msc.model.heads import build_head
 from msc.model.inputs import MAX_ROWS, SERVING_ENVIRONMENT, read_untrusted, served
-from msc.track.logged_model import log_trial_model
+from tests.helpers import logged_model_folder
 
 LABELS = ("positive", "neutral", "negative")
 PROBABILITIES = [f"p_{label}" for label in LABELS]
@@ -27,16 +25,7 @@ PROBABILITIES = [f"p_{label}" for label in LABELS]
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory, tiny_clip) -> Path:
-    """A logged model (random late-fusion head on the tiny CLIP), downloaded to a folder."""
-    root = tmp_path_factory.mktemp("batch-model")
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    experiment = mlflow.create_experiment("batch", artifact_location=str(root / "mlruns"))
-    with mlflow.start_run(experiment_id=experiment):
-        info = log_trial_model(build_head("late", 128, 8, 0.0, 3), TrainConfig(hidden_dim=8), 128, str(tiny_clip),
-                               "main", 77, LABELS)
-    folder = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(root / "model")))
-    mlflow.set_tracking_uri(None)
-    return folder
+    return logged_model_folder(tmp_path_factory.mktemp("batch-model"), tiny_clip, LABELS)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ refuses a backbone of another identity, and a model logged before identities loa
 
 import hashlib
 import shutil
+import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
@@ -15,12 +17,14 @@ from msc.core.errors import UserError
 from msc.features.manifest import cache_fingerprint
 from msc.model.heads import build_head
 from msc.model.provenance import ACCEPT_ENV, ACCEPT_KEY, backbone_identity
+from msc.model.spec import head_spec, write_head
 from msc.model.tiny import write_backbone
 from msc.track.inference import load_model
-from msc.track.logged_model import log_trial_model
+from msc.track.logged_model import log_pyfunc, log_trial_model
 from tests.helpers import cache_sections
 
 HUB_ID = "msc-test/tiny-clip"
+LABELS = ("positive", "neutral", "negative")
 
 
 def commit_of(text: str) -> str:
@@ -82,11 +86,10 @@ def test_a_folder_is_identified_by_its_files(tmp_path, tiny_clip):
 
 
 def logged_model(folder: Path, backbone: Path) -> Path:
-    """A trial's model over ``backbone``, identified as featurize would, downloaded into ``folder``."""
+    """A trial's model over ``backbone``, downloaded into ``folder``."""
     with mlflow.start_run():
         info = log_trial_model(build_head("late", 128, 8, 0.0, 3), TrainConfig(hidden_dim=8), 128, str(backbone),
-                               "main", 77, ("positive", "neutral", "negative"),
-                               identity=backbone_identity(str(backbone), "main"))
+                               "main", 77, LABELS)  # identified as featurize would: the folder's digest now
     return Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(folder)))
 
 
@@ -117,3 +120,13 @@ def test_a_replaced_backbone_folder_is_refused_unless_accepted(project, tiny_cli
     monkeypatch.delenv(ACCEPT_ENV)
     with pytest.warns(UserWarning, match="accepted on purpose"):  # the same through model_config
         mlflow.pyfunc.load_model(str(model_folder), model_config={"trusted_input": True, ACCEPT_KEY: True})
+
+
+def test_a_model_logged_before_identities_loads_with_a_warning(project, tiny_clip):
+    # What a head.json of spec version 1 is read as (HeadSpec.UPGRADES): no recorded identity to check.
+    spec = head_spec(asdict(TrainConfig(hidden_dim=8)), 128, str(tiny_clip), "main", 77, LABELS)
+    assert spec.backbone_identity is None
+    with mlflow.start_run(), tempfile.TemporaryDirectory() as tmp:
+        info = log_pyfunc(write_head(build_head("late", 128, 8, 0.0, 3), spec, Path(tmp)))
+    with pytest.warns(UserWarning, match="logged before msc recorded backbone identities, so it cannot check"):
+        load_model(info.model_uri)
