@@ -28,9 +28,11 @@ FORWARD_BATCHES = 8  # batches of each modality timed for the raw-forward refere
 MAX_TOKENS = 77  # text tokens the benchmark's backbone reads (CLIP's context)
 
 
-def run_module(module: str, args: list[str], cwd: Path, sample_memory: bool = False) -> tuple[float, int, str]:
-    """Run ``python -m module args`` in ``cwd``: (wall seconds, peak tree PSS bytes or 0, output)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run_module(module: str, args: list[str], cwd: Path, sample_memory: bool = False,
+               env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Run ``python -m module args`` in ``cwd`` (with ``env`` added to the environment): (wall seconds, peak
+    tree PSS bytes or 0, output)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)  # the study gets its own store under cwd
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, text=True,
@@ -63,9 +65,11 @@ def write_params(path: Path, data_root: Path, backbone: str, features_dir: Path,
     return path
 
 
-def dataset_view(source: Path, target: Path, labelled_fraction: float = 1.0, add_unlisted: bool = False) -> Path:
+def dataset_view(source: Path, target: Path, labelled_fraction: float = 1.0, add_unlisted: bool = False,
+                 with_test: bool = True) -> Path:
     """A data folder that links ``source``'s files: a stratified share of train.txt, and the test
-    file, plus (``add_unlisted``) every guid no label file lists, as unlabelled test rows."""
+    file (``with_test``; else a test file with no rows), plus (``add_unlisted``) every guid no label
+    file lists, as unlabelled test rows."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     (target / "data").symlink_to((source / "data").resolve())
@@ -76,7 +80,7 @@ def dataset_view(source: Path, target: Path, labelled_fraction: float = 1.0, add
         keep, _ = train_test_split(keep, train_size=labelled_fraction, stratify=[label for _, label, _ in train],
                                    random_state=0)
         keep = np.sort(keep)
-    test_guids = [guid for guid, _, _ in test]
+    test_guids = [guid for guid, _, _ in test] if with_test else []
     if add_unlisted:
         listed = {guid for guid, _, _ in train} | set(test_guids)
         test_guids += sorted({p.stem for p in (source / "data").glob("*.txt")} - listed, key=lambda g: (len(g), g))

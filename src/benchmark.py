@@ -27,6 +27,9 @@ Sections (``--only`` picks some; each writes ``<work-dir>/<section>.json``):
 - ``top_layers``: for features.top_layers K = 0, 1, 2 on a share of the labelled samples, the
   featurize time and the cache size; then seconds per epoch of ``late`` and ``cross_attention`` with
   train.top_layers k = 0, 1, 2, against re-encoding the backbone every epoch (benchmarks/top_layers.py).
+- ``runtime``: ``src.featurize`` on ``--runtime-fraction`` of the labelled samples with model.runtime torch,
+  onnxruntime fp32 and onnxruntime int8 on the CPU, each with the towers exported and then reused: wall
+  time, featurize's own build time, the speed-up against torch and peak memory (benchmarks/runtime.py).
 
 On a GPU (``model.device`` auto) the same command reports GPU figures, with forward latency in
 fp32, fp16 and bf16.
@@ -44,20 +47,21 @@ from msc.core.errors import UserError, cli
 from msc.core.files import atomic_write_text, check_output_folder
 from msc.core.owned import BENCHMARK_MARK, has_mark, mark, refuse_foreign
 
-SECTIONS = ("featurize", "trial", "study", "predict", "serve", "top_layers")
+SECTIONS = ("featurize", "trial", "study", "predict", "serve", "top_layers", "runtime")
 
 
 def sections() -> dict:
     """Each section's function; imported after the arguments (torch, mlflow), so --help answers at once."""
     from benchmarks.featurize import bench_featurize
     from benchmarks.predict import bench_predict
+    from benchmarks.runtime import bench_runtime
     from benchmarks.serve import bench_serve
     from benchmarks.study import bench_study
     from benchmarks.top_layers import bench_top_layers
     from benchmarks.trial import bench_trial
 
     return {"featurize": bench_featurize, "trial": bench_trial, "study": bench_study, "predict": bench_predict,
-            "serve": bench_serve, "top_layers": bench_top_layers}
+            "serve": bench_serve, "top_layers": bench_top_layers, "runtime": bench_runtime}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--serve-seconds", type=float, default=60.0, help="load per client count (default: %(default)s)")
     parser.add_argument("--top-layers-fraction", type=float, default=0.1,
                         help="share of the labelled samples the top_layers section featurizes (default: %(default)s)")
+    parser.add_argument("--runtime-fraction", type=float, default=0.05,
+                        help="share of the labelled samples the runtime section featurizes (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="use --work-dir even when it holds files that the "
                         "benchmark did not write (it replaces folders inside it)")
     args = parser.parse_args(argv)

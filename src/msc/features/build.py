@@ -42,8 +42,9 @@ from msc.features.manifest import (
 )
 from msc.features.screen import Screening, data_fingerprint, report_screening, screen_samples
 from msc.features.writer import NpyWriter
-from msc.model.backbone import Backbone, clip_pixels, load_backbone
+from msc.model.backbone import Backbone, clip_pixels
 from msc.model.config import ModelConfig
+from msc.model.onnx_towers import TOP_LAYERS_REFUSED, runtime_backbone
 from msc.model.provenance import backbone_identity, identity_commit
 
 
@@ -235,6 +236,8 @@ def build_cache(screening: Screening, backbone: Backbone, data: DataConfig, mode
 def featurize(data: DataConfig, model: ModelConfig, features: FeaturesConfig, force: bool = False) -> tuple[FeatureCache, bool]:
     """Return the cache for these sections of params.yaml, building it when stale. The bool says whether it was built."""
     folder = Path(features.dir)
+    if model.runtime == "onnxruntime" and features.top_layers:
+        raise UserError(TOP_LAYERS_REFUSED)
     dataset = load_dataset(data.source, require_test_files=False, require_labelled_files=False)
     if not dataset.labelled:  # nothing to train on: every stage after this one would fail on it
         raise UserError(f"{listing_file(data.source)} has no labelled samples; label some, or run "
@@ -266,9 +269,10 @@ def featurize(data: DataConfig, model: ModelConfig, features: FeaturesConfig, fo
 
 def build_and_swap(screening: Screening, data: DataConfig, model: ModelConfig, features: FeaturesConfig, folder: Path,
                    fingerprint: str, data_hash: str, identity: str) -> None:
-    """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete; a hub id by its resolved commit."""
-    backbone = load_backbone(model.backbone, identity_commit(identity) or model.revision, model.device, model.precision,
-                             model.family)
+    """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete; a hub id by its resolved commit,
+    its towers run by ``model.runtime``."""
+    backbone = runtime_backbone(model.backbone, identity_commit(identity) or model.revision, model.device,
+                                model.precision, model.family, model.runtime, identity)
     if features.top_layers > backbone.blocks:
         raise UserError(f"features.top_layers is {features.top_layers}, but {model.backbone} "
                         f"has {backbone.blocks} blocks in its shallower tower; set it to {backbone.blocks} or fewer")

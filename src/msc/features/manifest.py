@@ -54,6 +54,8 @@ MSC_ROOT = Path(__file__).resolve().parents[1]
 # cache's identity, so a change to it rebuilds the cache without anybody bumping a version number.
 PREPROCESSING_CODE = ("features/build.py", "features/screen.py", "features/writer.py", "data/dataset.py",
                       "data/posts.py", "data/table.py", "data/text.py", "data/images.py", "model/backbone.py")
+# The code that exports the towers and runs them with model.runtime: onnxruntime: part of those caches' identity.
+ONNX_RUNTIME_CODE = ("model/onnx_export.py", "model/onnx_towers.py")
 
 
 @dataclass(frozen=True)
@@ -176,14 +178,19 @@ def fresh_manifest(folder: Path, fingerprint: str, say_why: bool = True) -> Cach
     return manifest
 
 
-@functools.lru_cache(maxsize=1)
-def preprocessing_code_hash() -> str:
-    """Hash of the preprocessing code as this process loaded it (read once: an edit made while a
-    long run goes on does not change what the run computes)."""
+@functools.lru_cache(maxsize=2)
+def code_hash(names: tuple[str, ...]) -> str:
+    """Hash of the files ``names`` (under src/msc) as this process first read them (read once: an edit
+    made while a long run goes on does not change what the run computes)."""
     digest = hashlib.sha256()
-    for name in PREPROCESSING_CODE:
+    for name in names:
         digest.update(name.encode() + b"\0" + (MSC_ROOT / name).read_bytes())
     return digest.hexdigest()
+
+
+def preprocessing_code_hash() -> str:
+    """Hash of the preprocessing code (``PREPROCESSING_CODE``)."""
+    return code_hash(PREPROCESSING_CODE)
 
 
 def preprocessing_settings(data: DataConfig, model: ModelConfig, features: FeaturesConfig) -> dict[str, object]:
@@ -204,6 +211,7 @@ def preprocessing_settings(data: DataConfig, model: ModelConfig, features: Featu
         "model.revision": model.revision,
         "model.precision": model.precision,
         "model.family": model.family,
+        "model.runtime": model.runtime,
         "features.augment_views": features.augment_views,
         "features.text_augment_views": features.text_augment_views,
         "features.max_text_tokens": features.max_text_tokens,
@@ -214,23 +222,35 @@ def preprocessing_settings(data: DataConfig, model: ModelConfig, features: Featu
     }
 
 
+def runtime_key(model: ModelConfig) -> dict[str, object]:
+    """What the runtime adds to the fingerprint: torch's resolved dtype (bf16 rounds differently from
+    fp32; auto and fp32 are the same on a CPU), or onnxruntime's precision (fp32, int8), its version,
+    the exporting torch's and the export and runtime code's hash."""
+    from importlib.metadata import version
+
+    if model.runtime == "torch":
+        return {"dtype": str(resolve_dtype(model.precision, resolve_device(model.device)))}
+    return {"dtype": "torch.float32", "runtime": {
+        "name": model.runtime, "precision": model.runtime_precision, "onnxruntime": version("onnxruntime"),
+        "torch": version("torch"), "code": code_hash(ONNX_RUNTIME_CODE)}}
+
+
 def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesConfig, data_hash: str,
                       identity: str | None = None) -> str:
     """What decides staleness. Device, batch size and workers change speed, not content; the
-    precision does (bf16 rounds differently from fp32), so its resolved dtype counts. The backbone
-    counts by ``identity`` (msc/model/provenance.py: a hub revision's commit, a folder's file digest),
-    worked out here when not given."""
+    precision and the runtime do (``runtime_key``). The backbone counts by ``identity``
+    (msc/model/provenance.py: a hub revision's commit, a folder's file digest), worked out here when not given."""
     from importlib.metadata import version
 
     settings = preprocessing_settings(data, model, features)
     del settings["data.root"]  # the data's content counts, not where it lies
-    del settings["model.precision"]  # the dtype it resolves to counts: auto and fp32 are the same on a CPU
+    del settings["model.precision"], settings["model.runtime"]  # runtime_key says what they decide
     if settings["features.token_states"]:
         del settings["features.token_states"]  # the default: caches built before the setting keep their fingerprint
     key = {
         **settings,
         "backbone": identity or backbone_identity(model.backbone, model.revision),
-        "dtype": str(resolve_dtype(model.precision, resolve_device(model.device))),
+        **runtime_key(model),
         "libraries": {name: version(name) for name in ("transformers", "tokenizers", "pillow")},
         "data": data_hash,
     }
@@ -240,9 +260,10 @@ def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesCo
 def check_settings(manifest: CacheManifest, data: DataConfig, model: ModelConfig, features: FeaturesConfig, folder: Path) -> None:
     """Stop with a sentence when the cache in ``folder`` was built with other settings than these sections'."""
     built = manifest.preprocessing
-    # A cache built before features.token_states existed holds the token states.
+    # A cache built before features.token_states or model.runtime existed holds the token states, by torch.
+    before = {"features.token_states": True, "model.runtime": "torch"}
     changed = [key for key, value in preprocessing_settings(data, model, features).items()
-               if built.get(key, True if key == "features.token_states" else None) != value]
+               if built.get(key, before.get(key)) != value]
     if changed:
         code = [f"src/msc/{name}" for name in PREPROCESSING_CODE]
         named = [f"the preprocessing code ({', '.join(code)})" if key == "preprocessing code" else key for key in changed]

@@ -32,6 +32,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from PIL import Image
 from safetensors.torch import load_file
 
+from msc.core.errors import UserError
 from msc.core.labels import probability_columns
 from msc.data.text import normalize_tweet
 from msc.model.backbone import Backbone, load_backbone
@@ -47,6 +48,7 @@ from msc.model.inputs import (
     read_untrusted,
     served,
 )
+from msc.model.onnx_towers import TOP_LAYERS_REFUSED, runtime_backbone
 from msc.model.provenance import accepts_change, checked_revision
 from msc.model.spec import backbone_reference, build_logged_head, read_head_spec
 from msc.model.usage import (
@@ -110,7 +112,13 @@ class MscModel(mlflow.pyfunc.PythonModel):
         # a folder (or the bundled copy) by its files' digest (msc/model/provenance.py).
         revision = checked_revision(spec.backbone_identity, backbone_ref, spec.revision,
                                     accepts_change(context.model_config))
-        self.backbone = load_backbone(backbone_ref, revision, device="auto", precision="auto", family=spec.family)
+        # The runtime whose features trained the head: torch where it runs best (fp16 on a GPU), or
+        # onnxruntime on the CPU in the recorded precision (fp32, int8), as featurize ran it.
+        onnx = spec.runtime == "onnxruntime"
+        if onnx and spec.train.get("top_layers", 0):
+            raise UserError(TOP_LAYERS_REFUSED)
+        self.backbone = runtime_backbone(backbone_ref, revision, "auto", spec.precision if onnx else "auto", spec.family,
+                                         spec.runtime)
         self.labels = tuple(spec.labels)  # the class order of the head's outputs
         # FeatureBatch -> logits: the head, within its own top blocks when k > 0. On the CPU, in fp32,
         # like the head alone; the backbone below runs on its device. The blocks are copied from the

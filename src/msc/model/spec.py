@@ -28,10 +28,12 @@ HEAD_WEIGHTS = "head.safetensors"
 @dataclass(frozen=True)
 class HeadSpec(HandOff):
     NAME: ClassVar[str] = "head-spec"
-    VERSION: ClassVar[int] = 2  # 2: backbone_identity
+    VERSION: ClassVar[int] = 3  # 2: backbone_identity; 3: runtime, precision
     WHAT: ClassVar[str] = "head spec"
     WRITTEN_BY: ClassVar[str] = "`python -m src.tune` (it logs every trial's model)"
-    UPGRADES: ClassVar[dict] = {1: {"backbone_identity": None}}  # logged before identities: loads, unchecked
+    # Logged before identities: loads, unchecked; before runtimes: its features came from torch.
+    UPGRADES: ClassVar[dict] = {1: {"backbone_identity": None, "runtime": "torch", "precision": "auto"},
+                                2: {"runtime": "torch", "precision": "auto"}}
 
     fusion: str  # a name in msc.model.heads.HEADS
     dim: int  # P, the width of the features the head reads
@@ -48,17 +50,24 @@ class HeadSpec(HandOff):
     train: dict  # the whole train section it was trained with
     temperature: float = 1.0  # fitted at registration (msc/tune/registration.py); 1 (none) for a trial's model
     family: str | None = None  # model.family as set: None reads it from the backbone's config.json
+    # model.runtime and model.precision of the features that trained the head: the pyfunc computes a new
+    # post's features with onnxruntime in that precision when the runtime was onnxruntime (torch: as it loads)
+    runtime: str = "torch"
+    precision: str = "auto"
 
 
 def head_spec(train: dict, dim: int, backbone: str, revision: str, max_text_tokens: int, labels: tuple[str, ...],
-              family: str | None = None, identity: str | None = None) -> HeadSpec:
+              family: str | None = None, identity: str | None = None, runtime: tuple[str, str] = ("torch", "auto")
+              ) -> HeadSpec:
     """The spec of a head trained with the ``train`` section (a dict of TrainConfig) over ``backbone``
-    (whose features came from the backbone of ``identity``), whose outputs are the classes ``labels``."""
+    (whose features came from the backbone of ``identity`` under ``runtime``: model.runtime and
+    model.precision), whose outputs are the classes ``labels``."""
     folder = local_folder(backbone)
     return HeadSpec(fusion=train["fusion"], dim=dim, hidden_dim=train["hidden_dim"], dropout=train["dropout"],
                     backbone=backbone, backbone_folder=str(folder.resolve()) if folder else None, revision=revision,
                     backbone_identity=identity,
-                    max_text_tokens=max_text_tokens, labels=list(labels), train=train, family=family)
+                    max_text_tokens=max_text_tokens, labels=list(labels), train=train, family=family,
+                    runtime=runtime[0], precision=runtime[1])
 
 
 def write_head(model, spec: HeadSpec, folder: Path) -> dict[str, str]:

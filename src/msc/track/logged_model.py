@@ -55,12 +55,13 @@ def model_code(folder: Path) -> Path:
     return package
 
 
-def pip_requirements() -> list[str]:
-    """Pinned to what trained the model; stated explicitly so MLflow need not infer them."""
+def pip_requirements(runtime: str = "torch") -> list[str]:
+    """Pinned to what trained the model; stated explicitly so MLflow need not infer them. A model whose
+    features come from onnxruntime (head.json's ``runtime``) also needs it and onnx, which exports the towers."""
     from importlib.metadata import version
 
     packages = ["torch", "transformers", "safetensors", "pillow", "numpy", "pandas", "nltk", "mlflow", "scikit-learn",
-                "rich", "pyyaml", "peft"]
+                "rich", "pyyaml", "peft"] + (["onnx", "onnxruntime"] if runtime == "onnxruntime" else [])
     return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 
 
@@ -99,7 +100,8 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
     """Log a model with these artifacts (head weights and spec, optionally the backbone folder) and the
     digests of its files into the active MLflow run; returns its ModelInfo. Its signature's output has
     the spec's labels."""
-    signature, example = signature_and_example(tuple(read_head_spec(artifacts["head_config"]).labels))
+    spec = read_head_spec(artifacts["head_config"])
+    signature, example = signature_and_example(tuple(spec.labels))
     with tempfile.TemporaryDirectory() as code:
         package = model_code(Path(code) / "shipped")
         digests = model_digests(artifacts, package, Path(code) / Path(DIGESTS).name)
@@ -111,21 +113,22 @@ def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
             model_config=MODEL_CONFIG,
             signature=signature,
             input_example=example,
-            pip_requirements=pip_requirements(),
+            pip_requirements=pip_requirements(spec.runtime),
         )
 
 
 def log_trial_model(head: torch.nn.Module, train, dim: int, backbone: str, revision: str,
                     max_text_tokens: int, labels: tuple[str, ...], family: str | None = None,
-                    identity: str | None = None):
+                    identity: str | None = None, runtime: tuple[str, str] = ("torch", "auto")):
     """A trial's model: the head (with its trained top layers, if any), with the backbone referenced
     by hub id or folder, never copied (30 trials would hold 30 copies), and identified by ``identity``
     (the feature cache's ``backbone_identity``; when not given, the backbone's identity now, so that no
     model is logged that cannot check its backbone). Only the registered version may bundle it (registered_copy).
     ``train`` is the train section (msc.train.config.TrainConfig, a dataclass that head.json records; not
-    imported here: track and train are independent layers)."""
+    imported here: track and train are independent layers). ``runtime``: model.runtime and model.precision of
+    the features, which the model computes new posts' features with (onnxruntime) or records (torch)."""
     identity = identity or backbone_identity(backbone, revision)
-    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family, identity)
+    spec = head_spec(asdict(train), dim, backbone, revision, max_text_tokens, labels, family, identity, runtime)
     with tempfile.TemporaryDirectory() as tmp:
         return log_pyfunc(write_head(head, spec, Path(tmp)))
 

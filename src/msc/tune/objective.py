@@ -91,7 +91,8 @@ class Objective:
             log_confusion(result.val_scores["confusion"], "val", self.cache.label_names)
             info = log_trial_model(result.head, config.train, self.cache.dim, config.model.backbone,
                                    config.model.revision, config.features.max_text_tokens, self.cache.label_names,
-                                   config.model.family, self.cache.manifest.backbone_identity)
+                                   config.model.family, self.cache.manifest.backbone_identity,
+                                   (config.model.runtime, config.model.precision))
             trial.set_user_attr("model_uri", info.model_uri)
             mlflow.set_tag("optuna_state", "COMPLETE")
         return score
