@@ -14,6 +14,7 @@ import pytest
 
 from msc.config import TrainConfig
 from msc.model.heads import build_head
+from msc.model.onnx_towers import CACHE_ENV
 from msc.model.tiny import write_backbone
 from msc.track.logged_model import log_trial_model, registered_copy
 from msc.track.registry import ALIAS, MODEL_NAME
@@ -36,25 +37,30 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def register(backbone: Path, fusion: str, temperature: float) -> None:
-    """A head of ``fusion`` (untrained: parity needs no accuracy) registered as msc@production with ``temperature``."""
+def register(backbone: Path, fusion: str, temperature: float, runtime: tuple[str, str] = ("torch", "auto")) -> None:
+    """A head of ``fusion`` (untrained: parity needs no accuracy) registered as msc@production with ``temperature``,
+    its features computed by ``runtime`` (model.runtime, model.precision)."""
     train = TrainConfig(fusion=fusion, hidden_dim=32)
     head = build_head(fusion, 128, train.hidden_dim, train.dropout, len(LABELS)).eval()
     with mlflow.start_run():
-        trial = log_trial_model(head, train, 128, str(backbone), "main", 77, LABELS)
+        trial = log_trial_model(head, train, 128, str(backbone), "main", 77, LABELS, runtime=runtime)
         copy = registered_copy(trial.model_uri, temperature)
     version = mlflow.register_model(copy.model_uri, MODEL_NAME)
     mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
 
 
-@pytest.mark.parametrize("family,fusion", [("clip", "early"), ("siglip", "late")])
-def test_bundle_reproduces_the_registered_model_without_torch_or_msc(tmp_path, monkeypatch, sample_root, family, fusion):
+# The last: a model whose features come from onnxruntime's int8 towers; its bundle carries those towers.
+@pytest.mark.parametrize("family,fusion,runtime", [("clip", "early", ("torch", "auto")), ("siglip", "late", ("torch", "auto")),
+                                                   ("clip", "late", ("onnxruntime", "int8"))])
+def test_bundle_reproduces_the_registered_model_without_torch_or_msc(tmp_path, monkeypatch, sample_root, family, fusion,
+                                                                      runtime):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "towers"))
     setup_mlflow()  # this folder's store, not the one an earlier test in this process pointed MLflow at
     backbone = tmp_path / f"tiny-{family}"
     write_backbone(backbone, "tiny", seed=0, family=family)
-    register(backbone, fusion, temperature=1.7)
+    register(backbone, fusion, temperature=1.7, runtime=runtime)
 
     images = sorted((sample_root / "data").glob("*.jpg"))[:20]
     texts = [(sample_root / "data" / f"{p.stem}.txt").read_text(encoding="utf-8", errors="replace") for p in images]

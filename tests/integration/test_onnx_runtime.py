@@ -89,13 +89,18 @@ def test_onnxruntime_features_match_torch(tmp_path, towers, small_sample_root, f
     assert (exported / TOWERS_JSON).stat().st_mtime_ns == stamp
 
 
-def test_int8_is_its_own_cache_close_to_fp32(tmp_path, towers, small_sample_root, tiny_clip):
-    caches = {}
-    for precision in ("fp32", "int8"):
-        config = make_config(small_sample_root, tiny_clip, tmp_path / precision,
-                             {"features.augment_views": 0, "model.runtime": "onnxruntime", "model.precision": precision})
-        caches[precision] = featurize(*cache_sections(config))[0]
+def test_int8_is_its_own_cache_close_to_fp32_and_a_posts_features_are_its_own(tmp_path, towers, small_sample_root,
+                                                                               tiny_clip):
+    # int8-7: batches of 7 posts, not 32. Dynamic quantization scales a call's activations by their largest,
+    # so int8 runs one post at a time: its features never depend on the posts batched with it.
+    for name, precision, batch in (("fp32", "fp32", 32), ("int8", "int8", 32), ("int8-7", "int8", 7)):
+        config = make_config(small_sample_root, tiny_clip, tmp_path / name,
+                             {"features.augment_views": 0, "model.runtime": "onnxruntime", "model.precision": precision,
+                              "features.batch_size": batch})
+        featurize(*cache_sections(config))
     assert read_manifest(tmp_path / "fp32").fingerprint != read_manifest(tmp_path / "int8").fingerprint
+    for name in ("text_pooled", "text_tokens", "image_pooled", "image_tokens"):
+        assert np.array_equal(np.load(tmp_path / "int8" / f"{name}.npy"), np.load(tmp_path / "int8-7" / f"{name}.npy"))
     assert sorted(path.name.split("-")[0] for path in towers.iterdir() if not path.name.startswith(".")) == ["fp32", "int8"]
     fp32, int8 = (torch.from_numpy(np.load(tmp_path / p / "image_pooled.npy")).float() for p in ("fp32", "int8"))
     # Random weights: close, not equal (the real backbone's cost is the ablation's holdout row to judge).

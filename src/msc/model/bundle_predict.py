@@ -106,6 +106,20 @@ class Bundle:
         length = text["max_length"] if text["padding"] == "max_length" else None
         self.tokenizer.enable_padding(pad_id=text["pad_id"], length=length)
 
+    def towers(self, ids: np.ndarray, mask: np.ndarray, pixels: np.ndarray) -> list[np.ndarray]:
+        """Text pooled (B, P) and tokens (B, L, P), image pooled (B, P) and tokens (B, M, P). Towers quantized
+        to int8 (model.json's ``quantized``) run one post at a time, a text padded to each batch's longest at
+        its own length, its padding zeros, as msc does: they scale each call's activations by its largest."""
+        if not self.model.get("quantized"):
+            return run(self.text, {"input_ids": ids, "attention_mask": mask}) + run(self.image, {"pixel_values": pixels})
+        texts, images = [], []
+        for row_ids, row_mask, row_pixels in zip(ids, mask, pixels):
+            length = int(row_mask.sum()) if self.rule["text"]["padding"] == "longest" else len(row_ids)
+            pooled, tokens = run(self.text, {"input_ids": row_ids[None, :length], "attention_mask": row_mask[None, :length]})
+            texts.append((pooled, np.pad(tokens, ((0, 0), (0, len(row_ids) - length), (0, 0)))))
+            images.append(run(self.image, {"pixel_values": row_pixels[None]}))
+        return [np.concatenate(parts) for parts in (*zip(*texts), *zip(*images))]
+
     def probabilities(self, texts: list[str], images: list[np.ndarray | None]) -> np.ndarray:
         """(B, C) calibrated probabilities of a batch; a None image is a missing one."""
         encoded = self.tokenizer.encode_batch([normalize(t, self.rule["text"]["chars"]) for t in texts])
@@ -114,8 +128,7 @@ class Bundle:
         side = self.rule["image"]["input"]
         stacked = np.stack([np.zeros((3, side, side), np.float32) if i is None else i for i in images])
         cache = lambda x: x.astype(np.float16).astype(np.float32)  # noqa: E731 - the feature cache's precision
-        text_pooled, text_tokens = map(cache, run(self.text, {"input_ids": ids, "attention_mask": mask}))
-        image_pooled, image_tokens = map(cache, run(self.image, {"pixel_values": stacked}))
+        text_pooled, text_tokens, image_pooled, image_tokens = map(cache, self.towers(ids, mask, stacked))
         missing = np.asarray([i is None for i in images])
         image_pooled[missing], image_tokens[missing] = 0.0, 0.0
         logits = run(self.head, {"text_pooled": text_pooled, "image_pooled": image_pooled, "text_tokens": text_tokens,

@@ -1,10 +1,12 @@
 """A self-contained bundle of a model for onnxruntime: what ``python -m src.export`` writes.
 
-    text_tower.onnx, image_tower.onnx   the backbone's towers (msc/model/onnx_export.py)
+    text_tower.onnx, image_tower.onnx   the backbone's towers (msc/model/onnx_export.py); for a model of
+                                        model.runtime: onnxruntime, the ones it runs (int8 included)
     head.onnx                           the fusion head: features -> logits
     tokenizer.json                      the backbone's tokenizer, for the ``tokenizers`` library
     preprocess.json                     the text and image preprocessing rules and constants
-    model.json                          labels, temperature, and the whole head.json under "head"
+    model.json                          labels, temperature, quantized (int8 towers), and the whole head.json
+                                        under "head"
     predict.py                          the reference script (msc/model/bundle_predict.py)
     tweet_tokens.py                     its tweet tokenizer (NLTK's expressions, msc/model/tweet_tokens.py)
     digests.sha256                      sha256 of every other file, as ``sha256sum -c`` reads it
@@ -24,7 +26,7 @@ from msc.data.images import DRAFT_SIZE, MAX_ASPECT
 from msc.data.text import TOKENIZED_CHARS
 from msc.model.backbone import Backbone
 from msc.model.heads import FusionHead
-from msc.model.onnx_export import HEAD, export_head, export_towers
+from msc.model.onnx_export import HEAD, IMAGE_TOWER, TEXT_TOWER, export_head, export_towers
 
 SCRIPT = Path(__file__).with_name("bundle_predict.py")
 TWEETS = Path(__file__).with_name("tweet_tokens.py")  # the script's tweet tokenizer, loaded from beside it
@@ -79,19 +81,27 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(backbone: Backbone, head: FusionHead, head_json: dict, source: str, out: Path) -> Path:
+def write_bundle(backbone: Backbone, head: FusionHead, head_json: dict, source: str, out: Path,
+                 towers: Path | None = None) -> Path:
     """Write the bundle of ``head`` over ``backbone`` (fp32, CPU) into ``out``, whole or not at all:
-    it is built beside ``out`` and renamed over it. ``head_json``: the model's head.json as read."""
+    it is built beside ``out`` and renamed over it. ``head_json``: the model's head.json as read.
+    ``towers``: the folder of the towers the model runs (model.runtime: onnxruntime, fp32 or int8,
+    msc/model/onnx_towers.py), copied as they are; else they are exported from ``backbone``."""
     staging = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        export_towers(backbone, staging)
+        if towers is None:
+            export_towers(backbone, staging)
+        for name in (TEXT_TOWER, IMAGE_TOWER) if towers else ():
+            shutil.copyfile(towers / name, staging / name)
         export_head(head.eval(), backbone.dim, backbone.image_tokens, staging / HEAD)
         write_tokenizer(backbone, staging / "tokenizer.json")
         rules = {"text": text_rule(backbone, head_json["max_text_tokens"]), "image": image_rule(backbone)}
         atomic_write_text(staging / "preprocess.json", json.dumps(rules, indent=2) + "\n")
+        # quantized: int8 towers, which predict.py runs one post at a time (msc/model/onnx_towers.py says why)
         model = {"bundle_version": BUNDLE_VERSION, "source": source, "family": backbone.family,
+                 "quantized": head_json.get("precision") == "int8" and towers is not None,
                  "labels": list(head_json["labels"]), "temperature": float(head_json.get("temperature", 1.0)),
                  "head": head_json}
         atomic_write_text(staging / "model.json", json.dumps(model, indent=2) + "\n")

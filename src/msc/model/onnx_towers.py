@@ -134,19 +134,36 @@ class OnnxBackbone:
         return getattr(self.backbone, name)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden_layers: int = 0) -> Encoded:
-        """(B, L) ids and mask -> pooled (B, P) and per-token (B, L, P) features, as Backbone.encode_text."""
+        """(B, L) ids and mask -> pooled (B, P) and per-token (B, L, P) features, as Backbone.encode_text.
+
+        int8 runs one post at a time, a causal text at its own length: dynamic quantization scales
+        each call's activations by their largest value, so in a batch a post's features would depend
+        on the posts (and the padding) beside it, and the served model's would differ from the cache's.
+        Its padding positions hold zeros (the heads mask them)."""
         if hidden_layers:
             raise UserError(TOP_LAYERS_REFUSED)
-        pooled, tokens = run(self.text, {"input_ids": input_ids.numpy().astype(np.int64),
-                                         "attention_mask": attention_mask.numpy().astype(np.int64)})
-        return Encoded(torch.from_numpy(pooled), torch.from_numpy(tokens))
+        ids, mask = input_ids.numpy().astype(np.int64), attention_mask.numpy().astype(np.int64)
+        if self.precision != "int8":
+            pooled, tokens = run(self.text, {"input_ids": ids, "attention_mask": mask})
+            return Encoded(torch.from_numpy(pooled), torch.from_numpy(tokens))
+        pooled, tokens = [], []
+        for row_ids, row_mask in zip(ids, mask):
+            length = int(row_mask.sum()) if self.backbone.causal_text else len(row_ids)
+            one_pooled, one_tokens = run(self.text, {"input_ids": row_ids[None, :length],
+                                                     "attention_mask": row_mask[None, :length]})  # (1, P), (1, l, P)
+            pooled.append(one_pooled)
+            tokens.append(np.pad(one_tokens, ((0, 0), (0, ids.shape[1] - length), (0, 0))))
+        return Encoded(torch.from_numpy(np.concatenate(pooled)), torch.from_numpy(np.concatenate(tokens)))
 
     def encode_image(self, pixel_values: torch.Tensor, hidden_layers: int = 0) -> Encoded:
-        """(B, 3, H, W) pixels -> pooled (B, P) and per-patch (B, M, P) features, as Backbone.encode_image."""
+        """(B, 3, H, W) pixels -> pooled (B, P) and per-patch (B, M, P) features, as Backbone.encode_image;
+        int8 one image at a time (see encode_text)."""
         if hidden_layers:
             raise UserError(TOP_LAYERS_REFUSED)
-        pooled, tokens = run(self.image, {"pixel_values": pixel_values.float().numpy()})
-        return Encoded(torch.from_numpy(pooled), torch.from_numpy(tokens))
+        pixels = pixel_values.float().numpy()
+        calls = [pixels] if self.precision != "int8" else [pixels[i : i + 1] for i in range(len(pixels))]
+        pooled, tokens = zip(*(run(self.image, {"pixel_values": call}) for call in calls))
+        return Encoded(torch.from_numpy(np.concatenate(pooled)), torch.from_numpy(np.concatenate(tokens)))
 
 
 def runtime_backbone(name: str, revision: str, device: str, precision: str, family: str | None, runtime: str,

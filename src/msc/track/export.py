@@ -11,6 +11,7 @@ import torch
 from msc.core.errors import UserError
 from msc.model.backbone import load_backbone
 from msc.model.onnx_bundle import write_bundle
+from msc.model.onnx_towers import OnnxBackbone
 from msc.model.spec import HEAD_SPEC, backbone_reference, read_head_spec
 from msc.track.inference import load_model, registered_models_listing
 
@@ -43,9 +44,11 @@ def export_model(model_uri: str, out: Path) -> Path:
                             "(train.top_layers > 0), and src.export does not export those yet; export a model "
                             "trained with train.top_layers: 0")
         model = load_model(str(local)).unwrap_python_model()
-        backbone = model.backbone
+        backbone, towers = model.backbone, None
+        if isinstance(backbone, OnnxBackbone):  # model.runtime: onnxruntime: the towers it runs, int8 included
+            backbone, towers = backbone.backbone, backbone.folder
         if backbone.dtype != torch.float32 or backbone.device.type != "cpu":  # a GPU loads it in fp16
             bundled = local / "artifacts" / "backbone"
             backbone = load_backbone(str(bundled) if bundled.is_dir() else backbone_reference(spec), spec.revision,
                                      device="cpu", precision="fp32", family=spec.family)
-        return write_bundle(backbone, model.head, head_json, model_uri, out)
+        return write_bundle(backbone, model.head, head_json, model_uri, out, towers)
