@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The library (torch, sklearn, mlflow) is imported after the arguments: --help answers at once.
     from msc.analysis.ablation import run_ablation
+    from msc.analysis.precision_row import int8_cache
     from msc.analysis.results import DETAILS, AblationResults
     from msc.config import load_config
     from msc.core.errors import log_crashes_in, step
@@ -57,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     cache = open_cache(config.data, config.model, config.features, config.train.device)
     cache.require_token_states("the ablation, which trains every head (early and cross_attention too),")
     console = Console()
+    int8 = None
+    if config.ablation.int8_row:
+        with step(f"computing the int8 features of ablation.int8_row in {config.features.dir}-int8"):
+            int8 = int8_cache(config, cache)
     with step("training and scoring the ablation variants"):
-        rows = run_ablation(config, cache, metrics, out_dir)
+        rows = run_ablation(config, cache, metrics, out_dir, int8)
     print_table(rows, f"holdout, mean ± std over seeds ({cache.manifest.backbone}, {config.data.root})", console)
     print(f"wrote {out_dir / 'ablation.csv'}, {out_dir / 'bad_cases.csv'} and {out_dir / DETAILS}; "
           "`python -m src.report` writes the report")

@@ -117,3 +117,31 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(trained_project
     capsys.readouterr()
     assert report.main([]) == 2
     assert "ablation.csv' is from another ablation run than ablation.json" in capsys.readouterr().err
+
+
+def test_the_int8_row_reports_what_int8_features_cost_with_intervals(trained_project, config, monkeypatch, tmp_path):
+    from msc.analysis.precision_row import PRECISION_COLUMNS
+    from msc.model.onnx_towers import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "towers"))
+    config = with_overrides(config, {"train.epochs": 2, "ablation.seeds": 2, "ablation.int8_row": True})
+    (trained_project / "params.yaml").write_text(yaml.safe_dump(asdict(config)))
+    metrics = trained_project / "results" / "metrics.json"
+    metrics.parent.mkdir()
+    write_handoff(metrics, tune_summary(TUNED, best_trial=7))
+
+    assert ablation.main(["--params", "params.yaml"]) == 0
+    assert report.main([]) == 0, "the report reads a table with the int8 row"
+    results = trained_project / "results"
+    with (results / "ablation.csv").open(newline="") as handle:
+        assert next(csv.reader(handle)) == [*ablation_columns(COURSE_LABELS), *PRECISION_COLUMNS]
+    rows = {row["variant"]: row for row in read_csv(results / "ablation.csv")}
+    assert rows["gated:int8"]["kind"] == "precision" and rows["gated:int8"]["seeds"] == "2"
+    for name in ("gated", "gated:int8"):  # the fp32 reference and the int8 row
+        row = {key: float(value) for key, value in rows[name].items() if key in PRECISION_COLUMNS and value}
+        assert row["accuracy_ci_low"] <= float(rows[name]["accuracy"]) <= row["accuracy_ci_high"], name
+        assert 0 <= row["ece_ci_low"] <= row["ece_ci_high"] <= 1 and 0 <= row["ece"] <= 1, name
+    cost = [float(rows["gated:int8"][f"accuracy_vs_fp32_ci_{end}"]) for end in ("low", "high")]
+    assert -1 <= cost[0] <= cost[1] <= 1 and rows["gated"]["accuracy_vs_fp32_ci_low"] == ""
+    assert rows["text"]["ece"] == "", "only the two compared rows carry the intervals"
+    assert (Path(f"{config.features.dir}-int8") / "manifest.json").is_file()

@@ -14,6 +14,7 @@ import numpy as np
 
 from msc.analysis.attribution import evidence, holdout_attribution
 from msc.analysis.error_kinds import ERROR_KINDS, bad_case_columns, bad_cases, low_quality_rows, sample_kinds
+from msc.analysis.precision_row import PRECISION_COLUMNS, add_precision_columns, int8_result
 from msc.analysis.results import DETAILS, AblationResults, csv_text
 from msc.analysis.variants import (
     VariantResult,
@@ -73,8 +74,10 @@ def log_to_mlflow(config: Config, results: list[VariantResult], rows: list[dict]
     return parent
 
 
-def train_rows(config: Config, cache: FeatureCache, splits: Splits, train: TrainConfig) -> list[VariantResult]:
-    """Every trained row, then the probe, the zero-shot backbone and (on the synthetic sample) the Bayes rule."""
+def train_rows(config: Config, cache: FeatureCache, splits: Splits, train: TrainConfig,
+               int8: FeatureCache | None = None) -> list[VariantResult]:
+    """Every trained row, then the probe, the zero-shot backbone and (on the synthetic sample) the Bayes rule;
+    last, with ``int8`` (ablation.int8_row, msc/analysis/precision_row.py), the tuned head on its features."""
     results, variants = [], make_variants(train, cache.augment_views, cache.text_augment_views)
     with progress_bars() as bars:  # a bar on a terminal, else done/total and an estimate every 30 s
         task = bars.add_task(f"ablation rows ({config.ablation.seeds} seeds each)", total=len(variants))
@@ -92,6 +95,8 @@ def train_rows(config: Config, cache: FeatureCache, splits: Splits, train: Train
     results.append(timed(zero_shot(config, cache, splits.holdout), started))
     started = time.time()
     results.extend(timed(result, started) for result in bayes_results(Path(config.data.root), cache, splits.holdout))
+    if int8 is not None:
+        results.append(int8_result(int8, splits, train, config.ablation.seeds))
     return results
 
 
@@ -117,15 +122,17 @@ def explain_holdout(config: Config, cache: FeatureCache, splits: Splits, analyse
     return summary
 
 
-def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_dir: Path) -> list[dict]:
-    """Train and score every row, analyse the tuned head's errors, write every output."""
+def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_dir: Path,
+                 int8: FeatureCache | None = None) -> list[dict]:
+    """Train and score every row (``int8``: ablation.int8_row's too), analyse the tuned head's errors, write every output."""
     splits = load_splits(config.data, cache)
     train, hyperparameter_source = tuned_train_config(config, metrics_path)
-    results = train_rows(config, cache, splits, train)
+    results = train_rows(config, cache, splits, train, int8)
     holdout_labels = cache.labels[splits.holdout]
     rows = [summary_row(result, holdout_labels, cache.label_names) for result in results]
     by_name = {result.variant.name: result for result in results}
     analysed = by_name[train.fusion]  # the tuned configuration, first seed
+    add_precision_columns(rows, results, analysed, holdout_labels, cache.labels[splits.val])
     text_only, image_only = by_name["text"].probs[0].argmax(1), by_name["image"].probs[0].argmax(1)
     kinds = sample_kinds(cache, splits.holdout, analysed.probs[0], text_only, image_only,
                          low_quality_rows(cache, splits.holdout, config.ablation.low_quality_short_side),
@@ -134,7 +141,7 @@ def run_ablation(config: Config, cache: FeatureCache, metrics_path: Path, out_di
     cases = bad_cases(cache, splits.holdout, analysed.probs[0], kinds, text_only, image_only, config.data,
                       attribution)
     files = {"ablation": out_dir / "ablation.csv", "bad_cases": out_dir / "bad_cases.csv", "details": out_dir / DETAILS}
-    tables = {"ablation": csv_text(rows, ablation_columns(cache.label_names)),
+    tables = {"ablation": csv_text(rows, ablation_columns(cache.label_names) + (PRECISION_COLUMNS if int8 else ())),
               "bad_cases": csv_text(cases, bad_case_columns(cache.label_names))}
     tags = {"backbone": cache.manifest.backbone, "feature_fingerprint": cache.fingerprint,
             "split_identity": splits.identity, "git_commit": git_commit()}

@@ -86,7 +86,7 @@ def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row[k] is None else (f"{row[k]:.4f}" if isinstance(row[k], float) else row[k])
+    for row in rows:  # a column a row has no value for (ablation.int8_row's intervals) is empty
+        writer.writerow({k: "" if row.get(k) is None else (f"{row[k]:.4f}" if isinstance(row[k], float) else row[k])
                          for k in columns})
     return out.getvalue()

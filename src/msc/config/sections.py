@@ -83,6 +83,9 @@ class AblationConfig:
     # The zero-shot baseline's prompts: label -> texts its text tower embeds (averaged per label).
     zero_shot_prompts: dict[str, list[str]] = field(default_factory=lambda: dict(ZERO_SHOT_PROMPTS))
     evidence_cases: int = 6  # token heads: the most confident errors whose tokens and patches the report attributes
+    # Also the tuned head on onnxruntime int8 features of the same posts (a second cache, <features.dir>-int8):
+    # what model.precision: int8 costs against this cache's fp32 features, holdout accuracy and ECE with intervals
+    int8_row: bool = False
 
     def __post_init__(self) -> None:
         require(self.seeds >= 1, "ablation.seeds", self.seeds, "must be at least 1")

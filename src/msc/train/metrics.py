@@ -94,16 +94,17 @@ def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, resamples: int =
 
 
 def paired_bootstrap(y_true: np.ndarray, predictions: list[np.ndarray], baseline: list[np.ndarray] | None = None,
-                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[float]:
-    """95 % interval of the weighted F1 of ``predictions``, averaged over its seeds (one (n,) array
-    each), minus that of ``baseline`` when given, both on the same resampled rows: a paired
-    comparison, which sees through the noise the two share."""
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, metric: str = "weighted_f1") -> list[float]:
+    """95 % interval of the weighted F1 (or the ``accuracy``) of ``predictions``, averaged over its seeds
+    (one (n,) array each), minus that of ``baseline`` when given, both on the same resampled rows: a
+    paired comparison, which sees through the noise the two share."""
     rng = np.random.default_rng(seed)
     n = len(y_true)
     classes = classes_in(y_true, *predictions, *(baseline or []))
+    score = weighted_f1_of if metric == "weighted_f1" else lambda confusion: np.trace(confusion) / confusion.sum()
 
     def mean_f1(runs: list[np.ndarray], rows: np.ndarray) -> float:
-        return float(np.mean([weighted_f1_of(confusion_of(y_true[rows], run[rows], classes)) for run in runs]))
+        return float(np.mean([score(confusion_of(y_true[rows], run[rows], classes)) for run in runs]))
 
     values = np.empty(resamples)
     for i in range(resamples):
