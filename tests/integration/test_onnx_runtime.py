@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from msc.analysis.zero_shot import zero_shot
 from msc.config import TrainConfig
 from msc.data.text import normalize_tweet
 from msc.features.build import featurize
@@ -97,7 +98,9 @@ def test_int8_is_its_own_cache_close_to_fp32_and_a_posts_features_are_its_own(tm
         config = make_config(small_sample_root, tiny_clip, tmp_path / name,
                              {"features.augment_views": 0, "model.runtime": "onnxruntime", "model.precision": precision,
                               "features.batch_size": batch})
-        featurize(*cache_sections(config))
+        cache, _ = featurize(*cache_sections(config))
+    # The stages that run the backbone beside the cache run it as the cache was built: the zero-shot row's prompts.
+    assert len(zero_shot(config, cache, np.arange(10)).predictions[0]) == 10
     assert read_manifest(tmp_path / "fp32").fingerprint != read_manifest(tmp_path / "int8").fingerprint
     for name in ("text_pooled", "text_tokens", "image_pooled", "image_tokens"):
         assert np.array_equal(np.load(tmp_path / "int8" / f"{name}.npy"), np.load(tmp_path / "int8-7" / f"{name}.npy"))

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from msc.analysis.variants import Variant, VariantResult
 from msc.config import Config
 from msc.features.cache import FeatureCache
-from msc.model.backbone import Backbone, load_backbone
+from msc.model.backbone import Backbone
+from msc.model.onnx_towers import runtime_backbone
 from msc.train.metrics import classification_metrics
 
 
@@ -47,9 +48,10 @@ def zero_shot(config: Config, cache: FeatureCache, rows: np.ndarray) -> VariantR
     """The ``zero_shot`` ablation row on ``rows`` (the holdout): deterministic, so one run.
 
     The backbone is the cache's own (``open_cache`` refused a cache built with another), loaded for
-    its text tower and logit scale."""
+    its text tower and logit scale, run as the cache's features were (model.runtime)."""
     model = config.model
-    backbone = load_backbone(model.backbone, model.revision, model.device, model.precision, model.family)
+    backbone = runtime_backbone(model.backbone, model.revision, model.device, model.precision, model.family,
+                                model.runtime, cache.manifest.backbone_identity)
     classes = class_embeddings(backbone, config.ablation.prompts_for(cache.label_names), config.features.max_text_tokens)
     batch = cache.batch(rows)
     # The learned temperature (CLIP's is 100 once trained): it sets how sure each modality is, and so
