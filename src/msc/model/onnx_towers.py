@@ -119,7 +119,7 @@ def run(session, values: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 class OnnxBackbone:
     """A Backbone whose towers run in onnxruntime; everything else (tokenizer, preprocessing, sizes,
-    ``model`` and ``processor``) is the torch backbone's, which stays loaded in fp32 on the CPU."""
+    ``model`` and ``processor``) is the torch backbone's, loaded in fp32 on the CPU, without its towers' weights."""
 
     def __init__(self, backbone: Backbone, folder: Path, precision: str):
         import onnxruntime
@@ -127,6 +127,10 @@ class OnnxBackbone:
         self.backbone, self.folder, self.precision = backbone, folder, precision
         load = lambda name: onnxruntime.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])  # noqa: E731
         self.text, self.image = load(TEXT_TOWER), load(IMAGE_TOWER)
+        # The sessions hold the towers' weights: torch's copy (most of the backbone) is dropped, keeping
+        # the modules' shapes and the small layers beside them (CLIP's projections, the logit scale).
+        backbone.model.text_model.to("meta")
+        backbone.model.vision_model.to("meta")
 
     def __getattr__(self, name: str):
         if name == "backbone":  # not set yet (unpickling): no recursion through the line below
