@@ -28,8 +28,9 @@ Sections (``--only`` picks some; each writes ``<work-dir>/<section>.json``):
   featurize time and the cache size; then seconds per epoch of ``late`` and ``cross_attention`` with
   train.top_layers k = 0, 1, 2, against re-encoding the backbone every epoch (benchmarks/top_layers.py).
 - ``runtime``: ``src.featurize`` on ``--runtime-fraction`` of the labelled samples with model.runtime torch,
-  onnxruntime fp32 and onnxruntime int8 on the CPU, each with the towers exported and then reused: wall
-  time, featurize's own build time, the speed-up against torch and peak memory (benchmarks/runtime.py).
+  onnxruntime fp32 and onnxruntime int8 on the CPU: first exporting the towers, then ``--runtime-rounds``
+  rounds of the three with the towers reused; featurize's own time, the speed-up against the round's
+  torch run and peak memory (benchmarks/runtime.py).
 
 On a GPU (``model.device`` auto) the same command reports GPU figures, with forward latency in
 fp32, fp16 and bf16.
@@ -76,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="share of the labelled samples the top_layers section featurizes (default: %(default)s)")
     parser.add_argument("--runtime-fraction", type=float, default=0.05,
                         help="share of the labelled samples the runtime section featurizes (default: %(default)s)")
+    parser.add_argument("--runtime-rounds", type=int, default=2,
+                        help="rounds of torch, onnxruntime fp32 and int8 in the runtime section (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="use --work-dir even when it holds files that the "
                         "benchmark did not write (it replaces folders inside it)")
     args = parser.parse_args(argv)

@@ -125,12 +125,13 @@ class OnnxBackbone:
         import onnxruntime
 
         self.backbone, self.folder, self.precision = backbone, folder, precision
-        load = lambda name: onnxruntime.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])  # noqa: E731
-        self.text, self.image = load(TEXT_TOWER), load(IMAGE_TOWER)
-        # The sessions hold the towers' weights: torch's copy (most of the backbone) is dropped, keeping
-        # the modules' shapes and the small layers beside them (CLIP's projections, the logit scale).
+        # The sessions hold the towers' weights: torch's copy (most of the backbone) is dropped first, so the
+        # two are never in memory together; the modules keep their shapes and the small layers beside them
+        # (CLIP's projections, the logit scale) stay.
         backbone.model.text_model.to("meta")
         backbone.model.vision_model.to("meta")
+        load = lambda name: onnxruntime.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])  # noqa: E731
+        self.text, self.image = load(TEXT_TOWER), load(IMAGE_TOWER)
 
     def __getattr__(self, name: str):
         if name == "backbone":  # not set yet (unpickling): no recursion through the line below
