@@ -52,8 +52,9 @@ MSC_ROOT = Path(__file__).resolve().parents[1]
 # The code that decides the cached values: screening, decoding, tweet normalisation, image
 # preprocessing and augmentation, the backbone's forward, the writing. Its hash is part of the
 # cache's identity, so a change to it rebuilds the cache without anybody bumping a version number.
-PREPROCESSING_CODE = ("features/build.py", "features/screen.py", "features/writer.py", "data/dataset.py",
-                      "data/posts.py", "data/table.py", "data/text.py", "data/images.py", "model/backbone.py")
+PREPROCESSING_CODE = ("features/build.py", "features/encode.py", "features/screen.py", "features/writer.py",
+                      "data/dataset.py", "data/posts.py", "data/table.py", "data/text.py", "data/images.py",
+                      "model/backbone.py")
 
 
 @dataclass(frozen=True)
