@@ -75,11 +75,12 @@ def shards_folder(features: FeaturesConfig) -> Path:
 def shard_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesConfig, listed: Dataset,
                       identity: str) -> str:
     """The cache's fingerprint over the listing files' bytes (the posts, their order and labels) in place
-    of every sample file's, which a shard's machine reads for its own posts only."""
+    of every sample file's, which a shard's machine reads for its own posts only; wherever each machine
+    keeps the data and the backbone."""
     listing = hashlib.sha256()
     for label_file in listed.label_files:
         listing.update(label_file.read_bytes())
-    return cache_fingerprint(data, model, features, f"listing:{listing.hexdigest()}", identity)
+    return cache_fingerprint(data, model, features, f"listing:{listing.hexdigest()}", identity, located=False)
 
 
 def read_shard(folder: Path) -> ShardManifest:
