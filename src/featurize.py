@@ -42,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         cache, built = featurize(config.data, config.model, config.features, force=args.force)
     state = f"built in {time.perf_counter() - started:.1f}s" if built else "fresh, reused"
     skipped = len(cache.manifest.skipped)
+    warn_fallbacks(cache)
+    print(f"feature cache {cache.folder}/ {state}: {len(cache.guids)} samples "
+          f"({cache.n_labelled} labelled, {cache.augment_views} augmented views each"
+          + (f", {skipped} labelled skipped" if skipped else "") + f"), fingerprint {cache.fingerprint[:12]}")
+    return 0
+
+
+def warn_fallbacks(cache) -> None:
+    """A warning naming the texts read as a fallback codec or with replaced characters, if any."""
+    from msc.features.manifest import MANIFEST
+
     if fallbacks := cache.manifest.text_fallbacks:
         shown = ", ".join(f"{guid} ({how})" for guid, how in list(fallbacks.items())[:10])
         print(f"warning: {len(fallbacks)} texts were not UTF-8 or GB18030 and were read as cp1252, as UTF-16 or "
@@ -49,10 +60,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{shown}{', …' if len(fallbacks) > 10 else ''}. If they read wrong, set data.text_encoding to their "
               f"codec (list in {cache.folder / MANIFEST}, key text_fallbacks)",
               file=sys.stderr)
-    print(f"feature cache {cache.folder}/ {state}: {len(cache.guids)} samples "
-          f"({cache.n_labelled} labelled, {cache.augment_views} augmented views each"
-          + (f", {skipped} labelled skipped" if skipped else "") + f"), fingerprint {cache.fingerprint[:12]}")
-    return 0
 
 
 def in_shards(config, args: argparse.Namespace) -> int:
@@ -75,6 +82,7 @@ def in_shards(config, args: argparse.Namespace) -> int:
         with step(f"computing shard {shard} of {shards} of the feature cache into {target}"):
             cache, built = build_shard(config.data, config.model, config.features, shard, shards, force=args.force)
         state = f"built in {time.perf_counter() - started:.1f}s" if built else "fresh, reused"
+        warn_fallbacks(cache)
         print(f"feature cache shard {cache.folder}/ {state}: {len(cache.guids)} samples ({cache.n_labelled} labelled); "
               f"when all {shards} are in {folder / SHARDS}/, run `python -m src.featurize --merge`")
         return 0
@@ -84,6 +92,7 @@ def in_shards(config, args: argparse.Namespace) -> int:
     refuse_foreign([("features.dir", folder, ours)], "featurize", "--force")
     with step(f"merging the shards in {folder / SHARDS} into the feature cache {folder}"):
         cache, shards = merge_shards(config.data, config.model, config.features, args.params)
+    warn_fallbacks(cache)
     print(f"feature cache {cache.folder}/ merged from {shards} shards in {time.perf_counter() - started:.1f}s: "
           f"{len(cache.guids)} samples ({cache.n_labelled} labelled, {cache.augment_views} augmented views each), "
           f"fingerprint {cache.fingerprint[:12]}")

@@ -100,7 +100,10 @@ def build_shard(data: DataConfig, model: ModelConfig, features: FeaturesConfig, 
         manifest = None if force else fresh_manifest(folder, fingerprint)
         if manifest is None or manifest.fingerprint != fingerprint:
             return False
-        done = read_shard(folder)
+        try:
+            done = read_shard(folder)
+        except UserError:  # shard.json damaged or removed: rebuilt
+            return False
         return (done.fingerprint, done.shard, done.shards) == (fingerprint, shard, shards)
 
     if fresh():
@@ -108,12 +111,12 @@ def build_shard(data: DataConfig, model: ModelConfig, features: FeaturesConfig, 
     with file_lock(folder.with_name(folder.name + ".lock")):  # one builder per shard on a machine
         if fresh():
             return FeatureCache(folder), False
-        build(data, model, features, listed, shard, shards, folder, fingerprint, identity)
+        cache_shard(data, model, features, listed, shard, shards, folder, fingerprint, identity)
     return FeatureCache(folder), True
 
 
-def build(data: DataConfig, model: ModelConfig, features: FeaturesConfig, listed: Dataset, shard: int, shards: int,
-          folder: Path, fingerprint: str, identity: str) -> None:
+def cache_shard(data: DataConfig, model: ModelConfig, features: FeaturesConfig, listed: Dataset, shard: int,
+                shards: int, folder: Path, fingerprint: str, identity: str) -> None:
     """Screen and cache the posts of shard ``shard`` into ``folder``, with its shard.json."""
     mine = replace(listed, labelled=[s for s in listed.labelled if shard_of(s.guid, shards) == shard],
                    test=[s for s in listed.test if shard_of(s.guid, shards) == shard])
