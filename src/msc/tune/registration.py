@@ -96,7 +96,8 @@ def fitted_calibration(head, cache: FeatureCache, splits: Splits, refit: Refit |
     """The temperature, the probability rules (for ``select_metric``) and the label issues of the
     candidate ``head``, all from one set of calibration rows (out of fold, msc/train/crossfit.py)."""
     rows = calibration_rows(head, cache, splits, refit)
-    rules = fit_rules(rows.probs, rows.labels, select_metric)
+    # As head.json will hold them (rounded to 6 decimals): metrics.json and the ranking use what is served.
+    rules = ProbabilityRules.from_dict(fit_rules(rows.probs, rows.labels, select_metric).to_dict())
     # Ranked under the calibrated probabilities: class-weighted training's shift towards rare classes
     # would otherwise count as evidence against every label of a common class.
     issues = rank_label_issues([cache.guids[r] for r in rows.rows], rows.labels, rules.calibration.apply(rows.probs),
