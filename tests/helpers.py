@@ -163,13 +163,14 @@ def run_noisy_project(work: Path, labelled: int, test: int, seed: int, trials: i
 
 
 def run_rules_project(work: Path, labels: tuple[str, ...], labelled: int, test: int, seed: int, weighted: bool,
-                      trials: int = 3, features: dict | None = None) -> str:
+                      trials: int = 3, features: dict | None = None, fusions: list[str] | None = None) -> str:
     """Issue 32's recipe in the empty folder ``work``: a generated set of ``labels`` (msc/data/synthetic.py:
     the course's prior for its three, else geometric; issue 25's cue noises), the tiny random CLIP, then split,
     featurize, ``tune --trials`` and ``predict --true-labels data/cues.csv --coverage 0.9`` as a user types
     them, on the CPU in fp32. ``weighted``: every trial trains with class_weight_power 0.9 and the rarest
     class boosted by 2 (what moves probability mass towards it); else unweighted (power 0, no boost). Neither
-    is searched. ``features`` overrides that section. Returns what predict printed."""
+    is searched. ``features`` overrides that section, ``fusions`` the heads searched. Returns what predict
+    printed."""
     import yaml
 
     from msc.data import synthetic
@@ -184,6 +185,8 @@ def run_rules_project(work: Path, labels: tuple[str, ...], labelled: int, test: 
                            neutral_boost=1.0, class_boost={rarest: 2.0} if weighted else {})
     for key in ("class_weight_power", "neutral_boost"):
         params["tune"]["search_space"]["train"].pop(key)
+    if fusions is not None:
+        params["tune"]["search_space"]["train"]["fusion"]["choices"] = fusions
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     synthetic.write_dataset(work / "data", labelled + test, seed, labels=labels, text_noise=0.25, image_noise=0.30,
