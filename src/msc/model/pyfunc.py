@@ -42,7 +42,7 @@ from msc.core.labels import probability_columns
 from msc.data.text import normalize_tweet
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
-from msc.model.calibrated import label_set_names
+from msc.model.calibrated import CalibrationMap, ProbabilityRules, label_set_names
 from msc.model.deadline import check_deadline
 from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
 from msc.model.inputs import (
@@ -109,6 +109,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
     """The pyfunc. msc/model/pyfunc_entry.py hands an instance to MLflow (model from code)."""
 
     max_unusable_image_share = MAX_UNUSABLE_IMAGE_SHARE  # load_context reads the model_config's; also set by hand
+    rules = ProbabilityRules(CalibrationMap())  # load_context reads head.json's; a model built by hand: the raw softmax
 
     def load_context(self, context) -> None:
         spec = read_head_spec(context.artifacts["head_config"])

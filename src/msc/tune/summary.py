@@ -70,6 +70,13 @@ def holdout_line(holdout: dict) -> str:
 
     # A metrics.json written before issue 25 has no ece_ci95.
     ece_interval = "" if "ece_ci95" not in holdout else " [{:.4f}, {:.4f}]".format(*holdout["ece_ci95"])
-    return (f"{scored('weighted F1', 'weighted_f1')}, {scored('accuracy', 'accuracy')} (95 % bootstrap intervals), "
-            f"ECE {holdout['ece']:.4f}{ece_interval} at temperature {holdout['temperature']:.3f} "
-            f"({holdout['ece_uncalibrated']:.4f} without)")
+    ece = f"ECE {holdout['ece']:.4f}{ece_interval}"
+    if "calibration" in holdout:
+        ece += (f" with its {holdout['calibration']} map ({holdout['ece_temperature_only']:.4f} with the temperature "
+                f"{holdout['temperature']:.3f} alone, {holdout['ece_uncalibrated']:.4f} without)")
+    else:  # a metrics.json written before issue 32: the temperature alone
+        ece += f" at temperature {holdout['temperature']:.3f} ({holdout['ece_uncalibrated']:.4f} without)"
+    sets = holdout.get("label_sets", {}).get("0.9")
+    covered = "" if sets is None else (f", label sets at 0.9 cover {sets['coverage']:.3f} (mean size "
+                                       f"{sets['mean_set_size']:.2f})")
+    return f"{scored('weighted F1', 'weighted_f1')}, {scored('accuracy', 'accuracy')} (95 % bootstrap intervals), {ece}{covered}"
