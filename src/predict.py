@@ -199,15 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()}, **usage,
                             **{key: value for key, value in scores.items() if not isinstance(value, list)}})
         mlflow.log_artifact(str(out))
-    beside = [f"their {what} to {out.with_name(name)}" for what, name, asked in (
-        ("explanations", EXPLANATIONS, args.explain), ("label sets", LABEL_SETS, args.coverage is not None))
-        if asked and args.input is None]
+        beside = [(what, out.with_name(name)) for what, name, asked in (
+            ("explanations", EXPLANATIONS, args.explain), ("label sets", LABEL_SETS, args.coverage is not None))
+            if asked and args.input is None]
+        for _, path in beside:
+            mlflow.log_artifact(str(path))
+    beside = [f"their {what} to {path}" for what, path in beside]
     print(f"wrote {len(predicted)} labels to {out}" + "".join(f" and {line}" for line in beside))
     if scores:
         low, high = scores["test_ece_ci95"]
         print(f"against {truth_name}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
               f"{scores['test_ece']:.4f} [{low:.4f}, {high:.4f}] (10 bins of the top probability; 95 % bootstrap "
-              f"interval) on {int(scores['test_scored'])} posts")
+              f"interval) on {int(scores['test_scored'])} posts"
+              + (f"; the label sets at coverage {args.coverage} held the true label of {scores['test_coverage']:.3f} "
+                 f"of them (mean set size {scores['test_mean_set_size']:.2f})" if "test_coverage" in scores else ""))
     return 0
 
 

@@ -40,6 +40,7 @@ def test_the_rules_reach_every_entry_point_and_hold_on_the_test_posts(tmp_path):
     assert served[["guid", "tag"]].equals(course)  # the course file keeps guid,tag; the sets go beside it
     covered = np.mean([truth[g] in s.split("|") for g, s in zip(served["guid"], served["label_set"])])
     assert abs(covered - 0.9) <= COVERAGE_SLACK, covered
+    assert f"at coverage 0.9 held the true label of {covered:.3f} of them" in out  # what src.predict says
 
     # The pyfunc in process (the registered version, as a trusted caller) gives what src.predict wrote.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
