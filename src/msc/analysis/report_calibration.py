@@ -85,6 +85,9 @@ def calibration_section(holdout: dict, labels: tuple[str, ...], issues_csv: Path
                         figures: Path) -> list[str]:
     """The section's lines: ``holdout`` is metrics.json's, ``issues_csv`` label_issues.csv, ``source`` the
     data the posts come from, ``figures`` the report's figures folder."""
+    if "ece" not in holdout:  # a summary that registered nothing it could score (the ablation's own tests write one)
+        return ["## The registered model's probabilities", "", "`metrics.json` holds no holdout scores of a registered "
+                "model: run `python -m src.tune` to register one.", ""]
     kind = holdout.get("calibration", "temperature")
     ece = (f"expected calibration error {holdout['ece']:.3f} with its `{kind}` map, "
            f"{holdout.get('ece_temperature_only', holdout['ece']):.3f} with the temperature alone "

@@ -49,3 +49,9 @@ def test_the_section_says_what_an_older_registration_lacks(sample_root, tmp_path
                                          "auto", tmp_path / "figures"))
     assert "has no conformal label sets (registered before them)" in text
     assert "No `label_issues.csv` (written by `python -m src.tune` since issue 32)" in text
+
+
+def test_a_summary_without_holdout_scores_is_said(sample_root, tmp_path):
+    text = "\n".join(calibration_section({}, COURSE_LABELS, tmp_path / "label_issues.csv", DataSource(sample_root),
+                                         "auto", tmp_path / "figures"))
+    assert "holds no holdout scores of a registered model: run `python -m src.tune`" in text
