@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from msc.config import TrainConfig
+from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
 from msc.model.heads import build_head
 from msc.model.tiny import write_backbone
 from msc.track.logged_model import log_trial_model, registered_copy
@@ -36,25 +37,32 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def register(backbone: Path, fusion: str, temperature: float) -> None:
-    """A head of ``fusion`` (untrained: parity needs no accuracy) registered as msc@production with ``temperature``."""
+# A registered version's probability rules (issue 32): the bundle applies them as the pyfunc does.
+RULES = ProbabilityRules(CalibrationMap(kind="vector", scale=(1.4, 0.6, 1.1), bias=(0.3, -0.5, 0.2)),
+                         DecisionRule(weights=(1.0, 3.0, 0.8))).to_dict()
+
+
+def register(backbone: Path, fusion: str, temperature: float, rules: dict | None) -> None:
+    """A head of ``fusion`` (untrained: parity needs no accuracy) registered as msc@production with
+    ``temperature`` and ``rules``."""
     train = TrainConfig(fusion=fusion, hidden_dim=32)
     head = build_head(fusion, 128, train.hidden_dim, train.dropout, len(LABELS)).eval()
     with mlflow.start_run():
         trial = log_trial_model(head, train, 128, str(backbone), "main", 77, LABELS)
-        copy = registered_copy(trial.model_uri, temperature)
+        copy = registered_copy(trial.model_uri, temperature, rules)
     version = mlflow.register_model(copy.model_uri, MODEL_NAME)
     mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
 
 
-@pytest.mark.parametrize("family,fusion", [("clip", "early"), ("siglip", "late")])
-def test_bundle_reproduces_the_registered_model_without_torch_or_msc(tmp_path, monkeypatch, sample_root, family, fusion):
+@pytest.mark.parametrize("family,fusion,rules", [("clip", "early", None), ("siglip", "late", RULES)])
+def test_bundle_reproduces_the_registered_model_without_torch_or_msc(tmp_path, monkeypatch, sample_root, family, fusion,
+                                                                    rules):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     setup_mlflow()  # this folder's store, not the one an earlier test in this process pointed MLflow at
     backbone = tmp_path / f"tiny-{family}"
     write_backbone(backbone, "tiny", seed=0, family=family)
-    register(backbone, fusion, temperature=1.7)
+    register(backbone, fusion, temperature=1.7, rules=rules)
 
     images = sorted((sample_root / "data").glob("*.jpg"))[:20]
     texts = [(sample_root / "data" / f"{p.stem}.txt").read_text(encoding="utf-8", errors="replace") for p in images]
@@ -69,8 +77,9 @@ def test_bundle_reproduces_the_registered_model_without_torch_or_msc(tmp_path, m
     for line in (bundle / "digests.sha256").read_text().splitlines():
         digest, name = line.split("  ")
         assert hashlib.sha256((bundle / name).read_bytes()).hexdigest() == digest
-    assert {"predict.py", "text_tower.onnx", "image_tower.onnx", "head.onnx", "tokenizer.json", "preprocess.json",
-            "model.json"} <= {line.split("  ")[1] for line in (bundle / "digests.sha256").read_text().splitlines()}
+    digested = {line.split("  ")[1] for line in (bundle / "digests.sha256").read_text().splitlines()}
+    assert {"predict.py", "calibrated.py", "text_tower.onnx", "image_tower.onnx", "head.onnx", "tokenizer.json",
+            "preprocess.json", "model.json"} <= digested
 
     out = tmp_path / "onnx.csv"
     run = subprocess.run([sys.executable, "-c", BLOCKED_RUN, str(bundle / "predict.py"), "--input", str(table),
