@@ -32,7 +32,6 @@ def bench_predict(args, work: Path) -> dict:
     forward = forward_throughput(backbone, texts, pixels, MAX_TOKENS)["sample_per_s"]
     model = MscModel()
     model.backbone, model.max_text_tokens, model.trusted_input = backbone, MAX_TOKENS, True  # image paths
-    model.temperature = 1.0  # uncalibrated: the speed is the same
     model.labels = COURSE_LABELS
     model.head = build_head("cross_attention", backbone.dim, 256, 0.0, len(COURSE_LABELS)).eval()
     rates = {}

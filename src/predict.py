@@ -3,7 +3,9 @@
 Without ``--input``: the dataset's unlabelled posts (test_without_label.txt, or a table's rows without
 a label), written as ``guid,tag`` with every ``null`` replaced, in file order. With ``--input TABLE``:
 every row of a table of posts, written as ``id,label,p_<label>...`` (and the explanation columns with
-``--explain``, then ``used`` and ``input_note``: msc/model/usage.py) in table order. Outputs are written
+``--explain``, ``label_set`` with ``--coverage``, then ``used`` and ``input_note``: msc/model/usage.py) in
+table order. ``--coverage C`` without ``--input`` writes each post's label set beside the course file
+(``test_label_sets.csv``: ``guid,tag,label_set``), which keeps ``guid,tag``. Outputs are written
 atomically; the predicted class distribution and what the predictions used (text+image, text only,
 image only; the images that could not be used, first rows and why) are printed and logged to MLflow.
 A batch in which more than predict.max_unusable_image_share of the images could not be used stops
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # the library (torch, pandas, mlflow) is imported after the a
 TEST_LABELS = "test_with_label.txt"  # the default --out, in paths.results
 TABLE_PREDICTIONS = "predictions.csv"  # the default --out with --input, in paths.results
 EXPLANATIONS = "test_explanations.csv"  # written beside --out with --explain (without --input)
+LABEL_SETS = "test_label_sets.csv"  # written beside --out with --coverage (without --input)
 
 
 def write_labels(labels: pd.DataFrame, out: Path) -> None:
@@ -74,10 +77,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "Shapley split of the predicted class's log-probability between text and image) and driver "
                         f"(predict.driver_margin in params.yaml): in {EXPLANATIONS} beside --out, or as columns of "
                         "--out with --input")
+    parser.add_argument("--coverage", type=float, help="also give each post's conformal label set at this coverage, "
+                        "strictly between 0 and 1 (e.g. 0.9: the set holds the true label of at least 90 %% of posts "
+                        f"like the calibration rows): in {LABEL_SETS} beside --out, or as a label_set column of --out "
+                        "with --input; labels joined by |")
+    parser.add_argument("--class-conditional", action="store_true", help="with --coverage: that coverage for every "
+                        "true label separately (larger sets for the labels the model confuses), not on average")
     parser.add_argument("--true-labels", type=Path, help="a CSV of guid,label for the predicted posts (the offline "
                         "sample's data/cues.csv): also report accuracy and calibration error against it; with --input, "
                         "the table's own labels are used when it has some")
     args = parser.parse_args(argv)
+    if args.coverage is not None and not 0 < args.coverage < 1:
+        raise UserError(f"--coverage is {args.coverage}; it must be strictly between 0 and 1, e.g. 0.9")
+    if args.class_conditional and args.coverage is None:
+        raise UserError("--class-conditional applies to label sets: give --coverage too, e.g. --coverage 0.9")
     for flag, path in (("--input", args.input), ("--true-labels", args.true_labels)):
         if path is not None and not path.is_file():  # before the configuration and the model are looked for
             raise UserError(f"{flag} {path}: no such file" + (" (it is a folder)" if path.is_dir() else "")
@@ -121,29 +134,32 @@ def refuse_input_as_out(args: argparse.Namespace, config: Config) -> None:
 
 
 def label_posts(args: argparse.Namespace, config: Config, model) -> tuple[pd.DataFrame, Path, dict[str, str], dict]:
-    """The predictions (id, label, p_<label>..., explanations, used, input_note), where they were
-    written, the labels the input already had (id -> label: an --input table's labelled rows) and the
+    """The predictions (id, label, p_<label>..., explanations, label_set, used, input_note), where they
+    were written, the labels the input already had (id -> label: an --input table's labelled rows) and the
     counts of what the predictions used."""
     from msc.model.explain import EXPLANATION_COLUMNS
-    from msc.track.inference import model_labels, predict_table, predict_test_set
+    from msc.track.inference import LABEL_SET, inference_params, model_labels, predict_table, predict_test_set
 
-    margin = config.predict.driver_margin if args.explain else None
+    params = inference_params(config.predict.driver_margin if args.explain else None, args.coverage,
+                              args.class_conditional)
     if args.input is not None:
         with step(f"labelling the posts of {args.input}"):
-            predicted, truth = predict_table(model, args.input, config.data.columns, config.data.text_encoding, margin)
+            predicted, truth = predict_table(model, args.input, config.data.columns, config.data.text_encoding, params)
         usage = checked_usage(predicted, config)
         out = output_path(args, config)
         atomic_write_text(out, predicted.to_csv(index=False, float_format="%.6f"))
         return predicted, out, truth, usage
     source = config.data.source if args.data_root is None else replace(config.data.source, root=Path(args.data_root))
     with step("labelling the test set"):
-        labels = predict_test_set(model, source, config.data.text_encoding, margin)
+        labels = predict_test_set(model, source, config.data.text_encoding, params)
     usage = checked_usage(labels.rename(columns={"guid": "id"}), config)
     out = output_path(args, config)
-    write_labels(labels, out)  # the course's guid,tag format, with or without --explain
+    write_labels(labels, out)  # the course's guid,tag format, with or without --explain and --coverage
     if args.explain:
         explanations = labels[["guid", "tag", *probability_columns(model_labels(model)), *EXPLANATION_COLUMNS]]
         atomic_write_text(out.with_name(EXPLANATIONS), explanations.to_csv(index=False, float_format="%.6f"))
+    if args.coverage is not None:
+        atomic_write_text(out.with_name(LABEL_SETS), labels[["guid", "tag", LABEL_SET]].to_csv(index=False))
     return labels.rename(columns={"guid": "id", "tag": "label"}), out, {}, usage
 
 
@@ -183,14 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.log_metrics({**{f"predicted_{label}": count for label, count in counts.items()}, **usage,
                             **{key: value for key, value in scores.items() if not isinstance(value, list)}})
         mlflow.log_artifact(str(out))
-    explained = args.explain and args.input is None
-    print(f"wrote {len(predicted)} labels to {out}" + (f" and their explanations to {out.with_name(EXPLANATIONS)}"
-                                                        if explained else ""))
+        beside = [(what, out.with_name(name)) for what, name, asked in (
+            ("explanations", EXPLANATIONS, args.explain), ("label sets", LABEL_SETS, args.coverage is not None))
+            if asked and args.input is None]
+        for _, path in beside:
+            mlflow.log_artifact(str(path))
+    beside = [f"their {what} to {path}" for what, path in beside]
+    print(f"wrote {len(predicted)} labels to {out}" + "".join(f" and {line}" for line in beside))
     if scores:
         low, high = scores["test_ece_ci95"]
         print(f"against {truth_name}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
               f"{scores['test_ece']:.4f} [{low:.4f}, {high:.4f}] (10 bins of the top probability; 95 % bootstrap "
-              f"interval) on {int(scores['test_scored'])} posts")
+              f"interval) on {int(scores['test_scored'])} posts"
+              + (f"; the label sets at coverage {args.coverage} held the true label of {scores['test_coverage']:.3f} "
+                 f"of them (mean set size {scores['test_mean_set_size']:.2f})" if "test_coverage" in scores else ""))
     return 0
 
 

@@ -160,3 +160,45 @@ def run_noisy_project(work: Path, labelled: int, test: int, seed: int, trials: i
         assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         out = result.stdout
     return out
+
+
+def run_rules_project(work: Path, labels: tuple[str, ...], labelled: int, test: int, seed: int, weighted: bool,
+                      trials: int = 3, features: dict | None = None, fusions: list[str] | None = None) -> str:
+    """Issue 32's recipe in the empty folder ``work``: a generated set of ``labels`` (msc/data/synthetic.py:
+    the course's prior for its three, else geometric; issue 25's cue noises), the tiny random CLIP, then split,
+    featurize, ``tune --trials`` and ``predict --true-labels data/cues.csv --coverage 0.9`` as a user types
+    them, on the CPU in fp32. ``weighted``: every trial trains with class_weight_power 0.9 and the rarest
+    class boosted by 2 (what moves probability mass towards it); else unweighted (power 0, no boost). Neither
+    is searched. ``features`` overrides that section, ``fusions`` the heads searched. Returns what predict
+    printed."""
+    import yaml
+
+    from msc.data import synthetic
+
+    params = yaml.safe_load(committed_params_text())
+    params["data"]["labels"] = list(labels)
+    params["model"].update(backbone="models/tiny-clip", device="cpu")
+    params["features"].update(num_workers=0, **(features or {}))
+    prior = synthetic.label_prior(labels)
+    rarest = min(prior, key=prior.get)
+    params["train"].update(device="cpu", precision="fp32", class_weight_power=0.9 if weighted else 0.0,
+                           neutral_boost=1.0, class_boost={rarest: 2.0} if weighted else {})
+    for key in ("class_weight_power", "neutral_boost"):
+        params["tune"]["search_space"]["train"].pop(key)
+    if fusions is not None:
+        params["tune"]["search_space"]["train"]["fusion"]["choices"] = fusions
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    synthetic.write_dataset(work / "data", labelled + test, seed, labels=labels, text_noise=0.25, image_noise=0.30,
+                            test_fraction=test / (labelled + test))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = ""
+    for args in (["src.sample", "--no-data", "--backbone-out", "models/tiny-clip"], ["src.split"], ["src.featurize"],
+                 ["src.tune", "--trials", str(trials)],
+                 ["src.predict", "--model-uri", "models:/msc/Production", "--true-labels", "data/cues.csv",
+                  "--coverage", "0.9"]):
+        result = subprocess.run([sys.executable, "-m", *args], cwd=work, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        out = result.stdout
+    return out

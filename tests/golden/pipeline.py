@@ -7,7 +7,8 @@ Training runs in fp32 (``train.precision``): the CPU bf16 autocast of the token 
 differently on different CPUs (the first recording, on an Intel CPU, moved holdout probabilities by
 up to 0.013 on an AMD one). The expected files were re-recorded on 2026-12-01 with commit a1e09f7's
 code and this one override, and this code reproduces them byte for byte, except the numbers that the
-registered temperature sets, recorded again in expected/calibrated/ after issue 25 (tests/integration/test_golden.py).
+registered temperature and probability rules set, recorded again in expected/calibrated/ after issues 25 and
+32 (tests/integration/test_golden.py).
 
     python tests/golden/pipeline.py OUT_DIR     # writes OUT_DIR/{splits.csv, holdout_predictions.csv,
                                                 #   metrics.json, ablation.csv}

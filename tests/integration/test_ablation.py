@@ -38,6 +38,7 @@ def test_ablation_writes_tables_bad_cases_report_and_mlflow_runs(trained_project
     assert report.main([]) == 0
 
     results = trained_project / "results"
+    assert "metrics.json` holds no holdout scores of a registered model" in (results / "report.md").read_text()
     with (results / "ablation.csv").open(newline="") as handle:
         assert next(csv.reader(handle)) == list(ablation_columns(COURSE_LABELS))
     rows = {row["variant"]: row for row in read_csv(results / "ablation.csv")}

@@ -33,12 +33,11 @@ TOP_LAYERS_SPACE = {"features.top_layers": 2, "tune.search_space": {
 def test_featurize_tune_predict_and_serve(family, overrides, small_sample_root, tmp_path, monkeypatch):
     """The stages users type, on the family's backbone; the served probabilities are the ones the
     registered head gives the cached features of the same holdout posts."""
-    from mlflow import MlflowClient
 
     from msc.features.cache import open_cache
     from msc.features.splits import load_splits
+    from msc.track.logged_model import logged_head
     from msc.track.registry import load_msc_model
-    from msc.train.calibration import with_temperature
     from msc.train.loop import predict_proba
     from src import featurize as featurize_stage
     from src import predict, split, tune
@@ -56,9 +55,9 @@ def test_featurize_tune_predict_and_serve(family, overrides, small_sample_root, 
 
     cache = open_cache(*cache_sections(config, device=True))
     holdout = load_splits(config.data, cache).holdout[:4]
-    version = MlflowClient().get_model_version_by_alias("msc", "production")
-    expected = with_temperature(predict_proba(load_msc_model("models:/msc/Production").head, cache, holdout),
-                                float(version.tags["temperature"]))
+    # The registered head's raw probabilities of the cached features, through its head.json's probability rules.
+    rules = logged_head("models:/msc/Production")[0].rules()
+    expected = rules.predict(predict_proba(load_msc_model("models:/msc/Production").head, cache, holdout))[0]
     dataset = load_dataset(config.data.source)
     samples = [dataset.samples[r] for r in holdout]
     rows = [[decode_text(s.text_path.read_bytes())[0], base64.b64encode(s.image_path.read_bytes()).decode()]

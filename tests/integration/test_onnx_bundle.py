@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from msc.config import TrainConfig
+from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
 from msc.model.heads import build_head
 from msc.model.onnx_towers import CACHE_ENV
 from msc.model.tiny import write_backbone
@@ -37,30 +38,37 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def register(backbone: Path, fusion: str, temperature: float, runtime: tuple[str, str] = ("torch", "auto")) -> None:
-    """A head of ``fusion`` (untrained: parity needs no accuracy) registered as msc@production with ``temperature``,
-    its features computed by ``runtime`` (model.runtime, model.precision)."""
+# A registered version's probability rules (issue 32): the bundle applies them as the pyfunc does.
+RULES = ProbabilityRules(CalibrationMap(kind="vector", scale=(1.4, 0.6, 1.1), bias=(0.3, -0.5, 0.2)),
+                         DecisionRule(weights=(1.0, 3.0, 0.8))).to_dict()
+
+
+def register(backbone: Path, fusion: str, temperature: float, rules: dict | None,
+             runtime: tuple[str, str] = ("torch", "auto")) -> None:
+    """A head of ``fusion`` (untrained: parity needs no accuracy) registered as msc@production with
+    ``temperature`` and ``rules``, its features computed by ``runtime`` (model.runtime, model.precision)."""
     train = TrainConfig(fusion=fusion, hidden_dim=32)
     head = build_head(fusion, 128, train.hidden_dim, train.dropout, len(LABELS)).eval()
     with mlflow.start_run():
         trial = log_trial_model(head, train, 128, str(backbone), "main", 77, LABELS, runtime=runtime)
-        copy = registered_copy(trial.model_uri, temperature)
+        copy = registered_copy(trial.model_uri, temperature, rules)
     version = mlflow.register_model(copy.model_uri, MODEL_NAME)
     mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, ALIAS, version.version)
 
 
 # The last: a model whose features come from onnxruntime's int8 towers; its bundle carries those towers.
-@pytest.mark.parametrize("family,fusion,runtime", [("clip", "early", ("torch", "auto")), ("siglip", "late", ("torch", "auto")),
-                                                   ("clip", "late", ("onnxruntime", "int8"))])
+@pytest.mark.parametrize("family,fusion,rules,runtime", [("clip", "early", None, ("torch", "auto")),
+                                                         ("siglip", "late", RULES, ("torch", "auto")),
+                                                         ("clip", "late", RULES, ("onnxruntime", "int8"))])
 def test_bundle_reproduces_the_registered_model_without_torch_or_msc(tmp_path, monkeypatch, sample_root, family, fusion,
-                                                                      runtime):
+                                                                    rules, runtime):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "towers"))
     setup_mlflow()  # this folder's store, not the one an earlier test in this process pointed MLflow at
     backbone = tmp_path / f"tiny-{family}"
     write_backbone(backbone, "tiny", seed=0, family=family)
-    register(backbone, fusion, temperature=1.7, runtime=runtime)
+    register(backbone, fusion, temperature=1.7, rules=rules, runtime=runtime)
 
     images = sorted((sample_root / "data").glob("*.jpg"))[:20]
     texts = [(sample_root / "data" / f"{p.stem}.txt").read_text(encoding="utf-8", errors="replace") for p in images]
@@ -75,8 +83,9 @@ def test_bundle_reproduces_the_registered_model_without_torch_or_msc(tmp_path, m
     for line in (bundle / "digests.sha256").read_text().splitlines():
         digest, name = line.split("  ")
         assert hashlib.sha256((bundle / name).read_bytes()).hexdigest() == digest
-    assert {"predict.py", "text_tower.onnx", "image_tower.onnx", "head.onnx", "tokenizer.json", "preprocess.json",
-            "model.json"} <= {line.split("  ")[1] for line in (bundle / "digests.sha256").read_text().splitlines()}
+    digested = {line.split("  ")[1] for line in (bundle / "digests.sha256").read_text().splitlines()}
+    assert {"predict.py", "calibrated.py", "text_tower.onnx", "image_tower.onnx", "head.onnx", "tokenizer.json",
+            "preprocess.json", "model.json"} <= digested
 
     out = tmp_path / "onnx.csv"
     run = subprocess.run([sys.executable, "-c", BLOCKED_RUN, str(bundle / "predict.py"), "--input", str(table),

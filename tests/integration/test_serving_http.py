@@ -146,6 +146,16 @@ def test_hostile_requests_get_4xx_and_the_server_stays_up_and_bounded(server, sa
     assert list(explained.columns) == ["label", "p_positive", "p_neutral", "p_negative", "attr_text", "attr_image",
                                        "driver", "used", "input_note"]
     assert set(explained["driver"]) <= {"text", "image", "both"}
+    # The registered version's label sets through the same signature: coverage 0 (the default) adds nothing.
+    assert post(port, split_body(rows, params={"coverage": 0.0})) == post(port, split_body(rows))
+    status, text = post(port, split_body(rows, params={"coverage": 0.9, "class_conditional": True}))
+    assert status == 200, text
+    with_sets = pd.DataFrame(json.loads(text)["predictions"])
+    assert list(with_sets.columns) == ["label", "p_positive", "p_neutral", "p_negative", "label_set", "used", "input_note"]
+    assert all(set(s.split("|")) <= {"positive", "neutral", "negative"} for s in with_sets["label_set"] if s)
+    for bad in (1.5, "most"):
+        status, text = post(port, split_body(rows, params={"coverage": bad}))
+        assert status == 400 and "coverage" in text, text
     # MIME base64 (a CRLF every 76 characters, as Spark's base64() writes it) and a data URL of it: the same image.
     mime = "\r\n".join(image[start : start + 76] for start in range(0, len(image), 76))
     status, text = post(port, split_body([["so happy", image], ["so happy", mime],

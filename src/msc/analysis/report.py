@@ -68,8 +68,9 @@ def zero_shot_caveat(backbone: str) -> str:
 
 
 def write_report(path: Path, figures: Path, context: ReportContext, rows: list[dict], analysed: AnalysedHead,
-                 cases: list[dict], difference: Difference, attribution: dict) -> Path:
-    """Write the figures into ``figures/`` and the report to ``path``; returns the figures folder."""
+                 cases: list[dict], difference: Difference, attribution: dict, registered: list[str]) -> Path:
+    """Write the figures into ``figures/`` and the report to ``path``, with the ``registered`` model's section
+    (msc/analysis/report_calibration.py) before the error analysis; returns the figures folder."""
     write_figures(figures, rows, analysed, tuple(context.labels))
     train = context.train
     by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("unimodal", "fusion", "augmentation", "baseline")}
@@ -111,6 +112,7 @@ def write_report(path: Path, figures: Path, context: ReportContext, rows: list[d
               + " `bayes:*` (synthetic sample only): the Bayes-optimal rule given the generating cues, the "
               "ceiling on these rows.", "",
               scores_table(by_kind["baseline"]), ""]
+    lines += registered
     lines += error_section(context, analysed, cases)
     lines += attribution_section(attribution, analysed.name, cases, figures, tuple(context.labels))
     atomic_write_text(path, "\n".join(lines))

@@ -57,8 +57,9 @@ class RegisterConfig:
     """Registration of the study's best model as `msc`: the backbone it carries and how its probabilities are calibrated."""
 
     bundle_backbone: bool = False  # copy a local backbone folder into the model instead of referencing it
-    # The temperature is fitted on out-of-fold predictions: the chosen configuration trained again on this
-    # many folds of train + validation (msc/train/crossfit.py); 0 fits it on the validation split alone
+    # The temperature and the probability rules (calibration map, label rule, label sets) are fitted on
+    # out-of-fold predictions: the chosen configuration trained again on this many folds of train +
+    # validation (msc/train/crossfit.py), which also rank the label issues; 0 fits them on the validation split alone
     calibration_folds: int = 5
 
     def __post_init__(self) -> None:
@@ -106,7 +107,7 @@ class AblationConfig:
 class PathsConfig:
     """Where the stages write what they report; dvc.yaml reads these (`${paths.results}/metrics.json`)."""
 
-    results: str = "results"  # metrics.json, the plot CSVs, test_with_label.txt, ablation.csv, report.md
+    results: str = "results"  # metrics.json, the plot CSVs, label_issues.csv, test_with_label.txt, ablation.csv, report.md
     logs: str = "logs"  # a crash's traceback, <command>-<time>-<pid>.log, named in its one-sentence message
 
     def __post_init__(self) -> None:

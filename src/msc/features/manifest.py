@@ -52,8 +52,9 @@ MSC_ROOT = Path(__file__).resolve().parents[1]
 # The code that decides the cached values: screening, decoding, tweet normalisation, image
 # preprocessing and augmentation, the backbone's forward, the writing. Its hash is part of the
 # cache's identity, so a change to it rebuilds the cache without anybody bumping a version number.
-PREPROCESSING_CODE = ("features/build.py", "features/screen.py", "features/writer.py", "data/dataset.py",
-                      "data/posts.py", "data/table.py", "data/text.py", "data/images.py", "model/backbone.py")
+PREPROCESSING_CODE = ("features/build.py", "features/encode.py", "features/screen.py", "features/writer.py",
+                      "data/dataset.py", "data/posts.py", "data/table.py", "data/text.py", "data/images.py",
+                      "model/backbone.py")
 # The code that exports the towers and runs them with model.runtime: onnxruntime: part of those caches' identity.
 ONNX_RUNTIME_CODE = ("model/onnx_export.py", "model/onnx_towers.py")
 
@@ -236,14 +237,18 @@ def runtime_key(model: ModelConfig) -> dict[str, object]:
 
 
 def cache_fingerprint(data: DataConfig, model: ModelConfig, features: FeaturesConfig, data_hash: str,
-                      identity: str | None = None) -> str:
+                      identity: str | None = None, located: bool = True) -> str:
     """What decides staleness. Device, batch size and workers change speed, not content; the
     precision and the runtime do (``runtime_key``). The backbone counts by ``identity``
-    (msc/model/provenance.py: a hub revision's commit, a folder's file digest), worked out here when not given."""
+    (msc/model/provenance.py: a hub revision's commit, a folder's file digest), worked out here when not given.
+    ``located=False`` (a shard's, msc/features/shards.py): where each machine keeps the backbone folder
+    and the table does not count either, only their content."""
     from importlib.metadata import version
 
     settings = preprocessing_settings(data, model, features)
     del settings["data.root"]  # the data's content counts, not where it lies
+    if not located:
+        del settings["model.backbone"], settings["data.table"]
     del settings["model.precision"], settings["model.runtime"]  # runtime_key says what they decide
     if settings["features.token_states"]:
         del settings["features.token_states"]  # the default: caches built before the setting keep their fingerprint

@@ -11,20 +11,29 @@ from msc.data.images import image_problem
 from msc.data.posts import Dataset, Sample
 
 
-def data_fingerprint(dataset: Dataset) -> str:
+def sample_digest(sample: Sample) -> str:
+    """SHA-256 (hex) of one listed sample's files: its text and its image, each as its bytes' SHA-256, or as
+    missing, or as none (an inline text, a post without an image)."""
+    digest = hashlib.sha256()
+    for path in (sample.text_path, sample.image_path):
+        if path is None:
+            digest.update(b"none")
+        else:
+            digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
+    return digest.hexdigest()
+
+
+def data_fingerprint(dataset: Dataset, digests: dict[str, str] | None = None) -> str:
     """SHA-256 over the files that list the posts (label files, or the table, which holds inline
-    texts) and the bytes of every listed sample file (a missing file counts as missing). With
-    ``data.on_error: skip`` the rows kept follow from these bytes alone."""
+    texts) and every listed sample's ``sample_digest``. With ``data.on_error: skip`` the rows kept
+    follow from these bytes alone. ``digests``: guid -> sample_digest, computed where the files are
+    (the shards of a cache built on several machines, msc/features/shards.py), else here."""
     digest = hashlib.sha256()
     for label_file in dataset.label_files:
         digest.update(label_file.read_bytes())
     for sample in dataset.samples:
         digest.update(sample.guid.encode())
-        for path in (sample.text_path, sample.image_path):
-            if path is None:
-                digest.update(b"none")
-            else:
-                digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
+        digest.update(bytes.fromhex(digests[sample.guid] if digests is not None else sample_digest(sample)))
     return digest.hexdigest()
 
 

@@ -12,7 +12,9 @@ expressions tweet_tokens.py holds; URLs become ``http``, @mentions ``@user``), t
 image decoding (EXIF rotation, the centre crop to at most 4:1, 16-bit images scaled to 8 bits,
 transparency onto white), the processor's
 resize, crop, rescale and normalisation (``preprocess.json``), the towers, the features rounded to
-float16 as msc's cache stores them, the head and the temperature. A post whose image is missing or
+float16 as msc's cache stores them, the head and head.json's probability rules (calibrated.py: the
+calibration map and the label rule; the temperature alone for a model registered before them). A post
+whose image is missing or
 unreadable is predicted from its text, its image features zeros, as msc does.
 """
 
@@ -37,6 +39,10 @@ _spec = importlib.util.spec_from_file_location("tweet_tokens", HERE / "tweet_tok
 _tweets = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_tweets)
 tweet_tokens = _tweets.tweet_tokens
+# calibrated.py likewise: msc's own probability rules (msc/model/calibrated.py), numpy only.
+_spec = importlib.util.spec_from_file_location("bundle_calibrated", HERE / "calibrated.py")
+_rules = sys.modules["bundle_calibrated"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up there
+_spec.loader.exec_module(_rules)
 
 WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0}
 
@@ -121,7 +127,7 @@ class Bundle:
         return [np.concatenate(parts) for parts in (*zip(*texts), *zip(*images))]
 
     def probabilities(self, texts: list[str], images: list[np.ndarray | None]) -> np.ndarray:
-        """(B, C) calibrated probabilities of a batch; a None image is a missing one."""
+        """(B, C) raw probabilities of a batch (the head's softmax); a None image is a missing one."""
         encoded = self.tokenizer.encode_batch([normalize(t, self.rule["text"]["chars"]) for t in texts])
         ids = np.asarray([e.ids for e in encoded], np.int64)  # (B, L)
         mask = np.asarray([e.attention_mask for e in encoded], np.int64)
@@ -133,9 +139,7 @@ class Bundle:
         image_pooled[missing], image_tokens[missing] = 0.0, 0.0
         logits = run(self.head, {"text_pooled": text_pooled, "image_pooled": image_pooled, "text_tokens": text_tokens,
                                  "text_mask": mask.astype(bool), "image_tokens": image_tokens})[0]
-        scaled = logits.astype(np.float64) / self.model["temperature"]
-        exp = np.exp(scaled - scaled.max(1, keepdims=True))
-        return exp / exp.sum(1, keepdims=True)
+        return _rules.softmax(logits.astype(np.float64))  # (B, C) raw; ``rules`` calibrates them
 
 
 def read_table(path: Path) -> list[dict]:
@@ -179,13 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_table(args.input)  # before the bundle loads: a wrong path is said at once
     bundle = Bundle(HERE, args.threads)
     labels = bundle.model["labels"]
+    head = bundle.model["head"]
+    rules = _rules.ProbabilityRules.from_dict(head.get("probability_rules") or {}, bundle.model["temperature"])
     lines = [["id", "label", *(f"p_{label}" for label in labels)]]
     for start in range(0, len(rows), args.batch_size):
         posts = [post(row, args.input.parent, bundle.rule, start + i + 1)
                  for i, row in enumerate(rows[start : start + args.batch_size])]
-        probabilities = bundle.probabilities([p[1] for p in posts], [p[2] for p in posts])
-        for (guid, _, _), p in zip(posts, probabilities):
-            lines.append([guid, labels[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+        probabilities, decided, _ = rules.predict(bundle.probabilities([p[1] for p in posts], [p[2] for p in posts]))
+        for (guid, _, _), label, p in zip(posts, decided, probabilities):
+            lines.append([guid, labels[int(label)], *(f"{v:.6f}" for v in p)])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = args.out.with_name(f".{args.out.name}.tmp")
     with staging.open("w", newline="", encoding="utf-8") as handle:

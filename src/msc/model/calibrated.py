@@ -7,6 +7,9 @@ ships this layer.
 Every map works on log-probabilities, (n, C): log p differs from the head's logits by one constant per
 row, which a temperature ignores; for the maps with a bias or a per-class scale it is a reparametrisation
 of the same family, fitted on the same log p it is applied to.
+
+Numpy and the standard library only, and msc.core.errors where it exists: the ONNX bundle copies this file
+beside its predict.py and applies the same rules (msc/model/onnx_bundle.py).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msc.core.errors import UserError
+try:
+    from msc.core.errors import UserError
+except ImportError:  # an ONNX bundle's predict.py loads this file alone, without msc (msc/model/bundle_predict.py)
+    UserError = ValueError
 
 LOG_FLOOR = 1e-12  # probabilities are clipped here before the log, as msc/train/calibration.py does
 MAP_KINDS = ("temperature", "bcts", "vector", "dirichlet")

@@ -8,8 +8,10 @@ backbone pass) give the exact Shapley values of the predicted class's log-probab
     attr_text  = ½[(f(T,I) − f(∅,I)) + (f(T,∅) − f(∅,∅))]
     attr_image = ½[(f(T,I) − f(T,∅)) + (f(∅,I) − f(∅,∅))]
 
-so that attr_text + attr_image = f(T,I) − f(∅,∅) exactly (efficiency). ``driver`` names the
-modality whose share is larger by more than ``driver_margin`` nats, else ``both``.
+so that attr_text + attr_image = f(T,I) − f(∅,∅) exactly (efficiency). f is the log-probability that
+the model reports, after its calibration map, of the label its decision rule gives the full post
+(msc/model/calibrated.py). ``driver`` names the modality whose share is larger by more than
+``driver_margin`` nats, else ``both``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from msc.model.batch import FeatureBatch, drop_modality
+from msc.model.calibrated import CalibrationMap, ProbabilityRules, log_probs
 
 EXPLANATION_COLUMNS = ("attr_text", "attr_image", "driver")
 DRIVER_MARGIN = 0.1  # nats: the default of params.yaml's predict.driver_margin and of the served param
@@ -34,21 +37,20 @@ def without(batch: FeatureBatch, text: bool, image: bool) -> FeatureBatch:
 
 
 @torch.no_grad()
-def modality_attribution(head: torch.nn.Module, batch: FeatureBatch, temperature: float = 1.0
+def modality_attribution(head: torch.nn.Module, batch: FeatureBatch, rules: ProbabilityRules | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(probabilities (B, C), attr_text (B,), attr_image (B,)) of ``head`` on ``batch``: the Shapley
-    split of the predicted class's log-probability (after ``temperature``) between the modalities."""
-    def log_probs(variant: FeatureBatch) -> torch.Tensor:  # (B, C)
-        return torch.log_softmax(head(variant).float() / temperature, dim=-1)
-
-    full = log_probs(batch)
-    predicted = full.argmax(-1, keepdim=True)  # (B, 1)
-    f_both, f_text, f_image, f_none = (values.gather(-1, predicted)[:, 0] for values in (
-        full, log_probs(without(batch, text=False, image=True)), log_probs(without(batch, text=True, image=False)),
-        log_probs(without(batch, text=True, image=True))))
+    """(raw probabilities (B, C), attr_text (B,), attr_image (B,)) of ``head`` on ``batch``: the Shapley
+    split between the modalities of the log-probability, calibrated by ``rules``, of the label that
+    ``rules``' decision rule gives the full batch (None: the raw softmax and its argmax)."""
+    rules = rules or ProbabilityRules(CalibrationMap())
+    raw = [torch.softmax(head(variant).float(), dim=-1).cpu().numpy()  # (B, C) per coalition
+           for variant in (batch, without(batch, text=False, image=True), without(batch, text=True, image=False),
+                           without(batch, text=True, image=True))]
+    label = rules.predict(raw[0])[1]  # (B,)
+    f_both, f_text, f_image, f_none = (log_probs(rules.calibration.apply(p))[np.arange(len(label)), label] for p in raw)
     attr_text = 0.5 * ((f_both - f_image) + (f_text - f_none))
     attr_image = 0.5 * ((f_both - f_text) + (f_image - f_none))
-    return full.exp().cpu().numpy(), attr_text.cpu().numpy(), attr_image.cpu().numpy()
+    return raw[0], attr_text, attr_image
 
 
 def drivers(attr_text: np.ndarray, attr_image: np.ndarray, margin: float) -> list[str]:

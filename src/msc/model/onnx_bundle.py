@@ -30,6 +30,7 @@ from msc.model.onnx_export import HEAD, IMAGE_TOWER, TEXT_TOWER, export_head, ex
 
 SCRIPT = Path(__file__).with_name("bundle_predict.py")
 TWEETS = Path(__file__).with_name("tweet_tokens.py")  # the script's tweet tokenizer, loaded from beside it
+RULES = Path(__file__).with_name("calibrated.py")  # the probability rules head.json holds, applied as the pyfunc does
 DIGESTS = "digests.sha256"
 BUNDLE_VERSION = 1
 
@@ -107,6 +108,7 @@ def write_bundle(backbone: Backbone, head: FusionHead, head_json: dict, source: 
         atomic_write_text(staging / "model.json", json.dumps(model, indent=2) + "\n")
         shutil.copyfile(SCRIPT, staging / "predict.py")
         shutil.copyfile(TWEETS, staging / TWEETS.name)
+        shutil.copyfile(RULES, staging / RULES.name)
         digests = "".join(f"{sha256(path)}  {path.name}\n" for path in sorted(staging.iterdir()))
         atomic_write_text(staging / DIGESTS, digests)
         shutil.rmtree(out, ignore_errors=True)

@@ -3,9 +3,15 @@
 Input: a DataFrame with ``text`` (the raw tweet) and ``image`` (the image bytes base64-encoded; a
 file path only for a trusted caller, see msc/model/inputs.py). Output: one row per input with
 ``label`` and one probability ``p_<label>`` per label of the model's label set (head.json's
-``labels``; the course's ``p_positive``, ``p_neutral``, ``p_negative``), calibrated with the temperature that
-the registry fitted on out-of-fold rows (msc/tune/registration.py, msc/train/crossfit.py); with the inference param
-``explain: true``, also ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py). Last, always,
+``labels``; the course's ``p_positive``, ``p_neutral``, ``p_negative``). Both come from head.json's
+probability rules, fitted on out-of-fold rows when the version was registered (msc/tune/registration.py,
+msc/model/calibrated.py): the ``p_<label>`` are the calibrated probabilities, ``label`` is the decision
+rule's (the argmax of the probabilities times per-class weights, so it can differ from the largest
+``p_<label>``); a version registered before the rules has its temperature and the plain argmax. With the
+inference param ``coverage`` in (0, 1) (0, the default, is off), also ``label_set``: the labels the model
+cannot rule out at that coverage, joined by ``|`` (split conformal; ``class_conditional: true`` for
+coverage per class); with ``explain: true``, also ``attr_text``, ``attr_image`` and ``driver``
+(msc/model/explain.py). Last, always,
 ``used`` (``text+image``, ``text``, ``image`` or ``none``: the modalities the prediction read) and
 ``input_note`` (empty, or why a text or image the caller sent was not used), msc/model/usage.py: a
 trusted caller's unusable image is in that call's output, not only in a log. A trusted batch in which
@@ -37,6 +43,7 @@ from msc.core.labels import probability_columns
 from msc.data.text import normalize_tweet
 from msc.model.backbone import Backbone, load_backbone
 from msc.model.batch import FeatureBatch, drop_modality
+from msc.model.calibrated import CalibrationMap, ProbabilityRules, label_set_names
 from msc.model.deadline import check_deadline
 from msc.model.explain import DRIVER_MARGIN, drivers, modality_attribution
 from msc.model.inputs import (
@@ -104,6 +111,7 @@ class MscModel(mlflow.pyfunc.PythonModel):
     """The pyfunc. msc/model/pyfunc_entry.py hands an instance to MLflow (model from code)."""
 
     max_unusable_image_share = MAX_UNUSABLE_IMAGE_SHARE  # load_context reads the model_config's; also set by hand
+    rules = ProbabilityRules(CalibrationMap())  # load_context reads head.json's; a model built by hand: the raw softmax
 
     def load_context(self, context) -> None:
         spec = read_head_spec(context.artifacts["head_config"])
@@ -129,8 +137,8 @@ class MscModel(mlflow.pyfunc.PythonModel):
             source = self.backbone if self.backbone.dtype == torch.float32 else load_backbone(
                 backbone_ref, revision, device="cpu", precision="fp32", family=spec.family)
         self.head = build_logged_head(spec, load_file(context.artifacts["head_weights"]), source)
-        # Fitted on out-of-fold rows when the version was registered; 1 (none) for a trial's model.
-        self.temperature = spec.temperature
+        # Fitted on out-of-fold rows when the version was registered; a trial's model has none (the raw softmax).
+        self.rules = spec.rules()
         self.max_text_tokens = spec.max_text_tokens
         # Set by the caller at load time, never by a request: src.predict and in-process code pass
         # model_config={"trusted_input": True}; `mlflow models serve` keeps the logged False.
@@ -145,14 +153,15 @@ class MscModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """``params`` (MLflow inference params, declared in the signature and type-checked by MLflow):
         ``explain`` adds the columns ``attr_text``, ``attr_image`` and ``driver`` (msc/model/explain.py),
-        ``driver_margin`` is the margin in nats that ``driver`` needs."""
+        ``driver_margin`` is the margin in nats that ``driver`` needs; ``coverage`` in (0, 1) adds
+        ``label_set`` (0: none), marginal or, with ``class_conditional``, per class."""
         check_columns(model_input)
-        explain = explanation_margin(params)
+        explain, sets = explanation_margin(params), self.label_set_request(params)
         if self.trusted_input:
-            return self.predict_frame(model_input, read_trusted, explain)
+            return self.predict_frame(model_input, read_trusted, explain, sets)
         check_request(model_input, served())  # the row and pixel caps protect a server, not an in-process caller
         try:
-            return self.predict_frame(model_input, read_untrusted, explain)
+            return self.predict_frame(model_input, read_untrusted, explain, sets)
         except MlflowException:
             raise  # a bad request: its sentence names the row and the problem
         except Exception:
@@ -161,11 +170,29 @@ class MscModel(mlflow.pyfunc.PythonModel):
             raise MlflowException("the model failed on this request with an internal error, logged on the server; "
                                   "retry it, and report it if it persists", error_code=INTERNAL_ERROR) from None
 
-    def predict_frame(self, model_input: pd.DataFrame, read, explain_margin: float | None = None) -> pd.DataFrame:
+    def label_set_request(self, params: dict | None) -> tuple[float, bool] | None:
+        """(coverage, class_conditional) when the request asks for label sets, else None; a coverage outside
+        [0, 1), or one asked of a model registered without label sets, is a bad request."""
+        params = params or {}
+        coverage = params.get("coverage", 0.0)
+        if coverage is None or not 0 <= coverage < 1:
+            raise MlflowException(f"params: coverage is {coverage!r}; it must be strictly between 0 and 1 (e.g. 0.9), "
+                                  "or 0 for no label sets", error_code=INVALID_PARAMETER_VALUE)
+        if coverage == 0:
+            return None
+        if self.rules.label_sets is None:
+            raise MlflowException("params: coverage was asked, but this model was registered without conformal label "
+                                  "sets; leave coverage out, or use a version registered by this msc (python -m src.tune)",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        return float(coverage), bool(params.get("class_conditional", False))
+
+    def predict_frame(self, model_input: pd.DataFrame, read, explain_margin: float | None = None,
+                      label_sets: tuple[float, bool] | None = None) -> pd.DataFrame:
         """Labels and calibrated probabilities of the rows, read with ``read`` (the trusted or untrusted
-        rules); with ``explain_margin`` (nats), also each row's modality attribution and driver; then what
-        each row used and why something was dropped. A bad request when more than
-        ``max_unusable_image_share`` of the images sent could not be used."""
+        rules); with ``label_sets`` (coverage, class_conditional), each row's label set; with
+        ``explain_margin`` (nats), also each row's modality attribution and driver; then what each row used
+        and why something was dropped. A bad request when more than ``max_unusable_image_share`` of the
+        images sent could not be used."""
         probabilities, attributions, used, notes = [], [], [], []
         for start in range(0, len(model_input), PREDICT_BATCH):
             check_deadline(start, len(model_input), PREDICT_BATCH)  # serving: stop once nobody waits (msc/model/deadline.py)
@@ -177,14 +204,18 @@ class MscModel(mlflow.pyfunc.PythonModel):
             check_deadline(start, len(model_input), PREDICT_BATCH, "between the backbone and the head")
             if explain_margin is None:
                 with torch.inference_mode():
-                    probabilities.append(torch.softmax(self.head(batch) / self.temperature, dim=-1).numpy())
+                    probabilities.append(torch.softmax(self.head(batch), dim=-1).numpy())
             else:
-                probs, attr_text, attr_image = modality_attribution(self.head, batch, self.temperature)
-                probabilities.append(probs)
+                raw, attr_text, attr_image = modality_attribution(self.head, batch, self.rules)
+                probabilities.append(raw)
                 attributions.append(np.stack([attr_text, attr_image], axis=1))  # (b, 2)
-        probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(self.labels)))  # (n, C)
+        raw = np.concatenate(probabilities) if probabilities else np.zeros((0, len(self.labels)))  # (n, C)
+        coverage, class_conditional = label_sets or (None, False)
+        probs, labels, members = self.rules.predict(raw, coverage, class_conditional)
         out = pd.DataFrame(probs, columns=probability_columns(self.labels), index=model_input.index)
-        out.insert(0, "label", [self.labels[i] for i in probs.argmax(1)])
+        out.insert(0, "label", [self.labels[i] for i in labels])
+        if members is not None:
+            out["label_set"] = label_set_names(members, self.labels)
         if explain_margin is not None:
             attributed = np.concatenate(attributions) if attributions else np.zeros((0, 2))
             out["attr_text"], out["attr_image"] = attributed[:, 0], attributed[:, 1]

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from msc.core.handoff import HandOff, read_handoff, write_handoff
 from msc.core.paths import local_folder
+from msc.model.calibrated import ProbabilityRules
 from msc.model.heads import build_head
 from msc.model.top_layers import TopLayersModel
 
@@ -28,12 +29,16 @@ HEAD_WEIGHTS = "head.safetensors"
 @dataclass(frozen=True)
 class HeadSpec(HandOff):
     NAME: ClassVar[str] = "head-spec"
-    VERSION: ClassVar[int] = 3  # 2: backbone_identity; 3: runtime, precision
+    VERSION: ClassVar[int] = 4  # 2: backbone_identity; 3: probability_rules; 4: runtime, precision
     WHAT: ClassVar[str] = "head spec"
     WRITTEN_BY: ClassVar[str] = "`python -m src.tune` (it logs every trial's model)"
-    # Logged before identities: loads, unchecked; before runtimes: its features came from torch.
-    UPGRADES: ClassVar[dict] = {1: {"backbone_identity": None, "runtime": "torch", "precision": "auto"},
-                                2: {"runtime": "torch", "precision": "auto"}}
+    # Logged before identities: loads, unchecked. Logged before probability rules: the temperature alone
+    # and the plain argmax, no label sets (ProbabilityRules.from_dict({}, temperature)). Logged before
+    # runtimes: its features came from torch.
+    UPGRADES: ClassVar[dict] = {
+        1: {"backbone_identity": None, "probability_rules": None, "runtime": "torch", "precision": "auto"},
+        2: {"probability_rules": None, "runtime": "torch", "precision": "auto"},
+        3: {"runtime": "torch", "precision": "auto"}}
 
     fusion: str  # a name in msc.model.heads.HEADS
     dim: int  # P, the width of the features the head reads
@@ -50,10 +55,18 @@ class HeadSpec(HandOff):
     train: dict  # the whole train section it was trained with
     temperature: float = 1.0  # fitted at registration (msc/tune/registration.py); 1 (none) for a trial's model
     family: str | None = None  # model.family as set: None reads it from the backbone's config.json
+    # The calibration map, decision rule and label-set scores fitted on out-of-fold rows at registration
+    # (ProbabilityRules.to_dict(), msc/model/calibrated.py); None for a trial's model or an older version.
+    probability_rules: dict | None = None
     # model.runtime and model.precision of the features that trained the head: the pyfunc computes a new
     # post's features with onnxruntime in that precision when the runtime was onnxruntime (torch: as it loads)
     runtime: str = "torch"
     precision: str = "auto"
+
+    def rules(self) -> ProbabilityRules:
+        """What every entry point applies to the head's raw softmax: the stored rules, or for a spec without
+        them the temperature alone with the plain argmax."""
+        return ProbabilityRules.from_dict(self.probability_rules or {}, self.temperature)
 
 
 def head_spec(train: dict, dim: int, backbone: str, revision: str, max_text_tokens: int, labels: tuple[str, ...],
@@ -97,9 +110,9 @@ def read_head_spec(path: str | Path) -> HeadSpec:
     return read_handoff(HeadSpec, path)
 
 
-def with_temperature_spec(path: Path, temperature: float) -> None:
-    """Rewrite the spec at ``path`` with ``temperature``."""
-    write_handoff(path, replace(read_head_spec(path), temperature=temperature))
+def with_calibration_spec(path: Path, temperature: float, rules: dict | None) -> None:
+    """Rewrite the spec at ``path`` with the fitted ``temperature`` and ``rules`` (ProbabilityRules.to_dict())."""
+    write_handoff(path, replace(read_head_spec(path), temperature=temperature, probability_rules=rules))
 
 
 def backbone_reference(spec: HeadSpec) -> str:

@@ -126,19 +126,42 @@ def check_model_labels(model, labels: tuple[str, ...], where: str) -> None:
                         "data.labels and data.root to the data the model was trained on")
 
 
-def predict_posts(model, posts: list[Sample], text_encoding: str = "auto",
-                  driver_margin: float | None = None) -> pd.DataFrame:
-    """(id, label, p_<label>...) for every post, in order; with ``driver_margin`` (``--explain``), also
-    attr_text, attr_image and driver (msc/model/explain.py); then ``used`` and ``input_note``
-    (msc/model/usage.py), unless the model was logged before it reported them.
+LABEL_SET = "label_set"  # the pyfunc's column with inference param coverage (msc/model/pyfunc.py)
+
+
+def inference_params(driver_margin: float | None = None, coverage: float | None = None,
+                     class_conditional: bool = False) -> dict | None:
+    """The pyfunc's inference params for ``--explain`` (``driver_margin``) and ``--coverage``, None for neither."""
+    params = {**({"explain": True, "driver_margin": driver_margin} if driver_margin is not None else {}),
+              **({"coverage": coverage, "class_conditional": class_conditional} if coverage is not None else {})}
+    return params or None
+
+
+def check_label_sets(model) -> None:
+    """A sentence when ``model`` cannot give label sets: registered before them, or a trial's model."""
+    rules = getattr(model.unwrap_python_model(), "rules", None)
+    if rules is None or rules.label_sets is None:
+        raise UserError("this model has no conformal label sets (a version registered before them, or a trial's "
+                        "model), so it cannot answer --coverage: predict without it, or use a version that "
+                        "`python -m src.tune` registered with this msc")
+
+
+def predict_posts(model, posts: list[Sample], text_encoding: str = "auto", params: dict | None = None) -> pd.DataFrame:
+    """(id, label, p_<label>...) for every post, in order; with ``params`` (``inference_params``) ``explain``,
+    also attr_text, attr_image and driver (msc/model/explain.py), with ``coverage``, ``label_set``; then
+    ``used`` and ``input_note`` (msc/model/usage.py), unless the model was logged before it reported them.
 
     No post is dropped: one whose text or image file is missing or unreadable is predicted from the
     other modality, flagged on stderr (the model logs unreadable images) and in ``used``.
     """
+    params = params or {}
     probabilities = probability_columns(model_labels(model))
-    explained = list(EXPLANATION_COLUMNS) if driver_margin is not None else []
+    explained = list(EXPLANATION_COLUMNS) if params.get("explain") else []
+    asked = explained + ([LABEL_SET] if params.get("coverage") else [])
+    if params.get("coverage"):
+        check_label_sets(model)
     if not posts:  # nothing to label is an empty, valid output
-        return pd.DataFrame({"id": [], "label": [], **{column: [] for column in probabilities + explained},
+        return pd.DataFrame({"id": [], "label": [], **{column: [] for column in probabilities + asked},
                              **{column: [] for column in USAGE_COLUMNS}})
     for post in posts:
         if lacking := missing_files(post):
@@ -148,14 +171,13 @@ def predict_posts(model, posts: list[Sample], text_encoding: str = "auto",
          "image": [None if post.image_path is None else str(post.image_path) for post in posts]},
         index=[post.guid for post in posts],  # the model's warnings name rows by id
     )
-    params = None if driver_margin is None else {"explain": True, "driver_margin": driver_margin}
-    predictions = model.predict(frame, params=params)
+    predictions = model.predict(frame, params=params or None)
     if explained and not set(explained) <= set(predictions.columns):
         raise UserError("this model was logged before --explain existed and returns no attributions; predict "
                         "without --explain, or tune again to log a model that explains")
     usage = [column for column in USAGE_COLUMNS if column in predictions.columns]  # none from an older model
     return pd.DataFrame({"id": [post.guid for post in posts], "label": predictions["label"].tolist(),
-                         **{column: predictions[column].to_numpy() for column in probabilities + explained + usage}})
+                         **{column: predictions[column].to_numpy() for column in probabilities + asked + usage}})
 
 
 def image_usage(predicted: pd.DataFrame, threshold: float) -> tuple[dict[str, int], str, str | None]:
@@ -180,17 +202,16 @@ def image_usage(predicted: pd.DataFrame, threshold: float) -> tuple[dict[str, in
                                                     "predict.max_unusable_image_share in params.yaml")
 
 
-def predict_test_set(model, source: DataSource, text_encoding: str = "auto",
-                     driver_margin: float | None = None) -> pd.DataFrame:
+def predict_test_set(model, source: DataSource, text_encoding: str = "auto", params: dict | None = None) -> pd.DataFrame:
     """``predict_posts`` of the dataset's test (unlabelled) posts, in file order, with the columns
     renamed to the course format's guid and tag; refused when the model's label set is not the data's."""
     dataset = load_dataset(source, require_test_files=False)
     check_model_labels(model, dataset.labels, f"the data in '{source.root}'")
-    return predict_posts(model, dataset.test, text_encoding, driver_margin).rename(columns={"id": "guid", "label": "tag"})
+    return predict_posts(model, dataset.test, text_encoding, params).rename(columns={"id": "guid", "label": "tag"})
 
 
 def predict_table(model, table: Path, columns: dict[str, str], text_encoding: str = "auto",
-                  driver_margin: float | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+                  params: dict | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """``predict_posts`` of every row of the table of posts ``table`` (``src.predict --input``), in table
     order, and the labels its labelled rows have (id -> label); refused when a row's label is one the
     model does not predict."""
@@ -200,7 +221,7 @@ def predict_table(model, table: Path, columns: dict[str, str], text_encoding: st
         raise UserError(f"the model predicts the labels {', '.join(model_labels(model))}, but the label column of "
                         f"'{table}' has the labels {', '.join(unknown)} too: use a model trained on this label set, or "
                         "empty the label column")
-    return predict_posts(model, posts, text_encoding, driver_margin), truth
+    return predict_posts(model, posts, text_encoding, params), truth
 
 
 def read_truth(truth_file: Path, ids: list[str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Logging the pyfunc into MLflow: a trial's model, and the registered copy with its temperature.
+"""Logging the pyfunc into MLflow: a trial's model, and the registered copy with its temperature and
+probability rules.
 
 A logged model ships only the library code it runs: ``msc.model`` and the layers below it
 (``MODEL_CODE_LAYERS``), copied into the model's ``code/msc/``. It never ships the stage modules,
@@ -35,7 +36,7 @@ from msc.model.spec import (
     HeadSpec,
     head_spec,
     read_head_spec,
-    with_temperature_spec,
+    with_calibration_spec,
     write_head,
 )
 from msc.model.usage import MAX_UNUSABLE_IMAGE_SHARE, NOTE, USED
@@ -74,7 +75,9 @@ def signature_and_example(labels: tuple[str, ...]):
     output = pd.DataFrame({"label": [labels[0]], **{c: [1 / len(labels)] for c in probability_columns(labels)},
                            USED: ["text+image"], NOTE: [""]})  # what each row used (msc/model/usage.py)
     # Inference params, checked by MLflow against these types and defaults before predict runs.
-    return infer_signature(example, output, params={"explain": False, "driver_margin": DRIVER_MARGIN}), example
+    # coverage 0 means no label sets: an MLflow param needs a default of its own type, and no coverage is 0.
+    params = {"explain": False, "driver_margin": DRIVER_MARGIN, "coverage": 0.0, "class_conditional": False}
+    return infer_signature(example, output, params=params), example
 
 
 # What `mlflow models serve` runs with (msc/model/inputs.py, msc/model/usage.py, msc/model/provenance.py);
@@ -153,10 +156,11 @@ def logged_head(model_uri: str) -> tuple[HeadSpec, dict[str, torch.Tensor]]:
         return read_head_spec(files["head_config"]), load_file(files["head_weights"])
 
 
-def registered_copy(model_uri: str, temperature: float, backbone: str | None = None):
+def registered_copy(model_uri: str, temperature: float, rules: dict | None = None, backbone: str | None = None):
     """Log ``model_uri``'s head again as ``registered_model`` in the active run, with its fitted
-    ``temperature`` in head.json and, when ``backbone`` names a local folder, that folder copied
-    in, so the registered version loads where the folder does not exist."""
+    ``temperature`` and probability ``rules`` (ProbabilityRules.to_dict()) in head.json, written before
+    the digests are, and, when ``backbone`` names a local folder, that folder copied in, so the
+    registered version loads where the folder does not exist."""
     artifacts = {}
     if backbone is not None:
         folder = local_folder(backbone)
@@ -165,5 +169,5 @@ def registered_copy(model_uri: str, temperature: float, backbone: str | None = N
         artifacts["backbone"] = str(folder.resolve())
     with tempfile.TemporaryDirectory() as tmp:
         head = download_head(model_uri, Path(tmp))
-        with_temperature_spec(Path(head["head_config"]), temperature)
+        with_calibration_spec(Path(head["head_config"]), temperature, rules)
         return log_pyfunc({**artifacts, **head}, name="registered_model")

@@ -1,7 +1,8 @@
 """Recording a registration in the registry, and the ``Registration`` record a tune ends with.
 
 msc/tune/registration.py runs the steps: the candidate's holdout scores (msc.train), the gate
-(msc/track/registry.py), the out-of-fold temperature (msc.train), then ``record_promotion`` here.
+(msc/track/registry.py), the out-of-fold temperature and probability rules (msc.train), then
+``record_promotion`` here.
 This module also reads what earlier tunes left: the alias to follow, and a registration that a
 killed tune did not finish.
 """
@@ -77,14 +78,32 @@ def name_unfinished(client) -> None:
               f"('{MODEL_NAME}', '{version.version}')", file=sys.stderr)
 
 
+LABEL_ISSUES = "label_issues.csv"  # the ranking's artifact, in the registered version's run and the study's parent run
+
+
+def log_label_issues(client, run_id: str, text: str) -> None:
+    """Log label_issues.csv's ``text`` to the run ``run_id``."""
+    client.log_text(run_id, text, LABEL_ISSUES)
+
+
+def stored_label_issues(run_id: str) -> str | None:
+    """The label_issues.csv logged to the run ``run_id``, or None when it has none (registered before the
+    ranking existed)."""
+    try:
+        return mlflow.artifacts.load_text(f"runs:/{run_id}/{LABEL_ISSUES}")
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+
+
 def record_promotion(client, candidate: Candidate, scores: dict[str, float], tags: dict[str, str], temperature: float,
-                     left=None, bundle_backbone: str | None = None):
+                     rules: dict | None = None, left=None, bundle_backbone: str | None = None):
     """Make the candidate the production model: finish ``left`` (its unfinished version), or log its head
-    again with ``temperature`` (and ``bundle_backbone`` inside) in its own run and register that. ``scores``
-    (its scalar holdout scores) and ``tags`` become version tags. Returns the ModelVersion."""
+    again with ``temperature`` and ``rules`` (ProbabilityRules.to_dict(); and ``bundle_backbone`` inside)
+    in its own run and register that. ``scores`` (its scalar holdout scores) and ``tags`` become version
+    tags. Returns the ModelVersion."""
     tags = {**candidate.tags, **tags, "mlflow_run_id": candidate.run_id, "temperature": f"{temperature:.6f}"}
     if left is not None:
         return finish_promotion(client, left, scores, tags)
     with mlflow.start_run(run_id=candidate.run_id):
-        model_uri = registered_copy(candidate.model_uri, temperature, bundle_backbone).model_uri
+        model_uri = registered_copy(candidate.model_uri, temperature, rules, bundle_backbone).model_uri
     return promote(client, model_uri, scores, tags)

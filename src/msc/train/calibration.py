@@ -97,7 +97,8 @@ def calibration_errors(raw_probs: np.ndarray, labels: np.ndarray, temperature: f
 
 def score_against(predicted: pd.DataFrame, truth: dict[str, str], labels: tuple[str, ...], what: str) -> dict[str, float]:
     """Accuracy and expected calibration error (with its 95 % bootstrap interval, ``test_ece_ci95``) of
-    ``predicted`` (id, p_<label> columns of ``labels``) against ``truth`` (id -> label), on the ids it has;
+    ``predicted`` (id, label, p_<label> columns of ``labels``; with a ``label_set`` column, also the share of
+    sets that hold the true label, ``test_coverage``, and their mean size) against ``truth`` (id -> label), on the ids it has;
     ``what`` names the truth in sentences."""
     scored = predicted[[post_id in truth for post_id in predicted["id"]]]
     unknown = sorted({truth[post_id] for post_id in scored["id"]} - set(labels))
@@ -107,5 +108,12 @@ def score_against(predicted: pd.DataFrame, truth: dict[str, str], labels: tuple[
     probs = scored[probability_columns(labels)].to_numpy()
     if not len(actual):
         raise UserError(f"{what} labels none of the predicted posts; it needs a label for the posts to score")
-    return {"test_accuracy": float((probs.argmax(1) == actual).mean()), "test_ece": expected_calibration_error(probs, actual),
-            "test_ece_ci95": ece_interval(probs, actual), "test_scored": float(len(actual))}
+    # The accuracy of the labels as predicted (the decision rule's), not of the largest probability.
+    accuracy = float((scored["label"].to_numpy() == np.array(labels)[actual]).mean())
+    scores = {"test_accuracy": accuracy, "test_ece": expected_calibration_error(probs, actual),
+              "test_ece_ci95": ece_interval(probs, actual), "test_scored": float(len(actual))}
+    if "label_set" in scored.columns:  # --coverage: how often the set held the true label, and its mean size
+        sets = [s.split("|") if isinstance(s, str) and s else [] for s in scored["label_set"]]
+        scores["test_coverage"] = float(np.mean([labels[y] in s for y, s in zip(actual, sets)]))
+        scores["test_mean_set_size"] = float(np.mean([len(s) for s in sets]))
+    return scores

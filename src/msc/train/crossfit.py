@@ -22,7 +22,6 @@ from sklearn.model_selection import StratifiedKFold
 from msc.core.progress import progress_bars
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
-from msc.train.calibration import fit_temperature
 from msc.train.config import TrainConfig
 from msc.train.loop import predict_proba, train_head
 
@@ -37,23 +36,33 @@ class Refit:
     seed: int  # data.split_seed, which draws the folds
 
 
-def fitted_temperature(head, cache: FeatureCache, splits: Splits, refit: Refit | None) -> float:
-    """The candidate's temperature, fitted on the out-of-fold predictions of train + validation that
-    ``refit`` makes (with fewer folds than asked when the rarest class has fewer rows); with no
-    ``refit``, 0 folds or a class of one row, on the validation split, whose rows also chose the kept
-    epoch and, with the other rows' help, the trial, so that its probabilities there are optimistic
-    (README, issue 25)."""
+@dataclass(frozen=True)
+class CalibrationRows:
+    """The rows registration fits the temperature, the probability rules and the label-issue ranking on."""
+
+    rows: np.ndarray  # (n,) cache row ids: train + validation out of fold, or the validation split
+    probs: np.ndarray  # (n, C) raw softmax of the model that did not train on each row (see out_of_fold)
+    labels: np.ndarray  # (n,) their class ids
+    out_of_fold: bool  # False: the candidate's own probabilities on the validation split, which chose it
+
+
+def calibration_rows(head, cache: FeatureCache, splits: Splits, refit: Refit | None) -> CalibrationRows:
+    """The out-of-fold predictions of train + validation that ``refit`` makes (with fewer folds than asked
+    when the rarest class has fewer rows); with no ``refit``, 0 folds or a class of one row, ``head``'s
+    predictions of the validation split, whose rows also chose the kept epoch and, with the other rows'
+    help, the trial, so that its probabilities there are optimistic (README, issue 25)."""
     pool = np.concatenate([splits.train, splits.val])
     counts = np.bincount(cache.labels[pool])
     rarest = int(counts[counts > 0].min())  # stratified folds need every class in each: at most this many
     folds = 0 if refit is None else min(refit.folds, rarest)
     if refit is not None and refit.folds and folds < 2:
         print(f"warning: a class has {rarest} row(s) in train + validation, too few for register.calibration_folds: "
-              f"{refit.folds}; the temperature is fitted on the validation split instead", file=sys.stderr)
+              f"{refit.folds}; the temperature and probability rules are fitted on the validation split instead",
+              file=sys.stderr)
     if folds < 2:
-        return fit_temperature(predict_proba(head, cache, splits.val), cache.labels[splits.val])
+        return CalibrationRows(splits.val, predict_proba(head, cache, splits.val), cache.labels[splits.val], False)
     probs = out_of_fold_probabilities(cache, pool, refit.config, refit.epochs, folds, refit.seed)
-    return fit_temperature(probs, cache.labels[pool])
+    return CalibrationRows(pool, probs, cache.labels[pool], True)
 
 
 def out_of_fold_probabilities(cache: FeatureCache, pool: np.ndarray, config: TrainConfig, epochs: int,

@@ -13,10 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from msc.features.cache import FeatureCache
+from msc.model.calibrated import ProbabilityRules
 from msc.model.spec import HeadSpec, build_logged_head
-from msc.train.calibration import calibration_errors, with_temperature
+from msc.train.calibration import ece_interval, expected_calibration_error, with_temperature
+from msc.train.conformal import coverage_report
 from msc.train.loop import frozen_backbone, predict_proba
 from msc.train.metrics import bootstrap_intervals, classification_metrics, reported_metrics
+
+HOLDOUT_COVERAGES = (0.8, 0.9)  # the label-set coverages metrics.json and the report show
 
 
 def cached_head(spec: HeadSpec, weights: dict, cache: FeatureCache):
@@ -35,10 +39,21 @@ def holdout_scores(head, cache: FeatureCache, rows: np.ndarray) -> tuple[np.ndar
     return probs, classification_metrics(cache.labels[rows], probs.argmax(1), cache.label_names)
 
 
-def holdout_summary(labels: np.ndarray, probs: np.ndarray, temperature: float, names: tuple[str, ...]) -> dict:
-    """Scores of calibrated ``probs`` (n, C) of the classes ``names``: point estimates, 95 % bootstrap
-    intervals, and the expected calibration error with the temperature (and its interval) and without it."""
-    predictions = probs.argmax(1)
-    return {**reported_metrics(classification_metrics(labels, predictions, names)),
-            **bootstrap_intervals(labels, predictions),
-            **calibration_errors(with_temperature(probs, 1 / temperature), labels, temperature)}
+def holdout_summary(labels: np.ndarray, raw: np.ndarray, rules: ProbabilityRules, temperature: float,
+                    names: tuple[str, ...]) -> dict:
+    """Scores of the served predictions of raw (n, C) holdout probabilities of the classes ``names``: the
+    labels of ``rules``' decision rule, point estimates and 95 % bootstrap intervals; the expected calibration
+    error of ``rules``' calibrated probabilities (``ece``, its interval), of the single fitted ``temperature``
+    alone (``ece_temperature_only``) and of ``raw`` (``ece_uncalibrated``); and, when ``rules`` has label sets,
+    what they reached at each of HOLDOUT_COVERAGES (``label_sets``: coverage_report by coverage)."""
+    probs, predictions, _ = rules.predict(raw)
+    summary = {**reported_metrics(classification_metrics(labels, predictions, names)),
+               **bootstrap_intervals(labels, predictions),
+               "temperature": temperature, "calibration": rules.calibration.kind,
+               "ece": expected_calibration_error(probs, labels), "ece_ci95": ece_interval(probs, labels),
+               "ece_temperature_only": expected_calibration_error(with_temperature(raw, temperature), labels),
+               "ece_uncalibrated": expected_calibration_error(raw, labels)}
+    if rules.label_sets is not None:
+        summary["label_sets"] = {str(coverage): coverage_report(rules.label_sets.apply(probs, coverage), labels, names)
+                                 for coverage in HOLDOUT_COVERAGES}
+    return summary

@@ -6,9 +6,16 @@ calibrated and recorded only when promoted.
    number describes exactly the artifact that gets registered.
 2. The gate (msc/track/registry.py) decides from what the registry holds; where the two models are
    comparable, the Production version's head is scored the same way and the higher weighted F1 wins.
-3. A promoted candidate gets its temperature from out-of-fold predictions of its configuration
-   (msc/train/crossfit.py), not from the validation rows that chose it, and is recorded
-   (msc/track/promotion.py).
+3. A promoted candidate is calibrated on out-of-fold predictions of its configuration
+   (msc/train/crossfit.py), not on the validation rows that chose it, computed once: one temperature
+   (kept for comparison), the probability rules that every entry point applies (calibration map,
+   decision rule and label-set scores, msc/train/calibration_maps.py; head.json's
+   ``probability_rules``) and the ranking of label issues (msc/train/label_issues.py). It is then
+   recorded (msc/track/promotion.py), the rules written into head.json before the copy is logged and
+   digested, the ranking logged to its run.
+
+The gate compares the two heads' plain argmax on the holdout (the candidate has no rules before it is
+promoted); metrics.json reports the served labels and probabilities: the Production version's rules.
 
 The best trial's model is registered as trained (on the training split, early-stopped on
 validation), not retrained on train+validation: a retrained model would be a different artifact from
@@ -17,23 +24,59 @@ the one tracked and selected, with no validation split left to stop it.
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+
 import numpy as np
 
 from msc.core.errors import UserError
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
+from msc.model.calibrated import ProbabilityRules
+from msc.model.spec import HeadSpec
 from msc.track.logged_model import logged_head
-from msc.track.promotion import Registration, follow_alias, name_unfinished, record_promotion, resume_decision, unfinished_for
+from msc.track.promotion import (
+    Registration,
+    follow_alias,
+    log_label_issues,
+    name_unfinished,
+    record_promotion,
+    resume_decision,
+    stored_label_issues,
+    unfinished_for,
+)
 from msc.track.registry import MODEL_NAME, Candidate, compare, gate, rolled_back_from
-from msc.train.calibration import with_temperature
-from msc.train.crossfit import Refit, fitted_temperature
+from msc.train.calibration import fit_temperature
+from msc.train.calibration_maps import fit_rules
+from msc.train.crossfit import Refit, calibration_rows
 from msc.train.holdout import cached_head, holdout_scores, holdout_summary
+from msc.train.label_issues import COLUMNS as LABEL_ISSUE_COLUMNS
+from msc.train.label_issues import rank_label_issues
 from msc.train.metrics import scalar_metrics
 
 
-def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[dict, np.ndarray, float]:
-    """The Production version's holdout scores, (n, C) calibrated probabilities and temperature, from
-    its head alone; a sentence when it cannot be read."""
+@dataclass(frozen=True)
+class Registered:
+    """What a registration hands the tune stage, all of the version in Production afterwards."""
+
+    registration: Registration
+    probs: np.ndarray  # (n_holdout, C) its calibrated holdout probabilities, as served
+    predicted: np.ndarray  # (n_holdout,) its served labels' class ids (its decision rule)
+    label_issues: str  # label_issues.csv's text: its ranking, or a header alone when none was logged with it
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A promoted candidate's fitted calibration."""
+
+    temperature: float  # one temperature on the same rows: head.json's temperature and the tag, for comparison
+    rules: ProbabilityRules
+    label_issues: str  # the ranking's CSV text
+
+
+def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[dict, np.ndarray, HeadSpec]:
+    """The Production version's holdout scores (plain argmax), (n, C) raw probabilities and head spec,
+    from its head alone; a sentence when it cannot be read."""
     uri = f"models:/{MODEL_NAME}/{current.version}"
     try:
         spec, weights = logged_head(uri)
@@ -45,17 +88,64 @@ def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[d
             f"candidate with it: {reason}. Repair or archive that version, or run tune again with --force to "
             "register the candidate without a comparison"
         ) from None
-    return scores, with_temperature(raw, spec.temperature), spec.temperature
+    return scores, raw, spec
+
+
+def fitted_calibration(head, cache: FeatureCache, splits: Splits, refit: Refit | None,
+                       select_metric: str) -> Calibration:
+    """The temperature, the probability rules (for ``select_metric``) and the label issues of the
+    candidate ``head``, all from one set of calibration rows (out of fold, msc/train/crossfit.py)."""
+    rows = calibration_rows(head, cache, splits, refit)
+    # As head.json will hold them (rounded to 6 decimals): metrics.json and the ranking use what is served.
+    rules = ProbabilityRules.from_dict(fit_rules(rows.probs, rows.labels, select_metric).to_dict())
+    # Ranked under the calibrated probabilities: class-weighted training's shift towards rare classes
+    # would otherwise count as evidence against every label of a common class.
+    issues = rank_label_issues([cache.guids[r] for r in rows.rows], rows.labels, rules.calibration.apply(rows.probs),
+                               cache.label_names)
+    if not rows.out_of_fold:
+        print(f"warning: the label issues rank the {len(rows.rows)} validation rows alone, with the candidate's own "
+              "probabilities (no out-of-fold rows: register.calibration_folds is 0, or a class is too rare)",
+              file=sys.stderr)
+    return Calibration(fit_temperature(rows.probs, rows.labels), rules, issues.to_csv(index=False))
+
+
+def no_label_issues(version) -> str:
+    """label_issues.csv for a Production version that has none logged: the header alone, said on stderr."""
+    print(f"warning: {MODEL_NAME} version {version} has no label issues logged with it (registered before they "
+          "were ranked); label_issues.csv holds its header alone until a model is promoted", file=sys.stderr)
+    return ",".join(LABEL_ISSUE_COLUMNS) + "\n"
+
+
+def promote_candidate(client, candidate: Candidate, head, scores: dict, cache: FeatureCache, splits: Splits, left,
+                      refit: Refit | None, select_metric: str, bundle_backbone: str | None) -> tuple[int, Calibration]:
+    """Calibrate the promoted candidate (only when promoted: five trainings, README) and record it; a version
+    that a killed tune registered for it (``left``) keeps the calibration it was logged with. Returns the
+    version and the calibration."""
+    if left is not None:
+        spec = logged_head(f"models:/{MODEL_NAME}/{left.version}")[0]
+        issues = stored_label_issues(candidate.run_id) or no_label_issues(left.version)
+        calibration = Calibration(spec.temperature, spec.rules(), issues)
+    else:
+        calibration = fitted_calibration(head, cache, splits, refit, select_metric)
+        log_label_issues(client, candidate.run_id, calibration.label_issues)  # beside the registered copy
+    tags = {"feature_fingerprint": cache.fingerprint, "split_identity": splits.identity,
+            "labels": ",".join(cache.label_names),  # the class order of its p_<label> outputs
+            "backbone_identity": cache.manifest.backbone_identity, "calibration": calibration.rules.calibration.kind}
+    version = record_promotion(client, candidate, scalar_metrics(scores), tags, calibration.temperature,
+                               calibration.rules.to_dict(), left, bundle_backbone).version
+    return int(version), calibration
 
 
 def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits, force: bool,
-                       bundle_backbone: str | None = None, refit: Refit | None = None) -> tuple[Registration, np.ndarray]:
+                       bundle_backbone: str | None = None, refit: Refit | None = None, *,
+                       select_metric: str) -> Registered:
     """Score the candidate on the holdout and let the gate decide; promote it when the gate says
     so, or when it has the higher weighted F1 than a comparable Production version.
 
     ``bundle_backbone`` (a local backbone folder): register a copy of the candidate with that folder
-    inside. ``refit``: how to calibrate it (``fitted_temperature``). Returns the registration and the
-    (n, C) holdout probabilities of whichever model is in Production afterwards, with its temperature.
+    inside. ``refit``: how to train it again for its calibration rows (``calibration_rows``);
+    ``select_metric``: what its decision rule maximises. Returns the registration and the holdout
+    predictions and label issues of whichever model is in Production afterwards, with its rules.
     """
     from mlflow import MlflowClient
 
@@ -67,26 +157,23 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
     left = unfinished_for(client, candidate.run_id)
     decision = resume_decision(left) or gate(current, candidate, cache.fingerprint, splits.identity, force,
                                              rolled_back_from(client, current))
-    production = None  # (probabilities, temperature) of the Production version on the holdout, once scored
+    production = None  # (raw holdout probabilities, head spec) of the Production version, once scored
     if decision is None:
         current_scores, *production = production_scores(current, cache, rows)
         decision = compare(current, scores["weighted_f1"], current_scores["weighted_f1"], len(rows))
     if decision.promote:
-        # Calibrated only when promoted (five trainings, README); a version that a killed tune registered
-        # for this candidate keeps the temperature it was logged with.
-        temperature = (logged_head(f"models:/{MODEL_NAME}/{left.version}")[0].temperature if left is not None
-                       else fitted_temperature(head, cache, splits, refit))
-        tags = {"feature_fingerprint": cache.fingerprint, "split_identity": splits.identity,
-                "labels": ",".join(cache.label_names),  # the class order of its p_<label> outputs
-                "backbone_identity": cache.manifest.backbone_identity}
-        version = record_promotion(client, candidate, scalar_metrics(scores), tags, temperature, left,
-                                   bundle_backbone).version
-        probs = with_temperature(raw, temperature)
-    else:  # what metrics.json reports is what is served: Production, with its own temperature
-        probs, temperature = production or production_scores(current, cache, rows)[1:]
-        version = current.version
+        version, calibration = promote_candidate(client, candidate, head, scores, cache, splits, left, refit,
+                                                 select_metric, bundle_backbone)
+    else:  # what metrics.json reports is what is served: Production, with its own rules
+        raw, spec = production or production_scores(current, cache, rows)[1:]
+        version = int(current.version)
+        calibration = Calibration(spec.temperature, spec.rules(),
+                                  stored_label_issues(current.run_id) or no_label_issues(current.version))
     name_unfinished(client)
-    return Registration(model=MODEL_NAME, version=int(version), promoted_now=decision.promote, gate=decision.reason,
-                        compared_with_version=decision.compared_with, holdout_samples=int(len(rows)),
-                        holdout=holdout_summary(cache.labels[rows], probs, temperature, cache.label_names),
-                        candidate_holdout_weighted_f1=scores["weighted_f1"]), probs
+    probs, predicted, _ = calibration.rules.predict(raw)
+    registration = Registration(
+        model=MODEL_NAME, version=version, promoted_now=decision.promote, gate=decision.reason,
+        compared_with_version=decision.compared_with, holdout_samples=int(len(rows)),
+        holdout=holdout_summary(cache.labels[rows], raw, calibration.rules, calibration.temperature, cache.label_names),
+        candidate_holdout_weighted_f1=scores["weighted_f1"])
+    return Registered(registration, probs, predicted, calibration.label_issues)

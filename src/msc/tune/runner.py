@@ -18,6 +18,7 @@ from msc.features.cache import open_cache
 from msc.features.splits import load_splits
 from msc.model.heads import HEADS
 from msc.track.locks import shared_lock
+from msc.track.promotion import log_label_issues
 from msc.track.registry import MODEL_NAME, Candidate
 from msc.track.store import setup_mlflow
 from msc.track.summary import TuneSummary
@@ -127,7 +128,10 @@ def last_trial_end_ms(study) -> int | None:
 
 def summarise_and_register(config: Config, study, identity: dict, cache, splits, parent_id: str, force: bool,
                            bundle_backbone: str | None) -> TuneOutcome:
-    """The study's summary on its parent run, the best trial through the registry gate, and the outcome."""
+    """The study's summary on its parent run, the best trial through the registry gate, and the outcome; the
+    label issues of the model in Production go to the parent run too."""
+    from mlflow import MlflowClient
+
     metric = config.train.select_metric
     with step("logging the study summary"):
         log_study_summary(study, parent_id, metric)
@@ -139,12 +143,13 @@ def summarise_and_register(config: Config, study, identity: dict, cache, splits,
     # version (or none), and both register.
     with step("scoring the best trial on the holdout and registering it"), \
             shared_lock(config.tune.storage, f"register {MODEL_NAME}"):
-        registration, probs = register_if_better(candidate, cache, splits, force, bundle_backbone,
-                                                 candidate_refit(config, best))
-    summary = TuneSummary(registration, study_name=study.study_name, study_identity=identity_hash(identity),
+        registered = register_if_better(candidate, cache, splits, force, bundle_backbone, candidate_refit(config, best),
+                                        select_metric=metric)
+    log_label_issues(MlflowClient(), parent_id, registered.label_issues)  # the study's parent run
+    summary = TuneSummary(registered.registration, study_name=study.study_name, study_identity=identity_hash(identity),
                           feature_fingerprint=cache.fingerprint, split_identity=splits.identity, best_trial=best.number,
                           select_metric=metric, best_value=best.value, best_params=best.params)
-    return tune_outcome(summary, cache, splits.holdout, probs, best.user_attrs.get(CURVES_ATTR, []))
+    return tune_outcome(summary, cache, splits.holdout, registered, best.user_attrs.get(CURVES_ATTR, []))
 
 
 def candidate_refit(config: Config, best) -> Refit | None:
@@ -152,8 +157,8 @@ def candidate_refit(config: Config, best) -> Refit | None:
     sampled values over the config, for its kept epoch (None when the trial recorded none)."""
     epochs = best.user_attrs.get(BEST_EPOCH_ATTR)
     if epochs is None:  # a trial run before its kept epoch was a trial attribute
-        print(f"warning: trial {best.number} recorded no best_epoch, so its temperature is fitted on the validation "
-              "split, not on out-of-fold rows", file=sys.stderr)
+        print(f"warning: trial {best.number} recorded no best_epoch, so its temperature and probability rules are "
+              "fitted on the validation split, not on out-of-fold rows", file=sys.stderr)
         return None
     return Refit(with_overrides(config, best.params).train, int(epochs), config.register.calibration_folds,
                  config.data.split_seed)

@@ -54,9 +54,10 @@ def test_tune_results_go_to_the_folder_the_stage_names(tmp_path):
     summary = TuneSummary(registration, study_name="msc", study_identity="", feature_fingerprint="", split_identity="",
                           best_trial=0, select_metric="val_weighted_f1", best_value=0.0, best_params={})
     folder = tmp_path / "elsewhere"
-    metrics = write_results(folder, TuneOutcome(summary, "guid,actual\n1,positive\n", "epoch\n"))
+    metrics = write_results(folder, TuneOutcome(summary, "guid,actual\n1,positive\n", "epoch\n", "id,given_label\n"))
     assert metrics == folder / "metrics.json" and '"version": 1' in metrics.read_text()
-    assert sorted(p.name for p in folder.iterdir()) == ["holdout_predictions.csv", "metrics.json", "training_curves.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == ["holdout_predictions.csv", "label_issues.csv", "metrics.json",
+                                                        "training_curves.csv"]
 
 
 def test_the_report_stage_reads_the_folder_paths_results_names(tmp_path, capsys):

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from msc.data.split import write_splits
 from msc.features.build import featurize
 from msc.features.splits import load_splits
+from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
 from msc.model.explain import drivers, modality_attribution, without
 from msc.train.loop import train_head
 from tests.helpers import cache_sections, make_config
@@ -24,15 +25,32 @@ def test_the_two_shares_add_up_to_full_minus_none_exactly(config, cache, splits,
     result = train_head(cache, splits.train, splits.val, replace(config.train, fusion=fusion, epochs=1))
     head = result.head
     batch = cache.batch(splits.holdout, tokens=head.uses_tokens)
-    probs, attr_text, attr_image = modality_attribution(head, batch, temperature=1.3)
+    raw, attr_text, attr_image = modality_attribution(head, batch, ProbabilityRules(CalibrationMap(temperature=1.3)))
     with torch.no_grad():
         full = torch.log_softmax(head(batch) / 1.3, -1)
         none = torch.log_softmax(head(without(batch, text=True, image=True)) / 1.3, -1)
     predicted = full.argmax(-1, keepdim=True)
     expected = (full.gather(-1, predicted) - none.gather(-1, predicted))[:, 0].numpy()
     np.testing.assert_allclose(attr_text + attr_image, expected, atol=1e-5)
-    np.testing.assert_allclose(probs, full.exp().numpy(), atol=1e-6)
+    np.testing.assert_allclose(raw, torch.softmax(head(batch), -1).detach().numpy(), atol=1e-6)
     assert np.abs(attr_text).max() > 0 and np.abs(attr_image).max() > 0
+
+
+def test_the_split_is_of_the_label_the_decision_rule_gives(config, cache, splits):
+    """With a decision rule that picks a class the argmax would not, the attributed log-probability is that
+    class's, under the calibration map: the label reported is the label explained."""
+    head = train_head(cache, splits.train, splits.val, replace(config.train, fusion="late", epochs=1)).head
+    batch = cache.batch(splits.holdout)
+    calibration = CalibrationMap(kind="vector", scale=(1.2, 0.8, 1.0), bias=(0.1, -0.3, 0.2))
+    rules = ProbabilityRules(calibration, DecisionRule(weights=(1.0, 50.0, 1.0)))  # neutral wins nearly everywhere
+    raw, attr_text, attr_image = modality_attribution(head, batch, rules)
+    with torch.no_grad():
+        none = torch.softmax(head(without(batch, text=True, image=True)), -1).numpy()
+    label = rules.predict(raw)[1]
+    assert (label == 1).mean() > 0.9 and (calibration.apply(raw).argmax(1) != label).any()
+    rows = np.arange(len(label))
+    expected = np.log(calibration.apply(raw))[rows, label] - np.log(calibration.apply(none))[rows, label]
+    np.testing.assert_allclose(attr_text + attr_image, expected, atol=1e-5)
 
 
 def test_without_leaves_the_batch_alone(cache):

@@ -43,6 +43,16 @@ def test_predict_names_a_missing_file_first(tmp_path, flag):
     assert result.stderr.strip() == f"error: {flag} missing.csv: no such file; give the path of an existing file"
 
 
+@pytest.mark.parametrize("argv,sentence", [
+    (["--coverage", "1.2"], "error: --coverage is 1.2; it must be strictly between 0 and 1, e.g. 0.9"),
+    (["--coverage", "0"], "error: --coverage is 0.0; it must be strictly between 0 and 1, e.g. 0.9"),
+    (["--class-conditional"], "error: --class-conditional applies to label sets: give --coverage too, e.g. --coverage 0.9"),
+])
+def test_predict_refuses_a_coverage_it_cannot_answer_before_anything_else(tmp_path, argv, sentence):
+    result = sh(sys.executable, "-m", "src.predict", *argv, cwd=tmp_path, check=False, env={"PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stderr.strip() == sentence, result.stderr
+
+
 def test_onnx_bundle_script_names_a_missing_table(tmp_path):
     from msc.model.bundle_predict import read_table
 

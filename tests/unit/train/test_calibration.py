@@ -93,3 +93,20 @@ def test_the_ece_interval_covers_the_estimate_is_seeded_and_narrows_with_rows():
     assert widths[1] < widths[0] / 2
     # Calibrated probabilities score above 0 on a few hundred rows: the 10-bin ECE's own noise.
     assert expected_calibration_error(probs[:300], labels[:300]) > 0.01
+
+
+def test_scores_against_the_truth_count_the_label_sets_that_hold_it():
+    import pandas as pd
+
+    from msc.train.calibration import score_against
+
+    predicted = pd.DataFrame({"id": ["1", "2", "3", "4"], "label": ["positive", "positive", "negative", "positive"],
+                              "p_positive": [0.6, 0.3, 0.1, 0.5], "p_neutral": [0.2, 0.4, 0.2, 0.3],
+                              "p_negative": [0.2, 0.3, 0.7, 0.2],
+                              "label_set": ["positive", "neutral|negative", "", "positive|neutral|negative"]})
+    truth = {"1": "positive", "2": "positive", "3": "negative", "4": "neutral"}
+    scores = score_against(predicted, truth, ("positive", "neutral", "negative"), "truth")
+    assert scores["test_coverage"] == 0.5 and scores["test_mean_set_size"] == 1.5  # an empty set holds nothing
+    assert scores["test_accuracy"] == 0.75  # of the labels as given (row 2's is not its largest probability's: 0.5)
+    assert "test_coverage" not in score_against(predicted.drop(columns="label_set"), truth,
+                                                ("positive", "neutral", "negative"), "truth")

@@ -12,8 +12,11 @@ import pytest
 import yaml
 
 from msc.config import with_overrides
+from msc.model.calibrated import ProbabilityRules
+from msc.track.logged_model import logged_head
 from msc.track.registry import load_msc_model
-from msc.train.calibration import fit_temperature, with_temperature
+from msc.train.calibration import fit_temperature
+from msc.train.calibration_maps import fit_rules
 from msc.train.crossfit import out_of_fold_probabilities
 from msc.train.loop import predict_proba
 from src import predict, tune
@@ -44,9 +47,9 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
 
     assert holdout["ece_ci95"][0] < holdout["ece_ci95"][1]
 
-    # The temperature is fitted on out-of-fold predictions of train + validation (the best trial's
-    # config trained again on 5 folds for its kept epochs), never on the holdout, and the registered
-    # model applies it.
+    # The temperature and the probability rules are fitted on out-of-fold predictions of train + validation
+    # (the best trial's config trained again on 5 folds for its kept epochs), never on the holdout, and the
+    # registered model applies the rules.
     best = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{trained_project / 'optuna.db'}").best_trial
     trial_uri = best.user_attrs["model_uri"]
     epochs = int(mlflow.get_run(best.user_attrs["mlflow_run_id"]).data.metrics["best_epoch"])
@@ -60,14 +63,24 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
     temperature = float(version.tags["temperature"])
     assert temperature == pytest.approx(fitted["out_of_fold"], rel=1e-4) == pytest.approx(holdout["temperature"])
     assert abs(temperature - fitted["holdout"]) > 1e-3 and abs(temperature - fitted["validation"]) > 1e-3
+    spec = logged_head("models:/msc/Production")[0]
+    expected = fit_rules(out_of_fold, cache.labels[pool], small.train.select_metric)
+    stored = ProbabilityRules.from_dict(spec.probability_rules)
+    assert stored.calibration.kind == expected.calibration.kind == "vector" == version.tags["calibration"]
+    assert np.allclose(stored.calibration.scale, expected.calibration.scale, atol=1e-3)
+    assert stored.decision.weights == pytest.approx(expected.decision.weights)
+    assert holdout["label_sets"]["0.9"]["coverage"] >= 0 and set(holdout["label_sets"]) == {"0.8", "0.9"}
     frame = pd.DataFrame({"text": ["so happy today", "awful"],
                           "image": [str(p) for p in sorted((Path(config.data.root) / "data").glob("*.jpg"))[:2]]})
     trusted = {"trusted_input": True}
     registered = mlflow.pyfunc.load_model("models:/msc/Production", model_config=trusted).predict(frame)
     trial = mlflow.pyfunc.load_model(trial_uri, model_config=trusted).predict(frame)
     columns = ["p_positive", "p_neutral", "p_negative"]
-    assert np.allclose(registered[columns].to_numpy(), with_temperature(trial[columns].to_numpy(), temperature),
-                       atol=1e-5)
+    probs, labels, _ = stored.predict(trial[columns].to_numpy())
+    assert np.allclose(registered[columns].to_numpy(), probs, atol=1e-5)
+    assert registered["label"].tolist() == [columns[i].removeprefix("p_") for i in labels]
+    issues = pd.read_csv(trained_project / "results" / "label_issues.csv", dtype={"id": str})
+    assert sorted(issues["id"]) == sorted(cache.guids[r] for r in pool) and issues["score"].is_monotonic_increasing
 
     truth = Path(config.data.root) / "cues.csv"  # the sample's true labels, test guids included
     assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params), "--true-labels",

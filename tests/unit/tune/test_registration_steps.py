@@ -4,10 +4,12 @@ result is a typed Registration that the tune summary holds, written flat into me
 the kept epoch and the curves come from the best trial's Optuna attributes."""
 
 import csv
+import io
 import json
 
 import mlflow
 import optuna
+import pandas as pd
 
 from msc.config import with_overrides
 from msc.core.handoff import read_handoff
@@ -55,7 +57,7 @@ def backbone_loads_while_scoring(monkeypatch):
     return calls, lambda step: while_scoring(step, True)
 
 
-def test_registration_scores_both_models_without_loading_a_backbone(trained_project, config, monkeypatch):
+def test_registration_scores_both_models_without_loading_a_backbone(trained_project, config, cache, splits, monkeypatch):
     # One epoch and no out-of-fold refits: what is counted is scoring, and the default tier stays quick.
     small = with_overrides(config, {"tune.trials": 1, "train.epochs": 1, "register.calibration_folds": 0})
     loads, counted = backbone_loads_while_scoring(monkeypatch)
@@ -63,8 +65,15 @@ def test_registration_scores_both_models_without_loading_a_backbone(trained_proj
     write_results(trained_project / "results", outcome)  # what src.tune writes
     first = outcome.summary
     check_summary_and_trial_attributes(trained_project, first)
-    second = tune(with_overrides(small, {"tune.study_name": "second"})).summary  # comparable: Production is scored too
+    # No out-of-fold rows (calibration_folds 0): the validation rows are ranked, with the head's own probabilities.
+    assert sorted(pd.read_csv(io.StringIO(outcome.label_issues), dtype={"id": str})["id"]) ==\
+        sorted(cache.guids[r] for r in splits.val)
+    second_outcome = tune(with_overrides(small, {"tune.study_name": "second"}))  # comparable: Production is scored too
+    second = second_outcome.summary
     assert first.registration.promoted_now and second.registration.compared_with_version == 1
+    # Production stays version 1: what the stage reports are its rules' labels and its logged label issues.
+    assert not second.registration.promoted_now and second_outcome.label_issues == outcome.label_issues
+    assert second.registration.holdout == first.registration.holdout
     assert loads == [], "the candidate and Production were scored from their heads alone"
     # What registration did before: the whole pyfunc, backbone included, to reach its head.
     counted(load_msc_model)("models:/msc/1")

@@ -1,0 +1,65 @@
+"""What registration fits the probability rules on and how it reports them (issue 32): one set of calibration
+rows (out of fold, or the validation split), and a holdout summary of the served labels and probabilities."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from msc.core.labels import COURSE_LABELS
+from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
+from msc.train.calibration import expected_calibration_error, with_temperature
+from msc.train.calibration_maps import fit_rules
+from msc.train.crossfit import Refit, calibration_rows, out_of_fold_probabilities
+from msc.train.holdout import holdout_summary
+from msc.train.loop import predict_proba, train_head
+from msc.train.metrics import classification_metrics
+
+
+def test_calibration_rows_are_out_of_fold_or_say_they_are_not(config, cache, splits):
+    train = replace(config.train, epochs=1)
+    head = train_head(cache, splits.train, splits.val, train).head
+    rows = calibration_rows(head, cache, splits, Refit(train, 1, 2, 0))
+    pool = np.concatenate([splits.train, splits.val])
+    assert rows.out_of_fold and np.array_equal(rows.rows, pool) and np.array_equal(rows.labels, cache.labels[pool])
+    np.testing.assert_allclose(rows.probs, out_of_fold_probabilities(cache, pool, train, 1, 2, 0), atol=1e-6)
+    for refit in (None, Refit(train, 1, 0, 0)):
+        fallback = calibration_rows(head, cache, splits, refit)
+        assert not fallback.out_of_fold and np.array_equal(fallback.rows, splits.val)
+        np.testing.assert_allclose(fallback.probs, predict_proba(head, cache, splits.val))
+
+
+def shifted_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) probabilities pushed towards class 1 (as class weighting does) and labels drawn from the
+    unshifted ones: what a vector map can undo and a temperature cannot."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (n, 3))
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(3, p=p) for p in truth])
+    shifted = np.exp(logits + [0, 1.2, 0])
+    return shifted / shifted.sum(1, keepdims=True), labels
+
+
+def test_the_holdout_summary_scores_the_served_labels_and_probabilities():
+    oof, oof_labels = shifted_rows(3000, 0)
+    raw, labels = shifted_rows(1500, 1)
+    rules = fit_rules(oof, oof_labels, "val_weighted_f1")
+    summary = holdout_summary(labels, raw, rules, 1.0, COURSE_LABELS)
+    probs, predicted, _ = rules.predict(raw)
+    assert summary["accuracy"] == pytest.approx(classification_metrics(labels, predicted, COURSE_LABELS)["accuracy"])
+    assert summary["ece"] == pytest.approx(expected_calibration_error(probs, labels))
+    assert summary["ece"] < summary["ece_temperature_only"] == pytest.approx(expected_calibration_error(raw, labels))
+    assert summary["calibration"] == "vector" and set(summary["label_sets"]) == {"0.8", "0.9"}
+    for asked, report in summary["label_sets"].items():
+        assert abs(report["coverage"] - float(asked)) < 0.03  # exchangeable rows: the guarantee holds
+        assert set(report["per_class"]) == set(COURSE_LABELS)
+
+
+def test_a_summary_of_a_model_without_rules_is_its_temperature_and_argmax():
+    raw, labels = shifted_rows(500, 2)
+    summary = holdout_summary(labels, raw, ProbabilityRules(CalibrationMap(temperature=1.5)), 1.5, COURSE_LABELS)
+    assert "label_sets" not in summary and summary["ece"] == summary["ece_temperature_only"]
+    assert summary["ece"] == pytest.approx(expected_calibration_error(with_temperature(raw, 1.5), labels))
+    assert summary["accuracy"] == pytest.approx((raw.argmax(1) == labels).mean())
+    weighted = ProbabilityRules(CalibrationMap(temperature=1.5), DecisionRule(weights=(1.0, 0.2, 1.0)))
+    assert holdout_summary(labels, raw, weighted, 1.5, COURSE_LABELS)["accuracy"] != summary["accuracy"]
