@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import src  # noqa: F401  (first: src/__init__.py loads this checkout's msc, also where pip install -e ran in another)
 from msc.config import Config
 from msc.data.split import write_splits
 from msc.data.synthetic import write_dataset
@@ -24,8 +25,11 @@ torch.set_num_threads(1)
 
 
 def forget_tracking_uri() -> None:
-    """Unset MLflow's global tracking URI (and with it MLFLOW_TRACKING_URI), where MLflow is imported."""
+    """End a run a failed test left active, and unset MLflow's global tracking URI (and with it
+    MLFLOW_TRACKING_URI), where MLflow is imported."""
     if (mlflow := sys.modules.get("mlflow")) is not None:
+        while mlflow.active_run() is not None:
+            mlflow.end_run("FAILED")
         mlflow.set_tracking_uri(None)
 
 

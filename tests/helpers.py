@@ -75,20 +75,25 @@ def logged_model_folder(root: Path, backbone: Path, labels: tuple[str, ...]) -> 
     """A logged model (a random late-fusion head on ``backbone``) in a store under ``root``, downloaded to
     ``root/model`` so that each test loads it with the model_config it needs."""
     import mlflow
+    import pytest
 
     from msc.model.heads import build_head
     from msc.track.logged_model import log_trial_model
     from msc.train.config import TrainConfig
 
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    try:
-        experiment = mlflow.create_experiment("logged", artifact_location=str(root / "mlruns"))
-        with mlflow.start_run(experiment_id=experiment):
-            info = log_trial_model(build_head("late", 128, 8, 0.0, len(labels)), TrainConfig(hidden_dim=8), 128,
-                                   str(backbone), "main", 77, labels)
-        return Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(root / "model")))
-    finally:
-        mlflow.set_tracking_uri(None)
+    # From root: MLflow fixes a store's default artifact root (<cwd>/mlruns) when it first opens it, and a
+    # test that runs src.predict on this store later creates its experiment there (it was the repository's).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        try:
+            experiment = mlflow.create_experiment("logged", artifact_location=str(root / "mlruns"))
+            with mlflow.start_run(experiment_id=experiment):
+                info = log_trial_model(build_head("late", 128, 8, 0.0, len(labels)), TrainConfig(hidden_dim=8), 128,
+                                       str(backbone), "main", 77, labels)
+            return Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(root / "model")))
+        finally:
+            mlflow.set_tracking_uri(None)
 
 GIT_USER = ("-c", "user.email=t@t", "-c", "user.name=t")
 

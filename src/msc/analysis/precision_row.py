@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,8 +40,9 @@ def int8_cache(config: Config, cache: FeatureCache) -> FeatureCache:
         raise UserError(f"ablation.int8_row compares int8 features with fp32 ones, and model.runtime: {model.runtime} "
                         f"with model.precision: {model.precision} computes others here; set model.precision: fp32, "
                         "or ablation.int8_row: false")
-    twin, _ = featurize(config.data, replace(model, runtime="onnxruntime", precision="int8"),
-                        replace(config.features, dir=f"{config.features.dir}-int8"))
+    folder = Path(config.features.dir)  # "features/" too: the twin lies beside the cache, never inside it
+    twin, _ = featurize(config.data, replace(model, runtime="onnxruntime", precision="int8", device="cpu"),
+                        replace(config.features, dir=str(folder.with_name(folder.name + "-int8"))))
     if twin.guids != cache.guids:  # the same posts in the same rows, or the splits do not carry over
         raise UserError(f"the int8 cache '{twin.folder}' holds other posts than '{cache.folder}'; run "
                         "`python -m src.featurize` and the ablation again")

@@ -125,8 +125,6 @@ def listed_posts(data: DataConfig) -> Dataset:
 def featurize(data: DataConfig, model: ModelConfig, features: FeaturesConfig, force: bool = False) -> tuple[FeatureCache, bool]:
     """Return the cache for these sections of params.yaml, building it when stale. The bool says whether it was built."""
     folder = Path(features.dir)
-    if model.runtime == "onnxruntime" and features.top_layers:
-        raise UserError(TOP_LAYERS_REFUSED)
     dataset = listed_posts(data)
     # Every file is checked before any work: a bad one stops the run here (on_error: error).
     screening = screen_samples(dataset, data.on_error)
@@ -159,6 +157,8 @@ def build_and_swap(screening: Screening, data: DataConfig, model: ModelConfig, f
     """Build into ``<dir>.tmp`` and swap it in for ``folder`` once complete; a hub id by its resolved commit,
     its towers run by ``model.runtime``. ``finish(staging, text width)`` adds to the build before the swap
     (a shard's manifest)."""
+    if model.runtime == "onnxruntime" and features.top_layers:  # before the towers are exported: minutes on a real CLIP
+        raise UserError(TOP_LAYERS_REFUSED)
     backbone = runtime_backbone(model.backbone, identity_commit(identity) or model.revision, model.device,
                                 model.precision, model.family, model.runtime, identity)
     if features.top_layers > backbone.blocks:

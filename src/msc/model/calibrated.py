@@ -187,7 +187,7 @@ class ProbabilityRules:
 
 def quantile_threshold(sorted_scores, coverage: float) -> float:
     """The split-conformal quantile: the ceil((n + 1) coverage)-th smallest of n sorted scores, inf past n."""
-    rank = math.ceil((len(sorted_scores) + 1) * coverage - 1e-9)  # the 1e-9: 0.9 * 10 is 9.000000000000002
+    rank = max(1, math.ceil((len(sorted_scores) + 1) * coverage - 1e-9))  # 1e-9: 0.9 * 10 is 9.000000000000002
     return float(sorted_scores[rank - 1]) if rank <= len(sorted_scores) else math.inf
 
 

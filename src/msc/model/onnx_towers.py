@@ -47,10 +47,16 @@ def towers_root() -> Path:
 
 
 def towers_key(identity: str, precision: str) -> str:
-    """The folder name of the towers of the backbone ``identity`` in ``precision``: what decides their bytes."""
+    """The folder name of the towers of the backbone ``identity`` in ``precision``: what decides their bytes,
+    the code that exports them included (read through ``__file__``, so also inside a logged model's code/)."""
+    import onnx
     import onnxruntime
 
+    from msc.model import onnx_export
+
+    code = hashlib.sha256(b"".join(Path(module).read_bytes() for module in (onnx_export.__file__, __file__)))
     key = {"identity": identity, "precision": precision, "torch": torch.__version__, "opset": OPSET,
+           "onnx": onnx.__version__, "code": code.hexdigest(),
            "quantizer": onnxruntime.__version__ if precision == "int8" else None}
     return f"{precision}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}"
 
@@ -74,12 +80,13 @@ def write_towers(backbone: Backbone, identity: str, precision: str, folder: Path
         folder.mkdir(parents=True)
         # Without onnxruntime's pre-processing (shape inference), which fails on the exporter's large graphs
         # (issue 35); its root-logger warning that recommends it is muted meanwhile.
-        logging.disable(logging.WARNING)
+        muted = logging.root.manager.disable  # the caller's own level, put back afterwards
+        logging.disable(max(muted, logging.WARNING))
         try:
             for name in (TEXT_TOWER, IMAGE_TOWER):
                 quantize_dynamic(source / name, folder / name, weight_type=QuantType.QInt8)
         finally:
-            logging.disable(logging.NOTSET)
+            logging.disable(muted)
     else:
         export_towers(backbone, folder)
     files = {name: (folder / name).stat().st_size for name in (TEXT_TOWER, IMAGE_TOWER)}

@@ -179,6 +179,10 @@ class MscModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(f"params: coverage is {coverage!r}; it must be strictly between 0 and 1 (e.g. 0.9), "
                                   "or 0 for no label sets", error_code=INVALID_PARAMETER_VALUE)
         if coverage == 0:
+            if params.get("class_conditional"):
+                raise MlflowException("params: class_conditional asks for class-conditional label sets, and coverage "
+                                      "is 0 (no label sets); send a coverage too (e.g. 0.9)",
+                                      error_code=INVALID_PARAMETER_VALUE)
             return None
         if self.rules.label_sets is None:
             raise MlflowException("params: coverage was asked, but this model was registered without conformal label "

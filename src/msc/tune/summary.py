@@ -14,10 +14,9 @@ from msc.core.files import atomic_write_text
 from msc.core.handoff import write_handoff
 from msc.core.labels import probability_columns
 from msc.features.cache import FeatureCache
+from msc.track.promotion import LABEL_ISSUES  # in paths.results too: the Production version's ranking
 from msc.track.summary import TuneSummary
 from msc.tune.registration import Registered
-
-LABEL_ISSUES = "label_issues.csv"  # in paths.results: the Production version's ranking (msc/train/label_issues.py)
 
 
 @dataclass(frozen=True)

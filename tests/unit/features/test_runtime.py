@@ -8,6 +8,8 @@ from msc.config import with_overrides
 from msc.core.errors import UserError
 from msc.features.build import featurize
 from msc.features.manifest import CacheManifest, cache_fingerprint, check_settings, preprocessing_settings, read_manifest
+from msc.features.shards import build_shard
+from msc.model.onnx_towers import CACHE_ENV
 from tests.helpers import cache_sections
 
 
@@ -34,10 +36,16 @@ def test_a_cache_built_before_the_runtime_was_recorded_is_a_torch_cache(private_
         check_settings(manifest, *onnx, tmp_path)
 
 
-def test_onnxruntime_refuses_cached_hidden_states_before_any_work(private_config):
+@pytest.mark.parametrize("build", ["featurize", "shard"])
+def test_onnxruntime_refuses_cached_hidden_states_before_any_work(private_config, tmp_path, monkeypatch, build):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "towers"))
     config = with_overrides(private_config, {"model.runtime": "onnxruntime", "features.top_layers": 1})
     with pytest.raises(UserError, match="not the hidden states that features.top_layers K > 0 caches.*model.runtime: "
                                         "torch"):
-        featurize(*cache_sections(config))
+        if build == "featurize":
+            featurize(*cache_sections(config))
+        else:
+            build_shard(*cache_sections(config), 1, 2)
+    assert not (tmp_path / "towers").exists(), "refused before the towers were exported"
     with pytest.raises(UserError):
         read_manifest(config.features.dir)  # nothing was written

@@ -84,5 +84,7 @@ def test_the_pyfunc_applies_the_rules_and_answers_a_coverage(config, cache, spli
             registered.predict(frame, params={"coverage": bad})
     with pytest.raises(MlflowException, match="registered without conformal label sets"):
         trial.predict(frame, params={"coverage": 0.9})
+    with pytest.raises(MlflowException, match="class_conditional .* coverage is 0"):  # not a silent plain answer
+        registered.predict(frame, params={"class_conditional": True})
     params = {p.name: p.default for p in mlflow.models.get_model_info(registered_uri).signature.params.params}
     assert params["coverage"] == 0.0 and params["class_conditional"] is False  # what a served request may send

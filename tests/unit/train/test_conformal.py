@@ -23,6 +23,7 @@ def test_the_threshold_is_the_textbook_quantile():
     assert quantile_threshold(scores, 0.9) == pytest.approx(0.9)  # ceil(10 x 0.9) = 9th smallest
     assert quantile_threshold(scores, 0.5) == pytest.approx(0.5)  # ceil(5) = 5th
     assert quantile_threshold(scores, 0.95) == math.inf  # ceil(9.5) = 10 > n: every label
+    assert quantile_threshold(scores, 1e-12) == pytest.approx(0.1)  # rank 0 is the smallest, never the largest
     with pytest.raises(UserError, match="coverage is 1.2"):
         LabelSets(scores=((0.1,), (0.2,))).thresholds(1.2)
 

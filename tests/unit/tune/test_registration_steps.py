@@ -13,7 +13,7 @@ import pandas as pd
 
 from msc.config import with_overrides
 from msc.core.handoff import read_handoff
-from msc.model import backbone, pyfunc
+from msc.model import backbone, onnx_towers, pyfunc
 from msc.track.registry import load_msc_model
 from msc.track.summary import TuneSummary
 from msc.train import loop
@@ -49,7 +49,7 @@ def backbone_loads_while_scoring(monkeypatch):
                 scoring[0] = before
         return run
 
-    for module in (backbone, pyfunc, loop):
+    for module in (backbone, pyfunc, onnx_towers, loop):  # onnx_towers: the pyfunc's backbone by model.runtime
         monkeypatch.setattr(module, "load_backbone", counting)
     monkeypatch.setattr(registration, "register_if_better", while_scoring(registration.register_if_better, True))
     monkeypatch.setattr(registration, "record_promotion", while_scoring(registration.record_promotion, False))
