@@ -80,13 +80,14 @@ def train_rows(config: Config, cache: FeatureCache, splits: Splits, train: Train
     last, with ``int8`` (ablation.int8_row, msc/analysis/precision_row.py), the tuned head on its features."""
     results, variants = [], make_variants(train, cache.augment_views, cache.text_augment_views)
     with progress_bars() as bars:  # a bar on a terminal, else done/total and an estimate every 30 s
-        task = bars.add_task(f"ablation rows ({config.ablation.seeds} seeds each)", total=len(variants))
+        seeds = f"{config.ablation.seeds} seed" + ("s" if config.ablation.seeds != 1 else "")
+        task = bars.add_task(f"ablation rows ({seeds} each)", total=len(variants))
         for variant in variants:
             started = time.time()
             result = train_variant(variant, cache, splits, config.ablation.seeds)
             results.append(timed(result, started))
             # A plain line per row: it shows in DVC's and CI's logs, where no terminal is attached.
-            print(f"{variant.name}: {config.ablation.seeds} seeds in {time.time() - started:.1f}s, holdout weighted "
+            print(f"{variant.name}: {seeds} in {time.time() - started:.1f}s, holdout weighted "
                   f"F1 {np.mean([s['weighted_f1'] for s in result.scores]):.4f}", flush=True)
             bars.advance(task)
     started = time.time()
