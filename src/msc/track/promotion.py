@@ -39,8 +39,10 @@ class Registration:
     gate: str  # the registry gate's sentence
     compared_with_version: int | None  # the Production version scored against the candidate, if one was
     holdout_samples: int
-    holdout: dict  # scores, ci95 intervals, ece, ece_ci95, ece_uncalibrated, temperature of the Production version
-    candidate_holdout_weighted_f1: float
+    # The Production version's holdout as served (its rules' labels and calibrated probabilities): scores, ci95
+    # intervals, ece, ece_ci95, ece_temperature_only, ece_uncalibrated, temperature, calibration, label_sets.
+    holdout: dict
+    candidate_holdout_weighted_f1: float  # the candidate's plain argmax, which the gate compares (its rules come after)
 
 
 def follow_alias(client):

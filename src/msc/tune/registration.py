@@ -52,7 +52,7 @@ from msc.train.crossfit import Refit, calibration_rows
 from msc.train.holdout import cached_head, holdout_scores, holdout_summary
 from msc.train.label_issues import COLUMNS as LABEL_ISSUE_COLUMNS
 from msc.train.label_issues import rank_label_issues
-from msc.train.metrics import scalar_metrics
+from msc.train.metrics import classification_metrics, scalar_metrics
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,12 @@ def no_label_issues(version) -> str:
     return ",".join(LABEL_ISSUE_COLUMNS) + "\n"
 
 
-def promote_candidate(client, candidate: Candidate, head, scores: dict, cache: FeatureCache, splits: Splits, left,
+def promote_candidate(client, candidate: Candidate, head, raw: np.ndarray, cache: FeatureCache, splits: Splits, left,
                       refit: Refit | None, select_metric: str, bundle_backbone: str | None) -> tuple[int, Calibration]:
-    """Calibrate the promoted candidate (only when promoted: five trainings, README) and record it; a version
-    that a killed tune registered for it (``left``) keeps the calibration it was logged with. Returns the
-    version and the calibration."""
+    """Calibrate the promoted candidate (only when promoted: five trainings, README) and record it with the
+    holdout scores of what it serves (its rules' labels of the (n, C) ``raw`` holdout probabilities, as
+    metrics.json reports them); a version that a killed tune registered for it (``left``) keeps the
+    calibration it was logged with. Returns the version and the calibration."""
     if left is not None:
         spec = logged_head(f"models:/{MODEL_NAME}/{left.version}")[0]
         issues = stored_label_issues(candidate.run_id) or no_label_issues(left.version)
@@ -131,7 +132,8 @@ def promote_candidate(client, candidate: Candidate, head, scores: dict, cache: F
     tags = {"feature_fingerprint": cache.fingerprint, "split_identity": splits.identity,
             "labels": ",".join(cache.label_names),  # the class order of its p_<label> outputs
             "backbone_identity": cache.manifest.backbone_identity, "calibration": calibration.rules.calibration.kind}
-    version = record_promotion(client, candidate, scalar_metrics(scores), tags, calibration.temperature,
+    served = classification_metrics(cache.labels[splits.holdout], calibration.rules.predict(raw)[1], cache.label_names)
+    version = record_promotion(client, candidate, scalar_metrics(served), tags, calibration.temperature,
                                calibration.rules.to_dict(), left, bundle_backbone).version
     return int(version), calibration
 
@@ -162,7 +164,7 @@ def register_if_better(candidate: Candidate, cache: FeatureCache, splits: Splits
         current_scores, *production = production_scores(current, cache, rows)
         decision = compare(current, scores["weighted_f1"], current_scores["weighted_f1"], len(rows))
     if decision.promote:
-        version, calibration = promote_candidate(client, candidate, head, scores, cache, splits, left, refit,
+        version, calibration = promote_candidate(client, candidate, head, raw, cache, splits, left, refit,
                                                  select_metric, bundle_backbone)
     else:  # what metrics.json reports is what is served: Production, with its own rules
         raw, spec = production or production_scores(current, cache, rows)[1:]
