@@ -39,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The library (torch, sklearn, mlflow) is imported after the arguments: --help answers at once.
     from msc.analysis.ablation import run_ablation
-    from msc.analysis.precision_row import int8_cache
+    from msc.analysis.precision_row import int8_cache, int8_folder
     from msc.analysis.results import DETAILS, AblationResults
     from msc.config import load_config
     from msc.core.errors import log_crashes_in, step
     from msc.core.files import check_output_folder
     from msc.core.owned import holds_handoff, refuse_foreign
     from msc.features.cache import open_cache
+    from msc.features.manifest import MANIFEST, CacheManifest
 
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
@@ -53,14 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     metrics, out_dir = args.metrics or results / "metrics.json", args.out_dir or results
     check_output_folder(out_dir, "--out-dir")
     ours = args.force or holds_handoff(out_dir / DETAILS, AblationResults.NAME)
-    refuse_foreign([("--out-dir", out_dir / name, ours) for name in ("ablation.csv", "bad_cases.csv", DETAILS)],
-                   "ablation", "--force")
+    targets = [("--out-dir", out_dir / name, ours) for name in ("ablation.csv", "bad_cases.csv", DETAILS)]
+    twin = int8_folder(config.features.dir)  # ablation.int8_row builds (and rebuilds) a cache there
+    if config.ablation.int8_row:
+        targets.append(("the int8 cache of ablation.int8_row", twin,
+                        args.force or holds_handoff(twin / MANIFEST, CacheManifest.NAME)))
+    refuse_foreign(targets, "ablation", "--force")
     cache = open_cache(config.data, config.model, config.features, config.train.device)
     cache.require_token_states("the ablation, which trains every head (early and cross_attention too),")
     console = Console()
     int8 = None
     if config.ablation.int8_row:
-        with step(f"computing the int8 features of ablation.int8_row in {config.features.dir}-int8"):
+        with step(f"computing the int8 features of ablation.int8_row in {twin}"):
             int8 = int8_cache(config, cache)
     with step("training and scoring the ablation variants"):
         rows = run_ablation(config, cache, metrics, out_dir, int8)

@@ -30,6 +30,12 @@ PRECISION_COLUMNS = ("accuracy_ci_low", "accuracy_ci_high", "ece", "ece_ci_low",
                      "accuracy_vs_fp32_ci_low", "accuracy_vs_fp32_ci_high")
 
 
+def int8_folder(features_dir: str) -> Path:
+    """Where the int8 twin of the cache in ``features_dir`` lies: beside it ("features/" too), never inside."""
+    folder = Path(features_dir)
+    return folder.with_name(folder.name + "-int8")
+
+
 def int8_cache(config: Config, cache: FeatureCache) -> FeatureCache:
     """The int8 twin of ``cache`` (config's fp32 features), built when stale; a sentence when config's
     features are not fp32, which the row would then not compare with."""
@@ -40,9 +46,8 @@ def int8_cache(config: Config, cache: FeatureCache) -> FeatureCache:
         raise UserError(f"ablation.int8_row compares int8 features with fp32 ones, and model.runtime: {model.runtime} "
                         f"with model.precision: {model.precision} computes others here; set model.precision: fp32, "
                         "or ablation.int8_row: false")
-    folder = Path(config.features.dir)  # "features/" too: the twin lies beside the cache, never inside it
     twin, _ = featurize(config.data, replace(model, runtime="onnxruntime", precision="int8", device="cpu"),
-                        replace(config.features, dir=str(folder.with_name(folder.name + "-int8"))))
+                        replace(config.features, dir=str(int8_folder(config.features.dir))))
     if twin.guids != cache.guids:  # the same posts in the same rows, or the splits do not carry over
         raise UserError(f"the int8 cache '{twin.folder}' holds other posts than '{cache.folder}'; run "
                         "`python -m src.featurize` and the ablation again")

@@ -107,6 +107,17 @@ def test_ablation_refuses_a_users_csv_in_its_out_dir(tmp_path, capsys):
     assert (tmp_path / "ablation.csv").read_text() == "my own table\n"
 
 
+
+def test_ablation_refuses_a_users_folder_where_its_int8_cache_goes(tmp_path, capsys):
+    # The sibling of the CSV above: ablation.int8_row builds a second cache beside features.dir ("features/" too).
+    mine = tmp_path / "features-int8"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own\n")
+    (tmp_path / "params.yaml").write_text(f"features:\n  dir: {tmp_path / 'features'}/\nablation:\n  int8_row: true\n")
+    assert ablation.main(["--out-dir", str(tmp_path / "out"), "--params", str(tmp_path / "params.yaml")]) == 2
+    assert f"the int8 cache of ablation.int8_row '{mine}' already exists and was not written" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
 def test_benchmark_refuses_a_users_work_dir(tmp_path, capsys):
     work = tmp_path / "results-of-mine"
     work.mkdir()
