@@ -45,6 +45,46 @@ def no_tracking_store_left_over(monkeypatch):
     forget_tracking_uri()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_schema_built_once(tmp_path_factory):
+    """MLflow runs its ~100 schema migrations in every new SQLite store: about 1 s each, and a dozen tests
+    of this tier open a store of their own. Here MLflow's own migrations run once per process, into a
+    template, and a new, empty SQLite store gets the template's schema (and alembic version) replayed;
+    a store with tables, or another database, goes through MLflow as usual. Subprocesses (the
+    integration tier's stages) always migrate for real."""
+    import sqlite3
+
+    import sqlalchemy
+    from mlflow.store.db import utils
+    from mlflow.store.model_registry import sqlalchemy_store as registry_store
+
+    real = utils._initialize_tables
+    template = tmp_path_factory.mktemp("mlflow-schema") / "mlflow.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{template}")
+    real(engine)
+    engine.dispose()
+    with sqlite3.connect(template) as connection:
+        schema = "\n".join(connection.iterdump())
+
+    def replay_or_migrate(engine):
+        if engine.url.get_backend_name() != "sqlite":
+            return real(engine)
+        raw = engine.raw_connection()
+        try:
+            empty = not raw.driver_connection.execute("SELECT name FROM sqlite_master").fetchone()
+            if empty:
+                raw.driver_connection.executescript(schema)
+        finally:
+            raw.close()
+        if not empty:
+            real(engine)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utils, "_initialize_tables", replay_or_migrate)  # the tracking store's reference
+        patch.setattr(registry_store, "_initialize_tables", replay_or_migrate)  # the registry's own import
+        yield
+
+
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sample") / "data"
