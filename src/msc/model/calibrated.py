@@ -155,6 +155,9 @@ class ProbabilityRules:
     calibration: CalibrationMap
     decision: DecisionRule | None = None  # None: the plain argmax
     label_sets: LabelSets | None = None  # None: coverage cannot be asked
+    # The rows registration fitted all three on (msc/train/crossfit.py): "out_of_fold" (fold models' predictions
+    # of train + validation) or "validation" (the head's own); None in a head.json from before it was recorded.
+    fitted_on: str | None = None
 
     def predict(self, raw: np.ndarray, coverage: float | None = None, class_conditional: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -174,6 +177,8 @@ class ProbabilityRules:
             stored["decision"] = self.decision.to_dict()
         if self.label_sets is not None:
             stored["label_sets"] = self.label_sets.to_dict()
+        if self.fitted_on is not None:
+            stored["fitted_on"] = self.fitted_on
         return stored
 
     @classmethod
@@ -182,7 +187,8 @@ class ProbabilityRules:
                        else CalibrationMap(kind="temperature", temperature=temperature))
         return cls(calibration=calibration,
                    decision=DecisionRule.from_dict(stored["decision"]) if "decision" in stored else None,
-                   label_sets=LabelSets.from_dict(stored["label_sets"]) if "label_sets" in stored else None)
+                   label_sets=LabelSets.from_dict(stored["label_sets"]) if "label_sets" in stored else None,
+                   fitted_on=stored.get("fitted_on"))
 
 
 def quantile_threshold(sorted_scores, coverage: float) -> float:

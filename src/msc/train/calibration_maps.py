@@ -97,14 +97,37 @@ def fit_map(kind: str, probs: np.ndarray, labels: np.ndarray) -> CalibrationMap:
     return fitters[kind](log_probs(probs), np.asarray(labels, dtype=np.int64))
 
 
-def fit_rules(probs: np.ndarray, labels: np.ndarray, select_metric: str, kind: str = DEFAULT_MAP) -> ProbabilityRules:
-    """What registration stores in head.json, all fitted on the same (n, C) out-of-fold ``probs`` and (n,)
-    ``labels``: the ``kind`` map, then on the calibrated rows the decision weights for ``select_metric`` and
-    the conformal scores."""
+def fit_rules(probs: np.ndarray, labels: np.ndarray, select_metric: str, kind: str = DEFAULT_MAP,
+              fitted_on: str | None = None) -> ProbabilityRules:
+    """What registration stores in head.json, all fitted on the same (n, C) calibration ``probs`` and (n,)
+    ``labels`` (``fitted_on`` names those rows): the ``kind`` map, then on the calibrated rows the decision
+    weights for ``select_metric`` and the conformal scores."""
     calibration = fit_map(kind, probs, labels)
     calibrated = calibration.apply(probs)
     return ProbabilityRules(calibration=calibration, decision=fit_decision_rule(calibrated, labels, select_metric),
-                            label_sets=fit_label_sets(calibrated, labels))
+                            label_sets=fit_label_sets(calibrated, labels), fitted_on=fitted_on)
+
+
+def row_nll(calibration: CalibrationMap, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n,) negative log-likelihood of each of (n,) ``labels`` under ``calibration`` applied to (n, C) ``probs``."""
+    calibrated = calibration.apply(probs)[np.arange(len(labels)), labels]
+    return -np.log(np.clip(calibrated, 1e-12, 1.0))
+
+
+def cross_validated_nll(kind: str, probs: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5) -> np.ndarray | None:
+    """(n,) held-out NLL of each row under a ``kind`` map fitted on the other rows of (n, C) ``probs``: each of
+    ``folds`` stratified folds is scored by the map fitted on the others. None when the rarest class has
+    fewer than 2 rows."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(labels)
+    folds = min(folds, int(counts[counts > 0].min()))
+    if folds < 2:
+        return None
+    nll = np.zeros(len(labels))
+    for fit_idx, left_idx in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(probs, labels):
+        nll[left_idx] = row_nll(fit_map(kind, probs[fit_idx], labels[fit_idx]), probs[left_idx], labels[left_idx])
+    return nll
 
 
 def centred(bias: np.ndarray) -> tuple[float, ...]:

@@ -47,7 +47,7 @@ from msc.track.promotion import (
 )
 from msc.track.registry import MODEL_NAME, Candidate, compare, gate, rolled_back_from
 from msc.train.calibration import fit_temperature
-from msc.train.calibration_maps import fit_rules
+from msc.train.calibration_maps import fit_map, fit_rules
 from msc.train.crossfit import Refit, calibration_rows
 from msc.train.holdout import cached_head, holdout_scores, holdout_summary
 from msc.train.label_issues import COLUMNS as LABEL_ISSUE_COLUMNS
@@ -95,18 +95,28 @@ def fitted_calibration(head, cache: FeatureCache, splits: Splits, refit: Refit |
                        select_metric: str) -> Calibration:
     """The temperature, the probability rules (for ``select_metric``) and the label issues of the
     candidate ``head``, all from one set of calibration rows (out of fold, msc/train/crossfit.py)."""
-    rows = calibration_rows(head, cache, splits, refit)
+    choice = calibration_rows(head, cache, splits, refit)
+    rows, ranked = choice.fitted, choice.ranked
+    if choice.sentence:
+        print(f"registration: {choice.sentence}", file=sys.stderr)
     # As head.json will hold them (rounded to 6 decimals): metrics.json and the ranking use what is served.
-    rules = ProbabilityRules.from_dict(fit_rules(rows.probs, rows.labels, select_metric).to_dict())
-    # Ranked under the calibrated probabilities: class-weighted training's shift towards rare classes
-    # would otherwise count as evidence against every label of a common class.
-    issues = rank_label_issues([cache.guids[r] for r in rows.rows], rows.labels, rules.calibration.apply(rows.probs),
+    rules = ProbabilityRules.from_dict(fit_rules(rows.probs, rows.labels, select_metric,
+                                                 fitted_on=source_of(rows)).to_dict())
+    # Ranked under calibrated probabilities (a map fitted on the ranked rows themselves): class-weighted
+    # training's shift towards rare classes would otherwise count as evidence against every label of a common class.
+    ranking_map = rules.calibration if ranked is rows else fit_map(rules.calibration.kind, ranked.probs, ranked.labels)
+    issues = rank_label_issues([cache.guids[r] for r in ranked.rows], ranked.labels, ranking_map.apply(ranked.probs),
                                cache.label_names)
-    if not rows.out_of_fold:
-        print(f"warning: the label issues rank the {len(rows.rows)} validation rows alone, with the candidate's own "
+    if not ranked.out_of_fold:
+        print(f"warning: the label issues rank the {len(ranked.rows)} validation rows alone, with the candidate's own "
               "probabilities (no out-of-fold rows: register.calibration_folds is 0, or a class is too rare)",
               file=sys.stderr)
     return Calibration(fit_temperature(rows.probs, rows.labels), rules, issues.to_csv(index=False))
+
+
+def source_of(rows) -> str:
+    """head.json's probability_rules.fitted_on: which rows the rules were fitted on."""
+    return "out_of_fold" if rows.out_of_fold else "validation"
 
 
 def no_label_issues(version) -> str:
@@ -131,7 +141,8 @@ def promote_candidate(client, candidate: Candidate, head, raw: np.ndarray, cache
         log_label_issues(client, candidate.run_id, calibration.label_issues)  # beside the registered copy
     tags = {"feature_fingerprint": cache.fingerprint, "split_identity": splits.identity,
             "labels": ",".join(cache.label_names),  # the class order of its p_<label> outputs
-            "backbone_identity": cache.manifest.backbone_identity, "calibration": calibration.rules.calibration.kind}
+            "backbone_identity": cache.manifest.backbone_identity, "calibration": calibration.rules.calibration.kind,
+            "calibration_rows": calibration.rules.fitted_on or "unrecorded"}
     served = classification_metrics(cache.labels[splits.holdout], calibration.rules.predict(raw)[1], cache.label_names)
     version = record_promotion(client, candidate, scalar_metrics(served), tags, calibration.temperature,
                                calibration.rules.to_dict(), left, bundle_backbone).version

@@ -1,6 +1,8 @@
 """What registration fits the probability rules on and how it reports them (issue 32): one set of calibration
-rows (out of fold, or the validation split), and a holdout summary of the served labels and probabilities."""
+rows (out of fold, or the validation split, which wins when the fold models train unlike the head), and a
+holdout summary of the served labels and probabilities."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -10,7 +12,8 @@ from msc.core.labels import COURSE_LABELS
 from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
 from msc.train.calibration import expected_calibration_error, with_temperature
 from msc.train.calibration_maps import fit_rules
-from msc.train.crossfit import Refit, calibration_rows, out_of_fold_probabilities
+from msc.train.crossfit import (CalibrationRows, Refit, calibration_rows, fold_models_unlike_the_head,
+                                out_of_fold_probabilities)
 from msc.train.holdout import holdout_summary
 from msc.train.loop import predict_proba, train_head
 from msc.train.metrics import classification_metrics
@@ -19,24 +22,48 @@ from msc.train.metrics import classification_metrics
 def test_calibration_rows_are_out_of_fold_or_say_they_are_not(config, cache, splits):
     train = replace(config.train, epochs=1)
     head = train_head(cache, splits.train, splits.val, train).head
-    rows = calibration_rows(head, cache, splits, Refit(train, 1, 2, 0))
-    pool = np.concatenate([splits.train, splits.val])
-    assert rows.out_of_fold and np.array_equal(rows.rows, pool) and np.array_equal(rows.labels, cache.labels[pool])
-    np.testing.assert_allclose(rows.probs, out_of_fold_probabilities(cache, pool, train, 1, 2, 0), atol=1e-6)
+    choice = calibration_rows(head, cache, splits, Refit(train, 1, 2, 0))
+    pool, ranked = np.concatenate([splits.train, splits.val]), choice.ranked
+    assert ranked.out_of_fold and np.array_equal(ranked.rows, pool) and np.array_equal(ranked.labels, cache.labels[pool])
+    np.testing.assert_allclose(ranked.probs, out_of_fold_probabilities(cache, pool, train, 1, 2, 0), atol=1e-6)
+    # The rules' rows are the out-of-fold ones unless a sentence says why the head's validation rows were taken.
+    assert (choice.fitted is ranked) == (choice.sentence is None)
     for refit in (None, Refit(train, 1, 0, 0)):
         fallback = calibration_rows(head, cache, splits, refit)
-        assert not fallback.out_of_fold and np.array_equal(fallback.rows, splits.val)
-        np.testing.assert_allclose(fallback.probs, predict_proba(head, cache, splits.val))
+        assert fallback.fitted is fallback.ranked and fallback.sentence is None
+        assert not fallback.fitted.out_of_fold and np.array_equal(fallback.fitted.rows, splits.val)
+        np.testing.assert_allclose(fallback.fitted.probs, predict_proba(head, cache, splits.val))
 
 
-def shifted_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 3) probabilities pushed towards class 1 (as class weighting does) and labels drawn from the
-    unshifted ones: what a vector map can undo and a temperature cannot."""
+def test_fold_models_unlike_the_head_give_way_to_its_own_validation_rows():
+    """The fold models push probability towards class 1 (as class weighting does). Over 20 draws of 150
+    validation rows each: a head that does the same keeps their 3000 rows (at most one draw switches, by
+    noise); a head that does not (the study chose a lucky draw of a configuration that trains unlike itself
+    from other starts) is calibrated by its own rows in most draws, and the sentence gives both NLLs."""
+    fold_probs, fold_labels = shifted_rows(3000, 0, shift=1.2)
+    folds = CalibrationRows(np.arange(3000), fold_probs, fold_labels, True)
+
+    def sentences(shift: float) -> list[str | None]:
+        return [fold_models_unlike_the_head(CalibrationRows(np.arange(150), *shifted_rows(150, seed, shift), False),
+                                            folds, "vector", 0) for seed in range(1, 21)]
+
+    assert sum(s is not None for s in sentences(1.2)) <= 1
+    unlike = sentences(-0.5)
+    assert sum(s is not None for s in unlike) >= 15
+    sentence = next(s for s in unlike if s)
+    assert sentence.startswith("the probability rules are fitted on the candidate's 150 validation rows, not on 3000")
+    own_nll, fold_nll = map(float, re.findall(r"mean NLL of ([\d.]+) \(cross-validated\) against ([\d.]+)", sentence)[0])
+    assert own_nll < fold_nll
+
+
+def shifted_rows(n: int, seed: int, shift: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) probabilities pushed towards class 1 by ``shift`` in log space (as class weighting does) and
+    labels drawn from the unshifted ones: what a vector map can undo and a temperature cannot."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 1.5, (n, 3))
     truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     labels = np.array([rng.choice(3, p=p) for p in truth])
-    shifted = np.exp(logits + [0, 1.2, 0])
+    shifted = np.exp(logits + [0, shift, 0])
     return shifted / shifted.sum(1, keepdims=True), labels
 
 

@@ -47,25 +47,27 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
 
     assert holdout["ece_ci95"][0] < holdout["ece_ci95"][1]
 
-    # The temperature and the probability rules are fitted on out-of-fold predictions of train + validation
-    # (the best trial's config trained again on 5 folds for its kept epochs), never on the holdout, and the
-    # registered model applies the rules.
+    # The temperature and the probability rules are fitted on one set of rows, never the holdout: out-of-fold
+    # predictions of train + validation (the best trial's config trained again on 5 folds for its kept epochs),
+    # or, where those fold models calibrate the head worse than its own rows do, its validation rows; head.json
+    # and the version's tag say which, and the registered model applies the rules.
     best = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{trained_project / 'optuna.db'}").best_trial
     trial_uri = best.user_attrs["model_uri"]
     epochs = int(mlflow.get_run(best.user_attrs["mlflow_run_id"]).data.metrics["best_epoch"])
     pool = np.concatenate([splits.train, splits.val])
-    out_of_fold = out_of_fold_probabilities(cache, pool, with_overrides(small, best.params).train, epochs, 5,
-                                            small.data.split_seed)
     head = load_msc_model(trial_uri).head
-    fitted = {"out_of_fold": fit_temperature(out_of_fold, cache.labels[pool])}
-    fitted.update({name: fit_temperature(predict_proba(head, cache, rows), cache.labels[rows])
-                   for name, rows in (("validation", splits.val), ("holdout", splits.holdout))})
-    temperature = float(version.tags["temperature"])
-    assert temperature == pytest.approx(fitted["out_of_fold"], rel=1e-4) == pytest.approx(holdout["temperature"])
-    assert abs(temperature - fitted["holdout"]) > 1e-3 and abs(temperature - fitted["validation"]) > 1e-3
+    candidates = {"out_of_fold": (out_of_fold_probabilities(cache, pool, with_overrides(small, best.params).train, epochs,
+                                                            5, small.data.split_seed), cache.labels[pool])}
+    candidates.update({name: (predict_proba(head, cache, rows), cache.labels[rows])
+                       for name, rows in (("validation", splits.val), ("holdout", splits.holdout))})
     spec = logged_head("models:/msc/Production")[0]
-    expected = fit_rules(out_of_fold, cache.labels[pool], small.train.select_metric)
     stored = ProbabilityRules.from_dict(spec.probability_rules)
+    assert stored.fitted_on == version.tags["calibration_rows"] in ("out_of_fold", "validation")
+    fitted = {name: fit_temperature(*rows) for name, rows in candidates.items()}
+    temperature = float(version.tags["temperature"])
+    assert temperature == pytest.approx(fitted[stored.fitted_on], rel=1e-4) == pytest.approx(holdout["temperature"])
+    assert all(abs(temperature - value) > 1e-3 for name, value in fitted.items() if name != stored.fitted_on)
+    expected = fit_rules(*candidates[stored.fitted_on], small.train.select_metric)
     assert stored.calibration.kind == expected.calibration.kind == "vector" == version.tags["calibration"]
     assert np.allclose(stored.calibration.scale, expected.calibration.scale, atol=1e-3)
     assert stored.decision.weights == pytest.approx(expected.decision.weights)
