@@ -36,6 +36,7 @@ def study_row(work: Path, seed: int) -> str:
     from msc.config import load_config
     from msc.features.cache import open_cache
     from msc.features.splits import load_splits
+    from msc.track.logged_model import logged_head
     from msc.track.registry import load_msc_model
     from msc.track.store import setup_mlflow
     from msc.train.calibration import expected_calibration_error, fit_temperature, with_temperature
@@ -46,16 +47,17 @@ def study_row(work: Path, seed: int) -> str:
     cache, _ = open_cache(config.data, config.model, config.features, config.train.device), setup_mlflow()
     splits = load_splits(config.data, cache)
     model = load_msc_model("models:/msc/Production")
+    temperature = logged_head("models:/msc/Production")[0].temperature  # the registered one (head.json)
     test_rows = np.arange(cache.n_labelled, len(cache.guids))
     bayes, test_labels = posteriors(work / "data", [cache.guids[i] for i in test_rows])
     raw = {name: predict_proba(model.head, cache, rows) for name, rows in
            (("val", splits.val), ("holdout", splits.holdout), ("test", test_rows))}
     labels = {"val": cache.labels[splits.val], "holdout": cache.labels[splits.holdout], "test": test_labels}
     val_t = fit_temperature(raw["val"], labels["val"])
-    cells = [f"{seed}", f"{(raw['test'].argmax(1) == test_labels).mean():.3f}", f"{val_t:.2f}", f"{model.temperature:.2f}"]
+    cells = [f"{seed}", f"{(raw['test'].argmax(1) == test_labels).mean():.3f}", f"{val_t:.2f}", f"{temperature:.2f}"]
     for name in ("test", "holdout"):
         cells += [f"{expected_calibration_error(with_temperature(raw[name], t), labels[name]):.3f}"
-                  for t in (1.0, val_t, model.temperature)]
+                  for t in (1.0, val_t, temperature)]
     cells.append(f"{expected_calibration_error(bayes, test_labels):.3f}")
     return "| " + " | ".join(cells) + " |"
 

@@ -4,7 +4,7 @@ and with unweighted ones; and its label sets reach their coverage on held-out po
 
 Each set goes through the commands a user types (tests/helpers.py ``run_rules_project``: split, featurize,
 ``tune --trials 6``, ``predict --true-labels --coverage 0.9``) in a fresh project with the tiny random
-CLIP. About 5 minutes a set on 2 idle cores (31 minutes for six under load): slow tier. Run one set with
+CLIP. About 2 minutes a set on 2 idle cores (11 min 33 s for the six at 0fd6845): slow tier. Run one set with
 ``python -m pytest -m slow -s tests/slow/test_calibration_six_sets.py -k "3-weighted"``.
 
 The coverage is checked within 0.03 of 0.9 on 1000 test posts (standard error 0.0095); 300 posts would
