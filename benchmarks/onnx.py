@@ -7,13 +7,20 @@
 batch's longest; images are decoded and preprocessed once, outside the timings. Prints a Markdown
 table: seconds per runtime and tower, the speed-up against torch, the size of the graphs, and the
 cosine of the int8 pooled features to fp32's (random weights: real weights are judged by accuracy).
+
+``--fused`` adds the image tower after onnxruntime.transformers' optimizer (model_type vit: attention,
+LayerNorm and GELU fused into single kernels). ``--profile DIR`` prints where each runtime spends the image
+tower's first batch: the operators with the most time in torch's profiler and in onnxruntime's (fp32 and,
+with --fused, fused), their JSON traces left in DIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--posts", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--fused", action="store_true", help="also the image tower fused by onnxruntime's optimizer")
+    parser.add_argument("--profile", type=Path, help="print per-operator profiles of the image tower; traces here")
     args = parser.parse_args(argv)
     import onnxruntime
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -96,6 +105,65 @@ def main(argv: list[str] | None = None) -> None:
         cosine = float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
         print(f"| {tower} | {runtime} | {seconds:.2f} | {len(texts) / seconds:.0f} | {reference / seconds:.2f}x | "
               f"{'' if size_bytes is None else f'{size_bytes / 2**20:.0f}'} | {cosine:.4f} (min) |")
+
+
+    if args.fused or args.profile:
+        extras(backbone, graphs, pixels, pooled, args)
+
+
+def extras(backbone, graphs: dict, pixels: list, pooled: dict, args) -> None:
+    """--fused and --profile: the image tower fused by onnxruntime's transformer optimizer, and per-operator
+    profiles of the image tower's first batch."""
+    import onnxruntime
+
+    image_graphs = {"fp32": graphs["fp32"][1]}
+    if args.fused:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        vision = backbone.model.config.vision_config
+        fused = graphs["fp32"][1].with_name("image.fused.onnx")
+        optimize_model(str(graphs["fp32"][1]), model_type="vit", num_heads=vision.num_attention_heads,
+                       hidden_size=vision.hidden_size).save_model_to_file(str(fused))
+        session = onnxruntime.InferenceSession(str(fused), providers=["CPUExecutionProvider"])
+        seconds, outputs = timed(lambda b: session.run(["pooled"], {"pixel_values": b.numpy()})[0], pixels)
+        a, b = np.concatenate(outputs), pooled["image", "torch"]
+        cosine = float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+        print(f"\nimage tower, onnxruntime fp32 fused: {seconds:.2f} s, cosine to torch fp32 {cosine:.6f} (min)")
+        image_graphs["fused"] = fused
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        first = pixels[0]
+        with torch.inference_mode(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as trace:
+            backbone.encode_image(first)
+        print_top("torch fp32", {e.key: e.self_cpu_time_total for e in trace.key_averages()})
+        for name, graph in image_graphs.items():
+            print_top(f"onnxruntime {name}", onnx_op_times(graph, {"pixel_values": first.numpy()}, args.profile / name))
+
+
+def onnx_op_times(graph: Path, feed: dict, prefix: Path) -> dict[str, float]:
+    """Microseconds per operator type of one run of ``graph`` on ``feed`` (the mean of two; kernel time only,
+    so the first run's allocations are not in it), from onnxruntime's own profiler; its JSON trace stays at
+    ``prefix``*."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.enable_profiling, options.profile_file_prefix = True, str(prefix)
+    profiled = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    profiled.run(["pooled"], feed)
+    profiled.run(["pooled"], feed)
+    events = json.loads(Path(profiled.end_profiling()).read_text())
+    totals: dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            totals[event["args"]["op_name"]] += event["dur"] / 2  # two profiled runs: per run
+    return totals
+
+
+def print_top(runtime: str, micros: dict[str, float], count: int = 8) -> None:
+    total = sum(micros.values())
+    top = sorted(micros.items(), key=lambda item: -item[1])[:count]
+    print(f"\n{runtime}, image tower, one batch: {total / 1e6:.2f} s in operators; "
+          + ", ".join(f"{op} {t / total:.0%}" for op, t in top))
 
 
 if __name__ == "__main__":

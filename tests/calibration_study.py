@@ -1,7 +1,7 @@
 """Issue 25's figures: one synthetic set of the issue's recipe through the pipeline, then the registered
 head's expected calibration error on the test rows and the holdout without a temperature, with one
 fitted on the validation split (the method before issue 25) and with the registered one (out-of-fold,
-msc/train/crossfit.py), beside the ECE of the true posteriors (the noise floor of a 10-bin ECE).
+msc/train/crossfit.py, unless its probability_rules.fitted_on says validation; printed after the row), beside the ECE of the true posteriors (the noise floor of a 10-bin ECE).
 
     PYTHONPATH=src python tests/calibration_study.py WORK LABELLED TEST SEED    # prints one table row
 """
@@ -47,7 +47,8 @@ def study_row(work: Path, seed: int) -> str:
     cache, _ = open_cache(config.data, config.model, config.features, config.train.device), setup_mlflow()
     splits = load_splits(config.data, cache)
     model = load_msc_model("models:/msc/Production")
-    temperature = logged_head("models:/msc/Production")[0].temperature  # the registered one (head.json)
+    spec = logged_head("models:/msc/Production")[0]
+    temperature = spec.temperature  # the registered one (head.json), fitted on spec.rules().fitted_on's rows
     test_rows = np.arange(cache.n_labelled, len(cache.guids))
     bayes, test_labels = posteriors(work / "data", [cache.guids[i] for i in test_rows])
     raw = {name: predict_proba(model.head, cache, rows) for name, rows in
@@ -59,7 +60,7 @@ def study_row(work: Path, seed: int) -> str:
         cells += [f"{expected_calibration_error(with_temperature(raw[name], t), labels[name]):.3f}"
                   for t in (1.0, val_t, temperature)]
     cells.append(f"{expected_calibration_error(bayes, test_labels):.3f}")
-    return "| " + " | ".join(cells) + " |"
+    return "| " + " | ".join(cells) + f" |  (registered T fitted on: {spec.rules().fitted_on})"
 
 
 if __name__ == "__main__":

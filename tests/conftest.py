@@ -52,6 +52,7 @@ def mlflow_schema_built_once(tmp_path_factory):
     template, and a new, empty SQLite store gets the template's schema (and alembic version) replayed;
     a store with tables, or another database, goes through MLflow as usual. Subprocesses (the
     integration tier's stages) always migrate for real."""
+    import contextlib
     import sqlite3
 
     import sqlalchemy
@@ -63,7 +64,7 @@ def mlflow_schema_built_once(tmp_path_factory):
     engine = sqlalchemy.create_engine(f"sqlite:///{template}")
     real(engine)
     engine.dispose()
-    with sqlite3.connect(template) as connection:
+    with contextlib.closing(sqlite3.connect(template)) as connection:
         schema = "\n".join(connection.iterdump())
 
     def replay_or_migrate(engine):

@@ -116,12 +116,13 @@ def row_nll(calibration: CalibrationMap, probs: np.ndarray, labels: np.ndarray) 
 
 def cross_validated_nll(kind: str, probs: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5) -> np.ndarray | None:
     """(n,) held-out NLL of each row under a ``kind`` map fitted on the other rows of (n, C) ``probs``: each of
-    ``folds`` stratified folds is scored by the map fitted on the others. None when the rarest class has
-    fewer than 2 rows."""
+    ``folds`` stratified folds is scored by the map fitted on the others. None when a class has fewer than 2
+    rows, or none: a map fitted without a class pushes its probability towards 0, which these rows, having
+    none of it, reward (the map would win here and never predict that class again)."""
     from sklearn.model_selection import StratifiedKFold
 
-    counts = np.bincount(labels)
-    folds = min(folds, int(counts[counts > 0].min()))
+    counts = np.bincount(labels, minlength=probs.shape[1])
+    folds = min(folds, int(counts.min()))
     if folds < 2:
         return None
     nll = np.zeros(len(labels))

@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from msc.core.progress import progress_bars
 from msc.features.cache import FeatureCache
 from msc.features.splits import Splits
+from msc.model.calibrated import CalibrationMap
 from msc.train.calibration_maps import DEFAULT_MAP, cross_validated_nll, fit_map, row_nll
 from msc.train.config import TrainConfig
 from msc.train.loop import predict_proba, train_head
@@ -59,6 +60,7 @@ class CalibrationChoice:
     fitted: CalibrationRows
     ranked: CalibrationRows
     sentence: str | None  # which rows the rules were fitted on and why, when out-of-fold rows were set aside
+    ranking_map: CalibrationMap | None = None  # the map fitted on ``ranked`` when they are not ``fitted``
 
 
 def calibration_rows(head, cache: FeatureCache, splits: Splits, refit: Refit | None, kind: str = DEFAULT_MAP
@@ -81,11 +83,14 @@ def calibration_rows(head, cache: FeatureCache, splits: Splits, refit: Refit | N
         return CalibrationChoice(own, own, None)
     probs = out_of_fold_probabilities(cache, pool, refit.config, refit.epochs, folds, refit.seed)
     out_of_fold = CalibrationRows(pool, probs, cache.labels[pool], True)
-    sentence = fold_models_unlike_the_head(own, out_of_fold, kind, refit.seed)
-    return CalibrationChoice(own if sentence else out_of_fold, out_of_fold, sentence)
+    folds_map = fit_map(kind, out_of_fold.probs, out_of_fold.labels)
+    sentence = fold_models_unlike_the_head(own, out_of_fold, folds_map, refit.seed)
+    return CalibrationChoice(own, out_of_fold, sentence, folds_map) if sentence else\
+        CalibrationChoice(out_of_fold, out_of_fold, None)
 
 
-def fold_models_unlike_the_head(own: CalibrationRows, out_of_fold: CalibrationRows, kind: str, seed: int) -> str | None:
+def fold_models_unlike_the_head(own: CalibrationRows, out_of_fold: CalibrationRows, folds_map: CalibrationMap,
+                                seed: int) -> str | None:
     """A sentence when the head's own validation rows calibrate it clearly better than the out-of-fold rows
     do, else None.
 
@@ -97,11 +102,12 @@ def fold_models_unlike_the_head(own: CalibrationRows, out_of_fold: CalibrationRo
     each row's NLL: the out-of-fold map as fitted (it never saw the head), the validation map cross-validated
     over those rows. The validation rows win only by more than NOISE_MARGIN standard errors of the mean
     paired difference: they are fewer, and they also chose the head, so on a tie the out-of-fold rows stay.
+    ``folds_map`` is the map fitted on the out-of-fold rows; the validation map is of the same kind.
     One standard error suffices because the cross-validated map already pays for its few rows: with fold
     models alike the head, 150 validation rows won by more than one in at most 1 of 20 draws
     (tests/unit/train/test_calibration_rows.py)."""
-    from_folds = row_nll(fit_map(kind, out_of_fold.probs, out_of_fold.labels), own.probs, own.labels)
-    from_own = cross_validated_nll(kind, own.probs, own.labels, seed)
+    from_folds = row_nll(folds_map, own.probs, own.labels)
+    from_own = cross_validated_nll(folds_map.kind, own.probs, own.labels, seed)
     if from_own is None:
         return None
     gain = from_folds - from_own  # (n,) per validation row: > 0 where the head's own rows calibrate it better
@@ -109,7 +115,7 @@ def fold_models_unlike_the_head(own: CalibrationRows, out_of_fold: CalibrationRo
     if gain.mean() <= NOISE_MARGIN * standard_error:
         return None
     return (f"the probability rules are fitted on the candidate's {len(own.rows)} validation rows, not on "
-            f"{len(out_of_fold.rows)} out-of-fold rows: on its validation rows a {kind} map fitted there scores a "
+            f"{len(out_of_fold.rows)} out-of-fold rows: on its validation rows a {folds_map.kind} map fitted there scores a "
             f"mean NLL of {from_own.mean():.3f} (cross-validated) against {from_folds.mean():.3f} for one fitted on "
             f"the fold models (standard error of the difference {standard_error:.3f}), which train unlike the chosen head")
 

@@ -7,10 +7,12 @@ calibrated and recorded only when promoted.
 2. The gate (msc/track/registry.py) decides from what the registry holds; where the two models are
    comparable, the Production version's head is scored the same way and the higher weighted F1 wins.
 3. A promoted candidate is calibrated on out-of-fold predictions of its configuration
-   (msc/train/crossfit.py), not on the validation rows that chose it, computed once: one temperature
-   (kept for comparison), the probability rules that every entry point applies (calibration map,
+   (msc/train/crossfit.py), computed once, rather than on the validation rows that chose it, unless
+   those fold models calibrate it clearly worse than its own validation rows do: one temperature
+   (kept for comparison) and the probability rules that every entry point applies (calibration map,
    decision rule and label-set scores, msc/train/calibration_maps.py; head.json's
-   ``probability_rules``) and the ranking of label issues (msc/train/label_issues.py). It is then
+   ``probability_rules``, whose ``fitted_on`` names the rows); the label issues always rank the
+   out-of-fold rows where there are any (msc/train/label_issues.py). It is then
    recorded (msc/track/promotion.py), the rules written into head.json before the copy is logged and
    digested, the ranking logged to its run.
 
@@ -47,7 +49,7 @@ from msc.track.promotion import (
 )
 from msc.track.registry import MODEL_NAME, Candidate, compare, gate, rolled_back_from
 from msc.train.calibration import fit_temperature
-from msc.train.calibration_maps import fit_map, fit_rules
+from msc.train.calibration_maps import DEFAULT_MAP, fit_rules
 from msc.train.crossfit import Refit, calibration_rows
 from msc.train.holdout import cached_head, holdout_scores, holdout_summary
 from msc.train.label_issues import COLUMNS as LABEL_ISSUE_COLUMNS
@@ -94,17 +96,18 @@ def production_scores(current, cache: FeatureCache, rows: np.ndarray) -> tuple[d
 def fitted_calibration(head, cache: FeatureCache, splits: Splits, refit: Refit | None,
                        select_metric: str) -> Calibration:
     """The temperature, the probability rules (for ``select_metric``) and the label issues of the
-    candidate ``head``, all from one set of calibration rows (out of fold, msc/train/crossfit.py)."""
-    choice = calibration_rows(head, cache, splits, refit)
+    candidate ``head``: the first two from the rows ``calibration_rows`` chooses, the label issues from the
+    out-of-fold rows (every labelled post outside the holdout) where there are any."""
+    choice = calibration_rows(head, cache, splits, refit, DEFAULT_MAP)
     rows, ranked = choice.fitted, choice.ranked
     if choice.sentence:
         print(f"registration: {choice.sentence}", file=sys.stderr)
-    # As head.json will hold them (rounded to 6 decimals): metrics.json and the ranking use what is served.
-    rules = ProbabilityRules.from_dict(fit_rules(rows.probs, rows.labels, select_metric,
+    # As head.json will hold them (rounded to 6 decimals): metrics.json reports what is served.
+    rules = ProbabilityRules.from_dict(fit_rules(rows.probs, rows.labels, select_metric, DEFAULT_MAP,
                                                  fitted_on=source_of(rows)).to_dict())
-    # Ranked under calibrated probabilities (a map fitted on the ranked rows themselves): class-weighted
+    # Ranked under probabilities calibrated by a map fitted on the ranked rows themselves: class-weighted
     # training's shift towards rare classes would otherwise count as evidence against every label of a common class.
-    ranking_map = rules.calibration if ranked is rows else fit_map(rules.calibration.kind, ranked.probs, ranked.labels)
+    ranking_map = rules.calibration if ranked is rows else choice.ranking_map
     issues = rank_label_issues([cache.guids[r] for r in ranked.rows], ranked.labels, ranking_map.apply(ranked.probs),
                                cache.label_names)
     if not ranked.out_of_fold:

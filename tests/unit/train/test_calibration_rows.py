@@ -11,7 +11,7 @@ import pytest
 from msc.core.labels import COURSE_LABELS
 from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
 from msc.train.calibration import expected_calibration_error, with_temperature
-from msc.train.calibration_maps import fit_rules
+from msc.train.calibration_maps import cross_validated_nll, fit_map, fit_rules
 from msc.train.crossfit import (CalibrationRows, Refit, calibration_rows, fold_models_unlike_the_head,
                                 out_of_fold_probabilities)
 from msc.train.holdout import holdout_summary
@@ -43,9 +43,11 @@ def test_fold_models_unlike_the_head_give_way_to_its_own_validation_rows():
     fold_probs, fold_labels = shifted_rows(3000, 0, shift=1.2)
     folds = CalibrationRows(np.arange(3000), fold_probs, fold_labels, True)
 
+    folds_map = fit_map("vector", fold_probs, fold_labels)
+
     def sentences(shift: float) -> list[str | None]:
         return [fold_models_unlike_the_head(CalibrationRows(np.arange(150), *shifted_rows(150, seed, shift), False),
-                                            folds, "vector", 0) for seed in range(1, 21)]
+                                            folds, folds_map, 0) for seed in range(1, 21)]
 
     assert sum(s is not None for s in sentences(1.2)) <= 1
     unlike = sentences(-0.5)
@@ -54,6 +56,20 @@ def test_fold_models_unlike_the_head_give_way_to_its_own_validation_rows():
     assert sentence.startswith("the probability rules are fitted on the candidate's 150 validation rows, not on 3000")
     own_nll, fold_nll = map(float, re.findall(r"mean NLL of ([\d.]+) \(cross-validated\) against ([\d.]+)", sentence)[0])
     assert own_nll < fold_nll
+
+
+def test_validation_rows_without_a_class_never_replace_the_out_of_fold_rows():
+    """A map fitted without a class pushes its probability towards 0, which rows without it reward: with class
+    2 missing from the validation rows (or present once) the out-of-fold rows stay, however unlike the head
+    the fold models are."""
+    fold_probs, fold_labels = shifted_rows(3000, 0, shift=1.2)
+    folds = CalibrationRows(np.arange(3000), fold_probs, fold_labels, True)
+    probs, labels = shifted_rows(400, 1, shift=-1.0)
+    for kept in (0, 1):
+        rows = np.concatenate([np.flatnonzero(labels != 2), np.flatnonzero(labels == 2)[:kept]])
+        own = CalibrationRows(rows, probs[rows], labels[rows], False)
+        assert cross_validated_nll("vector", own.probs, own.labels, 0) is None
+        assert fold_models_unlike_the_head(own, folds, fit_map("vector", fold_probs, fold_labels), 0) is None
 
 
 def shifted_rows(n: int, seed: int, shift: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
