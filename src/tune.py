@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.params)
     log_crashes_in(config.paths.logs)
     check_output_folder(config.paths.results, "paths.results")  # before the study, not after it
-    overrides = {f"tune.{k}": v for k, v in (("trials", args.trials), ("storage", args.storage),
-                                              ("study_name", args.study_name), ("n_jobs", args.n_jobs)) if v is not None}
-    config = with_overrides(config, overrides)
+    for key, value in (("trials", args.trials), ("storage", args.storage), ("study_name", args.study_name),
+                       ("n_jobs", args.n_jobs)):
+        if value is not None:  # one flag at a time: a broken rule names the flag typed, not the config key alone
+            config = with_overrides(config, {f"tune.{key}": value}, source=f"--{key.replace('_', '-')} {value}")
     interrupt_on_sigterm()  # SIGTERM ends the study as Ctrl-C does: trial failed, parent run KILLED
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for handler in logging.getLogger("optuna").handlers:

@@ -60,15 +60,16 @@ class Config:
                 "featurize caches; raise features.top_layers and run `python -m src.featurize`")
 
 
-def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
-    """Return ``config`` with dotted keys replaced, e.g. {"train.lr": 0.01}; types are checked."""
+def with_overrides(config: Config, overrides: dict[str, Any], source: str = "override") -> Config:
+    """Return ``config`` with dotted keys replaced, e.g. {"train.lr": 0.01}; types are checked, and a value
+    that breaks a rule is a sentence that starts with ``source`` (what set it: a command's flag, say)."""
     sections = {f.name: dataclasses.asdict(getattr(config, f.name)) for f in dataclasses.fields(config)}
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         if section not in sections or name not in sections[section]:
             raise UserError(f"unknown config key '{key}'")
         sections[section][name] = value
-    return build(Config, sections, "override")
+    return build(Config, sections, source)
 
 
 def read_params(path: Path) -> dict:
