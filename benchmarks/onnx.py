@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {tower} | {runtime} | {seconds:.2f} | {len(texts) / seconds:.0f} | {reference / seconds:.2f}x | "
               f"{'' if size_bytes is None else f'{size_bytes / 2**20:.0f}'} | {cosine:.4f} (min) |")
 
-
     if args.fused or args.profile:
         extras(backbone, graphs, pixels, pooled, args)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 
 from msc.core.errors import cli
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in (("trials", args.trials), ("storage", args.storage), ("study_name", args.study_name),
                        ("n_jobs", args.n_jobs)):
         if value is not None:  # one flag at a time: a broken rule names the flag typed, not the config key alone
-            config = with_overrides(config, {f"tune.{key}": value}, source=f"--{key.replace('_', '-')} {value}")
+            config = with_overrides(config, {f"tune.{key}": value}, source=f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
     interrupt_on_sigterm()  # SIGTERM ends the study as Ctrl-C does: trial failed, parent run KILLED
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for handler in logging.getLogger("optuna").handlers:

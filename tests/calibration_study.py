@@ -1,7 +1,8 @@
 """Issue 25's figures: one synthetic set of the issue's recipe through the pipeline, then the registered
 head's expected calibration error on the test rows and the holdout without a temperature, with one
 fitted on the validation split (the method before issue 25) and with the registered one (out-of-fold,
-msc/train/crossfit.py, unless its probability_rules.fitted_on says validation; printed after the row), beside the ECE of the true posteriors (the noise floor of a 10-bin ECE).
+msc/train/crossfit.py, unless its probability_rules.fitted_on says validation; printed after the
+row), beside the ECE of the true posteriors (the noise floor of a 10-bin ECE).
 
     PYTHONPATH=src python tests/calibration_study.py WORK LABELLED TEST SEED    # prints one table row
 """

@@ -93,7 +93,8 @@ def ascend(probs: np.ndarray, labels: np.ndarray, metric: str) -> np.ndarray:
 def cross_validated_gain(probs: np.ndarray, labels: np.ndarray, metric: str, seed: int) -> tuple[float, float]:
     """``metric`` over all rows of the labels that weights fitted on the other CHECK_FOLDS - 1 stratified folds
     give each fold's rows, less the plain argmax's, and that difference's standard error over BOOTSTRAP
-    resamples of the rows (seeded by ``seed``); (0, 0) when a class has too few rows to fold."""
+    resamples of the rows (seeded by ``seed``); (0, 0) when a class has a single row, so that weights that
+    cannot be checked out of sample give way to the plain argmax."""
     from sklearn.model_selection import StratifiedKFold
 
     counts = np.bincount(labels, minlength=probs.shape[1])

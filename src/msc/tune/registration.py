@@ -49,7 +49,7 @@ from msc.track.promotion import (
 )
 from msc.track.registry import MODEL_NAME, Candidate, compare, gate, rolled_back_from
 from msc.train.calibration import fit_temperature
-from msc.train.calibration_maps import DEFAULT_MAP, fit_rules
+from msc.train.calibration_maps import DEFAULT_MAP, fit_map, fit_rules
 from msc.train.crossfit import Refit, calibration_rows
 from msc.train.holdout import cached_head, holdout_scores, holdout_summary
 from msc.train.label_issues import COLUMNS as LABEL_ISSUE_COLUMNS
@@ -107,7 +107,8 @@ def fitted_calibration(head, cache: FeatureCache, splits: Splits, refit: Refit |
                                                  fitted_on=source_of(rows)).to_dict())
     # Ranked under probabilities calibrated by a map fitted on the ranked rows themselves: class-weighted
     # training's shift towards rare classes would otherwise count as evidence against every label of a common class.
-    ranking_map = rules.calibration if ranked is rows else choice.ranking_map
+    ranking_map = rules.calibration if ranked is rows else (
+        choice.ranking_map or fit_map(rules.calibration.kind, ranked.probs, ranked.labels))
     issues = rank_label_issues([cache.guids[r] for r in ranked.rows], ranked.labels, ranking_map.apply(ranked.probs),
                                cache.label_names)
     if not ranked.out_of_fold:
