@@ -98,11 +98,11 @@ def fit_map(kind: str, probs: np.ndarray, labels: np.ndarray) -> CalibrationMap:
 
 
 def fit_rules(probs: np.ndarray, labels: np.ndarray, select_metric: str, kind: str = DEFAULT_MAP,
-              fitted_on: str | None = None) -> ProbabilityRules:
+              fitted_on: str | None = None, calibration: CalibrationMap | None = None) -> ProbabilityRules:
     """What registration stores in head.json, all fitted on the same (n, C) calibration ``probs`` and (n,)
-    ``labels`` (``fitted_on`` names those rows): the ``kind`` map, then on the calibrated rows the decision
-    weights for ``select_metric`` and the conformal scores."""
-    calibration = fit_map(kind, probs, labels)
+    ``labels`` (``fitted_on`` names those rows): the ``kind`` map (``calibration`` when it was already fitted on
+    them), then on the calibrated rows the decision weights for ``select_metric`` and the conformal scores."""
+    calibration = calibration or fit_map(kind, probs, labels)
     calibrated = calibration.apply(probs)
     return ProbabilityRules(calibration=calibration, decision=fit_decision_rule(calibrated, labels, select_metric),
                             label_sets=fit_label_sets(calibrated, labels), fitted_on=fitted_on)

@@ -60,7 +60,7 @@ class CalibrationChoice:
     fitted: CalibrationRows
     ranked: CalibrationRows
     sentence: str | None  # which rows the rules were fitted on and why, when out-of-fold rows were set aside
-    ranking_map: CalibrationMap | None = None  # the map fitted on ``ranked`` when they are not ``fitted``
+    folds_map: CalibrationMap | None = None  # the map fitted on the out-of-fold rows, None without them
 
 
 def calibration_rows(head, cache: FeatureCache, splits: Splits, refit: Refit | None, kind: str = DEFAULT_MAP
@@ -85,8 +85,7 @@ def calibration_rows(head, cache: FeatureCache, splits: Splits, refit: Refit | N
     out_of_fold = CalibrationRows(pool, probs, cache.labels[pool], True)
     folds_map = fit_map(kind, out_of_fold.probs, out_of_fold.labels)
     sentence = fold_models_unlike_the_head(own, out_of_fold, folds_map, refit.seed)
-    return CalibrationChoice(own, out_of_fold, sentence, folds_map) if sentence else\
-        CalibrationChoice(out_of_fold, out_of_fold, None)
+    return CalibrationChoice(own if sentence else out_of_fold, out_of_fold, sentence, folds_map)
 
 
 def fold_models_unlike_the_head(own: CalibrationRows, out_of_fold: CalibrationRows, folds_map: CalibrationMap,

@@ -49,7 +49,7 @@ from msc.track.promotion import (
 )
 from msc.track.registry import MODEL_NAME, Candidate, compare, gate, rolled_back_from
 from msc.train.calibration import fit_temperature
-from msc.train.calibration_maps import DEFAULT_MAP, fit_map, fit_rules
+from msc.train.calibration_maps import DEFAULT_MAP, fit_rules
 from msc.train.crossfit import Refit, calibration_rows
 from msc.train.holdout import cached_head, holdout_scores, holdout_summary
 from msc.train.label_issues import COLUMNS as LABEL_ISSUE_COLUMNS
@@ -103,12 +103,13 @@ def fitted_calibration(head, cache: FeatureCache, splits: Splits, refit: Refit |
     if choice.sentence:
         print(f"registration: {choice.sentence}", file=sys.stderr)
     # As head.json will hold them (rounded to 6 decimals): metrics.json reports what is served.
+    # The out-of-fold map, when those are the rows, was fitted already (to compare it with the validation rows).
     rules = ProbabilityRules.from_dict(fit_rules(rows.probs, rows.labels, select_metric, DEFAULT_MAP,
-                                                 fitted_on=source_of(rows)).to_dict())
+                                                 fitted_on=source_of(rows),
+                                                 calibration=choice.folds_map if rows is ranked else None).to_dict())
     # Ranked under probabilities calibrated by a map fitted on the ranked rows themselves: class-weighted
     # training's shift towards rare classes would otherwise count as evidence against every label of a common class.
-    ranking_map = rules.calibration if ranked is rows else (
-        choice.ranking_map or fit_map(rules.calibration.kind, ranked.probs, ranked.labels))
+    ranking_map = rules.calibration if ranked is rows else choice.folds_map
     issues = rank_label_issues([cache.guids[r] for r in ranked.rows], ranked.labels, ranking_map.apply(ranked.probs),
                                cache.label_names)
     if not ranked.out_of_fold:

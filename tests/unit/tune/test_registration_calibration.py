@@ -25,7 +25,7 @@ def test_rules_fitted_on_the_chosen_rows_and_issues_ranked_out_of_fold(config, c
     out_of_fold = CalibrationRows(pool, out_of_fold_probabilities(cache, pool, train, 1, 2, 0), cache.labels[pool], True)
     own = CalibrationRows(splits.val, predict_proba(head, cache, splits.val), cache.labels[splits.val], False)
     folds_map = fit_map("vector", out_of_fold.probs, out_of_fold.labels)
-    choice = (CalibrationChoice(out_of_fold, out_of_fold, None) if fold_models_alike else
+    choice = (CalibrationChoice(out_of_fold, out_of_fold, None, folds_map) if fold_models_alike else
               CalibrationChoice(own, out_of_fold, "the probability rules are fitted on the candidate's validation rows",
                                 folds_map))
     monkeypatch.setattr(registration, "calibration_rows", lambda *args: choice)
