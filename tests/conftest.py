@@ -12,12 +12,13 @@ import torch
 
 import src  # noqa: F401  (first: src/__init__.py loads this checkout's msc, also where pip install -e ran in another)
 from msc.config import Config
+from msc.core.labels import COURSE_LABELS
 from msc.data.split import write_splits
 from msc.data.synthetic import write_dataset
 from msc.features.build import featurize
 from msc.features.splits import load_splits
 from msc.model.tiny import write_backbone
-from tests.helpers import TESTS, cache_sections, make_config
+from tests.helpers import TESTS, cache_sections, logged_model_folder, make_config
 
 # The tests' models are tiny: an op is too small to split across threads, and OpenMP's waiting
 # threads made the tier slower on a busy 2-core machine. Subprocesses keep torch's default.
@@ -124,6 +125,13 @@ def cache(config):
 def splits(config, cache):
     write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)
     return load_splits(config.data, cache)
+
+
+@pytest.fixture(scope="session")
+def model_folder(tmp_path_factory, tiny_clip) -> Path:
+    """A logged model (a random late-fusion head on the tiny CLIP, the course's labels), downloaded once per
+    session for the tests that only load it (the model tests of batches and input formats)."""
+    return logged_model_folder(tmp_path_factory.mktemp("logged-model"), tiny_clip, COURSE_LABELS)
 
 
 @pytest.fixture()

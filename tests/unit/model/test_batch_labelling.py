@@ -14,18 +14,13 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
+from msc.core.labels import COURSE_LABELS
 from msc.model import pyfunc
 from msc.model.deadline import DEADLINE
 from msc.model.inputs import MAX_ROWS, SERVING_ENVIRONMENT, read_untrusted, served
-from tests.helpers import logged_model_folder
 
-LABELS = ("positive", "neutral", "negative")
+LABELS = COURSE_LABELS  # the session model_folder's (tests/conftest.py)
 PROBABILITIES = [f"p_{label}" for label in LABELS]
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory, tiny_clip) -> Path:
-    return logged_model_folder(tmp_path_factory.mktemp("batch-model"), tiny_clip, LABELS)
 
 
 @pytest.fixture

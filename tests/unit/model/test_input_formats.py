@@ -10,17 +10,12 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
+from msc.core.labels import COURSE_LABELS
 from msc.model.inputs import MAX_IMAGE_BYTES, base64_bytes, decode_base64, read_trusted_image
 from src import predict
-from tests.helpers import logged_model_folder
 
-LABELS = ("positive", "neutral", "negative")
+LABELS = COURSE_LABELS  # the session model_folder's (tests/conftest.py)
 PROBABILITIES = [f"p_{label}" for label in LABELS]
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory, tiny_clip) -> Path:
-    return logged_model_folder(tmp_path_factory.mktemp("logged"), tiny_clip, LABELS)
 
 
 def mime(raw: bytes) -> str:
