@@ -101,3 +101,19 @@ def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def held(path: str | os.PathLike) -> bool:
+    """Whether a process holds ``file_lock(path)`` now. Creates nothing: a path that is not there was never
+    locked, and a reader may lack the right to write beside it."""
+    try:
+        handle = open(path)
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

@@ -28,7 +28,7 @@ from msc.data.config import DataConfig
 from msc.data.dataset import listing_file, load_dataset
 from msc.data.posts import Dataset
 from msc.data.text import augment_text, is_fallback, read_post_text
-from msc.features.cache import FeatureCache
+from msc.features.cache import FeatureCache, cache_lock
 from msc.features.config import FeaturesConfig
 from msc.features.encode import ImageViews, open_writers, write_images, write_texts
 from msc.features.manifest import (
@@ -136,7 +136,7 @@ def featurize(data: DataConfig, model: ModelConfig, features: FeaturesConfig, fo
     if not force and manifest is not None and manifest.fingerprint == fingerprint and manifest.preprocessing == settings:
         return FeatureCache(folder), False
     # One builder at a time: a second featurize waits, then finds the cache fresh.
-    with file_lock(folder.with_name(folder.name + ".lock")):
+    with file_lock(cache_lock(folder)):
         manifest = fresh_manifest(folder, fingerprint)
         if force or manifest is None or manifest.fingerprint != fingerprint:
             if manifest is not None and manifest.backbone_identity != identity:

@@ -9,12 +9,19 @@ import numpy as np
 import torch
 
 from msc.core.errors import UserError
+from msc.core.files import held
 from msc.data.config import DataConfig
 from msc.features.config import FeaturesConfig
 from msc.features.manifest import CacheManifest, check_arrays, check_settings, read_manifest
 from msc.model.batch import FeatureBatch
 from msc.model.config import ModelConfig
 from msc.model.devices import resolve_device
+
+
+def cache_lock(folder: Path) -> Path:
+    """The lock that featurize, a shard's build and the merge hold while they write or swap the cache in
+    ``folder``: one writer at a time, and a reader that finds no cache retries only while it is held."""
+    return folder.with_name(folder.name + ".lock")
 
 
 class FeatureCache:
@@ -42,15 +49,17 @@ class FeatureCache:
         ``featurize --force`` may swap a rebuilt cache in while this opens: the arrays are mapped
         between two reads of the manifest and kept only when both name the same build (its
         ``build_id``, new for every build); between the swap's two renames there is no cache for a
-        moment, and the open is tried again. A mapped array stays readable after the swap deletes its
-        file, so a reader never mixes two builds. A damaged array is a sentence here, not a crash later."""
+        moment, under the writers' ``cache_lock``, and the open is tried again while that is held (no
+        cache and no writer: the sentence at once). A mapped array stays readable after the swap
+        deletes its file, so a reader never mixes two builds. A damaged array is a sentence here, not a
+        crash later."""
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
                 manifest = read_manifest(self.folder)
             except UserError:
-                if last:
-                    raise  # no cache, or not a readable one: the hand-off's sentence
+                if last or not held(cache_lock(self.folder)):
+                    raise  # no cache, or not a readable one, and no writer at work: the hand-off's sentence
                 time.sleep(0.2)
                 continue
             try:

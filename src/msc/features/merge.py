@@ -25,7 +25,7 @@ from msc.core.handoff import write_handoff
 from msc.data.config import DataConfig
 from msc.data.posts import Dataset
 from msc.features.build import listed_posts
-from msc.features.cache import FeatureCache
+from msc.features.cache import FeatureCache, cache_lock
 from msc.features.config import FeaturesConfig
 from msc.features.manifest import (
     MANIFEST,
@@ -200,7 +200,7 @@ def merge_shards(data: DataConfig, model: ModelConfig, features: FeaturesConfig,
     identity = next(iter(caches.values())).manifest.backbone_identity
     check_shards(found, root, shard_fingerprint(data, model, features, listed, identity), params)
     rows, skipped = merged_rows(listed, list(caches.values()), root)
-    with file_lock(folder.with_name(folder.name + ".lock")):  # featurize's: one writer of the cache at a time
+    with file_lock(cache_lock(folder)):  # featurize's: one writer of the cache at a time
         staging = folder / STAGING
         shutil.rmtree(staging, ignore_errors=True)  # what a killed merge left
         staging.mkdir(parents=True)

@@ -25,7 +25,7 @@ from msc.core.handoff import HandOff, read_handoff, write_handoff
 from msc.data.config import DataConfig
 from msc.data.posts import Dataset
 from msc.features.build import build_and_swap, listed_posts
-from msc.features.cache import FeatureCache
+from msc.features.cache import FeatureCache, cache_lock
 from msc.features.config import FeaturesConfig
 from msc.features.manifest import cache_fingerprint, fresh_manifest
 from msc.features.screen import report_screening, sample_digest, screen_samples
@@ -108,7 +108,7 @@ def build_shard(data: DataConfig, model: ModelConfig, features: FeaturesConfig, 
 
     if fresh():
         return FeatureCache(folder), False
-    with file_lock(folder.with_name(folder.name + ".lock")):  # one builder per shard on a machine
+    with file_lock(cache_lock(folder)):  # one builder per shard on a machine
         if fresh():
             return FeatureCache(folder), False
         cache_shard(data, model, features, listed, shard, shards, folder, fingerprint, identity)

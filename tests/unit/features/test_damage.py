@@ -1,6 +1,7 @@
 """An operator's bad day (issue 24): cache files damaged behind the manifest's back, a cache swapped
 under a reader, a full disk. Each leaves no lie behind: a sentence with the fix, or the old state."""
 
+import contextlib
 import errno
 import shutil
 from dataclasses import asdict
@@ -101,3 +102,20 @@ def test_an_open_that_sees_two_builds_tries_again(private_config, monkeypatch):
     monkeypatch.setattr(cache_module, "read_manifest", swapped_once)
     opened = FeatureCache(private_config.features.dir)
     assert len(calls) == 4 and opened.manifest.build_id == built.manifest.build_id
+
+
+@pytest.mark.parametrize("writer", [False, True], ids=["no writer", "a writer at work"])
+def test_a_missing_cache_is_retried_only_while_a_writer_holds_its_lock(tmp_path, monkeypatch, writer):
+    """No cache and nobody writing one: the sentence at once (each stage before featurize waited 0.8 s for
+    it). A writer holding the lock may be between its swap's two renames: the open waits for it."""
+    from msc.core.files import file_lock
+    from msc.features import cache as cache_module
+
+    sleeps = []
+    monkeypatch.setattr(cache_module.time, "sleep", sleeps.append)
+    folder = tmp_path / "features"
+    with file_lock(cache_module.cache_lock(folder)) if writer else contextlib.nullcontext():
+        with pytest.raises(UserError, match="python -m src.featurize"):
+            FeatureCache(folder)
+    assert len(sleeps) == (4 if writer else 0)
+    assert not cache_module.cache_lock(folder).exists() or writer, "a reader creates no lock file"
