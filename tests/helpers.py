@@ -12,8 +12,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from msc.config import Config, load_config, with_overrides
+if TYPE_CHECKING:  # msc.config imports sklearn and torch: conftest imports this file in xdist's controller too
+    from msc.config import Config
 
 TESTS = Path(__file__).resolve().parent  # golden/ and fixtures/ lie here, beside unit/, integration/ and slow/
 REPO = TESTS.parent
@@ -36,6 +38,8 @@ def committed_params() -> Path:
 
 def make_config(data_root: Path, backbone: Path, features_dir: Path, overrides: dict | None = None) -> Config:
     """The repository's committed params.yaml pointed at test folders, with dotted-key overrides."""
+    from msc.config import load_config, with_overrides
+
     return with_overrides(
         load_config(committed_params()),
         {
