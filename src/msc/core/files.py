@@ -105,15 +105,19 @@ def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
 
 def held(path: str | os.PathLike) -> bool:
     """Whether a process holds ``file_lock(path)`` now. Creates nothing: a path that is not there was never
-    locked, and a reader may lack the right to write beside it."""
+    locked, and a reader may lack the right to write beside it. Probes with a shared lock, which a read-only
+    descriptor may take (on NFS too) and which two probing readers grant each other; a lock it cannot probe
+    (no right to read the file) counts as held, so that the caller waits as it would for a writer."""
     try:
         handle = open(path)
     except FileNotFoundError:
         return False
+    except OSError:
+        return True
     with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError: a writer holds it
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False

@@ -48,20 +48,22 @@ class FeatureCache:
 
         ``featurize --force`` may swap a rebuilt cache in while this opens: the arrays are mapped
         between two reads of the manifest and kept only when both name the same build (its
-        ``build_id``, new for every build); between the swap's two renames there is no cache for a
-        moment, under the writers' ``cache_lock``, and the open is tried again while that is held (no
-        cache and no writer: the sentence at once). A mapped array stays readable after the swap
-        deletes its file, so a reader never mixes two builds. A damaged array is a sentence here, not a
-        crash later."""
+        ``build_id``, new for every build). Between the swap's two renames, and while the merge of shards
+        renames its arrays in, there is no manifest for a moment, under the writers' ``cache_lock``: the
+        open is tried again while that is held (no cache and no writer: the sentence at once). A mapped
+        array stays readable after the swap deletes its file, so a reader never mixes two builds. A
+        damaged array is a sentence here, not a crash later."""
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
                 manifest = read_manifest(self.folder)
             except UserError:
-                if last or not held(cache_lock(self.folder)):
-                    raise  # no cache, or not a readable one, and no writer at work: the hand-off's sentence
-                time.sleep(0.2)
-                continue
+                if held(cache_lock(self.folder)) and not last:
+                    time.sleep(0.2)
+                    continue
+                # No writer at work now: a swap that hid the manifest is over, so this read settles it (a
+                # writer holds the lock through a whole build before it swaps). No cache: the hand-off's sentence.
+                manifest = read_manifest(self.folder)
             try:
                 arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in manifest.arrays}
             except (OSError, ValueError):

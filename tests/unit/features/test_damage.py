@@ -119,3 +119,26 @@ def test_a_missing_cache_is_retried_only_while_a_writer_holds_its_lock(tmp_path,
             FeatureCache(folder)
     assert len(sleeps) == (4 if writer else 0)
     assert not cache_module.cache_lock(folder).exists() or writer, "a reader creates no lock file"
+
+
+@pytest.mark.parametrize("writer", [False, True], ids=["writer done before the check", "writer still at work"])
+def test_a_manifest_hidden_by_a_swap_is_read_once_the_writer_is_done(private_config, monkeypatch, writer):
+    """The first read of the manifest falls in a swap's gap. Still held: the open waits and tries again.
+    Already released (the writer finished between the read and the check): one more read finds the cache."""
+    from msc.core.files import file_lock
+    from msc.features import cache as cache_module
+
+    built, _ = featurize(*cache_sections(private_config))
+    real, reads, sleeps = cache_module.read_manifest, [], []
+
+    def hidden_once(folder):
+        reads.append(folder)
+        if len(reads) == 1:
+            raise UserError("no manifest for a moment")
+        return real(folder)
+
+    monkeypatch.setattr(cache_module, "read_manifest", hidden_once)
+    monkeypatch.setattr(cache_module.time, "sleep", sleeps.append)
+    with file_lock(cache_module.cache_lock(built.folder)) if writer else contextlib.nullcontext():
+        opened = FeatureCache(built.folder)
+    assert opened.manifest.build_id == built.manifest.build_id and len(sleeps) == (1 if writer else 0)
