@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING, Callable
 import pytest
 
 import src  # noqa: F401  (first: src/__init__.py loads this checkout's msc, also where pip install -e ran in another)
-
-if TYPE_CHECKING:
-    from msc.config import Config
-
 from tests.helpers import TESTS
 
 # torch, MLflow and msc are imported by the fixtures that use them: xdist's controller imports this file
 # (about 2.5 s of imports) before it starts any worker, and it runs no fixture and no test.
+if TYPE_CHECKING:
+    from msc.config import Config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -128,7 +126,8 @@ def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], obje
 def sample_root(tmp_path_factory) -> Path:
     from msc.data.synthetic import write_dataset
 
-    return built_once_per_run(tmp_path_factory, "sample", lambda root: write_dataset(root / "data", n=240, seed=1)) / "data"
+    return built_once_per_run(tmp_path_factory, "sample",
+                              lambda root: write_dataset(root / "data", n=240, seed=1)) / "data"
 
 
 @pytest.fixture(scope="session")
@@ -165,7 +164,7 @@ def cache(config, tmp_path_factory):
 
     def build(folder: Path) -> None:
         assert folder == Path(config.features.dir).parent, "config's cache folder is this shared folder"
-        cache, built = featurize(*cache_sections(config))
+        _, built = featurize(*cache_sections(config))
         assert built
         write_splits(config.data.source, config.data.splits_dir, config.data.split_rule)
 
@@ -224,11 +223,12 @@ SHARED_BUILDS = {"sample_root", "small_sample_root", "tiny_clip"}  # built once 
 
 
 def start_order(items) -> dict:
-    """A start group per test file, for xdist's worksteal, which hands each of the two workers half of the
-    collected tests, in order, at the start. Files with a test of the session's feature cache come first,
-    files that need no shared build next, the files of the session's data or backbone last: the first worker
-    builds the cache while the second runs tests that wait for nothing (it used to wait about 3 s for the
-    first one's builds). Whole files, so that a module-scoped fixture is still built once per worker."""
+    """A start group per test file. xdist's worksteal hands each worker a contiguous share of the collected
+    tests at the start (a half each with ``-n auto`` on 2 cores). Files with a test of the session's feature
+    cache come first, files that need no shared build next, the files of the session's data or backbone
+    last: the first worker builds the cache while the others start on tests that wait for nothing (the
+    second used to wait about 3 s for the first one's builds). Whole files, so that a module-scoped fixture
+    is still built once per worker."""
     needs = {}  # a file's path -> the fixtures its tests use
     for item in items:
         needs.setdefault(item.path, set()).update(getattr(item, "fixturenames", ()))
