@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from msc.track.views import share_trials_view
     from msc.tune.progress import QuietInterrupt
     from msc.tune.runner import tune
+    from msc.tune.runs import parent_run_lock
     from msc.tune.summary import holdout_line, write_results
 
     config = load_config(args.params)
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{holdout_line(registration.holdout)} on {registration.holdout_samples} holdout samples; wrote "
           f"{metrics}")
     uri = tracking_uri()
-    link = share_trials_view(setup_mlflow(), list(config.tune.search_space), summary.study_name)
+    with parent_run_lock(config.tune.storage, summary.study_name):  # a note on the parent run, as each tuner writes
+        link = share_trials_view(setup_mlflow(), list(config.tune.search_space), summary.study_name)
     print(f"compare the trials in the MLflow UI: {link}"
           + ("" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from pathlib import Path
 from typing import Iterator
 
 from msc.core.files import file_lock
@@ -20,12 +21,16 @@ def advisory_key(purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "big", signed=True)
 
 
+def machine_lock(purpose: str) -> Path:
+    """The file that locks ``purpose`` among the processes of this machine (a storage other than PostgreSQL)."""
+    return project_root() / ".locks" / hashlib.sha256(purpose.encode()).hexdigest()[:16]
+
+
 @contextlib.contextmanager
 def shared_lock(storage: str, purpose: str) -> Iterator[None]:
     """Hold the lock named ``purpose`` among all processes using ``storage`` (an RDB URL)."""
     if not storage.startswith("postgresql"):
-        name = hashlib.sha256(purpose.encode()).hexdigest()[:16]
-        with file_lock(project_root() / ".locks" / name):
+        with file_lock(machine_lock(purpose)):
             yield
         return
     import sqlalchemy

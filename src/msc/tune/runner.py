@@ -27,7 +27,7 @@ from msc.tune.labels import for_labels
 from msc.tune.objective import BEST_EPOCH_ATTR, CURVES_ATTR, Objective
 from msc.tune.progress import run_study_with_progress
 from msc.tune.registration import register_if_better
-from msc.tune.runs import close_dead_runs, log_skipped, log_study_summary, parent_run_id
+from msc.tune.runs import close_dead_runs, log_skipped, log_study_summary, parent_run_id, parent_run_lock
 from msc.tune.study import finished_trials, identity_hash, one_sqlite_tuner, open_study, study_identity, trials_seconds
 from msc.tune.summary import TuneOutcome, tune_outcome
 
@@ -84,8 +84,9 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
         study = open_study(config.tune.storage, study_name, config.tune.seed, identity)
         experiment_id = setup_mlflow()
         parent_id = parent_run_id(study, config.tune.storage, experiment_id, identity)
-        report_closed(close_dead_runs(study, parent_id))
-        log_skipped(parent_id, cache)
+        with parent_run_lock(config.tune.storage, study_name):  # tuners that start together write the same tags
+            report_closed(close_dead_runs(study, parent_id))
+            log_skipped(parent_id, cache)
     client = MlflowClient()
     # A complete study runs nothing: its parent run is left as it was, so that MLflow's duration
     # (first start to last end) does not grow by the time between two `tune` commands.
@@ -96,8 +97,12 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
             with step(f"running the trials of study {study_name}"):
                 run_study_with_progress(study, Objective(config, cache, splits, experiment_id, parent_id),
                                         config.tune, console or Console())
-        report_closed(close_dead_runs(study, parent_id))  # also a killed tuner's, whose trial this one retried
-        outcome = summarise_and_register(config, study, identity, cache, splits, parent_id, force, bundle_backbone)
+        with parent_run_lock(config.tune.storage, study_name):  # and tuners that finish together
+            report_closed(close_dead_runs(study, parent_id))  # also a killed tuner's, whose trial this one retried
+            outcome = summarise_and_register(config, study, identity, cache, splits, parent_id, force, bundle_backbone)
+            if runs_trials:
+                client.log_dict(parent_id, outcome.summary.to_dict(), "holdout_metrics.json")
+                client.log_metric(parent_id, "trials_seconds", trials_seconds(study))
     except KeyboardInterrupt:
         # Optuna has failed a running trial (its MLflow run ends FAILED); the parent ends KILLED.
         client.set_terminated(parent_id, status="KILLED")
@@ -106,9 +111,6 @@ def run_tuning(config: Config, force: bool, console: Console | None, bundle_back
     except BaseException:
         client.set_terminated(parent_id, status="FAILED")
         raise
-    if runs_trials:
-        client.log_dict(parent_id, outcome.summary.to_dict(), "holdout_metrics.json")
-        client.log_metric(parent_id, "trials_seconds", trials_seconds(study))
     # Also when no trial ran: a killed or failed tune left the parent RUNNING, KILLED or FAILED, and the study
     # it stands for has now finished. It ends when the last trial did, so its duration stays the study's.
     if runs_trials or client.get_run(parent_id).info.status != "FINISHED":

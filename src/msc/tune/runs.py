@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import optuna
@@ -15,6 +16,14 @@ from msc.tune.study import FINISHED, identity_hash
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 
 
+def parent_run_lock(storage_url: str, study_name: str) -> contextlib.AbstractContextManager[None]:
+    """The lock of the study's MLflow runs among all its tuners: held to create the parent run, to write to
+    it (src/tune.py's note on it too), and to close a dead trial's run. MLflow inserts a tag or a latest metric that a run does not have
+    yet, and of two tuners inserting the same one at once, one failed (a tuner finishing beside another
+    exited 1 on `UNIQUE constraint failed: tags.key, tags.run_uuid`)."""
+    return shared_lock(storage_url, f"parent run of study {study_name}")
+
+
 def parent_run_id(study: optuna.Study, storage_url: str, experiment_id: str, identity: dict[str, Any]) -> str:
     """The study's MLflow parent run, created once and kept in the study's user attributes, so
     every thread and every process nests its trials under the same run. Tagged with the study's
@@ -24,7 +33,7 @@ def parent_run_id(study: optuna.Study, storage_url: str, experiment_id: str, ide
     client = MlflowClient()
     # Tuners that start together would each create a parent; under the lock, the first does and
     # the others read its id.
-    with shared_lock(storage_url, f"parent run of study {study.study_name}"):
+    with parent_run_lock(storage_url, study.study_name):
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)  # read from the storage, not a cached copy
         if run_id is None:
             tags = {"study_name": study.study_name, "study_identity": identity_hash(identity),

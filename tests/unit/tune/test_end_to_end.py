@@ -13,21 +13,51 @@ import yaml
 
 from msc.config import with_overrides
 from msc.model.calibrated import ProbabilityRules
+from msc.track.locks import machine_lock
 from msc.track.logged_model import logged_head
 from msc.track.registry import load_msc_model
 from msc.train.calibration import fit_temperature
 from msc.train.calibration_maps import fit_rules
 from msc.train.crossfit import out_of_fold_probabilities
 from msc.train.loop import predict_proba
+from msc.tune.runs import PARENT_RUN_ATTR
 from src import predict, tune
 
 
-def test_study_registers_a_model_that_labels_the_test_set(trained_project, config, cache, splits, capsys):
+def lock_holding_writes(monkeypatch) -> list[tuple[str, str, set[str]]]:
+    """Every tag and metric MlflowClient writes from now on, as (run id, key, the project's machine locks
+    held at the time): MLflow inserts one that a run does not have yet, and two tuners inserting the same
+    one on their study's shared parent run failed one of them."""
+    from msc.core.files import held
+
+    writes = []
+    for method in ("set_tag", "log_metric"):
+        real = getattr(mlflow.MlflowClient, method)
+
+        def recorded(client, run_id, key, *args, real=real, **kwargs):
+            locks = Path(".locks")
+            writes.append((run_id, key, {p.name for p in locks.iterdir() if held(p)} if locks.is_dir() else set()))
+            return real(client, run_id, key, *args, **kwargs)
+
+        monkeypatch.setattr(mlflow.MlflowClient, method, recorded)
+    return writes
+
+
+def test_study_registers_a_model_that_labels_the_test_set(trained_project, config, cache, splits, capsys, monkeypatch):
     small = with_overrides(config, {"tune.trials": 2, "train.epochs": 2})
     params = trained_project / "params.yaml"
     params.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(small)))))
+    writes = lock_holding_writes(monkeypatch)
     assert tune.main(["--params", str(params)]) == 0
     summary = json.loads((trained_project / "results" / "metrics.json").read_text())
+    # Every write to the study's parent run (its tags, best_* metrics, skipped_samples, trials_seconds) is
+    # made under the study's parent-run lock, which the study's other tuners take too.
+    parent = optuna.load_study(study_name=summary["study_name"], storage=f"sqlite:///{trained_project / 'optuna.db'}"
+                               ).user_attrs[PARENT_RUN_ATTR]
+    lock = machine_lock(f"parent run of study {summary['study_name']}").name
+    on_parent = [(key, lock in held_then) for run_id, key, held_then in writes if run_id == parent]
+    assert {"best_trial_number", "skipped_samples", "trials_seconds"} <= {key for key, _ in on_parent}
+    assert [key for key, locked in on_parent if not locked] == []
     assert summary["promoted_now"] and summary["version"] == 1 and summary["holdout_samples"] > 0
     version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
     assert version.current_stage == "Production" and version.tags["split_identity"] == summary["split_identity"]
