@@ -122,13 +122,14 @@ def test_a_missing_cache_is_retried_only_while_a_writer_holds_its_lock(tmp_path,
 
 
 @pytest.mark.parametrize("writer", [False, True], ids=["writer done before the check", "writer still at work"])
-def test_a_manifest_hidden_by_a_swap_is_read_once_the_writer_is_done(private_config, monkeypatch, writer):
+def test_a_manifest_hidden_by_a_swap_is_read_once_the_writer_is_done(cache, monkeypatch, writer):
     """The first read of the manifest falls in a swap's gap. Still held: the open waits and tries again.
-    Already released (the writer finished between the read and the check): one more read finds the cache."""
+    Already released (the writer finished between the read and the check): one more read finds the cache.
+    The session's cache, only read (its lock held a moment, as featurize would)."""
     from msc.core.files import file_lock
     from msc.features import cache as cache_module
 
-    built, _ = featurize(*cache_sections(private_config))
+    built = cache
     real, reads, sleeps = cache_module.read_manifest, [], []
 
     def hidden_once(folder):
