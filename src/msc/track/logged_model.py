@@ -12,9 +12,12 @@ Versions logged before the ``msc`` package carry their own ``code/src/`` and sti
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shutil
+import sys
 import tempfile
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -99,13 +102,29 @@ def model_digests(artifacts: dict[str, str], code: Path, out: Path) -> Path:
     return out
 
 
+BYTECODE_SWITCH = threading.Lock()  # sys.dont_write_bytecode is one flag for every thread (trials log in parallel)
+
+
+@contextlib.contextmanager
+def no_bytecode_written():
+    """No ``__pycache__`` written while this runs. MLflow loads a model it logs (to check the input example)
+    from the folder it uploads next, so the code's bytecode caches were logged with it (wherever Python
+    writes them: not where PYTHONDONTWRITEBYTECODE is set), and digests.json covers no bytecode."""
+    with BYTECODE_SWITCH:
+        before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+        try:
+            yield
+        finally:
+            sys.dont_write_bytecode = before
+
+
 def log_pyfunc(artifacts: dict[str, str], name: str = "model"):
     """Log a model with these artifacts (head weights and spec, optionally the backbone folder) and the
     digests of its files into the active MLflow run; returns its ModelInfo. Its signature's output has
     the spec's labels."""
     spec = read_head_spec(artifacts["head_config"])
     signature, example = signature_and_example(tuple(spec.labels))
-    with tempfile.TemporaryDirectory() as code:
+    with tempfile.TemporaryDirectory() as code, no_bytecode_written():
         package = model_code(Path(code) / "shipped")
         digests = model_digests(artifacts, package, Path(code) / Path(DIGESTS).name)
         return mlflow.pyfunc.log_model(

@@ -28,7 +28,10 @@ def test_the_model_layers_are_all_that_msc_model_imports():
     assert imported | {"model"} == set(MODEL_CODE_LAYERS)
 
 
-def test_a_logged_model_ships_only_the_code_it_runs(project, tiny_clip):
+def test_a_logged_model_ships_only_the_code_it_runs(project, tiny_clip, monkeypatch):
+    """Also where Python writes bytecode caches (this environment may set PYTHONDONTWRITEBYTECODE; most users
+    do not): MLflow's check of the input example imports the model's code from the folder it then logs."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
     setup_mlflow()
     with mlflow.start_run():
         info = log_trial_model(build_head("late", 128, 8, 0.0, 3), TrainConfig(hidden_dim=8), 128, str(tiny_clip), "main", 77,
@@ -41,6 +44,7 @@ def test_a_logged_model_ships_only_the_code_it_runs(project, tiny_clip):
     assert "msc/model/pyfunc.py" in shipped and "msc/data/text.py" in shipped
     assert not [name for name in shipped if name.startswith(("msc/tune", "msc/track", "msc/analysis", "src/"))]
     assert not list(code.rglob("__pycache__"))
+    assert sys.dont_write_bytecode is False, "put back as it was"
 
 
 def test_a_model_logged_before_the_msc_package_still_loads_and_predicts(tmp_path, monkeypatch, tiny_clip, sample_root):
