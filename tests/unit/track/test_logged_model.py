@@ -43,7 +43,7 @@ def test_a_logged_model_ships_only_the_code_it_runs(project, tiny_clip, monkeypa
     shipped = {str(p.relative_to(code)) for p in code.rglob("*.py")}
     assert "msc/model/pyfunc.py" in shipped and "msc/data/text.py" in shipped
     assert not [name for name in shipped if name.startswith(("msc/tune", "msc/track", "msc/analysis", "src/"))]
-    assert not list(code.rglob("__pycache__"))
+    assert not list(folder.rglob("__pycache__")), "none in code/, nor the entry's beside MLmodel"
     assert sys.dont_write_bytecode is False, "put back as it was"
 
 

@@ -56,7 +56,7 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
                                ).user_attrs[PARENT_RUN_ATTR]
     lock = machine_lock(f"parent run of study {summary['study_name']}").name
     on_parent = [(key, lock in held_then) for run_id, key, held_then in writes if run_id == parent]
-    assert {"best_trial_number", "skipped_samples", "trials_seconds"} <= {key for key, _ in on_parent}
+    assert {"best_trial_number", "skipped_samples", "trials_seconds", "mlflow.note.content"} <= {key for key, _ in on_parent}
     assert [key for key, locked in on_parent if not locked] == []
     assert summary["promoted_now"] and summary["version"] == 1 and summary["holdout_samples"] > 0
     version = mlflow.MlflowClient().get_model_version_by_alias("msc", "production")
