@@ -37,7 +37,9 @@ def shared_lock(storage: str, purpose: str) -> Iterator[None]:
     from sqlalchemy.pool import NullPool
 
     key = advisory_key(purpose)
-    engine = sqlalchemy.create_engine(storage, poolclass=NullPool)
+    # Autocommit: an advisory lock belongs to the session, not a transaction, and a connection left idle in a
+    # transaction for a whole registration is what a server's idle_in_transaction_session_timeout kills.
+    engine = sqlalchemy.create_engine(storage, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text("select pg_advisory_lock(:key)"), {"key": key})
