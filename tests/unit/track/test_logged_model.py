@@ -13,7 +13,7 @@ import pytest
 from msc.config import TrainConfig
 from msc.model.heads import build_head
 from msc.track.inference import load_model
-from msc.track.logged_model import MODEL_CODE_LAYERS, log_trial_model
+from msc.track.logged_model import MODEL_CODE_LAYERS, log_trial_model, registered_copy
 from msc.track.store import setup_mlflow
 from tests.helpers import TESTS
 
@@ -44,6 +44,9 @@ def test_a_logged_model_ships_only_the_code_it_runs(project, tiny_clip, monkeypa
     assert "msc/model/pyfunc.py" in shipped and "msc/data/text.py" in shipped
     assert not [name for name in shipped if name.startswith(("msc/tune", "msc/track", "msc/analysis", "src/"))]
     assert not list(folder.rglob("__pycache__")), "none in code/, nor the entry's beside MLmodel"
+    with mlflow.start_run():  # the other way a model is logged: the registered version's copy
+        registered = registered_copy(info.model_uri, 1.0)
+    assert not list(Path(mlflow.artifacts.download_artifacts(registered.model_uri)).rglob("__pycache__"))
     assert sys.dont_write_bytecode is False, "put back as it was"
 
 
