@@ -25,6 +25,7 @@ from msc.config import TrainConfig
 from msc.data.synthetic import write_dataset
 from msc.model.backbone import load_backbone
 from msc.model.heads import build_head
+from msc.track.integrity import checked_copy
 from msc.track.logged_model import log_trial_model
 
 LABELS = ("positive", "neutral", "negative")
@@ -51,10 +52,11 @@ def workers(marker: bytes) -> list[int]:
 
 
 class Labeller:
-    """The registered model loaded once per Ray worker, then batch after batch; keeps each row's ``row``."""
+    """The registered model loaded once per Ray worker, then batch after batch; keeps each row's ``row``.
+    Each worker checks its own copy of the model (checked_copy: every file as logged, no bytecode caches)."""
 
     def __init__(self, model_uri: str):
-        self.model = mlflow.pyfunc.load_model(model_uri)
+        self.model = mlflow.pyfunc.load_model(str(checked_copy(model_uri)))
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         out = self.model.predict(batch[["text", "image"]])
@@ -104,7 +106,7 @@ def main() -> None:
     try:
         frame = spark.createDataFrame(posts.reset_index()).repartition(2).cache()
         frame.count()  # the rows in Spark before the clock starts
-        label = mlflow.pyfunc.spark_udf(spark, uri)
+        label = mlflow.pyfunc.spark_udf(spark, str(checked_copy(uri)))
         start = time.perf_counter()
         out = frame.select("index", label(F.struct("text", "image")).alias("out")).toPandas()
         seconds = time.perf_counter() - start

@@ -21,15 +21,17 @@ from msc.core.errors import UserError, cli
 
 
 def local_model(model_uri: str) -> str:
-    """``model_uri`` downloaded once (workers then load the same folder), or a sentence naming it."""
+    """``model_uri`` fetched and checked once (msc.track.integrity.checked_copy: every file as logged, no
+    bytecode caches; the workers then load the same folder), or a sentence naming it."""
     import mlflow
 
     from msc.track.inference import registered_models_listing
+    from msc.track.integrity import checked_copy
     from msc.track.store import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     try:
-        return mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+        return str(checked_copy(model_uri))
     except (mlflow.exceptions.MlflowException, OSError) as error:
         reason = str(error).splitlines()[0][:200]
         raise UserError(f"cannot load model '{model_uri}' ({reason}); registered models: "

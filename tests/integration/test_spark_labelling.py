@@ -16,6 +16,7 @@ import pytest
 from msc.config import TrainConfig
 from msc.model.heads import build_head
 from msc.model.inputs import MAX_ROWS, SERVING_ENVIRONMENT
+from msc.track.integrity import checked_copy
 from msc.track.logged_model import log_trial_model
 
 LABELS = ("positive", "neutral", "negative")
@@ -66,8 +67,9 @@ def test_spark_udf_labels_binary_base64_and_path_columns_as_the_model_in_process
         assert rows.rdd.getNumPartitions() == 2
         sizes = rows.rdd.glom().map(len).collect()
         assert min(sizes) > MAX_ROWS  # one Arrow batch per partition, over the request cap
-        # What the README shows: the logged (untrusted) config for image bytes and base64, trusted for paths.
-        label = mlflow.pyfunc.spark_udf(spark, uri)
+        # What docs/labelling.md shows: the checked copy with the logged (untrusted) config for image bytes
+        # and base64; the registered version's URI, trusted, for paths.
+        label = mlflow.pyfunc.spark_udf(spark, str(checked_copy(uri)))
         label_paths = mlflow.pyfunc.spark_udf(spark, uri, model_config={"trusted_input": True})
         out = rows.select(
             "row", "b64",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 DIGESTS = "artifacts/digests.json"  # in the model folder
@@ -32,7 +33,24 @@ def sha256_of(path: Path) -> str:
 
 def shipped_code(code: Path) -> list[Path]:
     """The files under a model's ``code`` folder that Python may run: no bytecode caches."""
-    return sorted(path for path in code.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+    return sorted(path for path in code.rglob("*") if path.is_file() and BYTECODE not in path.parts)
+
+
+BYTECODE = "__pycache__"
+
+
+def drop_bytecode(model: Path) -> str | None:
+    """Remove every bytecode cache under ``model``; a sentence when one cannot be removed. digests.json covers
+    no bytecode, and Python runs a cached .pyc instead of its checked source when the cache's header matches
+    (an unchecked-hash pyc, PEP 552, always does), so a planted cache would run unchecked. Caches are
+    derived: Python compiles them again from the checked sources."""
+    for cache in sorted(model.rglob(BYTECODE), reverse=True):  # deepest first
+        try:
+            shutil.rmtree(cache)
+        except OSError as error:
+            return (f"cannot remove the bytecode cache '{cache}' ({error.strerror}), which digests.json does not "
+                    f"cover: remove the model's {BYTECODE} folders, or load a writable copy of the model")
+    return None
 
 
 def digests_text(files: dict[str, Path], model_config: dict) -> str:

@@ -2,9 +2,11 @@
 
 It is the first file of a logged model that runs, so it checks the model's files before it imports
 anything else of them (msc/model/integrity.py): the checker is loaded by its path, after its own digest
-was checked here, and a changed, missing or added file stops the load with a sentence naming it. Lines
-changed before this check in this very file are beyond its reach; msc's own loader
-(msc/track/integrity.py) checks every file, this one included, before MLflow runs any of it.
+was checked here, and a changed, missing or added file stops the load with a sentence naming it. It
+removes the model's bytecode caches first, so that the code it checked is the code that runs. Lines
+changed before this check in this very file, and a bytecode cache of this file (which Python runs
+instead of it), are beyond its reach; msc's own loader (msc/track/integrity.py) removes every cache
+and checks every file, this one included, before MLflow runs any of it.
 """
 
 import hashlib
@@ -27,7 +29,7 @@ def check_model_files(model: Path) -> None:
     spec = importlib.util.spec_from_file_location("msc_logged_model_integrity", checker)
     integrity = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(integrity)
-    if (problem := integrity.model_problem(model)) is not None:
+    if (problem := integrity.drop_bytecode(model) or integrity.model_problem(model)) is not None:
         raise RuntimeError(problem)
 
 

@@ -1,24 +1,27 @@
 """Checking a logged model's files before MLflow runs any of them, for msc's own loaders.
 
 A logged model checks its files itself when it loads (msc/model/pyfunc_entry.py), but its entry file
-has run by then. Here, in ``src.predict`` and registration, every file (the entry included) is checked
-before MLflow loads the model: against the model's ``artifacts/digests.json`` and, for a registered
-version, against the version's tag ``model_digest``, which lives in the tracking store, apart from the
-model's files (msc/model/integrity.py). Its MLmodel, which MLflow writes after the digests and which
-decides what runs first, must still run the model's own entry and code with the logged config. The
-model is then loaded from the very copy that was checked.
+has run by then. Here, in ``src.predict``, ``src.serve`` and registration, every file (the entry
+included) is checked before MLflow loads the model, in a copy without bytecode caches: against the
+model's ``artifacts/digests.json`` and, for a registered version, against the version's tag
+``model_digest``, which lives in the tracking store, apart from the model's files
+(msc/model/integrity.py). Its MLmodel, which MLflow writes after the digests and which decides what
+runs first, must still run the model's own entry and code with the logged config. The model is then
+loaded from the very copy that was checked; other loaders (spark_udf, Ray) get the same by loading
+the folder ``checked_copy`` returns.
 A model logged before digests were recorded loads with a warning that it cannot be checked.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
 from msc.core.errors import UserError
-from msc.model.integrity import CODE, DIGEST_TAG, DIGESTS, ENTRY, model_problem, sha256_of
+from msc.model.integrity import BYTECODE, CODE, DIGEST_TAG, DIGESTS, ENTRY, drop_bytecode, model_problem, sha256_of
 
 
 def registered_version(model_uri: str):
@@ -35,17 +38,24 @@ def registered_version(model_uri: str):
 
 
 def checked_copy(model_uri: str) -> Path:
-    """A local folder holding the model of ``model_uri`` whose files are as logged (and registered); a
-    sentence naming the first file that is not. A version is fetched by number, so an alias that moves
-    meanwhile cannot mix two versions' files."""
+    """A local folder holding the model of ``model_uri`` whose files are as logged (and registered), without
+    bytecode caches (digests.json covers none: ``drop_bytecode``); a sentence naming the first file that is
+    not. A version is fetched by number, so an alias that moves meanwhile cannot mix two versions' files. A
+    local folder is used where it is, or copied without its caches where it has some."""
     import mlflow
 
     folder = Path(model_uri)
     version = None
-    if not folder.is_dir():
+    if folder.is_dir():
+        if any(folder.rglob(BYTECODE)):  # the caller's folder stays as it is
+            folder = Path(shutil.copytree(folder, Path(tempfile.mkdtemp(prefix="msc-model-")) / folder.name,
+                                          ignore=shutil.ignore_patterns(BYTECODE)))
+    else:
         version = registered_version(model_uri)
         source = f"models:/{version.name}/{version.version}" if version is not None else model_uri
         folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=tempfile.mkdtemp(prefix="msc-model-")))
+        if (problem := drop_bytecode(folder)) is not None:
+            raise UserError(f"refusing to load '{model_uri}': {problem}")
     expected = version.tags.get(DIGEST_TAG) if version is not None else None
     if expected is None and not (folder / DIGESTS).is_file():
         warnings.warn(f"the model '{model_uri}' was logged before msc recorded the digests of a model's files, so its "

@@ -1,7 +1,9 @@
 """A logged model's files are checked before they run: a changed entry, shipped code file, head.json or
 weights file is refused with a sentence naming it; a model logged before digests loads with a warning."""
 
+import importlib.util
 import json
+import py_compile
 import shutil
 from pathlib import Path
 
@@ -16,9 +18,11 @@ from msc.model.heads import build_head
 from msc.model.integrity import DIGEST_TAG, DIGESTS, sha256_of
 from msc.model.provenance import backbone_identity
 from msc.track.inference import load_model
+from msc.track.integrity import checked_copy
 from msc.track.logged_model import log_trial_model
 from msc.track.registry import promote
 from msc.track.store import setup_mlflow
+from src.serve import local_model
 from tests.unit.track.test_logged_model import LEGACY_MODEL
 
 MARKER = "tampered-code-ran"
@@ -70,13 +74,15 @@ TAMPERINGS = {
 
 @pytest.mark.parametrize("name", list(TAMPERINGS))
 def test_a_changed_file_of_a_logged_model_is_refused_naming_it(name, logged, tmp_path, monkeypatch):
-    """Refused by msc's loader before MLflow runs any file, and by the model's own entry when another
-    caller loads it (`mlflow models serve`, spark_udf, plain mlflow.pyfunc.load_model)."""
+    """Refused by msc's loaders (src.predict, src.serve) before MLflow runs any file, and by the model's own
+    entry when another caller loads it (`mlflow models serve`, spark_udf, plain mlflow.pyfunc.load_model)."""
     monkeypatch.chdir(tmp_path)
     model = shutil.copytree(logged, tmp_path / "model")
     TAMPERINGS[name](model)
     with pytest.raises(UserError, match=f"refusing to load .*'{model / name}' was (changed|added)"):
         load_model(str(model))
+    with pytest.raises(UserError, match=f"refusing to load .*'{model / name}' was (changed|added)"):
+        local_model(str(model))
     with pytest.raises(mlflow.exceptions.MlflowException) as refused:
         mlflow.pyfunc.load_model(str(model), model_config={"trusted_input": True})
     assert str(model / name) in str(refused.value) or "integrity.py' is not the file" in str(refused.value)
@@ -124,6 +130,10 @@ def test_a_registered_version_is_checked_against_its_tag(project, tiny_clip):
     stored = Path(mlflow.get_logged_model(info.model_id).artifact_location.removeprefix("file://"))
     assert tags[DIGEST_TAG] == sha256_of(stored / DIGESTS)
     load_model("models:/msc@production")  # as registered: loads
+    plant_bytecode(stored, "pyfunc_entry.py")  # in the store: the download is checked without it
+    load_model("models:/msc@production")
+    assert not (project / MARKER).exists(), "the planted bytecode ran"
+    assert not list(Path(local_model("models:/msc@production")).rglob("__pycache__"))
     append(stored / "pyfunc_entry.py", APPENDED)
     digests = json.loads((stored / DIGESTS).read_text())
     digests["files"]["pyfunc_entry.py"] = sha256_of(stored / "pyfunc_entry.py")
@@ -157,3 +167,42 @@ def test_models_logged_before_the_checks_load_with_a_warning(logged, tmp_path, m
     shutil.copytree(tiny_clip, tmp_path / "models" / "tiny-clip")
     with pytest.warns(UserWarning, match="its files cannot be checked"):
         load_model(str(legacy))
+
+
+def plant_bytecode(model: Path, name: str) -> Path:
+    """A bytecode cache for the model's file ``name`` that runs APPENDED as well: an unchecked-hash pyc
+    (PEP 552), which Python runs whatever the source says, where Python looks for ``name``'s cache."""
+    source = model / name
+    tampered = source.with_name("tampered.py")
+    tampered.write_text(source.read_text() + APPENDED)
+    cache = Path(importlib.util.cache_from_source(str(source)))
+    py_compile.compile(str(tampered), cfile=str(cache), doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    tampered.unlink()
+    return cache
+
+
+def test_planted_bytecode_is_dropped_before_the_model_runs(logged, tmp_path, monkeypatch):
+    """digests.json covers no bytecode: msc's loader loads a copy without any ``__pycache__``, so a planted
+    cache of the entry (which would replace the entry and its checks) or of shipped code never runs."""
+    monkeypatch.chdir(tmp_path)
+    model = shutil.copytree(logged, tmp_path / "model")
+    planted = [plant_bytecode(model, "pyfunc_entry.py"), plant_bytecode(model, "code/msc/model/pyfunc.py")]
+    checked = checked_copy(str(model))
+    assert checked != model and not list(checked.rglob("__pycache__"))
+    assert all(path.is_file() for path in planted), "the caller's folder is left as it was"
+    assert not list(Path(local_model(str(model))).rglob("__pycache__"))  # src.serve's workers load this folder
+    load_model(str(model))
+    assert not (tmp_path / MARKER).exists(), "the planted bytecode ran"
+    mlflow.pyfunc.load_model(str(model))  # without msc's loader: only the planted entry cache can still run
+    assert (tmp_path / MARKER).exists(), "the planted entry cache runs under a plain MLflow load (documented)"
+
+
+def test_the_entry_drops_planted_bytecode_of_the_shipped_code(logged, tmp_path, monkeypatch):
+    """A plain MLflow load (spark_udf, Ray, ``mlflow models serve``) runs the entry from source, which removes
+    the code's bytecode caches before it imports any of it."""
+    monkeypatch.chdir(tmp_path)
+    model = shutil.copytree(logged, tmp_path / "model")
+    planted = plant_bytecode(model, "code/msc/model/pyfunc.py")
+    mlflow.pyfunc.load_model(str(model))
+    assert not planted.exists()
