@@ -1,5 +1,7 @@
 """msc.track.locks on PostgreSQL: the advisory lock that tuners on several machines share."""
 
+import threading
+
 import pytest
 import sqlalchemy
 
@@ -25,3 +27,21 @@ def test_a_held_advisory_lock_leaves_its_session_idle_not_in_a_transaction():
         assert states == ["idle"]
     finally:
         other.dispose()
+
+
+def test_a_waiter_on_postgresql_says_it_waits_once_and_goes_on_after_the_holder(capsys):
+    if not postgres_available():
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
+    entered = threading.Event()
+
+    def waiter():
+        with shared_lock(POSTGRES_URL, "test: registration", waiting="waiting for the other tuner"):
+            entered.set()
+
+    with shared_lock(POSTGRES_URL, "test: registration", waiting="never printed: nobody held it"):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert not entered.wait(1.0)  # blocked while held
+    thread.join(30)
+    assert entered.is_set()
+    assert capsys.readouterr().err == "waiting for the other tuner\n"

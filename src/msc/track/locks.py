@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 from pathlib import Path
 from typing import Iterator
 
-from msc.core.files import file_lock
+from msc.core.files import file_lock, held
 from msc.core.paths import project_root
 
 
@@ -27,25 +28,32 @@ def machine_lock(purpose: str) -> Path:
 
 
 @contextlib.contextmanager
-def shared_lock(storage: str, purpose: str) -> Iterator[None]:
-    """Hold the lock named ``purpose`` among all processes using ``storage`` (an RDB URL)."""
+def shared_lock(storage: str, purpose: str, waiting: str = "") -> Iterator[None]:
+    """Hold the lock named ``purpose`` among all processes using ``storage`` (an RDB URL). ``waiting``: the
+    sentence printed (stderr) when another process holds it, so that a wait of minutes is not silent."""
     if not storage.startswith("postgresql"):
-        with file_lock(machine_lock(purpose)):
+        path = machine_lock(purpose)
+        if waiting and held(path):
+            print(waiting, file=sys.stderr, flush=True)
+        with file_lock(path):
             yield
         return
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
-    key = advisory_key(purpose)
+    key = {"key": advisory_key(purpose)}
     # Autocommit: an advisory lock belongs to the session, not a transaction, and a connection left idle in a
     # transaction for a whole registration is what a server's idle_in_transaction_session_timeout kills.
     engine = sqlalchemy.create_engine(storage, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("select pg_advisory_lock(:key)"), {"key": key})
+            if not connection.execute(sqlalchemy.text("select pg_try_advisory_lock(:key)"), key).scalar():
+                if waiting:
+                    print(waiting, file=sys.stderr, flush=True)
+                connection.execute(sqlalchemy.text("select pg_advisory_lock(:key)"), key)
             try:
                 yield
             finally:
-                connection.execute(sqlalchemy.text("select pg_advisory_unlock(:key)"), {"key": key})
+                connection.execute(sqlalchemy.text("select pg_advisory_unlock(:key)"), key)
     finally:
         engine.dispose()

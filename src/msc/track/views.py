@@ -11,11 +11,13 @@ carry no search facet of its own, or the UI ignores the saved view.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 from msc.track.store import ui_link
 
-VIEW_KEY = "msc-trials"
+VIEW_KEY = "msc-trials"  # the start of each study's key
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
 OBJECTIVE = "objective"  # the metric each trial logs as its Optuna value (msc/tune/objective.py)
 
@@ -45,15 +47,24 @@ def trials_view(tuned: list[str]) -> dict:
     }
 
 
+def view_key(study_name: str) -> str:
+    """The study's own view key: studies that share an experiment (with other search spaces, finishing at
+    the same moment) neither overwrite each other's view nor race to insert one tag. Characters a URL or a
+    tag key would not keep become dashes; the digest keeps ``a b`` and ``a-b`` apart."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", study_name).strip("-")[:40]
+    return f"{VIEW_KEY}-{readable}-{hashlib.sha256(study_name.encode()).hexdigest()[:8]}"
+
+
 def share_trials_view(experiment_id: str, tuned: list[str], study_name: str) -> str:
-    """Saves the trials' view on the experiment and returns the link that opens it; the description of
-    the study's parent run (tagged ``study_name`` and ``study_identity``; msc/tune/runs.py) says how to
-    compare its trials."""
+    """Saves the study's view of the trials on the experiment and returns the link that opens it; the
+    description of the study's parent run (tagged ``study_name`` and ``study_identity``; msc/tune/runs.py)
+    says how to compare its trials."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + VIEW_KEY, json.dumps(trials_view(tuned)))
-    link = ui_link(experiment_id, view=VIEW_KEY)
+    key = view_key(study_name)  # the caller holds the study's parent-run lock (src/tune.py): one writer per key
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + key, json.dumps(trials_view(tuned)))
+    link = ui_link(experiment_id, view=key)
     # Filtered here, not in the search: a study name may hold any character, quotes included.
     for run in client.search_runs([experiment_id], "tags.study_identity LIKE '%'", max_results=1000):
         if run.data.tags.get("study_name") == study_name:

@@ -144,7 +144,9 @@ def summarise_and_register(config: Config, study, identity: dict, cache, splits,
     # One registration at a time: two tuners finishing together would both find the same Production
     # version (or none), and both register.
     with step("scoring the best trial on the holdout and registering it"), \
-            shared_lock(config.tune.storage, f"register {MODEL_NAME}"):
+            shared_lock(config.tune.storage, f"register {MODEL_NAME}",
+                        waiting=f"waiting for another tuner that is registering a model as '{MODEL_NAME}' (one "
+                                "registration at a time); this one scores and registers its best trial next"):
         registered = register_if_better(candidate, cache, splits, force, bundle_backbone, candidate_refit(config, best),
                                         select_metric=metric)
     log_label_issues(MlflowClient(), parent_id, registered.label_issues)  # the study's parent run

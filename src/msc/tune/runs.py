@@ -18,10 +18,13 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 
 def parent_run_lock(storage_url: str, study_name: str) -> contextlib.AbstractContextManager[None]:
     """The lock of the study's MLflow runs among all its tuners: held to create the parent run, to write to
-    it (src/tune.py's note on it too), and to close a dead trial's run. MLflow inserts a tag or a latest metric that a run does not have
-    yet, and of two tuners inserting the same one at once, one failed (a tuner finishing beside another
-    exited 1 on `UNIQUE constraint failed: tags.key, tags.run_uuid`)."""
-    return shared_lock(storage_url, f"parent run of study {study_name}")
+    it (src/tune.py's note on it too), and to close a dead trial's run. MLflow inserts a tag or a latest
+    metric that a run does not have yet, and of two tuners inserting the same one at once, one failed (a
+    tuner finishing beside another exited 1 on `UNIQUE constraint failed: tags.key, tags.run_uuid`)."""
+    return shared_lock(storage_url, f"parent run of study {study_name}",
+                       waiting=f"waiting for another tuner of study '{study_name}', which is writing to the study's "
+                               "MLflow parent run (registering the best model holds it for minutes); this tuner goes "
+                               "on when it is done")
 
 
 def parent_run_id(study: optuna.Study, storage_url: str, experiment_id: str, identity: dict[str, Any]) -> str:

@@ -5,11 +5,12 @@ the tuned parameters against the objective; the parent run says how to compare."
 from __future__ import annotations
 
 import json
+import re
 
 import mlflow
 import pytest
 
-from msc.track.views import SHARED_VIEW_TAG, VIEW_KEY, share_trials_view
+from msc.track.views import SHARED_VIEW_TAG, share_trials_view, view_key
 
 TUNED = ["train.lr", "train.dropout", "train.fusion"]
 # The search facets of MLflow 3.17's runs page: any of them in the URL makes the UI ignore a saved view.
@@ -31,9 +32,10 @@ def test_the_link_opens_the_saved_view_of_the_trials(store):
     other = store.create_run(experiment, tags={"study_name": "another", "study_identity": "def"}).info.run_id
     trial = store.create_run(experiment, tags={"study_name": "it's-a-study", "mlflow.parentRunId": parent}).info.run_id
     link = share_trials_view(experiment, TUNED, "it's-a-study")
-    assert link.endswith(f"#/experiments/{experiment}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}")
+    key = view_key("it's-a-study")
+    assert link.endswith(f"#/experiments/{experiment}/runs?workflowType=machine_learning&viewStateShareKey={key}")
     assert not any(f"{facet}=" in link for facet in SEARCH_FACETS)
-    view = json.loads(store.get_experiment(experiment).tags[SHARED_VIEW_TAG + VIEW_KEY])
+    view = json.loads(store.get_experiment(experiment).tags[SHARED_VIEW_TAG + key])
     assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`objective`", False)
     assert view["selectedColumns"][0] == "metrics.`objective`"
     assert {f"params.`{key}`" for key in TUNED} <= set(view["selectedColumns"])
@@ -44,3 +46,19 @@ def test_the_link_opens_the_saved_view_of_the_trials(store):
     note = store.get_run(parent).data.tags["mlflow.note.content"]
     assert link in note and "Compare" in note and all(f"`{key}`" in note for key in TUNED)
     assert all("mlflow.note.content" not in store.get_run(run).data.tags for run in (other, trial))
+
+
+def test_each_study_keeps_its_own_view_of_a_shared_experiment(store):
+    """Two studies in one experiment, with other search spaces: the second no longer overwrites the first's
+    view (nor inserts the same experiment tag at the same moment, which failed on UNIQUE)."""
+    experiment = store.create_experiment("msc")
+    first = share_trials_view(experiment, TUNED, "study a")
+    second = share_trials_view(experiment, ["train.lr"], "study-a")  # the same name once characters are dashed
+    assert first != second
+    tags = store.get_experiment(experiment).tags
+    for name, tuned in (("study a", TUNED), ("study-a", ["train.lr"])):
+        key = view_key(name)
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+", key) and key.startswith("msc-trials-study-a-")  # as in a URL
+        parallel = next(chart for chart in json.loads(tags[SHARED_VIEW_TAG + key])["compareRunCharts"]
+                        if chart["type"] == "PARALLEL")
+        assert parallel["selectedParams"] == tuned

@@ -16,6 +16,7 @@ from msc.model.calibrated import ProbabilityRules
 from msc.track.locks import machine_lock
 from msc.track.logged_model import logged_head
 from msc.track.registry import load_msc_model
+from msc.track.views import view_key
 from msc.train.calibration import fit_temperature
 from msc.train.calibration_maps import fit_rules
 from msc.train.crossfit import out_of_fold_probabilities
@@ -65,7 +66,7 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
     experiment_id = mlflow.get_experiment_by_name("msc").experiment_id
     # The saved view of the trials (msc/track/views.py; tests/test_mlflow_views.py) sorts them by objective.
     assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&"
-            f"viewStateShareKey=msc-trials (after `mlflow ui --backend-store-uri "
+            f"viewStateShareKey={view_key(summary['study_name'])} (after `mlflow ui --backend-store-uri "
             f"sqlite:///{trained_project / 'mlflow.db'}`)") in capsys.readouterr().out
 
     # Every reported score carries its interval, and the probabilities their calibration error.
