@@ -9,6 +9,7 @@ Each layer declares its own section (``msc.data.config.DataConfig``, ...) with `
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -65,6 +66,14 @@ def check_type(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """``cls``'s field annotations, evaluated once: they are strings (``from __future__ import annotations``),
+    and evaluating them on every build cost a quarter of loading params.yaml, which checks each bound of the
+    search space by building a whole config."""
+    return typing.get_type_hints(cls)
+
+
 def build(cls: type, values: Any, source: str, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from ``values``, naming any unknown or mistyped key.
 
@@ -73,7 +82,7 @@ def build(cls: type, values: Any, source: str, prefix: str = "") -> Any:
     """
     if not isinstance(values, dict):
         raise UserError(f"{source}: '{prefix.rstrip('.') or 'the file'}' must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
+    hints = field_types(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:

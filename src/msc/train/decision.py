@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from msc.model.calibrated import DecisionRule
-from msc.train.metrics import confusion_of, weighted_f1_of
+from msc.train.metrics import class_rates, confusion_of, weighted_f1_of
 
 LOG_WEIGHT_GRID = np.round(np.linspace(-1.5, 1.5, 31), 6)  # weights exp(-1.5) .. exp(1.5), steps of 0.1
 ROUNDS = 3  # passes over the classes; later passes rarely move a weight
@@ -38,15 +38,11 @@ def score_of(confusion: np.ndarray, metric: str) -> float:
     key = metric.removeprefix("val_")
     if key == "weighted_f1":
         return weighted_f1_of(confusion)
-    support, predicted, hits = confusion.sum(1), confusion.sum(0), np.diag(confusion).astype(float)
     if key == "accuracy":
-        return float(hits.sum() / max(support.sum(), 1))
+        return float(np.trace(confusion) / max(confusion.sum(), 1))
+    support, precision, recall, f1 = class_rates(confusion)
     measured = support > 0
-    precision = np.divide(hits, predicted, out=np.zeros(len(hits)), where=predicted > 0)
-    recall = np.divide(hits, support, out=np.zeros(len(hits)), where=measured)
-    per_class = {"macro_recall": recall, "macro_precision": precision,
-                 "macro_f1": np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(hits)),
-                                       where=precision + recall > 0)}
+    per_class = {"macro_recall": recall, "macro_precision": precision, "macro_f1": f1}
     if key not in per_class:
         raise ValueError(f"select metric {metric!r} is not one of accuracy, weighted_f1, {', '.join(per_class)}")
     return float(per_class[key][measured].mean())

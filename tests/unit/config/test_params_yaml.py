@@ -52,3 +52,13 @@ def test_a_key_twice_deep_in_the_search_space_and_in_a_flow_mapping_is_refused(t
 
 def test_a_merge_key_may_still_be_overridden_beside_it():
     assert load_yaml("base: &b {lr: 1, epochs: 2}\nrun:\n  <<: *b\n  lr: 3\n", "x.yaml")["run"] == {"lr": 3, "epochs": 2}
+
+
+def test_a_file_libyaml_refuses_is_said_with_its_offending_line(tmp_path):
+    """libyaml's parser reads params.yaml; where it refuses the file, PyYAML's parser reads it again, and its
+    sentence quotes the line, which libyaml's does not."""
+    path = tmp_path / "params.yaml"
+    path.write_text(committed_params_text().replace("  epochs: 10\n", "  epochs: [10\n", 1))
+    with pytest.raises(UserError, match=r"is not valid YAML") as refused:
+        load_config(path)
+    assert str(path) in str(refused.value) and "    epochs: [10" in str(refused.value)

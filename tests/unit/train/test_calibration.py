@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from msc.core.labels import COURSE_LABELS
 from msc.train.calibration import (
@@ -58,12 +58,35 @@ def test_bootstrap_intervals_contain_the_estimate_and_are_seeded():
     assert bootstrap_intervals(y_true, y_pred) == intervals
 
 
-def test_weighted_f1_from_a_confusion_matrix_is_sklearns():
+def test_the_scores_from_one_confusion_matrix_are_sklearns():
+    """classification_metrics computes from one confusion matrix what sklearn's functions give, classes with
+    no row (not measured: left out of the macro scores) and classes never predicted included."""
     rng = np.random.default_rng(3)
-    for _ in range(20):
-        y_true, y_pred = rng.integers(0, 3, 50), rng.integers(0, 3, 50)
-        confusion = np.array(classification_metrics(y_true, y_pred, COURSE_LABELS)["confusion"])
-        assert weighted_f1_of(confusion) == pytest.approx(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+    for case in range(200):
+        classes, rows = int(rng.integers(2, 6)), int(rng.integers(1, 60))
+        y_true, y_pred = rng.integers(0, classes, rows), rng.integers(0, classes, rows)
+        if case % 3 == 0:
+            y_true[y_true == classes - 1] = 0  # a class with no row
+        if case % 5 == 0:
+            y_pred[y_pred == 1] = 0  # a class never predicted
+        ids, labels = list(range(classes)), [f"class{i}" for i in range(classes)]
+        measured = [i for i in ids if (y_true == i).any()]
+        precision, recall, macro_f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=measured,
+                                                                         average="macro", zero_division=0)
+        per_class = f1_score(y_true, y_pred, labels=ids, average=None, zero_division=0)
+        scores = classification_metrics(y_true, y_pred, labels)
+        assert scores["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+        assert [scores[k] for k in ("macro_precision", "macro_recall", "macro_f1")] == pytest.approx(
+            [precision, recall, macro_f1])
+        weighted = f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)
+        assert scores["weighted_f1"] == pytest.approx(weighted)
+        assert weighted_f1_of(np.array(scores["confusion"])) == pytest.approx(weighted)
+        assert [scores[f"f1_{label}"] for label in labels] == [
+            pytest.approx(per_class[i]) if i in measured else None for i in ids]
+        assert scores["confusion"] == confusion_matrix(y_true, y_pred, labels=ids).tolist()
+        assert ("not_measured" in scores) == (len(measured) < classes)
+    with pytest.raises(ValueError, match="cannot score 0 predictions"):
+        classification_metrics(np.array([], int), np.array([], int), labels)
 
 
 @pytest.mark.parametrize("classes", [2, 5])
