@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import pytest
 
 import src  # noqa: F401  (first: src/__init__.py loads this checkout's msc, also where pip install -e ran in another)
-from tests.helpers import TESTS
+from tests.helpers import TEST_IMAGE_SCALE, TEST_SHAPE, TESTS
 
 # torch, MLflow and msc are imported by the fixtures that use them: xdist's controller imports this file
 # (about 2.5 s of imports) before it starts any worker, and it runs no fixture and no test.
@@ -124,10 +124,13 @@ def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], obje
 
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> Path:
+    """The sample's 240 posts (its story and seed), on small images for the tests' 32 px backbone."""
     from msc.data.synthetic import write_dataset
 
-    return built_once_per_run(tmp_path_factory, "sample",
-                              lambda root: write_dataset(root / "data", n=240, seed=1)) / "data"
+    def write(root: Path) -> None:
+        write_dataset(root / "data", n=240, seed=1, image_scale=TEST_IMAGE_SCALE)
+
+    return built_once_per_run(tmp_path_factory, "sample", write) / "data"
 
 
 @pytest.fixture(scope="session")
@@ -136,14 +139,14 @@ def small_sample_root(tmp_path_factory) -> Path:
     from msc.data.synthetic import write_dataset
 
     return built_once_per_run(tmp_path_factory, "small-sample",
-                              lambda root: write_dataset(root / "data", n=80, seed=2)) / "data"
+                              lambda root: write_dataset(root / "data", n=80, seed=2, image_scale=TEST_IMAGE_SCALE)) / "data"
 
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     from msc.model.tiny import write_backbone
 
-    return built_once_per_run(tmp_path_factory, "tiny-clip", lambda folder: write_backbone(folder, "tiny", seed=0))
+    return built_once_per_run(tmp_path_factory, "tiny-clip", lambda folder: write_backbone(folder, TEST_SHAPE, seed=0))
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,19 @@ if TYPE_CHECKING:  # msc.config imports sklearn and torch: conftest imports this
 
 TESTS = Path(__file__).resolve().parent  # golden/ and fixtures/ lie here, beside unit/, integration/ and slow/
 REPO = TESTS.parent
+# The tests' backbone and data: the sample's tiny CLIP on 32 px images, and the sample's story on images a
+# quarter of its size (msc/model/tiny.py SHAPES says what that saves). The golden run, the demo and the
+# integration tests that write their own backbone keep the sample's 224 px "tiny".
+TEST_SHAPE = "tiny-32px"
+TEST_IMAGE_SCALE = 0.25
+
+
+def image_grid_of_test_backbone() -> tuple[int, int]:
+    """The tests' backbone's image side in pixels and its image tokens (CLS + one per patch)."""
+    from msc.model.tiny import SHAPES
+
+    side, patch = SHAPES[TEST_SHAPE]["image_size"], SHAPES[TEST_SHAPE]["patch_size"]
+    return side, 1 + (side // patch) ** 2
 
 
 def committed_params_text() -> str:

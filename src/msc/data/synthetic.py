@@ -166,17 +166,20 @@ def make_text(words: list[str], fillers: list[str], rng: random.Random) -> str:
     return " ".join(chosen)
 
 
-def make_image(colour: tuple[int, int, int], rng: random.Random) -> Image.Image:
-    """A background in the cue's colour family, pixel noise and an uninformative shape."""
+def make_image(colour: tuple[int, int, int], rng: random.Random, scale: float = 1.0) -> Image.Image:
+    """A background in the cue's colour family, pixel noise and an uninformative shape, 160-320 px a side
+    times ``scale``. ``rng`` draws the same numbers at any scale (the noise has its own generator), so the
+    rest of the story does not depend on it."""
     width, height = rng.randint(160, 320), rng.randint(160, 320)
     brightness = rng.uniform(0.75, 1.25)
     colour = np.clip(np.array(colour) * brightness, 0, 255)
     np_rng = np.random.default_rng(rng.getrandbits(32))
-    pixels = colour + np_rng.normal(0, 20, size=(height, width, 3))
+    pixels = colour + np_rng.normal(0, 20, size=(max(1, round(height * scale)), max(1, round(width * scale)), 3))
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     box = sorted(rng.sample(range(width), 2)), sorted(rng.sample(range(height), 2))
     ImageDraw.Draw(image).ellipse(
-        (box[0][0], box[1][0], box[0][1], box[1][1]), fill=tuple(rng.randint(0, 255) for _ in range(3))
+        tuple(scale * value for value in (box[0][0], box[1][0], box[0][1], box[1][1])),
+        fill=tuple(rng.randint(0, 255) for _ in range(3)),
     )
     return image
 
@@ -191,7 +194,8 @@ class Post(NamedTuple):
     image: Image.Image
 
 
-def draw_posts(n: int, seed: int, prior: Mapping[str, float], text_noise: float, image_noise: float) -> Iterator[Post]:
+def draw_posts(n: int, seed: int, prior: Mapping[str, float], text_noise: float, image_noise: float,
+               image_scale: float = 1.0) -> Iterator[Post]:
     """The ``n`` posts of the generative story, one at a time (their images are large)."""
     rng = random.Random(seed)
     labels = list(prior)
@@ -205,7 +209,8 @@ def draw_posts(n: int, seed: int, prior: Mapping[str, float], text_noise: float,
         decorated = rng.random() < 0.25
         if decorated:
             text = f"“{text}” €{rng.randint(1, 99)}"
-        yield Post(str(index + 1), label, text_cue, image_cue, text, decorated, make_image(colours[image_cue], rng))
+        image = make_image(colours[image_cue], rng, image_scale)
+        yield Post(str(index + 1), label, text_cue, image_cue, text, decorated, image)
 
 
 def write_course_layout(out: Path, posts: Iterator[Post], n_labelled: int) -> None:
@@ -236,10 +241,11 @@ def write_table(out: Path, posts: Iterator[Post], n_labelled: int) -> None:
 
 def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_LABELS, layout: str = "mvsa",
                   text_noise: float = TEXT_NOISE, image_noise: float = IMAGE_NOISE,
-                  test_fraction: float = TEST_FRACTION) -> dict:
+                  test_fraction: float = TEST_FRACTION, image_scale: float = 1.0) -> dict:
     """Write ``n`` samples of ``labels`` to ``out`` in ``layout`` (mvsa: the course's; table: ``posts.csv``),
     with the cues' noises and the unlabelled share given (the sample's by default); returns the Bayes
-    summary, also written to ``bayes.json``."""
+    summary, also written to ``bayes.json``. ``image_scale`` shrinks the images and nothing else (the
+    tests' data: 0.25, for the tests' 32 px backbone)."""
     if n < 60:
         raise UserError(f"--n {n} is too small for stratified train/validation/holdout splits; use at least 60")
     if layout not in FORMATS:
@@ -259,7 +265,7 @@ def write_dataset(out: Path, n: int, seed: int, labels: Sequence[str] = COURSE_L
             yield post
 
     write = write_course_layout if layout == "mvsa" else write_table
-    write(out, keeping_cues(draw_posts(n, seed, prior, text_noise, image_noise)), n_labelled)
+    write(out, keeping_cues(draw_posts(n, seed, prior, text_noise, image_noise, image_scale)), n_labelled)
     with (out / "cues.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([("guid", "label", "text_cue", "image_cue"), *cues])
     summary = {

@@ -15,14 +15,19 @@ from msc.core.errors import UserError
 from msc.core.owned import SAMPLE_MARK, mark
 from msc.data.synthetic import CUE_WORDS, FILLER_WORDS
 
+TINY = dict(text_hidden=128, text_layers=2, text_heads=2, vision_hidden=64, vision_layers=2, vision_heads=2,
+            projection=128)
 SHAPES = {
-    # Tiny: tests and the demo run in seconds. Same 224 px / 32 px patch grid as ViT-B/32.
+    # Tiny: the demo runs in seconds. Same 224 px / 32 px patch grid as ViT-B/32.
     # Text is 128 wide: at 64, random-weight pooled text states hid a fifth of the word cues.
-    "tiny": dict(text_hidden=128, text_layers=2, text_heads=2, vision_hidden=64, vision_layers=2,
-                 vision_heads=2, projection=128),
+    "tiny": dict(TINY, image_size=224, patch_size=32),
+    # The tests' backbone: tiny, on 32 px images in 8 px patches (a 4 x 4 grid, as the 7 x 7 one keeps a
+    # colour cue). With the tests' small images (synthetic.write_dataset's image_scale) it took the fast
+    # tier from about 130 s of CPU to about 90: resizing, normalising and patching 224 px images was a third.
+    "tiny-32px": dict(TINY, image_size=32, patch_size=8),
     # ViT-B/32's shape with random weights: for benchmarks, since speed ignores weight values.
     "vit-b-32": dict(text_hidden=512, text_layers=12, text_heads=8, vision_hidden=768, vision_layers=12,
-                     vision_heads=12, projection=512),
+                     vision_heads=12, projection=512, image_size=224, patch_size=32),
 }
 
 
@@ -112,12 +117,13 @@ def clip_backbone(dims: dict, tokenizer_folder: Path | None) -> tuple:
         vision_config=dict(
             hidden_size=dims["vision_hidden"], intermediate_size=4 * dims["vision_hidden"],
             num_hidden_layers=dims["vision_layers"], num_attention_heads=dims["vision_heads"],
-            image_size=224, patch_size=32,
+            image_size=dims["image_size"], patch_size=dims["patch_size"],
         ),
         projection_dim=dims["projection"],
         msc_random_weights=True,  # read by describe_backbone: reports made with it say so
     )
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    side = dims["image_size"]
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
     return CLIPModel(config), CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
@@ -140,8 +146,8 @@ def siglip_backbone(dims: dict) -> tuple:
                          num_attention_heads=dims["text_heads"], max_position_embeddings=64,  # SigLIP's length
                          pad_token_id=0, eos_token_id=1, bos_token_id=None, **tower),
         vision_config=dict(num_hidden_layers=dims["vision_layers"], num_attention_heads=dims["text_heads"],
-                           image_size=224, patch_size=32, **tower),
+                           image_size=dims["image_size"], patch_size=dims["patch_size"], **tower),
         msc_random_weights=True,
     )
-    image_processor = SiglipImageProcessorPil(size={"height": 224, "width": 224})
+    image_processor = SiglipImageProcessorPil(size={"height": dims["image_size"], "width": dims["image_size"]})
     return SiglipModel(config), SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)

@@ -8,15 +8,16 @@ from msc.config import with_overrides
 from msc.core.errors import UserError
 from msc.features.build import featurize
 from msc.features.cache import FeatureCache, open_cache
-from tests.helpers import cache_sections
+from tests.helpers import TEST_SHAPE, cache_sections, image_grid_of_test_backbone
 
 
 def test_cache_shapes_and_half_precision(cache, config):
     n, n_lab = len(cache.guids), cache.n_labelled
     assert cache.array("text_pooled").shape == (n, cache.dim)
     assert cache.array("text_pooled").dtype == np.float16
-    assert cache.array("image_tokens").shape == (n, 50, cache.dim)
-    assert cache.array("aug_tokens").shape == (n_lab, 2, 50, cache.dim)
+    _, image_tokens = image_grid_of_test_backbone()
+    assert cache.array("image_tokens").shape == (n, image_tokens, cache.dim)
+    assert cache.array("aug_tokens").shape == (n_lab, 2, image_tokens, cache.dim)
     assert cache.array("text_mask").dtype == np.bool_
     # Augmented views differ from the clean view, and from each other.
     clean, aug = cache.array("image_pooled")[:n_lab], cache.array("aug_pooled")
@@ -49,7 +50,7 @@ def test_backbone_change_rebuilds(private_config, tmp_path):
 
     featurize(*cache_sections(private_config))
     other = tmp_path / "other-clip"
-    write_backbone(other, "tiny", seed=1)
+    write_backbone(other, TEST_SHAPE, seed=1)
     _, built = featurize(*cache_sections(with_overrides(private_config, {"model.backbone": str(other)})))
     assert built
 

@@ -6,6 +6,7 @@ from msc.core.errors import UserError
 from msc.model.backbone import load_backbone
 from msc.model.batch import FeatureBatch
 from msc.model.heads import build_head
+from tests.helpers import image_grid_of_test_backbone
 
 
 def test_no_backbone_parameter_ever_receives_a_gradient(tiny_clip):
@@ -42,9 +43,10 @@ def test_shapes_of_the_sample_backbone(tiny_clip):
     encoded = backbone.tokenize(["a b c", "love"], 77)
     pooled, tokens, _ = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
     assert pooled.shape == (2, backbone.dim) and tokens.shape == (2, encoded["input_ids"].shape[1], backbone.dim)
-    pixels = torch.zeros(3, 3, 224, 224)
-    pooled, tokens, _ = backbone.encode_image(pixels)
-    assert pooled.shape == (3, backbone.dim) and tokens.shape == (3, 50, backbone.dim)  # CLS + 7x7 patches
+    side, image_tokens = image_grid_of_test_backbone()
+    pooled, tokens, _ = backbone.encode_image(torch.zeros(3, 3, side, side))
+    assert pooled.shape == (3, backbone.dim) and tokens.shape == (3, image_tokens, backbone.dim)  # CLS + patches
+    assert image_tokens == 17  # 32 px in 8 px patches: CLS + 4 x 4
 
 
 @pytest.mark.parametrize("name", ["./models/nope", "../nope", "/nope/clip", "{tmp}/missing-clip"])

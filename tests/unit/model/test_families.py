@@ -18,7 +18,7 @@ from msc.model.backbone import BACKBONE_FAMILIES, load_backbone
 from msc.model.pyfunc import encode_inputs
 from msc.model.tiny import FAMILIES
 from src import sample
-from tests.helpers import cache_sections, make_config
+from tests.helpers import TEST_SHAPE, cache_sections, make_config
 
 OTHER_FAMILIES = [family for family in FAMILIES if family != "clip"]  # CLIP's own: tests/integration/test_serving.py
 
@@ -26,7 +26,8 @@ OTHER_FAMILIES = [family for family in FAMILIES if family != "clip"]  # CLIP's o
 def tiny_backbone_config(folder, family: str, data_root):
     """A tiny random backbone of ``family`` in ``folder`` and the config for it on ``data_root``,
     no augmented views."""
-    assert sample.main(["--no-data", "--backbone-family", family, "--backbone-out", str(folder / "backbone")]) == 0
+    assert sample.main(["--no-data", "--backbone-family", family, "--backbone-shape", TEST_SHAPE,
+                        "--backbone-out", str(folder / "backbone")]) == 0
     return make_config(data_root, folder / "backbone", folder / "features", {"features.augment_views": 0})
 
 

@@ -21,7 +21,7 @@ from msc.model.spec import head_spec, write_head
 from msc.model.tiny import write_backbone
 from msc.track.inference import load_model
 from msc.track.logged_model import log_pyfunc, log_trial_model
-from tests.helpers import cache_sections
+from tests.helpers import TEST_SHAPE, cache_sections
 
 HUB_ID = "msc-test/tiny-clip"
 LABELS = ("positive", "neutral", "negative")
@@ -81,7 +81,7 @@ def test_a_folder_is_identified_by_its_files(tmp_path, tiny_clip):
     folder = shutil.copytree(tiny_clip, tmp_path / "backbone")
     identity = backbone_identity(str(folder), "main")
     assert identity.startswith("folder:") and identity == backbone_identity(str(tiny_clip), "ignored for a folder")
-    write_backbone(folder, "tiny", seed=1)  # another seed of the sample backbone, same file names
+    write_backbone(folder, TEST_SHAPE, seed=1)  # another seed of the sample backbone, same file names
     assert backbone_identity(str(folder), "main") != identity
 
 
@@ -105,7 +105,7 @@ def test_a_replaced_backbone_folder_is_refused_unless_accepted(project, tiny_cli
     model_folder = logged_model(project / "downloaded", backbone)
     before = probabilities(load_model(str(model_folder)), sample_root)
     assert not [w for w in recwarn if "cannot" in str(w.message)]  # identified and checked: no warning
-    write_backbone(backbone, "tiny", seed=1)  # another seed of `src.sample` into the same folder
+    write_backbone(backbone, TEST_SHAPE, seed=1)  # another seed of `src.sample` into the same folder
     found = backbone_identity(str(backbone), "main")
     with pytest.raises(UserError) as refused:
         load_model(str(model_folder))

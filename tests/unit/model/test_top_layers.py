@@ -29,7 +29,7 @@ from msc.track.logged_model import log_trial_model, logged_head
 from msc.track.store import setup_mlflow
 from msc.train.holdout import cached_head
 from msc.train.loop import build_model, frozen_backbone, predict_proba, train_head
-from tests.helpers import cache_sections, committed_params_text, make_config
+from tests.helpers import TEST_SHAPE, cache_sections, committed_params_text, make_config
 
 CACHED_LAYERS = 2  # K; the tiny backbones have 2 blocks per tower
 
@@ -54,7 +54,7 @@ def top_cache(top_config):
 @pytest.fixture(scope="module", params=FAMILIES)
 def family_backbone(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param) / "backbone"
-    write_backbone(folder, "tiny", seed=0, family=request.param)
+    write_backbone(folder, TEST_SHAPE, seed=0, family=request.param)
     return load_backbone(str(folder), device="cpu", precision="fp32")
 
 

@@ -84,7 +84,7 @@ def test_select_metric_changes_the_kept_epoch(cache, config, splits):
     kept = {}
     for metric in ("val_accuracy", "val_macro_f1"):
         result = train_head(cache, splits.train, splits.val,
-                            replace(config.train, fusion="gated", epochs=10, patience=10, seed=3, select_metric=metric))
+                            replace(config.train, fusion="gated", epochs=10, patience=10, seed=2, select_metric=metric))
         values = [h[metric] for h in result.history]
         assert result.best_epoch == 1 + int(np.argmax(values)), metric
         assert result.score(metric) == pytest.approx(max(values))
