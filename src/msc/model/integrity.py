@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 DIGESTS = "artifacts/digests.json"  # in the model folder
@@ -43,13 +42,24 @@ def drop_bytecode(model: Path) -> str | None:
     """Remove every bytecode cache under ``model``; a sentence when one cannot be removed. digests.json covers
     no bytecode, and Python runs a cached .pyc instead of its checked source when the cache's header matches
     (an unchecked-hash pyc, PEP 552, always does), so a planted cache would run unchecked. Caches are
-    derived: Python compiles them again from the checked sources."""
-    for cache in sorted(model.rglob(BYTECODE), reverse=True):  # deepest first
+    derived: Python compiles them again from the checked sources. File by file, so that another process
+    loading the same folder, whose Python writes a fresh cache meanwhile, fails neither load."""
+    caches = sorted(path for path in model.rglob("*") if BYTECODE in path.relative_to(model).parts)
+    for path in caches:
         try:
-            shutil.rmtree(cache)
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        except FileNotFoundError:
+            continue
         except OSError as error:
-            return (f"cannot remove the bytecode cache '{cache}' ({error.strerror}), which digests.json does not "
+            return (f"cannot remove the bytecode cache '{path}' ({error.strerror}), which digests.json does not "
                     f"cover: remove the model's {BYTECODE} folders, or load a writable copy of the model")
+    for folder in reversed(caches):  # deepest first; one refilled meanwhile holds only fresh caches
+        if folder.is_dir() and not folder.is_symlink():
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     return None
 
 
