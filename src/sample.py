@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone-out", type=Path, help="the backbone's folder (default: models/tiny-clip, "
                         "the sample's model.backbone)")
     parser.add_argument("--backbone-shape", choices=sorted(SHAPES), default="tiny",
-                        help="tiny (default) or vit-b-32, ViT-B/32's shape for benchmarks")
+                        help="tiny (default; 224 px images), tiny-32px (the tests' backbone: 32 px images) or vit-b-32, "
+                             "ViT-B/32's shape for benchmarks")
     parser.add_argument("--backbone-family", choices=FAMILIES, default="clip",
                         help="the backbone's family: clip (default) or siglip")
     parser.add_argument("--no-data", action="store_true", help="write only the backbone")

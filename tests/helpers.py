@@ -26,8 +26,8 @@ TEST_SHAPE = "tiny-32px"
 TEST_IMAGE_SCALE = 0.25
 
 
-def image_grid_of_test_backbone() -> tuple[int, int]:
-    """The tests' backbone's image side in pixels and its image tokens (CLS + one per patch)."""
+def image_side_and_tokens() -> tuple[int, int]:
+    """The tests' backbone's image side in pixels and its number of image tokens (CLS + one per patch)."""
     from msc.model.tiny import SHAPES
 
     side, patch = SHAPES[TEST_SHAPE]["image_size"], SHAPES[TEST_SHAPE]["patch_size"]

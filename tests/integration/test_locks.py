@@ -1,12 +1,12 @@
 """msc.track.locks on PostgreSQL: the advisory lock that tuners on several machines share."""
 
-import threading
-
 import pytest
 import sqlalchemy
 
+from msc.track import locks
 from msc.track.locks import advisory_key, shared_lock
 from tests.helpers import POSTGRES_URL, postgres_available
+from tests.unit.track.test_locks import waiter_kept
 
 pytestmark = pytest.mark.postgres
 
@@ -29,19 +29,12 @@ def test_a_held_advisory_lock_leaves_its_session_idle_not_in_a_transaction():
         other.dispose()
 
 
-def test_a_waiter_on_postgresql_says_it_waits_once_and_goes_on_after_the_holder(capsys):
+
+@pytest.mark.parametrize("holding, said", [(0.6, "waiting for the other tuner\n"), (0.05, "")])
+def test_a_waiter_on_postgresql_says_it_waits_only_when_kept_and_goes_on_after_the_holder(holding, said, capsys,
+                                                                                          monkeypatch):
     if not postgres_available():
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
-    entered = threading.Event()
-
-    def waiter():
-        with shared_lock(POSTGRES_URL, "test: registration", waiting="waiting for the other tuner"):
-            entered.set()
-
-    with shared_lock(POSTGRES_URL, "test: registration", waiting="never printed: nobody held it"):
-        thread = threading.Thread(target=waiter)
-        thread.start()
-        assert not entered.wait(1.0)  # blocked while held
-    thread.join(30)
-    assert entered.is_set()
-    assert capsys.readouterr().err == "waiting for the other tuner\n"
+    monkeypatch.setattr(locks, "QUIET_WAIT_SECONDS", 0.3)
+    assert waiter_kept(POSTGRES_URL, holding) == (True, True)
+    assert capsys.readouterr().err == said

@@ -64,6 +64,7 @@ def load_yaml(text: str, name: str) -> Any:
 
 
 def read(loader: yaml.BaseLoader) -> Any:
+    """The one document ``loader`` holds; its parser's resources are freed either way."""
     try:
         return loader.get_single_data()
     finally:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 DIGESTS = "artifacts/digests.json"  # in the model folder
 DIGEST_TAG = "model_digest"  # the registered version's tag: sha256 of digests.json
 ENTRY = "pyfunc_entry.py"  # where MLflow puts the "model from code" file: the model folder's root
 CODE = "code"
+BYTECODE = "__pycache__"  # Python's caches of compiled modules, beside their sources
 
 
 def sha256_of(path: Path) -> str:
@@ -31,35 +33,35 @@ def sha256_of(path: Path) -> str:
 
 
 def shipped_code(code: Path) -> list[Path]:
-    """The files under a model's ``code`` folder that Python may run: no bytecode caches."""
-    return sorted(path for path in code.rglob("*") if path.is_file() and BYTECODE not in path.parts)
-
-
-BYTECODE = "__pycache__"
+    """The files under a model's ``code`` folder that Python may run: no bytecode caches. A symbolic link is
+    listed as itself, not followed: no logged model holds one, so it shows as a file added after logging."""
+    found = []
+    for folder, subfolders, files in os.walk(code):  # os.walk: a folder that vanishes meanwhile is skipped
+        found += [Path(folder, name) for name in subfolders if Path(folder, name).is_symlink()]
+        subfolders[:] = [name for name in subfolders if name != BYTECODE]
+        found += [Path(folder, name) for name in files]
+    return sorted(found)
 
 
 def drop_bytecode(model: Path) -> str | None:
     """Remove every bytecode cache under ``model``; a sentence when one cannot be removed. digests.json covers
     no bytecode, and Python runs a cached .pyc instead of its checked source when the cache's header matches
     (an unchecked-hash pyc, PEP 552, always does), so a planted cache would run unchecked. Caches are
-    derived: Python compiles them again from the checked sources. File by file, so that another process
-    loading the same folder, whose Python writes a fresh cache meanwhile, fails neither load."""
-    caches = sorted(path for path in model.rglob("*") if BYTECODE in path.relative_to(model).parts)
-    for path in caches:
-        try:
-            if path.is_file() or path.is_symlink():
-                path.unlink()
-        except FileNotFoundError:
-            continue
-        except OSError as error:
-            return (f"cannot remove the bytecode cache '{path}' ({error.strerror}), which digests.json does not "
-                    f"cover: remove the model's {BYTECODE} folders, or load a writable copy of the model")
-    for folder in reversed(caches):  # deepest first; one refilled meanwhile holds only fresh caches
-        if folder.is_dir() and not folder.is_symlink():
+    derived: Python compiles them again from the checked sources. Files only, the folders stay: another
+    process loading the same folder (src.serve's workers, spark_udf's) may be writing fresh caches into them."""
+    for folder, subfolders, files in os.walk(model):  # skips a folder that vanishes meanwhile
+        if BYTECODE not in Path(folder).relative_to(model).parts:
+            doomed = [Path(folder, name) for name in subfolders if name == BYTECODE and Path(folder, name).is_symlink()]
+        else:
+            doomed = [Path(folder, name) for name in files]
+        for path in doomed:  # a cache file, or a symbolic link named __pycache__ (os.walk does not enter it)
             try:
-                folder.rmdir()
-            except OSError:
-                pass
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                return (f"cannot remove the bytecode cache '{path}' ({error.strerror}), which digests.json does not "
+                        f"cover: remove the model's {BYTECODE} folders, or load a writable copy of the model")
     return None
 
 
@@ -70,28 +72,31 @@ def digests_text(files: dict[str, Path], model_config: dict) -> str:
     return json.dumps({"files": digests, "model_config": model_config}, indent=1) + "\n"
 
 
-def model_problem(folder: Path, expected_digest: str | None = None) -> str | None:
+def model_problem(folder: Path, expected_digest: str | None = None, shown_as: Path | None = None) -> str | None:
     """A sentence naming the first file of the model in ``folder`` that is not as it was logged (changed,
-    missing or added under code/), or None; ``expected_digest``: the registered version's ``model_digest``."""
+    missing or added under code/), or None; ``expected_digest``: the registered version's ``model_digest``;
+    ``shown_as``: the folder the sentence names, where ``folder`` is a private copy of it."""
+    shown = shown_as or folder
     record = folder / DIGESTS
     redo = ("get the model again from its source, or log and register it again (`python -m src.tune --force`); "
             "do not load it as it is")
     if not record.is_file():
-        return f"the model in '{folder}' has no {DIGESTS}, so its files cannot be checked: {redo}"
+        return f"the model in '{shown}' has no {DIGESTS}, so its files cannot be checked: {redo}"
     if expected_digest is not None and sha256_of(record) != expected_digest:
-        return (f"'{record}' is not the one this model version was registered with (its tag {DIGEST_TAG} says "
-                f"sha256 {expected_digest[:12]}...): the model's files were changed after registration; {redo}")
+        return (f"'{shown / DIGESTS}' is not the one this model version was registered with (its tag {DIGEST_TAG} "
+                f"says sha256 {expected_digest[:12]}...): the model's files were changed after registration; {redo}")
     try:
         recorded = json.loads(record.read_text(encoding="utf-8"))["files"]
     except (ValueError, KeyError, TypeError) as error:
-        return f"'{record}' cannot be read ({error!r}): {redo}"
+        return f"'{shown / DIGESTS}' cannot be read ({error!r}): {redo}"
     present = {path.relative_to(folder).as_posix() for path in shipped_code(folder / CODE)}
     for name in sorted(set(recorded) | present):
         path = folder / name
         if name not in recorded:
-            return f"'{path}' was added to the model after it was logged (it is not in {DIGESTS}): {redo}"
+            return f"'{shown / name}' was added to the model after it was logged (it is not in {DIGESTS}): {redo}"
         if not path.is_file():
-            return f"'{path}' is missing from the model: {redo}"
+            return f"'{shown / name}' is missing from the model: {redo}"
         if sha256_of(path) != recorded[name]:
-            return f"'{path}' was changed after the model was logged (its sha256 is not the one in {DIGESTS}): {redo}"
+            return (f"'{shown / name}' was changed after the model was logged (its sha256 is not the one in "
+                    f"{DIGESTS}): {redo}")
     return None

@@ -36,7 +36,6 @@ from msc.model.usage import (
     unusable_images_sentence,
 )
 from msc.track.integrity import checked_copy
-from msc.track.logged_model import no_bytecode_written
 from msc.track.registry import ALIAS, MODEL_NAME, disagreement
 
 
@@ -82,8 +81,7 @@ def load_model(model_uri: str):
 
     try:
         folder = str(checked_copy(model_uri))  # every file as logged, before MLflow runs any of them
-        # No caches written into a folder used in place: the next load would copy it to leave them out.
-        with legacy_code(folder), no_bytecode_written():
+        with legacy_code(folder):
             return mlflow.pyfunc.load_model(folder, model_config=trusted_config(folder))
     except (mlflow.exceptions.MlflowException, OSError) as error:
         reason = str(error).splitlines()[0][:200]

@@ -14,6 +14,7 @@ A model logged before digests were recorded loads with a warning that it cannot 
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import tempfile
@@ -38,31 +39,42 @@ def registered_version(model_uri: str):
 
 
 def checked_copy(model_uri: str) -> Path:
-    """A local folder holding the model of ``model_uri`` whose files are as logged (and registered), without
+    """A private copy of the model of ``model_uri`` whose files are as logged (and registered), without
     bytecode caches (digests.json covers none: ``drop_bytecode``); a sentence naming the first file that is
-    not. A version is fetched by number, so an alias that moves meanwhile cannot mix two versions' files. A
-    local folder is used where it is, or copied without its caches where it has some."""
+    not. Nobody else writes into the copy between the check and the load, a local folder's symbolic links
+    are copied as the files they point to, and a version is fetched by number, so an alias that moves
+    meanwhile cannot mix two versions' files. The copy is deleted when this process exits, or at once
+    when the model is refused."""
+    copy = Path(tempfile.mkdtemp(prefix="msc-model-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    try:
+        return checked(model_uri, copy)
+    except BaseException:
+        shutil.rmtree(copy, ignore_errors=True)
+        raise
+
+
+def checked(model_uri: str, copy: Path) -> Path:
+    """The model of ``model_uri`` fetched into the empty folder ``copy`` and checked (``checked_copy``)."""
     import mlflow
 
-    folder = Path(model_uri)
-    version = None
-    if folder.is_dir():
-        if any(folder.rglob(BYTECODE)):  # the caller's folder stays as it is
-            folder = Path(shutil.copytree(folder, Path(tempfile.mkdtemp(prefix="msc-model-")) / folder.name,
-                                          ignore=shutil.ignore_patterns(BYTECODE)))
+    version, shown = None, None
+    if Path(model_uri).is_dir():
+        folder = Path(shutil.copytree(model_uri, copy / "model", ignore=shutil.ignore_patterns(BYTECODE)))
+        shown = Path(model_uri)  # sentences name the caller's files, not the copy's
     else:
         version = registered_version(model_uri)
         source = f"models:/{version.name}/{version.version}" if version is not None else model_uri
-        folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=tempfile.mkdtemp(prefix="msc-model-")))
-        if (problem := drop_bytecode(folder)) is not None:
-            raise UserError(f"refusing to load '{model_uri}': {problem}")
+        folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=str(copy)))
+    if (problem := drop_bytecode(folder)) is not None:
+        raise UserError(f"refusing to load '{model_uri}': {problem}")
     expected = version.tags.get(DIGEST_TAG) if version is not None else None
     if expected is None and not (folder / DIGESTS).is_file():
         warnings.warn(f"the model '{model_uri}' was logged before msc recorded the digests of a model's files, so its "
                       "files cannot be checked; register it again (`python -m src.tune`) to have them checked",
-                      stacklevel=2)
+                      stacklevel=3)
         return folder
-    if (problem := model_problem(folder, expected) or mlmodel_problem(folder)) is not None:
+    if (problem := model_problem(folder, expected, shown) or mlmodel_problem(folder, shown)) is not None:
         raise UserError(f"refusing to load '{model_uri}': {problem}")
     return folder
 
@@ -70,9 +82,10 @@ def checked_copy(model_uri: str) -> Path:
 LOADER = "mlflow.pyfunc.loaders.code_model"  # MLflow's loader of a "model from code"
 
 
-def mlmodel_problem(folder: Path) -> str | None:
+def mlmodel_problem(folder: Path, shown_as: Path | None = None) -> str | None:
     """A sentence when the model's MLmodel no longer runs the model as logged: its entry file first,
-    its code folder, its artifacts under the names digested, the config recorded in digests.json."""
+    its code folder, its artifacts under the names digested, the config recorded in digests.json.
+    ``shown_as``: the folder the sentence names, where ``folder`` is a private copy of it."""
     import mlflow
 
     record = json.loads((folder / DIGESTS).read_text(encoding="utf-8"))
@@ -85,7 +98,7 @@ def mlmodel_problem(folder: Path) -> str | None:
         (f"its config is {flavor.get('config')} where the model was logged with {record.get('model_config')}",
          flavor.get("config") != record.get("model_config"))) if wrong]
     if changed:
-        return (f"'{folder / 'MLmodel'}' was changed after the model was logged ({'; '.join(changed)}): get the model "
+        return (f"'{(shown_as or folder) / 'MLmodel'}' was changed after the model was logged ({'; '.join(changed)}): get the model "
                 "again from its source, or log and register it again")
     return None
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sys
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from msc.core.files import file_lock, held
 from msc.core.paths import project_root
@@ -27,14 +28,29 @@ def machine_lock(purpose: str) -> Path:
     return project_root() / ".locks" / hashlib.sha256(purpose.encode()).hexdigest()[:16]
 
 
+QUIET_WAIT_SECONDS = 1.0  # tuners starting together wait a moment for each other: not worth a line
+
+
+def said_while_waiting(try_once: Callable[[], bool], waiting: str) -> bool:
+    """Try ``try_once`` for QUIET_WAIT_SECONDS; print ``waiting`` (stderr) if it still fails. Whether it got in."""
+    deadline = time.monotonic() + QUIET_WAIT_SECONDS
+    while not try_once():
+        if time.monotonic() >= deadline:
+            if waiting:
+                print(waiting, file=sys.stderr, flush=True)
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @contextlib.contextmanager
 def shared_lock(storage: str, purpose: str, waiting: str = "") -> Iterator[None]:
     """Hold the lock named ``purpose`` among all processes using ``storage`` (an RDB URL). ``waiting``: the
-    sentence printed (stderr) when another process holds it, so that a wait of minutes is not silent."""
+    sentence printed (stderr) when another process keeps it for more than QUIET_WAIT_SECONDS, so that a wait
+    of minutes is not silent."""
     if not storage.startswith("postgresql"):
         path = machine_lock(purpose)
-        if waiting and held(path):
-            print(waiting, file=sys.stderr, flush=True)
+        said_while_waiting(lambda: not held(path), waiting)
         with file_lock(path):
             yield
         return
@@ -47,9 +63,10 @@ def shared_lock(storage: str, purpose: str, waiting: str = "") -> Iterator[None]
     engine = sqlalchemy.create_engine(storage, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            if not connection.execute(sqlalchemy.text("select pg_try_advisory_lock(:key)"), key).scalar():
-                if waiting:
-                    print(waiting, file=sys.stderr, flush=True)
+            def try_once() -> bool:
+                return connection.execute(sqlalchemy.text("select pg_try_advisory_lock(:key)"), key).scalar()
+
+            if not said_while_waiting(try_once, waiting):
                 connection.execute(sqlalchemy.text("select pg_advisory_lock(:key)"), key)
             try:
                 yield

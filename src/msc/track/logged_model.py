@@ -31,7 +31,7 @@ from msc.core.errors import UserError
 from msc.core.labels import probability_columns
 from msc.core.paths import local_folder
 from msc.model.explain import DRIVER_MARGIN
-from msc.model.integrity import CODE, DIGESTS, ENTRY, digests_text, shipped_code
+from msc.model.integrity import BYTECODE, CODE, DIGESTS, ENTRY, digests_text, shipped_code
 from msc.model.provenance import ACCEPT_KEY, backbone_identity
 from msc.model.spec import (
     HEAD_SPEC,
@@ -94,10 +94,11 @@ def model_digests(artifacts: dict[str, str], code: Path, out: Path) -> Path:
     files = {ENTRY: MODEL_ENTRY, **{f"{CODE}/{path.relative_to(code.parent).as_posix()}": path
                                     for path in shipped_code(code)},
              **{f"artifacts/{Path(artifacts[key]).name}": Path(artifacts[key]) for key in ("head_config", "head_weights")}}
-    if "backbone" in artifacts:  # register.bundle_backbone: the copied folder's every file, under its name
+    if "backbone" in artifacts:  # register.bundle_backbone: the copied folder's every file (no caches), under its name
         bundled = Path(artifacts["backbone"])
-        files.update({f"artifacts/{bundled.name}/{path.relative_to(bundled).as_posix()}": path
-                      for path in sorted(bundled.rglob("*")) if path.is_file()})
+        inside = {path.relative_to(bundled): path for path in sorted(bundled.rglob("*")) if path.is_file()}
+        files.update({f"artifacts/{bundled.name}/{name.as_posix()}": path
+                      for name, path in inside.items() if BYTECODE not in name.parts})
     out.write_text(digests_text(files, MODEL_CONFIG), encoding="utf-8")
     return out
 

@@ -8,14 +8,14 @@ from msc.config import with_overrides
 from msc.core.errors import UserError
 from msc.features.build import featurize
 from msc.features.cache import FeatureCache, open_cache
-from tests.helpers import TEST_SHAPE, cache_sections, image_grid_of_test_backbone
+from tests.helpers import TEST_SHAPE, cache_sections, image_side_and_tokens
 
 
 def test_cache_shapes_and_half_precision(cache, config):
     n, n_lab = len(cache.guids), cache.n_labelled
     assert cache.array("text_pooled").shape == (n, cache.dim)
     assert cache.array("text_pooled").dtype == np.float16
-    _, image_tokens = image_grid_of_test_backbone()
+    _, image_tokens = image_side_and_tokens()
     assert cache.array("image_tokens").shape == (n, image_tokens, cache.dim)
     assert cache.array("aug_tokens").shape == (n_lab, 2, image_tokens, cache.dim)
     assert cache.array("text_mask").dtype == np.bool_

@@ -6,7 +6,7 @@ from msc.core.errors import UserError
 from msc.model.backbone import load_backbone
 from msc.model.batch import FeatureBatch
 from msc.model.heads import build_head
-from tests.helpers import image_grid_of_test_backbone
+from tests.helpers import image_side_and_tokens
 
 
 def test_no_backbone_parameter_ever_receives_a_gradient(tiny_clip):
@@ -43,7 +43,7 @@ def test_shapes_of_the_sample_backbone(tiny_clip):
     encoded = backbone.tokenize(["a b c", "love"], 77)
     pooled, tokens, _ = backbone.encode_text(encoded["input_ids"], encoded["attention_mask"])
     assert pooled.shape == (2, backbone.dim) and tokens.shape == (2, encoded["input_ids"].shape[1], backbone.dim)
-    side, image_tokens = image_grid_of_test_backbone()
+    side, image_tokens = image_side_and_tokens()
     pooled, tokens, _ = backbone.encode_image(torch.zeros(3, 3, side, side))
     assert pooled.shape == (3, backbone.dim) and tokens.shape == (3, image_tokens, backbone.dim)  # CLS + patches
     assert image_tokens == 17  # 32 px in 8 px patches: CLS + 4 x 4

@@ -17,7 +17,7 @@ from msc.features.splits import load_splits
 from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
 from msc.model.explain import drivers, modality_attribution, without
 from msc.train.loop import train_head
-from tests.helpers import cache_sections, make_config, image_grid_of_test_backbone
+from tests.helpers import cache_sections, image_side_and_tokens, make_config
 
 
 @pytest.mark.parametrize("fusion", ["late", "gated", "cross_attention", "early"])
@@ -147,7 +147,7 @@ def test_the_report_explains_a_token_head_with_tokens_and_patches(config, cache,
     assert len(attribution["attr_text"]) == len(splits.holdout) and attribution["evidence_note"] is None
     assert len(attribution["evidence"]) == 2
     case = attribution["evidence"][0]
-    _, image_tokens = image_grid_of_test_backbone()
+    _, image_tokens = image_side_and_tokens()
     grid = int((image_tokens - 1) ** 0.5)  # the tests' CLIP: 32 px in 8 px patches, a 4 x 4 grid
     assert case["patch_grid"] == grid and len(case["patch_attr"]) == grid * grid
     assert len(case["tokens"]) == len(case["token_attr"]) >= 2

@@ -14,7 +14,7 @@ from msc.model.batch import FeatureBatch
 from msc.model.heads import HEADS, build_head
 from msc.model.onnx_export import export_head, export_towers
 from msc.model.tiny import write_backbone
-from tests.helpers import TEST_SHAPE, image_grid_of_test_backbone
+from tests.helpers import TEST_SHAPE, image_side_and_tokens
 
 ort = pytest.importorskip("onnxruntime")
 bundle_predict = pytest.importorskip("msc.model.bundle_predict")
@@ -36,7 +36,7 @@ def test_tower_features_match_torch_at_other_batch_sizes_and_lengths(tiny_backbo
     text_graph, image_graph = export_towers(tiny_backbone, tmp_path)
     texts = ["happy", "a much longer text about a sad and awful day with bad news", "x y z", "good", "ok"]
     encoded = tiny_backbone.tokenize(texts, 77)  # 5 rows, a length that is not the traced one
-    side, _ = image_grid_of_test_backbone()
+    side, _ = image_side_and_tokens()
     pixels = torch.randn(3, 3, side, side)
     with torch.no_grad():
         text, image = tiny_backbone.encode_text(encoded["input_ids"], encoded["attention_mask"]), \

@@ -133,7 +133,7 @@ def test_a_registered_version_is_checked_against_its_tag(project, tiny_clip):
     plant_bytecode(stored, "pyfunc_entry.py")  # in the store: the download is checked without it
     load_model("models:/msc@production")
     assert not (project / MARKER).exists(), "the planted bytecode ran"
-    assert not list(Path(local_model("models:/msc@production")).rglob("__pycache__"))
+    assert cache_files(Path(local_model("models:/msc@production"))) == []
     append(stored / "pyfunc_entry.py", APPENDED)
     digests = json.loads((stored / DIGESTS).read_text())
     digests["files"]["pyfunc_entry.py"] = sha256_of(stored / "pyfunc_entry.py")
@@ -169,12 +169,16 @@ def test_models_logged_before_the_checks_load_with_a_warning(logged, tmp_path, m
         load_model(str(legacy))
 
 
-def plant_bytecode(model: Path, name: str) -> Path:
-    """A bytecode cache for the model's file ``name`` that runs APPENDED as well: an unchecked-hash pyc
+def cache_files(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if "__pycache__" in path.parts and not path.is_dir()]
+
+
+def plant_bytecode(model: Path, name: str, extra: str = APPENDED) -> Path:
+    """A bytecode cache for the model's file ``name`` that runs ``extra`` after it: an unchecked-hash pyc
     (PEP 552), which Python runs whatever the source says, where Python looks for ``name``'s cache."""
     source = model / name
     tampered = source.with_name("tampered.py")
-    tampered.write_text(source.read_text() + APPENDED)
+    tampered.write_text(source.read_text() + extra)
     cache = Path(importlib.util.cache_from_source(str(source)))
     py_compile.compile(str(tampered), cfile=str(cache), doraise=True,
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
@@ -182,27 +186,46 @@ def plant_bytecode(model: Path, name: str) -> Path:
     return cache
 
 
-def test_planted_bytecode_is_dropped_before_the_model_runs(logged, tmp_path, monkeypatch):
-    """digests.json covers no bytecode: msc's loader loads a copy without any ``__pycache__``, so a planted
-    cache of the entry (which would replace the entry and its checks) or of shipped code never runs."""
+def test_planted_bytecode_never_runs_through_msc_loaders(logged, tmp_path, monkeypatch):
+    """digests.json covers no bytecode: src.predict and src.serve load a private copy without any
+    ``__pycache__``, so a planted cache of the entry (which would replace the entry and its checks) never
+    runs; a plain MLflow load runs it, which docs/labelling.md says."""
     monkeypatch.chdir(tmp_path)
     model = shutil.copytree(logged, tmp_path / "model")
-    planted = [plant_bytecode(model, "pyfunc_entry.py"), plant_bytecode(model, "code/msc/model/pyfunc.py")]
-    checked = checked_copy(str(model))
-    assert checked != model and not list(checked.rglob("__pycache__"))
-    assert all(path.is_file() for path in planted), "the caller's folder is left as it was"
-    assert not list(Path(local_model(str(model))).rglob("__pycache__"))  # src.serve's workers load this folder
+    planted = plant_bytecode(model, "pyfunc_entry.py")
+    for checked in (checked_copy(str(model)), Path(local_model(str(model)))):  # predict's, and serve's workers'
+        assert checked != model and cache_files(checked) == []
+    assert planted.is_file(), "the caller's folder is left as it was"
     load_model(str(model))
     assert not (tmp_path / MARKER).exists(), "the planted bytecode ran"
-    mlflow.pyfunc.load_model(str(model))  # without msc's loader: only the planted entry cache can still run
+    mlflow.pyfunc.load_model(str(model))
     assert (tmp_path / MARKER).exists(), "the planted entry cache runs under a plain MLflow load (documented)"
 
 
-def test_the_entry_drops_planted_bytecode_of_the_shipped_code(logged, tmp_path, monkeypatch):
-    """A plain MLflow load (spark_udf, Ray, ``mlflow models serve``) runs the entry from source, which removes
-    the code's bytecode caches before it imports any of it."""
+def test_a_planted_cache_of_the_checker_does_not_turn_the_check_off(logged, tmp_path, monkeypatch):
+    """The entry runs the checker from the very bytes it hashed: an import of it would run this cache, whose
+    model_problem finds nothing wrong, and the changed pyfunc.py would load."""
     monkeypatch.chdir(tmp_path)
     model = shutil.copytree(logged, tmp_path / "model")
-    planted = plant_bytecode(model, "code/msc/model/pyfunc.py")
-    mlflow.pyfunc.load_model(str(model))
-    assert not planted.exists()
+    plant_bytecode(model, "code/msc/model/integrity.py", "\ndef model_problem(folder, expected_digest=None):\n    return None\n")
+    append(model / "code/msc/model/pyfunc.py", APPENDED)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="pyfunc.py' was changed after the model was logged"):
+        mlflow.pyfunc.load_model(str(model))
+    assert not (tmp_path / MARKER).exists()
+
+
+def test_a_symbolic_link_in_the_shipped_code_is_refused_by_the_entry_and_copied_by_msc(logged, tmp_path,
+                                                                                      monkeypatch):
+    """A linked folder escapes a walk of the model's files (its bytecode caches too): no logged model holds
+    one, so the entry refuses it, and msc's loaders check and load a copy of what it points to."""
+    monkeypatch.chdir(tmp_path)
+    model = shutil.copytree(logged, tmp_path / "model")
+    shutil.move(model / "code/msc/model", tmp_path / "elsewhere")
+    (model / "code/msc/model").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    plant_bytecode(model, "code/msc/model/pyfunc.py")  # in the linked folder
+    checked = checked_copy(str(model))
+    assert not (checked / "code/msc/model").is_symlink() and cache_files(checked) == []
+    load_model(str(model))
+    with pytest.raises(mlflow.exceptions.MlflowException, match="code/msc/model' was added to the model"):
+        mlflow.pyfunc.load_model(str(model))
+    assert not (tmp_path / MARKER).exists()
