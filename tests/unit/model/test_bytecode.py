@@ -33,10 +33,10 @@ def test_loaders_sharing_a_folder_drop_caches_while_others_write_them(tmp_path):
     for package in packages:
         package.mkdir(parents=True)
         (package / "module.py").write_text("")
-    script = DROPPER.format(checker=str(REPO / "src/msc/model/integrity.py"), model=str(tmp_path), seconds=1.5)
+    script = DROPPER.format(checker=str(REPO / "src/msc/model/integrity.py"), model=str(tmp_path), seconds=1.0)
     droppers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True) for _ in range(2)]
-    deadline = time.monotonic() + 1.7
+    deadline = time.monotonic() + 1.2
     while time.monotonic() < deadline:  # a third loader: its Python writes fresh caches
         for package in packages:
             try:
