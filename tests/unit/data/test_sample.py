@@ -26,7 +26,7 @@ from msc.data.synthetic import (
     write_dataset,
 )
 from src import sample
-from tests.helpers import REPO
+from tests.helpers import REPO, TEST_IMAGE_SCALE
 
 
 def simulated_accuracy(prior: dict, draws: int, seed: int) -> dict:
@@ -124,7 +124,7 @@ def test_a_table_sample_has_the_columns_labels_images_and_ceiling(tmp_path, labe
 def test_the_written_cues_follow_the_story(tmp_path):
     """The cues of a written five-label table against the stored ceiling (a Monte-Carlo estimate)."""
     root = tmp_path / "table"
-    write_dataset(root, n=400, seed=5, labels=tuple("abcde"), layout="table")
+    write_dataset(root, n=400, seed=5, labels=tuple("abcde"), layout="table", image_scale=TEST_IMAGE_SCALE)
     cues = list(csv.DictReader((root / "cues.csv").open(newline="")))
     story = stored_story(root)
     exact = bayes_accuracy(**story)
