@@ -32,36 +32,53 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def walk(top: Path, unreadable: list[str]):
+    """``os.walk(top)``, noting in ``unreadable`` each folder it cannot list; a folder that vanishes meanwhile
+    (another loader at work) is skipped. Linked folders are listed, not entered."""
+    def note(error: OSError) -> None:
+        if not isinstance(error, FileNotFoundError):
+            unreadable.append(f"{error.filename} ({error.strerror})")
+
+    return os.walk(top, onerror=note)
+
+
 def shipped_code(code: Path) -> list[Path]:
     """The files under a model's ``code`` folder that Python may run: no bytecode caches. A symbolic link is
-    listed as itself, not followed: no logged model holds one, so it shows as a file added after logging."""
-    found = []
-    for folder, subfolders, files in os.walk(code):  # os.walk: a folder that vanishes meanwhile is skipped
+    listed as itself, not followed: no logged model holds one, so it shows as a file added after logging.
+    OSError for a folder it cannot list."""
+    found, unreadable = [], []
+    for folder, subfolders, files in walk(code, unreadable):
         found += [Path(folder, name) for name in subfolders if Path(folder, name).is_symlink()]
         subfolders[:] = [name for name in subfolders if name != BYTECODE]
         found += [Path(folder, name) for name in files]
+    if unreadable:
+        raise OSError(f"cannot list {unreadable[0]}")
     return sorted(found)
 
 
 def drop_bytecode(model: Path) -> str | None:
-    """Remove every bytecode cache under ``model``; a sentence when one cannot be removed. digests.json covers
-    no bytecode, and Python runs a cached .pyc instead of its checked source when the cache's header matches
-    (an unchecked-hash pyc, PEP 552, always does), so a planted cache would run unchecked. Caches are
-    derived: Python compiles them again from the checked sources. Files only, the folders stay: another
-    process loading the same folder (src.serve's workers, spark_udf's) may be writing fresh caches into them."""
-    for folder, subfolders, files in os.walk(model):  # skips a folder that vanishes meanwhile
-        if BYTECODE not in Path(folder).relative_to(model).parts:
-            doomed = [Path(folder, name) for name in subfolders if name == BYTECODE and Path(folder, name).is_symlink()]
-        else:
-            doomed = [Path(folder, name) for name in files]
-        for path in doomed:  # a cache file, or a symbolic link named __pycache__ (os.walk does not enter it)
+    """Remove every bytecode cache under ``model``; a sentence when it cannot vouch that none is left: a cache
+    it cannot remove, a folder it cannot list, or a linked folder (which no logged model holds, and which a
+    walk does not enter). digests.json covers no bytecode, and Python runs a cached .pyc instead of its
+    checked source when the cache's header matches (an unchecked-hash pyc, PEP 552, always does), so a
+    planted cache would run unchecked. Caches are derived: Python compiles them again from the checked
+    sources. Files only, the folders stay: another process loading the same folder (src.serve's workers,
+    spark_udf's) may be writing fresh caches into them."""
+    redo = f"which digests.json does not cover: remove the model's {BYTECODE} folders, or load a writable copy"
+    unreadable: list[str] = []
+    for folder, subfolders, files in walk(model, unreadable):
+        if linked := [name for name in subfolders if Path(folder, name).is_symlink()]:
+            return (f"'{Path(folder, linked[0])}' is a symbolic link, which no logged model holds, and the bytecode "
+                    "caches behind it cannot be checked: get the model again from its source")
+        for name in files if BYTECODE in Path(folder).relative_to(model).parts else []:
             try:
-                path.unlink()
+                Path(folder, name).unlink()
             except FileNotFoundError:
                 continue
             except OSError as error:
-                return (f"cannot remove the bytecode cache '{path}' ({error.strerror}), which digests.json does not "
-                        f"cover: remove the model's {BYTECODE} folders, or load a writable copy of the model")
+                return f"cannot remove the bytecode cache '{Path(folder, name)}' ({error.strerror}), {redo}"
+    if unreadable:
+        return f"cannot list the model's folder {unreadable[0]} for bytecode caches, {redo}"
     return None
 
 
@@ -89,7 +106,10 @@ def model_problem(folder: Path, expected_digest: str | None = None, shown_as: Pa
         recorded = json.loads(record.read_text(encoding="utf-8"))["files"]
     except (ValueError, KeyError, TypeError) as error:
         return f"'{shown / DIGESTS}' cannot be read ({error!r}): {redo}"
-    present = {path.relative_to(folder).as_posix() for path in shipped_code(folder / CODE)}
+    try:
+        present = {path.relative_to(folder).as_posix() for path in shipped_code(folder / CODE)}
+    except OSError as error:
+        return f"the model's code in '{shown / CODE}' cannot be checked ({error}): {redo}"
     for name in sorted(set(recorded) | present):
         path = folder / name
         if name not in recorded:

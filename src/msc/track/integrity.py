@@ -66,7 +66,8 @@ def checked(model_uri: str, copy: Path) -> Path:
         version = registered_version(model_uri)
         source = f"models:/{version.name}/{version.version}" if version is not None else model_uri
         folder = Path(mlflow.artifacts.download_artifacts(source, dst_path=str(copy)))
-    if (problem := drop_bytecode(folder)) is not None:
+        shown = Path(source)  # the copy is deleted when the model is refused: sentences name the model's URI
+    if (problem := drop_bytecode(folder)) is not None:  # of a copy msc made itself: a copy it cannot clean
         raise UserError(f"refusing to load '{model_uri}': {problem}")
     expected = version.tags.get(DIGEST_TAG) if version is not None else None
     if expected is None and not (folder / DIGESTS).is_file():
@@ -98,8 +99,8 @@ def mlmodel_problem(folder: Path, shown_as: Path | None = None) -> str | None:
         (f"its config is {flavor.get('config')} where the model was logged with {record.get('model_config')}",
          flavor.get("config") != record.get("model_config"))) if wrong]
     if changed:
-        return (f"'{(shown_as or folder) / 'MLmodel'}' was changed after the model was logged ({'; '.join(changed)}): get the model "
-                "again from its source, or log and register it again")
+        return (f"'{(shown_as or folder) / 'MLmodel'}' was changed after the model was logged ({'; '.join(changed)}): "
+                "get the model again from its source, or log and register it again")
     return None
 
 

@@ -33,11 +33,12 @@ QUIET_WAIT_SECONDS = 1.0  # tuners starting together wait a moment for each othe
 
 def said_while_waiting(try_once: Callable[[], bool], waiting: str) -> bool:
     """Try ``try_once`` for QUIET_WAIT_SECONDS; print ``waiting`` (stderr) if it still fails. Whether it got in."""
+    if not waiting:
+        return False  # nothing to say: the caller just waits
     deadline = time.monotonic() + QUIET_WAIT_SECONDS
     while not try_once():
         if time.monotonic() >= deadline:
-            if waiting:
-                print(waiting, file=sys.stderr, flush=True)
+            print(waiting, file=sys.stderr, flush=True)
             return False
         time.sleep(0.05)
     return True

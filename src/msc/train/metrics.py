@@ -20,9 +20,11 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
     if not len(y_true) or len(y_true) != len(y_pred):
         raise ValueError(f"cannot score {len(y_pred)} predictions of {len(y_true)} labels")
     for name, ids in (("labels", y_true), ("predictions", y_pred)):  # an id out of range would count in another cell
-        if ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= len(labels):
+        if ids.dtype.kind not in "iu":
+            raise ValueError(f"the {name} must be integer class ids into {list(labels)}; got {ids.dtype} values")
+        if ids.min() < 0 or ids.max() >= len(labels):
             raise ValueError(f"the {name} must be class ids from 0 to {len(labels) - 1} (of {list(labels)}); got "
-                             f"{ids.dtype} values from {ids.min()} to {ids.max()}")
+                             f"values from {ids.min()} to {ids.max()}")
     confusion = confusion_of(y_true, y_pred, len(labels))
     support, precision, recall, f1 = class_rates(confusion)
     measured = support > 0

@@ -48,4 +48,6 @@ def test_loaders_sharing_a_folder_drop_caches_while_others_write_them(tmp_path):
     assert [(out.strip(), err) for out, err in outputs] == [("0", ""), ("0", "")]
     assert drop_bytecode(tmp_path) is None
     assert not [path for path in tmp_path.rglob("*.pyc")]
+    # The cache folders stay, every time: removing them is what failed another loader's walk.
+    assert all((package / "__pycache__").is_dir() for package in packages)
     assert all((package / "module.py").is_file() for package in packages)  # sources are never touched

@@ -138,7 +138,8 @@ def test_a_registered_version_is_checked_against_its_tag(project, tiny_clip):
     digests = json.loads((stored / DIGESTS).read_text())
     digests["files"]["pyfunc_entry.py"] = sha256_of(stored / "pyfunc_entry.py")
     (stored / DIGESTS).write_text(json.dumps(digests))
-    with pytest.raises(UserError, match=f"digests.json' is not the one this model version was registered with.*{DIGEST_TAG}"):
+    with pytest.raises(UserError, match=f"'models:/msc/{version.version}/artifacts/digests.json' is not the one this "
+                                        f"model version was registered with.*{DIGEST_TAG}"):  # the URI, not a deleted copy
         load_model("models:/msc@production")
     assert not (project / MARKER).exists()
 
@@ -204,7 +205,9 @@ def test_planted_bytecode_never_runs_through_msc_loaders(logged, tmp_path, monke
 
 def test_a_planted_cache_of_the_checker_does_not_turn_the_check_off(logged, tmp_path, monkeypatch):
     """The entry runs the checker from the very bytes it hashed: an import of it would run this cache, whose
-    model_problem finds nothing wrong, and the changed pyfunc.py would load."""
+    model_problem finds nothing wrong, and the changed pyfunc.py would load. (The refusal carries the test:
+    this process imports msc from the repository, so the changed pyfunc.py would not run here even if loaded;
+    tests/integration/test_model_bytecode.py loads in a fresh process.)"""
     monkeypatch.chdir(tmp_path)
     model = shutil.copytree(logged, tmp_path / "model")
     plant_bytecode(model, "code/msc/model/integrity.py", "\ndef model_problem(folder, expected_digest=None):\n    return None\n")
@@ -214,18 +217,17 @@ def test_a_planted_cache_of_the_checker_does_not_turn_the_check_off(logged, tmp_
     assert not (tmp_path / MARKER).exists()
 
 
-def test_a_symbolic_link_in_the_shipped_code_is_refused_by_the_entry_and_copied_by_msc(logged, tmp_path,
-                                                                                      monkeypatch):
+@pytest.mark.parametrize("linked", ["code/msc/model", "code"])
+def test_a_linked_folder_is_refused_by_the_entry_and_copied_by_msc(linked, logged, tmp_path, monkeypatch):
     """A linked folder escapes a walk of the model's files (its bytecode caches too): no logged model holds
     one, so the entry refuses it, and msc's loaders check and load a copy of what it points to."""
     monkeypatch.chdir(tmp_path)
     model = shutil.copytree(logged, tmp_path / "model")
-    shutil.move(model / "code/msc/model", tmp_path / "elsewhere")
-    (model / "code/msc/model").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    plant_bytecode(model, "code/msc/model/pyfunc.py")  # in the linked folder
+    shutil.move(model / linked, tmp_path / "elsewhere")
+    (model / linked).symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    plant_bytecode(model, "code/msc/model/pyfunc.py")  # behind the link
     checked = checked_copy(str(model))
-    assert not (checked / "code/msc/model").is_symlink() and cache_files(checked) == []
+    assert not (checked / linked).is_symlink() and cache_files(checked) == []
     load_model(str(model))
-    with pytest.raises(mlflow.exceptions.MlflowException, match="code/msc/model' was added to the model"):
+    with pytest.raises(mlflow.exceptions.MlflowException, match=f"'{model / linked}' is a symbolic link"):
         mlflow.pyfunc.load_model(str(model))
-    assert not (tmp_path / MARKER).exists()

@@ -87,9 +87,12 @@ def test_the_scores_from_one_confusion_matrix_are_sklearns():
         assert ("not_measured" in scores) == (len(measured) < classes)
     with pytest.raises(ValueError, match="cannot score 0 predictions"):
         classification_metrics(np.array([], int), np.array([], int), labels)
-    for y_true, y_pred in (([0, 1, 2], [3, 1, 2]), ([0, -1, 2], [0, 1, 2]), ([0, 1, 2], [0.0, 1.0, 2.9])):
+    for y_true, y_pred in (([0, 1, 2], [3, 1, 2]), ([0, -1, 2], [0, 1, 2])):
         with pytest.raises(ValueError, match="must be class ids from 0 to 2"):  # never counted in another cell
             classification_metrics(np.array(y_true), np.array(y_pred), COURSE_LABELS)
+    for y_pred in ([0.0, 1.0, 2.9], ["positive", "neutral", "negative"]):
+        with pytest.raises(ValueError, match="must be integer class ids"):
+            classification_metrics(np.array([0, 1, 2]), np.array(y_pred), COURSE_LABELS)
 
 
 @pytest.mark.parametrize("classes", [2, 5])
