@@ -3,7 +3,8 @@
 It is the first file of a logged model that runs, so it checks the model's files before it imports
 anything else of them (msc/model/integrity.py): the checker runs from the bytes whose digest was
 checked here, and a changed, missing or added file stops the load with a sentence naming it. It
-removes the model's bytecode caches first, so that the code it checked is the code that runs. Lines
+removes the model's bytecode caches first, so that a process importing the shipped code runs the code
+it checked (a process that has imported msc already runs that msc instead). Lines
 changed before this check in this very file, and a bytecode cache of this file (which Python runs
 instead of it), are beyond its reach; msc's own loader (msc/track/integrity.py) removes every cache
 and checks every file, this one included, before MLflow runs any of it.
