@@ -75,12 +75,13 @@ def legacy_code(model_uri: str) -> Iterator[None]:
         sys.modules.update(ours)
 
 
-def load_model(model_uri: str):
-    """The model, as a trusted caller: it reads the test set's image files by path."""
+def load_model(model_uri: str, checked: Path | None = None):
+    """The model, as a trusted caller: it reads the test set's image files by path. ``checked``: the folder
+    ``checked_copy(model_uri)`` already gave (src.export reads its files first), else a copy made here."""
     import mlflow
 
     try:
-        folder = str(checked_copy(model_uri))  # every file as logged, before MLflow runs any of them
+        folder = str(checked or checked_copy(model_uri))  # every file as logged, before MLflow runs any of them
         with legacy_code(folder):
             return mlflow.pyfunc.load_model(folder, model_config=trusted_config(folder))
     except (mlflow.exceptions.MlflowException, OSError) as error:

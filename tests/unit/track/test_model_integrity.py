@@ -17,6 +17,7 @@ from msc.core.errors import UserError
 from msc.model.heads import build_head
 from msc.model.integrity import DIGEST_TAG, DIGESTS, sha256_of
 from msc.model.provenance import backbone_identity
+from msc.track.export import export_model
 from msc.track.inference import load_model
 from msc.track.integrity import checked_copy
 from msc.track.logged_model import log_trial_model
@@ -138,9 +139,13 @@ def test_a_registered_version_is_checked_against_its_tag(project, tiny_clip):
     digests = json.loads((stored / DIGESTS).read_text())
     digests["files"]["pyfunc_entry.py"] = sha256_of(stored / "pyfunc_entry.py")
     (stored / DIGESTS).write_text(json.dumps(digests))
-    with pytest.raises(UserError, match=f"'models:/msc/{version.version}/artifacts/digests.json' is not the one this "
-                                        f"model version was registered with.*{DIGEST_TAG}"):  # the URI, not a deleted copy
+    refused = (f"'models:/msc/{version.version}/artifacts/digests.json' is not the one this model version was "
+               f"registered with.*{DIGEST_TAG}")  # the URI, not the deleted copy
+    with pytest.raises(UserError, match=refused):
         load_model("models:/msc@production")
+    with pytest.raises(UserError, match=refused):  # src.export too: it checked only the files against digests.json
+        export_model("models:/msc@production", project / "bundle")
+    assert not (project / "bundle").exists()
     assert not (project / MARKER).exists()
 
 
