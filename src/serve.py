@@ -21,21 +21,15 @@ from msc.core.errors import UserError, cli
 
 
 def local_model(model_uri: str) -> str:
-    """``model_uri`` fetched and checked once (msc.track.integrity.checked_copy: every file as logged, no
+    """``model_uri`` fetched and checked once (msc.track.inference.checked_model: every file as logged, no
     bytecode caches; the workers then load the same folder), or a sentence naming it."""
     import mlflow
 
-    from msc.track.inference import registered_models_listing
-    from msc.track.integrity import checked_copy
+    from msc.track.inference import checked_model
     from msc.track.store import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
-    try:
-        return str(checked_copy(model_uri))
-    except (mlflow.exceptions.MlflowException, OSError) as error:
-        reason = str(error).splitlines()[0][:200]
-        raise UserError(f"cannot load model '{model_uri}' ({reason}); registered models: "
-                        f"{registered_models_listing()}") from None
+    return str(checked_model(model_uri))
 
 
 def main(argv: list[str] | None = None) -> int:

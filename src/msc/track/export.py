@@ -12,21 +12,7 @@ from msc.model.backbone import load_backbone
 from msc.model.onnx_bundle import write_bundle
 from msc.model.onnx_towers import OnnxBackbone
 from msc.model.spec import HEAD_SPEC, backbone_reference, read_head_spec
-from msc.track.inference import load_model, registered_models_listing
-from msc.track.integrity import checked_copy
-
-
-def checked_model(model_uri: str) -> Path:
-    """The model's checked private copy (MLmodel, artifacts/, code/; msc.track.integrity.checked_copy: a
-    registered version against its tag too); a sentence when there is none."""
-    import mlflow
-
-    try:
-        return checked_copy(model_uri)
-    except (mlflow.exceptions.MlflowException, OSError) as error:
-        reason = str(error).splitlines()[0][:200]
-        raise UserError(f"cannot load model '{model_uri}' ({reason}); registered models: "
-                        f"{registered_models_listing()}") from None
+from msc.track.inference import checked_model, load_model
 
 
 def export_model(model_uri: str, out: Path) -> Path:

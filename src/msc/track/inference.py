@@ -75,20 +75,33 @@ def legacy_code(model_uri: str) -> Iterator[None]:
         sys.modules.update(ours)
 
 
-def load_model(model_uri: str, checked: Path | None = None):
-    """The model, as a trusted caller: it reads the test set's image files by path. ``checked``: the folder
-    ``checked_copy(model_uri)`` already gave (src.export reads its files first), else a copy made here."""
+def checked_model(model_uri: str) -> Path:
+    """The checked private copy of the model at ``model_uri`` (msc.track.integrity.checked_copy: every file
+    as logged and registered, no bytecode caches), or a sentence naming the model and the registered ones."""
     import mlflow
 
     try:
-        folder = str(checked or checked_copy(model_uri))  # every file as logged, before MLflow runs any of them
+        return checked_copy(model_uri)
+    except (mlflow.exceptions.MlflowException, OSError) as error:
+        raise cannot_load(model_uri, error) from None
+
+
+def cannot_load(model_uri: str, error: Exception) -> UserError:
+    reason = str(error).splitlines()[0][:200]
+    return UserError(f"cannot load model '{model_uri}' ({reason}); registered models: {registered_models_listing()}")
+
+
+def load_model(model_uri: str, checked: Path | None = None):
+    """The model, as a trusted caller: it reads the test set's image files by path. ``checked``: the folder
+    ``checked_model(model_uri)`` already gave (src.export reads its files first), else a copy made here."""
+    import mlflow
+
+    folder = str(checked or checked_model(model_uri))  # every file as logged, before MLflow runs any of them
+    try:
         with legacy_code(folder):
             return mlflow.pyfunc.load_model(folder, model_config=trusted_config(folder))
     except (mlflow.exceptions.MlflowException, OSError) as error:
-        reason = str(error).splitlines()[0][:200]
-        raise UserError(
-            f"cannot load model '{model_uri}' ({reason}); registered models: {registered_models_listing()}"
-        ) from None
+        raise cannot_load(model_uri, error) from None
 
 
 def trusted_config(model_uri: str) -> dict:
