@@ -3,9 +3,9 @@
 PyYAML keeps the last of two equal keys of a mapping silently, so a second ``train:`` section
 would drop the whole first one. ``load_yaml`` refuses that with one sentence naming both lines.
 A merge (``<<: *defaults``) still lets a key written beside it replace the merged one: that is
-what a merge is for. libyaml's parser reads the file where PyYAML has it (load_config of
-params.yaml went from 17 ms to 7.8 ms here: a stage reads it once, the tests hundreds of times); a file it refuses is read again by PyYAML's own parser,
-whose sentence shows the offending line.
+what a merge is for. libyaml's parser reads the file where PyYAML has it (load_config of params.yaml
+went from 17 ms to 7.8 ms here: a stage reads it once, the tests hundreds of times); a file it refuses
+is read again by PyYAML's own parser, whose sentence shows the offending line.
 """
 
 from __future__ import annotations
