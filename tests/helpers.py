@@ -5,6 +5,7 @@ live in benchmarks/processes.py, which the benchmark uses too."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -43,8 +44,11 @@ def committed_params_text() -> str:
 
 @functools.lru_cache(maxsize=1)
 def committed_params() -> Path:
-    """A file holding ``committed_params_text()``, written once per test session."""
-    path = Path(tempfile.mkdtemp(prefix="msc-params-")) / "params.yaml"
+    """A file holding ``committed_params_text()``, written once per test process and removed at its exit
+    (it lies outside pytest's basetemp: the helpers have no fixture to ask for it)."""
+    folder = tempfile.mkdtemp(prefix="msc-params-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = Path(folder) / "params.yaml"
     path.write_text(committed_params_text())
     return path
 
