@@ -34,3 +34,17 @@ def test_nothing_outside_tests_imports_the_tests_package():
     importing = [str(path.relative_to(REPO)) for folder in ("src", "benchmarks") for path in (REPO / folder).rglob("*.py")
                  if re.search(r"^\s*(from tests\b|import tests\b)", path.read_text(), re.M)]
     assert not importing, importing
+
+
+def test_a_tier_folder_is_collected_only_where_the_mark_expression_can_select_it():
+    from tests.conftest import tier_may_be_selected
+
+    def collected(markexpr: str) -> set[str]:
+        return {tier for tier in ("unit", "integration", "slow") if tier_may_be_selected(tier, markexpr)}
+
+    assert collected("not slow and not integration") == {"unit"}  # the default run
+    assert collected("integration") == {"integration", "slow"}  # a slow test that starts processes keeps the mark
+    assert collected("slow") == {"slow"}
+    assert collected("postgres") == collected("not gpu") == {"unit", "integration", "slow"}
+    assert collected("integration and not slow") == {"integration"}
+    assert collected("skip or not integration") == {"unit", "integration", "slow"}, "a mark the table does not know"
