@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import pytest
 
 import src  # noqa: F401  (first: src/__init__.py loads this checkout's msc, also where pip install -e ran in another)
-from tests.helpers import TEST_IMAGE_SCALE, TEST_SHAPE, TESTS
+from tests.helpers import TEST_IMAGE_SCALE, TEST_SHAPE, TESTS, TIER_FOLDERS, tier_may_be_selected
 
 # torch, MLflow and msc are imported by the fixtures that use them: xdist's controller imports this file
 # (about 2.5 s of imports) before it starts any worker, and it runs no fixture and no test.
@@ -223,45 +223,9 @@ def trained_project(project, cache, splits):
 # run (pyproject's addopts: -m 'not slow and not integration') is the unit tier.
 TIER_MARKS = {"integration": pytest.mark.integration, "slow": pytest.mark.slow}
 SHARED_BUILDS = {"sample_root", "small_sample_root", "tiny_clip"}  # built once per run (built_once_per_run)
-# The marks a test of each tier folder may carry besides its tier's: slow/ keeps `integration` on the slow tests
-# that start processes; postgres and gpu may be on any test (test_tests_layout.py keeps tier marks off the rest).
-OPTIONAL_MARKS = {"unit": ("postgres", "gpu"), "integration": ("postgres", "gpu"), "slow": ("integration", "postgres", "gpu")}
-
-
-def tier_may_be_selected(tier: str, markexpr: str) -> bool:
-    """Whether ``-m markexpr`` selects some test that could lie in the tier folder ``tier``.
-
-    pytest deselects after it has imported every test file, and the default run's `-m 'not slow and not
-    integration'` used to import (and rewrite the asserts of) the 50 files of integration/ and slow/ in every
-    worker for nothing. The expression is pytest's own; an expression it cannot parse here, or one naming a
-    mark this table does not know, collects the folder as before."""
-    import itertools
-
-    try:
-        from _pytest.mark.expression import Expression  # not public API: any failure collects as before
-
-        expression = Expression.compile(markexpr)
-        fixed = {tier} & set(TIER_MARKS)
-        optional = OPTIONAL_MARKS[tier]
-        asked: set[str] = set()
-
-        def has_mark(marks: set[str]):
-            def matcher(name: str, /, **kwargs) -> bool:
-                asked.add(name)
-                return name in marks and not kwargs
-
-            return matcher
-
-        selected = any(expression.evaluate(has_mark(fixed | set(chosen)))
-                       for size in range(len(optional) + 1) for chosen in itertools.combinations(optional, size))
-        return selected or not asked <= set(TIER_MARKS) | set(optional)
-    except Exception:
-        return True
-
-
 def pytest_ignore_collect(collection_path: Path, config):
     """Skip importing a tier folder (tests/unit, tests/integration, tests/slow) that ``-m`` cannot select."""
-    if collection_path.parent == TESTS and collection_path.name in OPTIONAL_MARKS and config.option.markexpr:
+    if collection_path.parent == TESTS and collection_path.name in TIER_FOLDERS and config.option.markexpr:
         return True if not tier_may_be_selected(collection_path.name, config.option.markexpr) else None
     return None
 

@@ -1,12 +1,14 @@
 """What several test files share and that is no fixture: the repository's paths, the committed params.yaml
 pointed at test folders, commands run as a user types them, a snapshot of the repository, PostgreSQL's
-address, issue 25's noisy project. Only tests/ imports this package; the process and server utilities
-live in benchmarks/processes.py, which the benchmark uses too."""
+address, issue 25's noisy project, which tier folders a mark expression can select. Only tests/ imports
+this package; the process and server utilities live in benchmarks/processes.py, which the benchmark uses
+too."""
 
 from __future__ import annotations
 
 import atexit
 import functools
+import itertools
 import os
 import shutil
 import subprocess
@@ -25,6 +27,41 @@ REPO = TESTS.parent
 # integration tests that write their own backbone keep the sample's 224 px "tiny".
 TEST_SHAPE = "tiny-32px"
 TEST_IMAGE_SCALE = 0.25
+
+# A tier folder -> the marks its tests may carry besides the tier's own (unit/ has none): slow/ keeps
+# `integration` on the slow tests that start processes; postgres and gpu may be on any test
+# (test_tests_layout.py keeps the tier marks off the rest).
+TIER_MARK_NAMES = ("integration", "slow")
+TIER_FOLDERS = {"unit": ("postgres", "gpu"), "integration": ("postgres", "gpu"), "slow": ("integration", "postgres", "gpu")}
+
+
+def tier_may_be_selected(tier: str, markexpr: str) -> bool:
+    """Whether ``-m markexpr`` selects some test that could lie in the tier folder ``tier``.
+
+    pytest deselects after it has imported every test file, and the default run's `-m 'not slow and not
+    integration'` used to import (and rewrite the asserts of) the 50 files of integration/ and slow/ in every
+    worker for nothing. The expression is pytest's own; an expression it cannot parse here, or one naming a
+    mark this table does not know, collects the folder as before."""
+    try:
+        from _pytest.mark.expression import Expression  # not public API: any failure collects as before
+
+        expression = Expression.compile(markexpr)
+        fixed = {tier} & set(TIER_MARK_NAMES)
+        optional = TIER_FOLDERS[tier]
+        asked: set[str] = set()
+
+        def has_mark(marks: set[str]):
+            def matcher(name: str, /, **kwargs) -> bool:
+                asked.add(name)
+                return name in marks and not kwargs
+
+            return matcher
+
+        selected = any(expression.evaluate(has_mark(fixed | set(chosen)))
+                       for size in range(len(optional) + 1) for chosen in itertools.combinations(optional, size))
+        return selected or not asked <= set(TIER_MARK_NAMES) | set(optional)
+    except Exception:
+        return True
 
 
 def image_side_and_tokens() -> tuple[int, int]:

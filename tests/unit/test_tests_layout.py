@@ -37,7 +37,7 @@ def test_nothing_outside_tests_imports_the_tests_package():
 
 
 def test_a_tier_folder_is_collected_only_where_the_mark_expression_can_select_it():
-    from tests.conftest import tier_may_be_selected
+    from tests.helpers import tier_may_be_selected
 
     def collected(markexpr: str) -> set[str]:
         return {tier for tier in ("unit", "integration", "slow") if tier_may_be_selected(tier, markexpr)}

@@ -6,7 +6,6 @@ on Python 3.11, 12 times in 8 s with two droppers)."""
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from msc.model.integrity import drop_bytecode
 from tests.helpers import REPO

@@ -12,8 +12,7 @@ from msc.core.labels import COURSE_LABELS
 from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
 from msc.train.calibration import expected_calibration_error, with_temperature
 from msc.train.calibration_maps import cross_validated_nll, fit_map, fit_rules
-from msc.train.crossfit import (CalibrationRows, Refit, calibration_rows, fold_models_unlike_the_head,
-                                out_of_fold_probabilities)
+from msc.train.crossfit import CalibrationRows, Refit, calibration_rows, fold_models_unlike_the_head, out_of_fold_probabilities
 from msc.train.holdout import holdout_summary
 from msc.train.loop import predict_proba, train_head
 from msc.train.metrics import classification_metrics
