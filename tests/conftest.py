@@ -3,6 +3,7 @@ a test's folder sets its marker (tests/README.md says where a test goes)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -223,6 +224,8 @@ def trained_project(project, cache, splits):
 # run (pyproject's addopts: -m 'not slow and not integration') is the unit tier.
 TIER_MARKS = {"integration": pytest.mark.integration, "slow": pytest.mark.slow}
 SHARED_BUILDS = {"sample_root", "small_sample_root", "tiny_clip"}  # built once per run (built_once_per_run)
+
+
 def pytest_ignore_collect(collection_path: Path, config):
     """Skip importing a tier folder (tests/unit, tests/integration, tests/slow) that ``-m`` cannot select."""
     if collection_path.parent == TESTS and collection_path.name in TIER_FOLDERS and config.option.markexpr:
@@ -252,3 +255,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(TIER_MARKS[tier])
     group = start_order(items)
     items.sort(key=lambda item: group[item.path])  # stable: in collection order within each group
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """Freeze what the tests left before the process exits: the collections of interpreter shutdown then skip
+    the objects that torch, transformers and MLflow hold, which took about 3 s between the last test
+    and the end of a 2-worker run (a worker's exit is on xdist's critical path). Shutdown itself, the atexit
+    handlers and every refcount-freed object are unchanged."""
+    gc.freeze()
+
