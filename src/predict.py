@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         low, high = scores["test_ece_ci95"]
         print(f"against {truth_name}: accuracy {scores['test_accuracy']:.4f}, expected calibration error "
               f"{scores['test_ece']:.4f} [{low:.4f}, {high:.4f}] (10 bins of the top probability; 95 % bootstrap "
-              f"interval) on {int(scores['test_scored'])} posts"
+              f"interval), log loss {scores['test_log_loss']:.4f} on {int(scores['test_scored'])} posts"
               + (f"; the label sets at coverage {args.coverage} held the true label of {scores['test_coverage']:.3f} "
                  f"of them (mean set size {scores['test_mean_set_size']:.2f})" if "test_coverage" in scores else ""))
     return 0

@@ -92,10 +92,15 @@ def calibration_section(holdout: dict, labels: tuple[str, ...], issues_csv: Path
     ece = (f"expected calibration error {holdout['ece']:.3f} with its `{kind}` map, "
            f"{holdout.get('ece_temperature_only', holdout['ece']):.3f} with the temperature alone "
            f"(T = {holdout['temperature']:.3f}), {holdout['ece_uncalibrated']:.3f} raw")
+    loss = "" if "log_loss" not in holdout else (  # metrics.json written since the log loss was added
+        f" Its log loss is {holdout['log_loss']:.3f} ({holdout['log_loss_temperature_only']:.3f} with the temperature "
+        f"alone, {holdout['log_loss_uncalibrated']:.3f} raw). Where the two disagree, trust the log loss: the ECE bins "
+        "the top probability alone, so on a small holdout raw probabilities can score a low ECE while they give a rare "
+        "class far more than its share.")
     return ["## The registered model's probabilities", "",
             f"On the holdout, the version in Production (`results/metrics.json`) has an {ece}, and its label rule "
-            f"gives accuracy {holdout['accuracy']:.3f} and weighted F1 {holdout['weighted_f1']:.3f}. The label is the "
-            "argmax of the calibrated probabilities times per-class weights fitted for `train.select_metric`, so a "
+            f"gives accuracy {holdout['accuracy']:.3f} and weighted F1 {holdout['weighted_f1']:.3f}.{loss} The label is "
+            "the argmax of the calibrated probabilities times per-class weights fitted for `train.select_metric`, so a "
             "post can be labelled with a class whose probability is not the largest (docs/calibrated-probabilities.md "
             "says why).", "",
             *coverage_lines(holdout, labels),

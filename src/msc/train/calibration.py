@@ -1,5 +1,5 @@
 """Calibrated probabilities: one temperature, and how far probabilities are from outcomes (the
-expected calibration error, with its bootstrap interval).
+expected calibration error, with its bootstrap interval, and the log loss).
 
 Temperature scaling divides the head's logits by T > 0 before the softmax. It never changes the
 predicted label (the argmax), so it changes no accuracy or F1, only what the probabilities claim.
@@ -62,6 +62,19 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
                      for b in reliability(probs, labels, bins) if b["samples"]))
 
 
+def label_nll(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n,) negative log of the probability each row of (n, C) ``probs`` gives its true label (clipped at 1e-12)."""
+    return -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of ``labels``: a proper score of the probability given to each row's true
+    class, the loss the calibration maps minimise. The ECE bins the top probability alone, so it cannot see
+    mass moved between the other classes: raw probabilities that give a rare class three times its share can
+    still have a low ECE on a small holdout, while their log loss shows the damage the map repairs."""
+    return float(label_nll(probs, labels).mean())
+
+
 def ece_interval(probs: np.ndarray, labels: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
                  seed: int = 0) -> list[float]:
     """95 % percentile interval [low, high] of the expected calibration error of ``probs`` (n, C) over
@@ -96,7 +109,7 @@ def calibration_errors(raw_probs: np.ndarray, labels: np.ndarray, temperature: f
 
 
 def score_against(predicted: pd.DataFrame, truth: dict[str, str], labels: tuple[str, ...], what: str) -> dict[str, float]:
-    """Accuracy and expected calibration error (with its 95 % bootstrap interval, ``test_ece_ci95``) of
+    """Accuracy, expected calibration error (with its 95 % bootstrap interval, ``test_ece_ci95``) and log loss of
     ``predicted`` (id, label, p_<label> columns of ``labels``; with a ``label_set`` column, also the share of
     sets that hold the true label, ``test_coverage``, and their mean size) against ``truth`` (id -> label), on the ids it has;
     ``what`` names the truth in sentences."""
@@ -111,7 +124,8 @@ def score_against(predicted: pd.DataFrame, truth: dict[str, str], labels: tuple[
     # The accuracy of the labels as predicted (the decision rule's), not of the largest probability.
     accuracy = float((scored["label"].to_numpy() == np.array(labels)[actual]).mean())
     scores = {"test_accuracy": accuracy, "test_ece": expected_calibration_error(probs, actual),
-              "test_ece_ci95": ece_interval(probs, actual), "test_scored": float(len(actual))}
+              "test_ece_ci95": ece_interval(probs, actual), "test_log_loss": log_loss(probs, actual),
+              "test_scored": float(len(actual))}
     if "label_set" in scored.columns:  # --coverage: how often the set held the true label, and its mean size
         sets = [s.split("|") if isinstance(s, str) and s else [] for s in scored["label_set"]]
         scores["test_coverage"] = float(np.mean([labels[y] in s for y, s in zip(actual, sets)]))

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from msc.model.calibrated import MAP_KINDS, CalibrationMap, ProbabilityRules, log_probs, softmax
-from msc.train.calibration import fit_temperature
+from msc.train.calibration import fit_temperature, label_nll
 from msc.train.conformal import fit_label_sets
 from msc.train.decision import fit_decision_rule
 
@@ -110,8 +110,7 @@ def fit_rules(probs: np.ndarray, labels: np.ndarray, select_metric: str, kind: s
 
 def row_nll(calibration: CalibrationMap, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(n,) negative log-likelihood of each of (n,) ``labels`` under ``calibration`` applied to (n, C) ``probs``."""
-    calibrated = calibration.apply(probs)[np.arange(len(labels)), labels]
-    return -np.log(np.clip(calibrated, 1e-12, 1.0))
+    return label_nll(calibration.apply(probs), labels)
 
 
 def cross_validated_nll(kind: str, probs: np.ndarray, labels: np.ndarray, seed: int, folds: int = 5) -> np.ndarray | None:

@@ -15,7 +15,7 @@ import numpy as np
 from msc.features.cache import FeatureCache
 from msc.model.calibrated import ProbabilityRules
 from msc.model.spec import HeadSpec, build_logged_head
-from msc.train.calibration import ece_interval, expected_calibration_error, with_temperature
+from msc.train.calibration import ece_interval, expected_calibration_error, log_loss, with_temperature
 from msc.train.conformal import coverage_report
 from msc.train.loop import frozen_backbone, predict_proba
 from msc.train.metrics import bootstrap_intervals, classification_metrics, reported_metrics
@@ -44,7 +44,8 @@ def holdout_summary(labels: np.ndarray, raw: np.ndarray, rules: ProbabilityRules
     """Scores of the served predictions of raw (n, C) holdout probabilities of the classes ``names``: the
     labels of ``rules``' decision rule, point estimates and 95 % bootstrap intervals; the expected calibration
     error of ``rules``' calibrated probabilities (``ece``, its interval), of the single fitted ``temperature``
-    alone (``ece_temperature_only``) and of ``raw`` (``ece_uncalibrated``); and, when ``rules`` has label sets,
+    alone (``ece_temperature_only``) and of ``raw`` (``ece_uncalibrated``), and the log loss of the same three
+    (``log_loss``, ``log_loss_temperature_only``, ``log_loss_uncalibrated``); and, when ``rules`` has label sets,
     what they reached at each of HOLDOUT_COVERAGES (``label_sets``: coverage_report by coverage)."""
     probs, predictions, _ = rules.predict(raw)
     summary = {**reported_metrics(classification_metrics(labels, predictions, names)),
@@ -52,7 +53,10 @@ def holdout_summary(labels: np.ndarray, raw: np.ndarray, rules: ProbabilityRules
                "temperature": temperature, "calibration": rules.calibration.kind,
                "ece": expected_calibration_error(probs, labels), "ece_ci95": ece_interval(probs, labels),
                "ece_temperature_only": expected_calibration_error(with_temperature(raw, temperature), labels),
-               "ece_uncalibrated": expected_calibration_error(raw, labels)}
+               "ece_uncalibrated": expected_calibration_error(raw, labels),
+               "log_loss": log_loss(probs, labels),
+               "log_loss_temperature_only": log_loss(with_temperature(raw, temperature), labels),
+               "log_loss_uncalibrated": log_loss(raw, labels)}
     if rules.label_sets is not None:
         summary["label_sets"] = {str(coverage): coverage_report(rules.label_sets.apply(probs, coverage), labels, names)
                                  for coverage in HOLDOUT_COVERAGES}

@@ -20,8 +20,8 @@ def test_the_section_shows_coverage_per_class_and_the_top_label_issues(sample_ro
     probs = rng.dirichlet(np.ones(3), 200)
     labels = rng.integers(0, 3, 200)
     sets = LabelSets(scores=tuple(tuple(sorted(rng.uniform(0, 1, 50))) for _ in range(3)))
-    holdout = {**HOLDOUT, "label_sets": {str(c): coverage_report(sets.apply(probs, c), labels, COURSE_LABELS)
-                                         for c in (0.8, 0.9)}}
+    holdout = {**HOLDOUT, "log_loss": 0.64, "log_loss_temperature_only": 0.7, "log_loss_uncalibrated": 0.76,
+               "label_sets": {str(c): coverage_report(sets.apply(probs, c), labels, COURSE_LABELS) for c in (0.8, 0.9)}}
     posts = read_posts(DataSource(sample_root), with_test=False).labelled[:30]
     issues = rank_label_issues([p.guid for p in posts], np.array([COURSE_LABELS.index(p.label) for p in posts]),
                                rng.dirichlet(np.ones(3), len(posts)), COURSE_LABELS)
@@ -30,6 +30,7 @@ def test_the_section_shows_coverage_per_class_and_the_top_label_issues(sample_ro
     text = "\n".join(calibration_section(holdout, COURSE_LABELS, tmp_path / "label_issues.csv", DataSource(sample_root),
                                          "auto", figures))
     assert "0.050 with its `vector` map, 0.130 with the temperature alone (T = 1.040), 0.150 raw" in text
+    assert "Its log loss is 0.640 (0.700 with the temperature alone, 0.760 raw). Where the two disagree" in text
     for asked in ("0.8", "0.9"):
         report = holdout["label_sets"][asked]
         neutral = report["per_class"]["neutral"]
@@ -48,6 +49,7 @@ def test_the_section_says_what_an_older_registration_lacks(sample_root, tmp_path
     text = "\n".join(calibration_section(HOLDOUT, COURSE_LABELS, tmp_path / "label_issues.csv", DataSource(sample_root),
                                          "auto", tmp_path / "figures"))
     assert "has no conformal label sets (registered before them)" in text
+    assert "log loss" not in text  # metrics.json written before the log loss
     assert "No `label_issues.csv` (written by `python -m src.tune` since issue 32)" in text
 
 

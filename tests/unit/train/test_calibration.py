@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import log_loss as sklearn_log_loss
 
 from msc.core.labels import COURSE_LABELS
 from msc.train.calibration import (
@@ -8,6 +9,7 @@ from msc.train.calibration import (
     ece_interval,
     expected_calibration_error,
     fit_temperature,
+    log_loss,
     reliability,
     with_temperature,
 )
@@ -44,6 +46,19 @@ def test_ece_of_ten_bins_on_the_top_probability():
     assert expected_calibration_error(probs, labels) == pytest.approx(0.4)
     bins = reliability(probs, labels)
     assert len(bins) == 10 and sum(b["samples"] for b in bins) == 20
+
+
+def test_the_log_loss_scores_the_mass_the_ece_cannot_see():
+    """Two models with the same top probabilities, so the same ECE (0: 90 % right at 0.9); the second gives the
+    rare class 2 a fifth of what the first does, and class 2 is the true label of the post both get wrong."""
+    labels = np.array([0] * 9 + [2])
+    spread, starved = np.array([[0.9, 0.05, 0.05]] * 10), np.array([[0.9, 0.09, 0.01]] * 10)
+    assert expected_calibration_error(spread, labels) == expected_calibration_error(starved, labels) == pytest.approx(0)
+    assert log_loss(spread, labels) == pytest.approx(-(9 * np.log(0.9) + np.log(0.05)) / 10)
+    assert log_loss(starved, labels) - log_loss(spread, labels) == pytest.approx(np.log(5) / 10)
+    probs = softmax(np.random.default_rng(3).normal(size=(200, 4)) * 2)
+    outcomes = np.random.default_rng(4).integers(0, 4, 200)
+    assert log_loss(probs, outcomes) == pytest.approx(sklearn_log_loss(outcomes, probs, labels=range(4)))
 
 
 def test_bootstrap_intervals_contain_the_estimate_and_are_seeded():

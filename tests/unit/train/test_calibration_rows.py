@@ -10,7 +10,7 @@ import pytest
 
 from msc.core.labels import COURSE_LABELS
 from msc.model.calibrated import CalibrationMap, DecisionRule, ProbabilityRules
-from msc.train.calibration import expected_calibration_error, with_temperature
+from msc.train.calibration import expected_calibration_error, log_loss, with_temperature
 from msc.train.calibration_maps import cross_validated_nll, fit_map, fit_rules
 from msc.train.crossfit import CalibrationRows, Refit, calibration_rows, fold_models_unlike_the_head, out_of_fold_probabilities
 from msc.train.holdout import holdout_summary
@@ -91,6 +91,9 @@ def test_the_holdout_summary_scores_the_served_labels_and_probabilities():
     assert summary["accuracy"] == pytest.approx(classification_metrics(labels, predicted, COURSE_LABELS)["accuracy"])
     assert summary["ece"] == pytest.approx(expected_calibration_error(probs, labels))
     assert summary["ece"] < summary["ece_temperature_only"] == pytest.approx(expected_calibration_error(raw, labels))
+    # The rows' shift of the middle class is what the map undoes and one temperature (1.0 here) cannot.
+    assert summary["log_loss"] == pytest.approx(log_loss(probs, labels))
+    assert summary["log_loss"] < summary["log_loss_temperature_only"] == summary["log_loss_uncalibrated"]
     assert summary["calibration"] == "vector" and set(summary["label_sets"]) == {"0.8", "0.9"}
     for asked, report in summary["label_sets"].items():
         assert abs(report["coverage"] - float(asked)) < 0.03  # exchangeable rows: the guarantee holds

@@ -65,9 +65,10 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
     # The UI link opens the experiment's runs in the model-training view, not GenAI's overview.
     experiment_id = mlflow.get_experiment_by_name("msc").experiment_id
     # The saved view of the trials (msc/track/views.py; tests/test_mlflow_views.py) sorts them by objective.
+    tune_out = capsys.readouterr().out
     assert (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&"
             f"viewStateShareKey={view_key(summary['study_name'])} (after `mlflow ui --backend-store-uri "
-            f"sqlite:///{trained_project / 'mlflow.db'}`)") in capsys.readouterr().out
+            f"sqlite:///{trained_project / 'mlflow.db'}`)") in tune_out
 
     # Every reported score carries its interval, and the probabilities their calibration error.
     holdout = summary["holdout"]
@@ -75,6 +76,8 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
         low, high = holdout[f"{metric}_ci95"]
         assert low <= holdout[metric] <= high and high - low > 0
     assert 0 <= holdout["ece"] <= 1 and 0 <= holdout["ece_uncalibrated"] <= 1
+    assert holdout["log_loss"] > 0 and holdout["log_loss_uncalibrated"] > 0
+    assert f"log loss {holdout['log_loss']:.4f} ({holdout['log_loss_uncalibrated']:.4f} without)" in tune_out
 
     assert holdout["ece_ci95"][0] < holdout["ece_ci95"][1]
 
@@ -119,7 +122,7 @@ def test_study_registers_a_model_that_labels_the_test_set(trained_project, confi
     assert predict.main(["--model-uri", "models:/msc/Production", "--params", str(params), "--true-labels",
                          str(truth), "--explain"]) == 0
     out = capsys.readouterr().out
-    assert f"against {truth}: accuracy " in out and "expected calibration error" in out
+    assert f"against {truth}: accuracy " in out and "expected calibration error" in out and ", log loss " in out
     lines = (trained_project / "results" / "test_with_label.txt").read_text().splitlines()
     test_lines = (Path(config.data.root) / "test_without_label.txt").read_text().splitlines()
     assert lines[0] == "guid,tag" and len(lines) == len(test_lines)
