@@ -40,7 +40,8 @@ class Registration:
     compared_with_version: int | None  # the Production version scored against the candidate, if one was
     holdout_samples: int
     # The Production version's holdout as served (its rules' labels and calibrated probabilities): scores, ci95
-    # intervals, ece, ece_ci95, ece_temperature_only, ece_uncalibrated, temperature, calibration, label_sets.
+    # intervals, ece, ece_ci95, ece_temperature_only, ece_uncalibrated, log_loss (and its _temperature_only and
+    # _uncalibrated), temperature, calibration, label_sets.
     holdout: dict
     candidate_holdout_weighted_f1: float  # the candidate's plain argmax, which the gate compares (its rules come after)
 
