@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--class-conditional", action="store_true", help="with --coverage: that coverage for every "
                         "true label separately (larger sets for the labels the model confuses), not on average")
     parser.add_argument("--true-labels", type=Path, help="a CSV of guid,label for the predicted posts (the offline "
-                        "sample's data/cues.csv): also report accuracy and calibration error against it; with --input, "
+                        "sample's data/cues.csv): also report accuracy, calibration error and log loss against it; with --input, "
                         "the table's own labels are used when it has some")
     args = parser.parse_args(argv)
     if args.coverage is not None and not 0 < args.coverage < 1:

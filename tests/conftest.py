@@ -257,11 +257,11 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: group[item.path])  # stable: in collection order within each group
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session):
-    """Freeze what the tests left before the process exits: the collections of interpreter shutdown then skip
-    the objects that torch, transformers and MLflow hold, which took about 3 s between the last test
-    and the end of a 2-worker run (a worker's exit is on xdist's critical path). Shutdown itself, the atexit
-    handlers and every refcount-freed object are unchanged."""
+@pytest.hookimpl(trylast=True)  # after pytest's own unconfigure, whose collection reports unraisable exceptions
+def pytest_unconfigure(config):
+    """Freeze what is still alive as the process ends, so that interpreter shutdown's collections skip the
+    objects torch, transformers and MLflow hold: between the last test and the end of a 2-worker run (a
+    worker's exit is on xdist's critical path) this took about 3 s. Garbage is still collected first, by
+    pytest's unraisable-exception check; what freezing gives up is shutdown finalizing live cycles, which
+    Python never promises."""
     gc.freeze()
-

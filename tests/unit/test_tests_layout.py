@@ -48,3 +48,4 @@ def test_a_tier_folder_is_collected_only_where_the_mark_expression_can_select_it
     assert collected("postgres") == collected("not gpu") == {"unit", "integration", "slow"}
     assert collected("integration and not slow") == {"integration"}
     assert collected("skip or not integration") == {"unit", "integration", "slow"}, "a mark the table does not know"
+    assert collected("gpu(x=1)") == {"unit", "integration", "slow"}, "a mark's arguments"

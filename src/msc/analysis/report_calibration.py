@@ -92,11 +92,14 @@ def calibration_section(holdout: dict, labels: tuple[str, ...], issues_csv: Path
     ece = (f"expected calibration error {holdout['ece']:.3f} with its `{kind}` map, "
            f"{holdout.get('ece_temperature_only', holdout['ece']):.3f} with the temperature alone "
            f"(T = {holdout['temperature']:.3f}), {holdout['ece_uncalibrated']:.3f} raw")
-    loss = "" if "log_loss" not in holdout else (  # metrics.json written since the log loss was added
-        f" Its log loss is {holdout['log_loss']:.3f} ({holdout['log_loss_temperature_only']:.3f} with the temperature "
-        f"alone, {holdout['log_loss_uncalibrated']:.3f} raw). Where the two disagree, trust the log loss: the ECE bins "
-        "the top probability alone, so on a small holdout raw probabilities can score a low ECE while they give a rare "
-        "class far more than its share.")
+    loss = ""
+    if "log_loss" in holdout:  # metrics.json written since the log loss was added
+        loss = (f" Its log loss is {holdout['log_loss']:.3f} ({holdout['log_loss_temperature_only']:.3f} with the "
+                f"temperature alone, {holdout['log_loss_uncalibrated']:.3f} raw).")
+        if (holdout["ece"] < holdout["ece_uncalibrated"]) != (holdout["log_loss"] < holdout["log_loss_uncalibrated"]):
+            loss += (" The two disagree on whether the map helped; trust the log loss, which scores the probability of "
+                     "every post's true class, where the ECE bins the top probability alone and is noisy on a small "
+                     "holdout.")
     return ["## The registered model's probabilities", "",
             f"On the holdout, the version in Production (`results/metrics.json`) has an {ece}, and its label rule "
             f"gives accuracy {holdout['accuracy']:.3f} and weighted F1 {holdout['weighted_f1']:.3f}.{loss} The label is "

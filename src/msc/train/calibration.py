@@ -15,6 +15,7 @@ from scipy.optimize import minimize_scalar
 
 from msc.core.errors import UserError
 from msc.core.labels import probability_columns
+from msc.model.calibrated import LOG_FLOOR
 from msc.train.metrics import BOOTSTRAP_RESAMPLES, interval95
 
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -36,8 +37,7 @@ def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The T that minimises the negative log-likelihood of ``labels`` (n,) under ``probs`` (n, C) / T."""
     def nll(log_t: float) -> float:
-        scaled = with_temperature(probs, float(np.exp(log_t)))
-        return float(-np.log(np.clip(scaled[np.arange(len(labels)), labels], 1e-12, None)).mean())
+        return log_loss(with_temperature(probs, float(np.exp(log_t))), labels)
 
     low, high = np.log(TEMPERATURE_RANGE)
     return float(np.exp(minimize_scalar(nll, bounds=(low, high), method="bounded").x))
@@ -63,15 +63,15 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def label_nll(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(n,) negative log of the probability each row of (n, C) ``probs`` gives its true label (clipped at 1e-12)."""
-    return -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))
+    """(n,) negative log of the probability each row of (n, C) ``probs`` gives its true label (clipped at LOG_FLOOR)."""
+    return -np.log(np.clip(probs[np.arange(len(labels)), labels], LOG_FLOOR, 1.0))
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of ``labels``: a proper score of the probability given to each row's true
-    class, the loss the calibration maps minimise. The ECE bins the top probability alone, so it cannot see
-    mass moved between the other classes: raw probabilities that give a rare class three times its share can
-    still have a low ECE on a small holdout, while their log loss shows the damage the map repairs."""
+    class, the loss the calibration maps and the temperature minimise. The ECE bins the top probability alone,
+    so it cannot see probability moved between the other classes (docs/calibrated-probabilities.md shows a
+    holdout where the two disagree)."""
     return float(label_nll(probs, labels).mean())
 
 

@@ -30,7 +30,12 @@ def test_the_section_shows_coverage_per_class_and_the_top_label_issues(sample_ro
     text = "\n".join(calibration_section(holdout, COURSE_LABELS, tmp_path / "label_issues.csv", DataSource(sample_root),
                                          "auto", figures))
     assert "0.050 with its `vector` map, 0.130 with the temperature alone (T = 1.040), 0.150 raw" in text
-    assert "Its log loss is 0.640 (0.700 with the temperature alone, 0.760 raw). Where the two disagree" in text
+    assert "Its log loss is 0.640 (0.700 with the temperature alone, 0.760 raw)." in text
+    assert "disagree" not in text  # ECE 0.05 < 0.15 raw and log loss 0.64 < 0.76 raw: both say the map helped
+    holdout["ece_uncalibrated"] = 0.03  # now the ECE says the map hurt, the log loss that it helped
+    text = "\n".join(calibration_section(holdout, COURSE_LABELS, tmp_path / "label_issues.csv", DataSource(sample_root),
+                                         "auto", figures))
+    assert "The two disagree on whether the map helped; trust the log loss" in text
     for asked in ("0.8", "0.9"):
         report = holdout["label_sets"][asked]
         neutral = report["per_class"]["neutral"]
