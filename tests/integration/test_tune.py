@@ -145,10 +145,27 @@ def write_params(project, config, **extra):
     return path
 
 
+STARTED_TUNERS: list[subprocess.Popen] = []  # killed after their test (no_tuner_outlives_its_test)
+
+
 def start_tuner(project, *args):
-    return subprocess.Popen([sys.executable, "-m", "src.tune", *args], cwd=project,
-                            env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tuner = subprocess.Popen([sys.executable, "-m", "src.tune", *args], cwd=project,
+                             env={**os.environ, "PYTHONPATH": str(REPO)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    STARTED_TUNERS.append(tuner)
+    return tuner
+
+
+@pytest.fixture(autouse=True)
+def no_tuner_outlives_its_test():
+    """A test that fails while its tuner runs (a communicate() timeout on a loaded machine) would leave the tuner
+    training on for minutes, slowing every later test; test files that import start_tuner import this too."""
+    yield
+    while STARTED_TUNERS:
+        tuner = STARTED_TUNERS.pop()
+        if tuner.poll() is None:
+            tuner.kill()
+        tuner.communicate()
 
 
 def only_study(storage: str) -> optuna.Study:

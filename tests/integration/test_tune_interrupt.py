@@ -7,7 +7,14 @@ import mlflow
 import optuna
 import pytest
 
-from tests.integration.test_tune import FINISHED, only_study, start_tuner, wait_for_trials, write_params
+from tests.integration.test_tune import (  # noqa: F401
+    FINISHED,
+    no_tuner_outlives_its_test,
+    only_study,
+    start_tuner,
+    wait_for_trials,
+    write_params,
+)
 
 
 def parent_run(project):

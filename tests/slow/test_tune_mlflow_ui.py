@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from benchmarks.processes import free_port
-from tests.integration.test_tune import start_tuner, write_params
+from tests.integration.test_tune import no_tuner_outlives_its_test, start_tuner, write_params  # noqa: F401
 
 
 # Integration as well as slow (the folder's mark): a server and a tuner in subprocesses. About 75 s per attempt
