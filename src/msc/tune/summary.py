@@ -76,8 +76,7 @@ def holdout_line(holdout: dict) -> str:
                 f"{holdout['temperature']:.3f} alone, {holdout['ece_uncalibrated']:.4f} without)")
     else:  # a metrics.json written before issue 32: the temperature alone
         ece += f" at temperature {holdout['temperature']:.3f} ({holdout['ece_uncalibrated']:.4f} without)"
-    if "log_loss" in holdout:  # written since the log loss was added: the ECE alone misread a map that helped
-        ece += f", log loss {holdout['log_loss']:.4f} ({holdout['log_loss_uncalibrated']:.4f} without)"
+    ece += f", log loss {holdout['log_loss']:.4f} ({holdout['log_loss_uncalibrated']:.4f} without)"
     sets = holdout.get("label_sets", {}).get("0.9")
     covered = "" if sets is None else (f", label sets at 0.9 cover {sets['coverage']:.3f} (mean size "
                                        f"{sets['mean_set_size']:.2f})")
