@@ -48,14 +48,15 @@ def holdout_summary(labels: np.ndarray, raw: np.ndarray, rules: ProbabilityRules
     (``log_loss``, ``log_loss_temperature_only``, ``log_loss_uncalibrated``); and, when ``rules`` has label sets,
     what they reached at each of HOLDOUT_COVERAGES (``label_sets``: coverage_report by coverage)."""
     probs, predictions, _ = rules.predict(raw)
+    tempered = with_temperature(raw, temperature)
     summary = {**reported_metrics(classification_metrics(labels, predictions, names)),
                **bootstrap_intervals(labels, predictions),
                "temperature": temperature, "calibration": rules.calibration.kind,
                "ece": expected_calibration_error(probs, labels), "ece_ci95": ece_interval(probs, labels),
-               "ece_temperature_only": expected_calibration_error(with_temperature(raw, temperature), labels),
+               "ece_temperature_only": expected_calibration_error(tempered, labels),
                "ece_uncalibrated": expected_calibration_error(raw, labels),
                "log_loss": log_loss(probs, labels),
-               "log_loss_temperature_only": log_loss(with_temperature(raw, temperature), labels),
+               "log_loss_temperature_only": log_loss(tempered, labels),
                "log_loss_uncalibrated": log_loss(raw, labels)}
     if rules.label_sets is not None:
         summary["label_sets"] = {str(coverage): coverage_report(rules.label_sets.apply(probs, coverage), labels, names)

@@ -152,5 +152,7 @@ def test_scores_against_the_truth_count_the_label_sets_that_hold_it():
     scores = score_against(predicted, truth, ("positive", "neutral", "negative"), "truth")
     assert scores["test_coverage"] == 0.5 and scores["test_mean_set_size"] == 1.5  # an empty set holds nothing
     assert scores["test_accuracy"] == 0.75  # of the labels as given (row 2's is not its largest probability's: 0.5)
+    # The probability of each post's true class, the one a --true-labels file and an --input table's labels share.
+    assert scores["test_log_loss"] == pytest.approx(-np.log([0.6, 0.3, 0.7, 0.3]).mean())
     assert "test_coverage" not in score_against(predicted.drop(columns="label_set"), truth,
                                                 ("positive", "neutral", "negative"), "truth")
